@@ -1,0 +1,113 @@
+"""One error vocabulary and the one place it becomes HTTP: {"error": {"code", "message"}}."""
+
+import logging
+
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    """An error the client can act on, with a stable code and a human sentence."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "INVALID"
+
+    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if status_code:
+            self.status_code = status_code
+
+
+class Conflict(ApplicationError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "CONFLICT"
+
+
+class NotFound(ApplicationError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "NOT_FOUND"
+
+
+class Forbidden(ApplicationError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "FORBIDDEN"
+
+
+_DRF_CODES = {
+    exceptions.NotAuthenticated: "UNAUTHENTICATED",
+    exceptions.AuthenticationFailed: "UNAUTHENTICATED",
+    exceptions.PermissionDenied: "FORBIDDEN",
+    exceptions.NotFound: "NOT_FOUND",
+    exceptions.MethodNotAllowed: "METHOD_NOT_ALLOWED",
+    exceptions.NotAcceptable: "NOT_ACCEPTABLE",
+    exceptions.UnsupportedMediaType: "UNSUPPORTED_MEDIA_TYPE",
+    exceptions.Throttled: "THROTTLED",
+    exceptions.ParseError: "INVALID",
+    exceptions.ValidationError: "INVALID",
+}
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def _flatten(detail, prefix: str = "") -> list[str]:
+    """Validation details as 'field: problem' sentences, so the message names the field."""
+    if isinstance(detail, dict):
+        out: list[str] = []
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else ""
+            out += _flatten(value, f"{prefix}.{name}" if prefix and name else name or prefix)
+        return out
+    if isinstance(detail, list):
+        return [msg for item in detail for msg in _flatten(item, prefix)]
+    return [f"{prefix}: {detail}" if prefix else str(detail)]
+
+
+def _drf_message(exc: exceptions.APIException) -> str:
+    if isinstance(exc, exceptions.ValidationError):
+        return "; ".join(_flatten(exc.detail)) or "Invalid input."
+    if isinstance(exc, exceptions.ParseError):
+        return f"Malformed request body: {exc.detail}"
+    return str(exc.detail)
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: every error leaves with the documented shape."""
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message), status=exc.status_code)
+    response = exception_handler(exc, context)
+    if response is None:
+        logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+        return Response(
+            error_body("SERVER_ERROR", "An unexpected error occurred; it has been logged."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "ERROR")
+    response.data = error_body(code, _drf_message(exc))
+    return response
+
+
+def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("NOT_FOUND", "No such resource."), status=404)
+
+
+def json_500(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        error_body("SERVER_ERROR", "An unexpected error occurred; it has been logged."), status=500
+    )
+
+
+def json_400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("INVALID", "Bad request."), status=400)
+
+
+def json_403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("FORBIDDEN", "Forbidden."), status=403)

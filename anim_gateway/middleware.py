@@ -1,0 +1,26 @@
+"""Request id: taken from X-Request-ID when sane, generated otherwise, echoed in the response."""
+
+import re
+import uuid
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        supplied = request.headers.get("X-Request-ID", "")
+        request.request_id = supplied if _SAFE_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        response = self.get_response(request)
+        response["X-Request-ID"] = request.request_id
+        return response
+
+
+def client_address(request: HttpRequest) -> str:
+    """The peer address; proxies are not trusted unless the deployment rewrites REMOTE_ADDR."""
+    return request.META.get("REMOTE_ADDR", "")

@@ -1,0 +1,245 @@
+"""Settings, read from the environment with embedded defaults that run (docs/configuration.md)."""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value not in ("True", "False"):
+        raise ImproperlyConfigured(f"{name} must be True or False, not {value!r}")
+    return value == "True"
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value else default
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from exc
+
+
+def env_secret(name: str, default: str = "") -> str:
+    """A secret from NAME, or from the file that NAME_FILE points to (Docker/K8s secrets)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = env_secret("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY (or SECRET_KEY_FILE) in production, "
+            "or DEBUG=True for a local development server."
+        )
+    SECRET_KEY = "dev-only-insecure-key-never-use-in-production"  # noqa: S105 (DEBUG only)
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "guardian",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "audit",
+    "consent",
+    "studies",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "anim_gateway.middleware.RequestIdMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "anim_gateway.urls"
+WSGI_APPLICATION = "anim_gateway.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "anim_gateway" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# SQLite by default; WAL, IMMEDIATE transactions and a busy timeout let concurrent requests
+# wait their turn instead of failing with "database is locked".
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+}
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'anim.sqlite3'}")
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))
+}
+# No ATOMIC_REQUESTS: a denied request must still commit its audit row. Every service that
+# writes is @transaction.atomic instead, so nothing is half-written.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/login/"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "Europe/Luxembourg"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# Object storage: a local folder by default, any S3-compatible store through django-storages.
+STORAGE_BACKEND = env_str("STORAGE_BACKEND", "local")
+STORAGE_ROOT = Path(env_str("STORAGE_ROOT", str(VAR_DIR / "storage")))
+SPOOL_DIR = Path(env_str("SPOOL_DIR", str(VAR_DIR / "spool")))
+AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
+AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL") or None
+AWS_ACCESS_KEY_ID = env_secret("AWS_ACCESS_KEY_ID")
+AWS_SECRET_ACCESS_KEY = env_secret("AWS_SECRET_ACCESS_KEY")
+STORAGES = {
+    "default": (
+        {"BACKEND": "storages.backends.s3.S3Storage"}
+        if STORAGE_BACKEND == "s3"
+        else {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(STORAGE_ROOT)},
+        }
+    ),
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "consent.authentication.BearerTokenAuthentication",
+        "consent.authentication.PortalSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "EXCEPTION_HANDLER": "anim_gateway.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Anim Gateway API",
+    "DESCRIPTION": "Consent-gated sharing of medical imaging between Luxembourg's hospitals.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Celery: without a broker, tasks run inline in the calling process.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE = {
+    "expire-consent-facts": {"task": "consent.tasks.expire_due", "schedule": timedelta(minutes=1)},
+    "audit-checkpoint": {"task": "audit.tasks.take_checkpoint", "schedule": timedelta(minutes=15)},
+}
+
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "anim-gateway@localhost")
+
+# Tokens
+TOKEN_DEFAULT_DAYS = env_int("TOKEN_DEFAULT_DAYS", 30)
+
+# The rule (DESIGN.md): durations of care relationships and emergency accesses.
+CARE_ADMISSION_DAYS = env_int("CARE_ADMISSION_DAYS", 91)
+CARE_REFERRAL_DAYS = env_int("CARE_REFERRAL_DAYS", 91)
+CARE_DECLARED_DAYS = env_int("CARE_DECLARED_DAYS", 456)
+EMERGENCY_ACCESS_HOURS = env_int("EMERGENCY_ACCESS_HOURS", 4)
+EMERGENCY_REASON_MIN_LENGTH = env_int("EMERGENCY_REASON_MIN_LENGTH", 20)
+# Which professions may perform which actions (rule 2).
+PROFESSION_ACTIONS = {
+    "physician": ["list_studies", "view_images", "emergency"],
+    "radiologist": ["list_studies", "view_images", "emergency"],
+    "dentist": ["list_studies", "view_images"],
+    "nurse": ["list_studies"],
+    "technologist": ["list_studies"],
+}
+
+# DICOM
+DICOM_LISTENER_PORT = env_int("DICOM_LISTENER_PORT", 11112)
+DICOM_LISTENER_AE_TITLE = env_str("DICOM_LISTENER_AE_TITLE", "ANIM_GATEWAY")
+STOW_MAX_BYTES = env_int("STOW_MAX_BYTES", 2 * 1024**3)
+
+# Audit
+AUDIT_SIGNING_KEY = env_secret("AUDIT_SIGNING_KEY")
+AUDIT_SYSLOG_HOST = env_str("AUDIT_SYSLOG_HOST")
+AUDIT_SYSLOG_PORT = env_int("AUDIT_SYSLOG_PORT", 6514)
+AUDIT_SYSLOG_CA_FILE = env_str("AUDIT_SYSLOG_CA_FILE")
+
+# Production hardening, on whenever DEBUG is off.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"pynetdicom": {"level": "WARNING"}},
+}

@@ -1,0 +1,23 @@
+"""Root URL configuration."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+handler400 = "anim_gateway.errors.json_400"
+handler403 = "anim_gateway.errors.json_403"
+handler404 = "anim_gateway.errors.json_404"
+handler500 = "anim_gateway.errors.json_500"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="schema"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[]),
+        name="api-docs",
+    ),
+    path("api/v1/", include("consent.urls")),
+    path("api/v1/", include("audit.urls")),
+    path("dicomweb/", include("studies.urls")),
+]

@@ -1,0 +1,102 @@
+"""One Actor per request: who is acting, in which role, for which institution or patient."""
+
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from consent.models import Account, Institution, Patient, Practitioner, Role
+
+
+@dataclass(frozen=True, kw_only=True)
+class Actor:
+    role: str
+    user: AbstractBaseUser | None = None
+    username: str = ""
+    display_name: str = ""
+    practitioner: Practitioner | None = None
+    institution: Institution | None = None
+    # For a patient: the patient acted on (themself, or the one they legally represent).
+    patient: Patient | None = None
+    # Set when a legal representative acts: the representative's own patient row.
+    representative: Patient | None = None
+    client_address: str = ""
+    request_id: str = ""
+    channel: str = "api"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def profession(self) -> str:
+        return self.practitioner.profession if self.practitioner else ""
+
+    @property
+    def institution_code(self) -> str:
+        return self.institution.code if self.institution else ""
+
+    @property
+    def patient_national_id(self) -> str:
+        return self.patient.national_id if self.patient else ""
+
+    def audit_fields(self) -> dict:
+        """The actor part of an audit event, as it is now (the log must stand alone later)."""
+        return {
+            "actor_role": self.role,
+            "actor_username": self.username,
+            "actor_display": self.display_name,
+            "actor_profession": self.profession,
+            "acting_institution": self.institution_code,
+            "on_behalf_of": self.patient_national_id if self.representative else "",
+            "client_address": self.client_address,
+            "request_id": self.request_id,
+        }
+
+
+def role_of(user: AbstractBaseUser) -> str | None:
+    """The one role of a user, or None for a user with no role (who may do nothing)."""
+    if user.is_superuser:
+        return Role.ADMIN
+    if Practitioner.objects.filter(user=user).exists():
+        return Role.PRACTITIONER
+    if Patient.objects.filter(user=user).exists():
+        return Role.PATIENT
+    account = Account.objects.filter(user=user).first()
+    return account.role if account else None
+
+
+def actor_for(
+    user: AbstractBaseUser,
+    *,
+    institution: Institution | None,
+    client_address: str = "",
+    request_id: str = "",
+    channel: str = "api",
+) -> Actor | None:
+    """Resolve the Actor for an authenticated user and the token's (or session's) institution."""
+    role = role_of(user)
+    common = {
+        "user": user,
+        "username": user.get_username(),
+        "client_address": client_address,
+        "request_id": request_id,
+        "channel": channel,
+    }
+    if role == Role.PRACTITIONER:
+        practitioner = Practitioner.objects.get(user=user)
+        return Actor(
+            role=role,
+            practitioner=practitioner,
+            institution=institution,
+            display_name=practitioner.display_name,
+            **common,
+        )
+    if role == Role.PATIENT:
+        patient = Patient.objects.get(user=user)
+        # The username, not the name: audit rows and logs never carry patient names.
+        return Actor(role=role, patient=patient, display_name=user.get_username(), **common)
+    if role == Role.SYSTEM:
+        account = Account.objects.select_related("institution").get(user=user)
+        return Actor(
+            role=role, institution=account.institution, display_name=user.username, **common
+        )
+    if role in (Role.DPO, Role.ADMIN):
+        return Actor(role=role, display_name=user.get_full_name() or user.username, **common)
+    return None

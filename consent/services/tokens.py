@@ -1,0 +1,82 @@
+"""Bearer token life cycle: issue (shown once), revoke."""
+
+import datetime
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from anim_gateway.errors import ApplicationError, NotFound
+from audit.actions import Action
+from consent.actors import Actor, role_of
+from consent.auditing import audit_event
+from consent.models import Account, Affiliation, ApiToken, Institution, Role
+from consent.models.tokens import hash_token
+
+
+def _bound_institution(user, role: str | None, institution_code: str | None) -> Institution | None:
+    """Practitioner and system tokens are bound to one institution; others to none."""
+    if role is None:
+        raise ApplicationError(f"User {user.username!r} has no role in the gateway.")
+    if role not in (Role.PRACTITIONER, Role.SYSTEM):
+        if institution_code:
+            raise ApplicationError(f"A {role} token is not bound to an institution.")
+        return None
+    if not institution_code:
+        raise ApplicationError(f"A {role} token needs --institution.")
+    institution = Institution.objects.filter(code=institution_code).first()
+    if institution is None:
+        raise ApplicationError(f"Unknown institution code {institution_code!r}.")
+    now = timezone.now()
+    if role == Role.SYSTEM:
+        allowed = Account.objects.filter(user=user, institution=institution).exists()
+    else:
+        allowed = any(
+            a.is_active(at=now)
+            for a in Affiliation.objects.filter(practitioner__user=user, institution=institution)
+        )
+    if not allowed:
+        raise ApplicationError(f"User {user.username!r} is not affiliated with {institution.code}.")
+    return institution
+
+
+@transaction.atomic
+def token_issue(
+    *, username: str, institution_code: str | None = None, days: int, acting: Actor | None = None
+) -> str:
+    """Issue a token and return it; only its hash is kept, so this is the only time it is seen."""
+    if days < 1:
+        raise ApplicationError("--days must be at least 1.")
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise NotFound(f"No user named {username!r}.")
+    institution = _bound_institution(user, role_of(user), institution_code)
+    raw = secrets.token_urlsafe(32)
+    ApiToken.objects.create(
+        user=user,
+        institution=institution,
+        key_hash=hash_token(raw),
+        prefix=raw[:8],
+        expires_at=timezone.now() + datetime.timedelta(days=days),
+    )
+    audit_event(
+        acting,
+        action=Action.AUTH_TOKEN_ISSUE,
+        detail={"username": username, "institution": institution.code if institution else ""},
+    )
+    return raw
+
+
+@transaction.atomic
+def tokens_revoke(*, username: str, acting: Actor | None = None) -> int:
+    """Revoke every live token of a user; return how many were revoked."""
+    if not get_user_model().objects.filter(username=username).exists():
+        raise NotFound(f"No user named {username!r}.")
+    count = ApiToken.objects.filter(user__username=username, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    audit_event(
+        acting, action=Action.AUTH_TOKEN_REVOKE, detail={"username": username, "count": count}
+    )
+    return count

@@ -1,0 +1,1 @@
+"""Studies: ingestion from the hospitals, storage, DICOMweb and rendering."""

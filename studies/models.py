@@ -1,0 +1,1 @@
+"""Study, Series, Instance."""

@@ -1,0 +1,3 @@
+"""DICOMweb URLs, mounted under /dicomweb/."""
+
+urlpatterns: list = []

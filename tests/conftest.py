@@ -1,0 +1,120 @@
+"""The named cast of the suite (STYLE.md 14) and helpers for services the suite may need."""
+
+import datetime
+import os
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from rest_framework.test import APIClient
+
+from consent import national_id
+from consent.actors import Actor
+from consent.models import Account, Role
+from consent.services import provisioning
+from consent.services.tokens import token_issue
+
+REQUIRE_SERVICES = os.environ.get("ANIM_REQUIRE_SERVICES") == "1"
+
+
+def require_postgres() -> None:
+    """Skip on SQLite, but fail when CI says PostgreSQL must be there."""
+    if connection.vendor == "postgresql":
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail("ANIM_REQUIRE_SERVICES=1 but the database is not PostgreSQL")
+    pytest.skip("needs PostgreSQL (set DATABASE_URL)")
+
+
+def require_redis() -> str:
+    """The broker URL, skipping (or failing in CI) when no Redis answers."""
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    if url:
+        import redis
+
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+            return url
+        except redis.RedisError:
+            pass
+    if REQUIRE_SERVICES:
+        pytest.fail("ANIM_REQUIRE_SERVICES=1 but Redis is not reachable at CELERY_BROKER_URL")
+    pytest.skip("needs Redis (set CELERY_BROKER_URL)")
+    return ""
+
+
+ADMIN = Actor(role=Role.ADMIN, username="admin", display_name="Administrator")
+
+XAVIER_ID = national_id.make(datetime.date(1980, 5, 17), 1)
+YVONNE_ID = national_id.make(datetime.date(1992, 11, 3), 2)
+
+
+class Cast:
+    """Dr Alice (CHL physician), Dr Bob (CHEM physician), Dr Charlie (HRS radiologist),
+    patients Xavier and Yvonne, DPO Dora, and the CHL hospital system."""
+
+    def __init__(self) -> None:
+        for code, name in [
+            ("CHL", "Centre Hospitalier de Luxembourg"),
+            ("CHDN", "Centre Hospitalier du Nord"),
+            ("CHEM", "Centre Hospitalier Emile Mayrisch"),
+            ("HRS", "Hôpitaux Robert Schuman"),
+        ]:
+            provisioning.institution_create(code=code, name=name, ae_titles=[f"{code}_PACS"])
+        self.alice = self._practitioner("alice", "Dr Alice Arend", "physician", ["CHL"])
+        self.bob = self._practitioner("bob", "Dr Bob Becker", "physician", ["CHEM"])
+        self.charlie = self._practitioner("charlie", "Dr Charlie Clement", "radiologist", ["HRS"])
+        self.xavier = self._patient(XAVIER_ID, "Xavier", "xavier", [("CHEM", "CHEM-X1")])
+        self.yvonne = self._patient(YVONNE_ID, "Yvonne", "yvonne", [("CHL", "CHL-Y1")])
+        self.dora = self._account("dora", Role.DPO, None)
+        self.chl_system = self._account("chl-pacs", Role.SYSTEM, "CHL")
+
+    def _practitioner(self, username: str, name: str, profession: str, codes: list[str]):
+        return provisioning.practitioner_create(
+            actor=ADMIN,
+            username=username,
+            display_name=name,
+            profession=profession,
+            license_number=f"LIC-{username}",
+            institution_codes=codes,
+        )
+
+    def _patient(self, number: str, given: str, username: str, identifiers: list[tuple]):
+        return provisioning.patient_create(
+            actor=ADMIN,
+            national_id_value=number,
+            family_name="Demo",
+            given_name=given,
+            birth_date=national_id.birth_date(number),
+            sex="O",
+            identifiers=[{"institution": i, "value": v} for i, v in identifiers],
+            username=username,
+        )
+
+    def _account(self, username: str, role: str, code: str | None) -> Account:
+        return provisioning.account_create(
+            actor=ADMIN, username=username, role=role, institution_code=code
+        )
+
+
+@pytest.fixture
+def cast(db) -> Cast:
+    return Cast()
+
+
+@pytest.fixture
+def admin_user(db):
+    return get_user_model().objects.create_superuser("root", password="not-used-here-123")
+
+
+def client_for(username: str, institution: str | None = None, days: int = 1) -> APIClient:
+    """An API client holding a fresh bearer token of the user."""
+    client = APIClient()
+    token = token_issue(username=username, institution_code=institution, days=days)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def api_as():
+    return client_for
