@@ -23,7 +23,7 @@ class NationalIdField(serializers.CharField):
         try:
             return national_id.validate(value)
         except StdnumError as exc:
-            raise serializers.ValidationError(str(exc.message)) from exc
+            raise serializers.ValidationError(str(exc)) from exc
 
 
 class AccountCreateApi(APIView):

@@ -20,7 +20,7 @@ def validate_national_id(value: str) -> None:
     try:
         national_id.validate(value)
     except StdnumError as exc:
-        raise ValidationError(str(exc.message)) from exc
+        raise ValidationError(str(exc)) from exc
 
 
 class Role(models.TextChoices):

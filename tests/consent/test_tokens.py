@@ -1,0 +1,124 @@
+"""Bearer tokens: issue, use, expiry, revocation, institution binding."""
+
+import datetime
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from audit.models import AuditEvent
+from consent.models import ApiToken
+from consent.models.tokens import hash_token
+from consent.services.tokens import token_issue, tokens_revoke
+
+pytestmark = pytest.mark.django_db
+
+PROBE = "/api/v1/patients/"  # any authenticated endpoint: GET is 405 once authenticated
+
+
+def bearer(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def test_it_stores_only_a_hash_of_the_token(cast) -> None:
+    raw = token_issue(username="alice", institution_code="CHL", days=1)
+    stored = ApiToken.objects.get(user__username="alice")
+    assert stored.key_hash == hash_token(raw)
+    assert raw not in stored.key_hash
+    assert stored.institution.code == "CHL"
+
+
+def test_it_authenticates_with_a_fresh_token(cast) -> None:
+    raw = token_issue(username="dora", days=1)
+    assert bearer(raw).get(PROBE).status_code == 405
+
+
+def test_it_refuses_a_missing_token_with_401(cast) -> None:
+    response = APIClient().post(PROBE, {}, format="json")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "UNAUTHENTICATED"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_it_refuses_an_unknown_token(cast) -> None:
+    response = bearer("not-a-token").post(PROBE, {}, format="json")
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "The token is unknown, expired or revoked."
+
+
+def test_it_refuses_a_malformed_authorization_header(cast) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token abc")
+    assert client.post(PROBE, {}, format="json").status_code == 401
+
+
+def test_it_refuses_an_expired_token(cast) -> None:
+    raw = token_issue(username="dora", days=1)
+    ApiToken.objects.update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    assert bearer(raw).post(PROBE, {}, format="json").status_code == 401
+
+
+def test_it_refuses_a_revoked_token_at_the_next_request(cast) -> None:
+    raw = token_issue(username="dora", days=1)
+    client = bearer(raw)
+    assert client.get(PROBE).status_code == 405
+    assert tokens_revoke(username="dora") == 1
+    assert client.get(PROBE).status_code == 401
+
+
+def test_it_binds_a_practitioner_token_to_an_affiliated_institution(cast) -> None:
+    from anim_gateway.errors import ApplicationError
+
+    with pytest.raises(ApplicationError, match="not affiliated with CHEM"):
+        token_issue(username="alice", institution_code="CHEM", days=1)
+    with pytest.raises(ApplicationError, match="needs --institution"):
+        token_issue(username="alice", days=1)
+    with pytest.raises(ApplicationError, match="Unknown institution"):
+        token_issue(username="alice", institution_code="NOPE", days=1)
+
+
+def test_it_refuses_an_institution_on_a_patient_or_dpo_token(cast) -> None:
+    from anim_gateway.errors import ApplicationError
+
+    with pytest.raises(ApplicationError, match="not bound to an institution"):
+        token_issue(username="dora", institution_code="CHL", days=1)
+
+
+def test_it_binds_a_system_token_only_to_its_own_institution(cast) -> None:
+    from anim_gateway.errors import ApplicationError
+
+    assert token_issue(username="chl-pacs", institution_code="CHL", days=1)
+    with pytest.raises(ApplicationError, match="not affiliated"):
+        token_issue(username="chl-pacs", institution_code="HRS", days=1)
+
+
+def test_the_issue_token_command_prints_a_usable_token(cast, capsys) -> None:
+    call_command("issue_token", "alice", "--institution", "CHL", "--days", "2")
+    raw = capsys.readouterr().out.strip()
+    token = ApiToken.objects.get(key_hash=hash_token(raw))
+    assert token.expires_at - timezone.now() > datetime.timedelta(days=1, hours=23)
+
+
+def test_the_issue_token_command_names_the_problem(cast) -> None:
+    with pytest.raises(CommandError, match="No user named 'ghost'"):
+        call_command("issue_token", "ghost")
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("issue_token", "dora", "--days", "0")
+
+
+def test_the_revoke_tokens_command_revokes_all_of_them(cast, capsys) -> None:
+    token_issue(username="dora", days=1)
+    token_issue(username="dora", days=1)
+    call_command("revoke_tokens", "dora")
+    assert "Revoked 2 token(s)" in capsys.readouterr().out
+    assert not ApiToken.objects.filter(revoked_at__isnull=True).exists()
+
+
+def test_issuing_and_revoking_are_audited(cast) -> None:
+    token_issue(username="dora", days=1)
+    tokens_revoke(username="dora")
+    actions = list(AuditEvent.objects.order_by("seq").values_list("action", flat=True))
+    assert actions[-2:] == ["auth.token_issue", "auth.token_revoke"]
