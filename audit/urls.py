@@ -1,0 +1,3 @@
+"""Audit API routes, mounted by the project under /api/v1/."""
+
+urlpatterns: list = []

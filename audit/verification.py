@@ -1,0 +1,190 @@
+"""Verify the chain end to end in constant memory: hashes, links, gapless seq, checkpoints."""
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from hashlib import sha256
+
+from audit import canonical
+from audit.checkpoints import (
+    CheckpointClaim,
+    claim_as_dict,
+    database_claims,
+    signature_is_valid,
+    trusted_public_keys,
+)
+from audit.models import AuditEvent, AuditHead
+
+CHUNK_SIZE = 5000
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyResult:
+    """The outcome of one verification run."""
+
+    valid: bool
+    events: int
+    last_seq: int
+    first_invalid_seq: int | None = None
+    problem: str = ""
+    checkpoints_checked: int = 0
+    checkpoint: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.valid:
+            anchor = f"; latest checkpoint #{self.checkpoint['seq']}" if self.checkpoint else ""
+            return (
+                f"OK: {self.events} events verified (seq 1..{self.last_seq}), "
+                f"{self.checkpoints_checked} checkpoints verified{anchor}."
+            )
+        return f"TAMPERED: first invalid seq {self.first_invalid_seq}: {self.problem}"
+
+    def as_dict(self) -> dict:
+        return {
+            "valid": self.valid,
+            "events": self.events,
+            "last_seq": self.last_seq,
+            "first_invalid_seq": self.first_invalid_seq,
+            "problem": self.problem,
+            "checkpoints_checked": self.checkpoints_checked,
+            "checkpoint": self.checkpoint,
+        }
+
+
+@dataclass
+class _Findings:
+    """The earliest problem seen so far (problems can be found out of seq order)."""
+
+    seq: int | None = None
+    problem: str = ""
+
+    def add(self, seq: int, problem: str) -> None:
+        if self.seq is None or seq < self.seq:
+            self.seq, self.problem = seq, problem
+
+
+def verify_chain(
+    *, extra_claims: Sequence[CheckpointClaim] = (), chunk_size: int = CHUNK_SIZE
+) -> VerifyResult:
+    """Verify every event and every checkpoint (database and `extra_claims` from a file).
+
+    Returns
+    -------
+    VerifyResult
+        valid, the count of events checked and, when invalid, the first bad seq and why.
+    """
+    findings = _Findings()
+    claims = _checked_claims(database_claims(), list(extra_claims), findings)
+    # Read the head after the checkpoints and before the events: every committed checkpoint
+    # and event up to it is visible, and appends made during the walk are left for next time.
+    head = AuditHead.objects.filter(pk=1).values_list("seq", "hash").first()
+    expected = {}
+    for claim in claims:
+        expected.setdefault(claim.seq, []).append(claim)
+    rows = _stream(limit=head[0] if head else None, chunk_size=chunk_size)
+    events, last_seq, last_hash = _walk(rows, expected, findings)
+    _check_tail(last_seq, last_hash, head, claims, findings)
+    good = [c for c in claims if findings.seq is None or c.seq < findings.seq]
+    return VerifyResult(
+        valid=findings.seq is None,
+        events=events,
+        last_seq=last_seq,
+        first_invalid_seq=findings.seq,
+        problem=findings.problem,
+        checkpoints_checked=len(claims),
+        checkpoint=claim_as_dict(max(good, key=lambda c: c.seq) if good else None),
+    )
+
+
+def _checked_claims(
+    stored: list[CheckpointClaim], from_file: list[CheckpointClaim], findings: _Findings
+) -> list[CheckpointClaim]:
+    """Signature checks. Stored checkpoints must be signed by a trusted key (whoever can
+    write the table could sign with a key of their own); a file brings its own keys."""
+    trusted = trusted_public_keys()
+    for claim in stored:
+        key = trusted.get(claim.key_id)
+        if key is None:
+            findings.add(claim.seq, f"checkpoint #{claim.seq} is signed by an untrusted key")
+        elif not signature_is_valid(claim, public_key=key):
+            findings.add(claim.seq, f"checkpoint #{claim.seq} has an invalid signature")
+    for claim in from_file:
+        if not signature_is_valid(claim, public_key=claim.public_key):
+            findings.add(
+                claim.seq, f"checkpoint #{claim.seq} ({claim.source}) is not validly signed"
+            )
+    return stored + from_file
+
+
+def _stream(*, limit: int | None, chunk_size: int) -> Iterator[tuple]:
+    """Rows as plain tuples in seq order; a server-side cursor on PostgreSQL."""
+    rows = AuditEvent.objects.order_by("seq")
+    if limit is not None:
+        rows = rows.filter(seq__lte=limit)
+    return rows.values_list(*canonical.CHAIN_COLUMNS).iterator(chunk_size=chunk_size)
+
+
+def _walk(
+    rows: Iterable[tuple], expected: dict[int, list[CheckpointClaim]], findings: _Findings
+) -> tuple[int, int, str]:
+    """The hot loop: one encode and one SHA-256 per event; stops at the first problem."""
+    encode = canonical._ENCODER.encode
+    encode_time = canonical.encode_time
+    want_seq, prev = 1, canonical.GENESIS_HASH
+    count = 0
+    for seq, version, time, prev_hash, stored, *fields in rows:
+        if findings.seq is not None and seq >= findings.seq:
+            break
+        problem = None
+        if seq != want_seq:
+            # A gap: the event numbered want_seq was deleted (or renumbered away).
+            findings.add(want_seq, f"event #{want_seq} is missing (next is #{seq})")
+            break
+        if version != 1:
+            problem = f"event #{seq} has unknown encoding version {version}"
+        elif prev_hash != prev:
+            problem = f"event #{seq} does not link to the hash of event #{seq - 1}"
+        else:
+            digest = sha256(prev.encode("ascii"))
+            digest.update(encode([1, seq, encode_time(time), *fields]).encode("ascii"))
+            if digest.hexdigest() != stored:
+                problem = f"event #{seq} does not match its hash (its content was changed)"
+        if problem is None and seq in expected:
+            problem = _against_checkpoints(seq, stored, expected[seq])
+        if problem:
+            findings.add(seq, problem)
+            break
+        count += 1
+        want_seq, prev = seq + 1, stored
+    return count, want_seq - 1, prev
+
+
+def _against_checkpoints(seq: int, stored: str, claims: list[CheckpointClaim]) -> str | None:
+    for claim in claims:
+        if claim.hash != stored:
+            return f"event #{seq} differs from signed checkpoint #{seq} ({claim.source})"
+    return None
+
+
+def _check_tail(
+    last_seq: int,
+    last_hash: str,
+    head: tuple[int, str] | None,
+    claims: list[CheckpointClaim],
+    findings: _Findings,
+) -> None:
+    """Truncation: a checkpoint or the head row promises events beyond the last one found."""
+    if findings.seq is not None:
+        return
+    beyond = [c for c in claims if c.seq > last_seq]
+    if beyond:
+        claim = min(beyond, key=lambda c: c.seq)
+        findings.add(
+            last_seq + 1,
+            f"the log ends at #{last_seq} but checkpoint #{claim.seq} ({claim.source}) "
+            "was signed after it (truncated tail)",
+        )
+    elif head and head[0] > last_seq:
+        findings.add(last_seq + 1, f"the log ends at #{last_seq} but its head is #{head[0]}")
+    elif head and head[0] == last_seq and head[1] != last_hash:
+        findings.add(last_seq, f"event #{last_seq} does not match the head hash")

@@ -1,0 +1,120 @@
+"""append(): gapless sequence numbers, a verifiable chain, the caller's transaction, failures."""
+
+import pytest
+from django.db import transaction
+
+from audit import canonical
+from audit.errors import AuditUnavailable, InvalidAuditEvent
+from audit.events import EVENT_FIELDS
+from audit.models import AuditEvent, AuditHead
+from audit.services import append
+from audit.verification import verify_chain
+
+from .conftest import sample_event
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_numbers_events_from_one_without_gaps(append_events):
+    append_events(5)
+    assert list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True)) == [1, 2, 3, 4, 5]
+    assert AuditHead.objects.get().seq == 5
+
+
+def test_it_chains_each_event_to_the_previous_hash(append_events):
+    first, second = append_events(2)
+    assert first.prev_hash == canonical.GENESIS_HASH
+    assert second.prev_hash == first.hash
+    payload = canonical.encode(
+        version=1,
+        seq=second.seq,
+        time=second.time,
+        fields=[getattr(second, name) for name in EVENT_FIELDS],
+    )
+    assert second.hash == canonical.chain_hash(prev_hash=first.hash, payload=payload)
+
+
+def test_it_stores_the_event_fields_as_given():
+    row = append(sample_event(3, on_behalf_of="1992110300270", reason_code="NO_CONSENT"))
+    stored = AuditEvent.objects.get(seq=row.seq)
+    assert stored.actor_display == "Dr Alice Arend"
+    assert stored.basis_ids == {"consent": 3, "care_relationship": 7}
+    assert stored.detail == {"n": 3, "note": "é ünïcode ✓"}
+    assert stored.reason_code == "NO_CONSENT"
+    assert stored.on_behalf_of == "1992110300270"
+    assert stored.time.tzinfo is not None
+    assert stored.version == canonical.CURRENT_VERSION
+
+
+def test_it_hashes_dicts_as_they_read_back(append_events):
+    # Tuples become lists and integer keys become strings in JSON: hash what is stored.
+    append(sample_event(detail={"pair": (1, 2), 5: "five"}))
+    assert AuditEvent.objects.get().detail == {"pair": [1, 2], "5": "five"}
+    assert verify_chain().valid
+
+
+def test_it_keeps_the_time_non_decreasing_along_the_chain(append_events):
+    rows = append_events(10)
+    times = [r.time for r in rows]
+    assert times == sorted(times)
+
+
+@transaction.atomic
+def failing_service() -> None:
+    append(sample_event(1))
+    raise RuntimeError("the service failed after auditing")
+
+
+def test_it_rolls_back_with_the_callers_transaction(append_events):
+    append_events(1)
+    with pytest.raises(RuntimeError):
+        failing_service()
+    assert AuditEvent.objects.count() == 1
+    assert AuditHead.objects.get().seq == 1
+    assert append(sample_event(2)).seq == 2
+
+
+def test_it_refuses_an_unknown_action():
+    with pytest.raises(InvalidAuditEvent, match="Unknown audit action"):
+        append(sample_event(action="study.teleport"))
+
+
+def test_it_refuses_an_unknown_outcome():
+    with pytest.raises(InvalidAuditEvent, match="outcome"):
+        append(sample_event(outcome="maybe"))
+
+
+def test_it_refuses_a_detail_that_is_not_plain_json():
+    with pytest.raises(InvalidAuditEvent, match="detail"):
+        append(sample_event(detail={"when": object()}))
+
+
+def test_it_refuses_an_oversized_code():
+    with pytest.raises(InvalidAuditEvent, match="reason_code"):
+        append(sample_event(reason_code="X" * 65))
+
+
+def test_it_raises_audit_unavailable_when_the_database_fails(monkeypatch):
+    from django.db import DatabaseError
+
+    def broken(*args, **kwargs):
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(AuditEvent, "save", broken)
+    with pytest.raises(AuditUnavailable, match="disk full"):
+        append(sample_event())
+
+
+def test_it_rebuilds_a_missing_head_from_the_chain(append_events, triggers_dropped):
+    append_events(3)
+    from .conftest import execute
+
+    execute("DELETE FROM audit_audithead")
+    assert append(sample_event(9)).seq == 4
+    assert verify_chain().valid
+
+
+def test_it_replaces_nul_characters_that_postgresql_cannot_store():
+    row = append(sample_event(message="a\x00b"))
+    assert AuditEvent.objects.get(seq=row.seq).message == "a\ufffdb"
+    assert verify_chain().valid

@@ -1,0 +1,162 @@
+"""A superuser who drops the triggers and rewrites rows is caught by verify_audit."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from audit import canonical
+from audit.checkpoints import checkpoint_take
+from audit.events import EVENT_FIELDS
+from audit.verification import verify_chain
+
+from .conftest import execute
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def chain(append_events):
+    return append_events(6)
+
+
+def verify_audit_fails_at(seq: int, capsys=None) -> str:
+    with pytest.raises(CommandError) as caught:
+        call_command("verify_audit")
+    assert f"first invalid seq {seq}:" in str(caught.value)
+    return str(caught.value)
+
+
+def test_it_verifies_an_untouched_chain(chain, capsys):
+    call_command("verify_audit")
+    out = capsys.readouterr().out
+    assert out.startswith("OK: 6 events verified (seq 1..6)")
+    assert out.count("\n") == 1
+
+
+def test_it_verifies_an_empty_log(db, capsys):
+    call_command("verify_audit")
+    assert "OK: 0 events" in capsys.readouterr().out
+
+
+def test_it_names_an_edited_field(chain, triggers_dropped):
+    execute("UPDATE audit_auditevent SET outcome = 'deny' WHERE seq = 3")
+    assert "content was changed" in verify_audit_fails_at(3)
+
+
+def test_it_names_an_edited_json_field(chain, triggers_dropped):
+    execute("UPDATE audit_auditevent SET basis_ids = %s WHERE seq = 2", ['{"consent": 99}'])
+    verify_audit_fails_at(2)
+
+
+def test_it_names_an_edited_time(chain, triggers_dropped):
+    execute("UPDATE audit_auditevent SET time = %s WHERE seq = 5", [timezone.now()])
+    verify_audit_fails_at(5)
+
+
+def test_it_names_an_edited_field_even_with_its_hash_recomputed(chain, triggers_dropped):
+    row = chain[2]
+    payload = canonical.encode(
+        version=1,
+        seq=3,
+        time=row.time,
+        fields=["deny" if n == "outcome" else getattr(row, n) for n in EVENT_FIELDS],
+    )
+    forged = canonical.chain_hash(prev_hash=row.prev_hash, payload=payload)
+    execute("UPDATE audit_auditevent SET outcome = 'deny', hash = %s WHERE seq = 3", [forged])
+    # Event 3 is self-consistent now; event 4 no longer links to it.
+    assert "does not link" in verify_audit_fails_at(4)
+
+
+def test_it_names_a_deleted_row(chain, triggers_dropped):
+    execute("DELETE FROM audit_auditevent WHERE seq = 4")
+    assert "#4 is missing" in verify_audit_fails_at(4)
+
+
+def test_it_names_a_reordered_pair(chain, triggers_dropped):
+    execute("UPDATE audit_auditevent SET seq = -1 WHERE seq = 2")
+    execute("UPDATE audit_auditevent SET seq = 2 WHERE seq = 3")
+    execute("UPDATE audit_auditevent SET seq = 3 WHERE seq = -1")
+    verify_audit_fails_at(2)
+
+
+def test_it_names_an_inserted_row(chain, triggers_dropped):
+    # Make room after #3, then insert a well-formed event that chains to #3: it verifies on
+    # its own (the hash has no secret), so the first bad event is the one pushed to #5.
+    for seq in (6, 5, 4):
+        execute("UPDATE audit_auditevent SET seq = %s WHERE seq = %s", [seq + 1, seq])
+    forged = chain[3]
+    now = forged.time
+    fields = [getattr(forged, n) for n in EVENT_FIELDS]
+    payload = canonical.encode(version=1, seq=4, time=now, fields=fields)
+    digest = canonical.chain_hash(prev_hash=chain[2].hash, payload=payload)
+    columns = ", ".join(["seq", "time", "version", "prev_hash", "hash", *EVENT_FIELDS])
+    values = [4, now, 1, chain[2].hash, digest]
+    values += [canonical._ENCODER.encode(v) if isinstance(v, dict) else v for v in fields]
+    marks = ", ".join(["%s"] * len(values))
+    execute(f"INSERT INTO audit_auditevent ({columns}) VALUES ({marks})", values)  # noqa: S608
+    verify_audit_fails_at(5)
+
+
+def test_it_names_a_row_inserted_at_the_end_with_a_wrong_hash(chain, triggers_dropped):
+    execute(
+        "INSERT INTO audit_auditevent (seq, time, version, prev_hash, hash, action, outcome, "
+        "reason_code, basis, basis_ids, actor_role, actor_username, actor_display, "
+        "actor_profession, acting_institution, on_behalf_of, patient, study_uid, "
+        "client_address, request_id, message, detail) VALUES (7, %s, 1, %s, %s, "
+        "'study.retrieve', 'permit', '', '', '{}', '', 'mallory', '', '', '', '', '', '', '', "
+        "'', '', '{}')",
+        [timezone.now(), chain[-1].hash, "f" * 64],
+    )
+    execute("UPDATE audit_audithead SET seq = 7")
+    verify_audit_fails_at(7)
+
+
+def test_it_names_a_truncated_tail_against_the_latest_checkpoint(chain, triggers_dropped):
+    checkpoint_take()
+    execute("DELETE FROM audit_auditevent WHERE seq >= 5")
+    # A careful superuser also rewinds the head; the signed checkpoint still remembers #6.
+    execute("UPDATE audit_audithead SET seq = 4, hash = %s", [chain[3].hash])
+    assert "truncated tail" in verify_audit_fails_at(5)
+
+
+def test_it_names_a_truncated_tail_against_the_head(chain, triggers_dropped):
+    execute("DELETE FROM audit_auditevent WHERE seq = 6")
+    verify_audit_fails_at(6)
+
+
+def test_it_names_a_chain_rewritten_from_a_seq_before_a_checkpoint(chain, triggers_dropped):
+    checkpoint_take()
+    # Rewrite #6 completely and consistently (hash and head too): only the checkpoint knows.
+    row = chain[5]
+    fields = ["deny" if n == "outcome" else getattr(row, n) for n in EVENT_FIELDS]
+    payload = canonical.encode(version=1, seq=6, time=row.time, fields=fields)
+    forged = canonical.chain_hash(prev_hash=row.prev_hash, payload=payload)
+    execute("UPDATE audit_auditevent SET outcome = 'deny', hash = %s WHERE seq = 6", [forged])
+    execute("UPDATE audit_audithead SET hash = %s", [forged])
+    assert "signed checkpoint" in verify_audit_fails_at(6)
+
+
+def test_it_exits_with_status_one_from_the_command_line(
+    chain, triggers_dropped, capsys, monkeypatch
+):
+    from django.core.management import ManagementUtility
+    from django.db import connections
+
+    # run_from_argv closes every connection afterwards, the test's own included.
+    monkeypatch.setattr(connections, "close_all", lambda: None)
+    execute("DELETE FROM audit_auditevent WHERE seq = 2")
+    with pytest.raises(SystemExit) as exited:
+        ManagementUtility(["manage.py", "verify_audit"]).execute()
+    assert exited.value.code == 1
+    assert "first invalid seq 2" in capsys.readouterr().err
+
+
+def test_it_reports_the_result_as_a_value(chain, triggers_dropped):
+    execute("UPDATE audit_auditevent SET patient = '' WHERE seq = 1")
+    result = verify_chain()
+    assert (result.valid, result.first_invalid_seq, result.events) == (False, 1, 0)
+
+
+def test_it_streams_in_small_chunks(chain):
+    assert verify_chain(chunk_size=2).events == 6
