@@ -1,0 +1,70 @@
+"""Settings from the environment: defaults that run, clear errors for dangerous gaps."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_settings(**env: str) -> subprocess.CompletedProcess:
+    """Import the production settings in a fresh interpreter with exactly these variables."""
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "VIRTUAL_ENV")}
+    script = (
+        "import anim_gateway.settings as s;"
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_TASK_ALWAYS_EAGER, s.DEBUG)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_it_refuses_to_start_without_a_secret_key_in_production(tmp_path) -> None:
+    result = load_settings(VAR_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_it_runs_on_embedded_defaults_in_debug(tmp_path) -> None:
+    result = load_settings(DEBUG="True", VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["django.db.backends.sqlite3", "True", "True"]
+
+
+def test_it_reads_the_secret_from_a_file(tmp_path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file\n")
+    result = load_settings(SECRET_KEY_FILE=str(secret), VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+
+
+def test_database_url_and_broker_switch_to_postgresql_and_redis(tmp_path) -> None:
+    result = load_settings(
+        DEBUG="True",
+        VAR_DIR=str(tmp_path),
+        DATABASE_URL="postgres://u@127.0.0.1:5432/anim",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+    )
+    assert result.stdout.split() == ["django.db.backends.postgresql", "False", "True"]
+
+
+@pytest.mark.parametrize("value", ["yes", "1", "true"])
+def test_a_boolean_must_be_true_or_false(tmp_path, value: str) -> None:
+    result = load_settings(DEBUG=value, VAR_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "DEBUG must be True or False" in result.stderr
+
+
+def test_sqlite_waits_its_turn_instead_of_failing(settings) -> None:
+    options = settings.SQLITE_OPTIONS
+    assert options["transaction_mode"] == "IMMEDIATE"
+    assert "journal_mode=WAL" in options["init_command"]
+    assert options["timeout"] >= 5
