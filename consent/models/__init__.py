@@ -14,12 +14,28 @@ from .parties import (
     SharedRecord,
     SharedRecordChange,
 )
+from .permissions import (
+    CareKind,
+    CareRelationship,
+    Channel,
+    Consent,
+    EmergencyAccess,
+    Exclusion,
+    ReviewState,
+    StudyVisibility,
+)
 from .tokens import ApiToken
 
 __all__ = [
     "Account",
     "Affiliation",
     "ApiToken",
+    "CareKind",
+    "CareRelationship",
+    "Channel",
+    "Consent",
+    "EmergencyAccess",
+    "Exclusion",
     "Institution",
     "InstitutionAETitle",
     "Patient",
@@ -27,7 +43,9 @@ __all__ = [
     "Practitioner",
     "Profession",
     "RecordStatus",
+    "ReviewState",
     "Role",
     "SharedRecord",
     "SharedRecordChange",
+    "StudyVisibility",
 ]
