@@ -243,3 +243,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"pynetdicom": {"level": "WARNING"}},
 }
+
+# --- portal ---
+STATICFILES_DIRS = [BASE_DIR / "anim_gateway" / "static"]
+PORTAL_LOGIN_MAX_FAILURES = env_int("PORTAL_LOGIN_MAX_FAILURES", 5)
+PORTAL_LOGIN_LOCK_SECONDS = env_int("PORTAL_LOGIN_LOCK_SECONDS", 900)
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Anim Gateway")

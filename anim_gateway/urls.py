@@ -20,4 +20,5 @@ urlpatterns = [
     path("api/v1/", include("consent.urls")),
     path("api/v1/", include("audit.urls")),
     path("dicomweb/", include("studies.urls")),
+    path("", include("anim_gateway.portal_urls")),
 ]

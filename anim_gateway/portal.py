@@ -1,0 +1,342 @@
+"""The web portal's door: password + TOTP log-in, acting institution, logout, per-role home."""
+
+import time
+from base64 import b32encode
+from collections.abc import Callable
+from functools import wraps
+
+import qrcode
+import qrcode.image.svg
+from django import forms
+from django.conf import settings
+from django.contrib import auth
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_POST
+from django_otp import login as otp_login
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from anim_gateway.middleware import client_address
+from audit.actions import Action
+from consent.actors import Actor, actor_for, role_of
+from consent.auditing import audit_event
+from consent.models import Affiliation, Institution, Practitioner, Role
+
+# Roles whose portal session needs a second factor (API.md, Authentication).
+TOTP_ROLES = (Role.PRACTITIONER, Role.DPO)
+PENDING_KEY = "portal_pending_login"
+ACTING_KEY = "acting_institution"  # read by consent.authentication.PortalSessionAuthentication
+HOME_BY_ROLE = {
+    Role.PATIENT: "portal:me",
+    Role.PRACTITIONER: "portal:patient-search",
+    Role.DPO: "portal:dpo-audit",
+    Role.ADMIN: "admin:index",
+}
+
+
+def _setting(name: str, default: int) -> int:
+    return int(getattr(settings, name, default))
+
+
+# --- throttling: a per-username failure counter in the cache -------------------------------
+
+
+def _failures_key(username: str) -> str:
+    return f"portal:login-failures:{username.strip().lower()[:150]}"
+
+
+def login_locked(username: str) -> bool:
+    return cache.get(_failures_key(username), 0) >= _setting("PORTAL_LOGIN_MAX_FAILURES", 5)
+
+
+def _count_failure(username: str) -> None:
+    key = _failures_key(username)
+    cache.add(key, 0, timeout=_setting("PORTAL_LOGIN_LOCK_SECONDS", 900))
+    try:
+        cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=_setting("PORTAL_LOGIN_LOCK_SECONDS", 900))
+
+
+# --- actors and the decorator every portal page uses ---------------------------------------
+
+
+def portal_actor(request: HttpRequest) -> Actor | None:
+    """The Actor of a logged-in portal session (the acting institution comes from the session)."""
+    if not request.user.is_authenticated:
+        return None
+    code = request.session.get(ACTING_KEY)
+    institution = Institution.objects.filter(code=code).first() if code else None
+    return actor_for(
+        request.user,
+        institution=institution,
+        client_address=client_address(request),
+        request_id=getattr(request, "request_id", ""),
+        channel="portal",
+    )
+
+
+def _otp_ok(request: HttpRequest, actor: Actor) -> bool:
+    if actor.role not in TOTP_ROLES:
+        return True
+    is_verified = getattr(request.user, "is_verified", None)
+    return bool(is_verified and is_verified())
+
+
+def portal_view(*roles: str) -> Callable:
+    """Let only logged-in, second-factor-verified users of these roles in; sets request.actor."""
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        @never_cache
+        def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            actor = portal_actor(request)
+            if actor is None or not _otp_ok(request, actor):
+                return redirect(f"{settings.LOGIN_URL}?next={request.path}")
+            if actor.role not in roles:
+                return forbidden(request, "This page is not available for your role.")
+            if actor.role == Role.PRACTITIONER and actor.institution is None:
+                return redirect("portal:choose-institution")
+            request.actor = actor
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def forbidden(request: HttpRequest, message: str, status: int = 403) -> HttpResponse:
+    return render(request, "portal/error.html", {"message": message}, status=status)
+
+
+def not_found(request: HttpRequest) -> HttpResponse:
+    # One body for "not there" and "not allowed" where existence must not leak (STYLE.md 6).
+    return forbidden(request, "Nothing to show here.", status=404)
+
+
+# --- forms ---------------------------------------------------------------------------------
+
+
+class LoginForm(forms.Form):
+    username = forms.CharField(max_length=150, widget=forms.TextInput({"autocomplete": "username"}))
+    password = forms.CharField(
+        strip=False, widget=forms.PasswordInput({"autocomplete": "current-password"})
+    )
+
+
+class TokenForm(forms.Form):
+    token = forms.RegexField(
+        regex=r"^\s*\d{6}\s*$",
+        label="6-digit code",
+        error_messages={"invalid": "Enter the 6 digits shown by your authenticator app."},
+        widget=forms.TextInput(
+            {"autocomplete": "one-time-code", "inputmode": "numeric", "maxlength": "6"}
+        ),
+    )
+
+
+class InstitutionForm(forms.Form):
+    institution = forms.ChoiceField(widget=forms.RadioSelect)
+
+    def __init__(self, *args: object, institutions: list[Institution], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [(i.code, f"{i.name} ({i.code})") for i in institutions]
+        self.fields["institution"].choices = choices
+
+
+# --- helpers of the log-in steps -----------------------------------------------------------
+
+
+def _request_fields(request: HttpRequest) -> dict:
+    return {
+        "client_address": client_address(request),
+        "request_id": getattr(request, "request_id", ""),
+        "channel": "portal",
+    }
+
+
+def _audit_failure(request: HttpRequest, user: object | None, step: str) -> None:
+    # Only a known username is recorded: an unknown one may be a mistyped password.
+    username = user.get_username() if user is not None else ""
+    role = (role_of(user) or "") if user is not None else ""
+    actor = Actor(role=role, username=username, display_name=username, **_request_fields(request))
+    audit_event(actor, action=Action.AUTH_LOGIN_FAILED, outcome="deny", detail={"step": step})
+
+
+def _safe_next(request: HttpRequest) -> str:
+    """The page asked for before the log-in, if it is one of ours."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    ok = url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure())
+    return target if ok and target.startswith("/") else ""
+
+
+def _pending_user(request: HttpRequest) -> object | None:
+    pending = request.session.get(PENDING_KEY)
+    if not pending or time.time() - pending["at"] > _setting("PORTAL_PENDING_SECONDS", 300):
+        return None
+    return get_user_model().objects.filter(pk=pending["user"], is_active=True).first()
+
+
+def active_institutions(practitioner: Practitioner) -> list[Institution]:
+    """Institutions where the practitioner has an active affiliation now (rule 1)."""
+    now = timezone.now()
+    affiliations = Affiliation.objects.filter(practitioner=practitioner, start__lte=now).filter(
+        Q(end__isnull=True) | Q(end__gt=now)
+    )
+    return list(
+        Institution.objects.filter(pk__in=affiliations.values("institution")).order_by("code")
+    )
+
+
+def _complete_login(request: HttpRequest, user: object, device: TOTPDevice | None) -> HttpResponse:
+    pending = request.session.pop(PENDING_KEY, None) or {}
+    next_url = pending.get("next") or _safe_next(request)
+    auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    if device is not None:
+        otp_login(request, device)
+    cache.delete(_failures_key(user.get_username()))
+    practitioner = Practitioner.objects.filter(user=user).first()
+    institutions = active_institutions(practitioner) if practitioner else []
+    if len(institutions) == 1:
+        request.session[ACTING_KEY] = institutions[0].code
+    audit_event(
+        portal_actor(request), action=Action.AUTH_LOGIN, detail={"second_factor": bool(device)}
+    )
+    if practitioner and len(institutions) != 1:
+        return redirect("portal:choose-institution")
+    return redirect(next_url or "portal:home")
+
+
+def _confirmed_device(user: object) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).order_by("pk").first()
+
+
+def _qr_svg(url: str) -> str:
+    image = qrcode.make(url, image_factory=qrcode.image.svg.SvgPathImage, box_size=8)
+    return image.to_string(encoding="unicode")
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+@sensitive_post_parameters("password")
+@never_cache
+def login_view(request: HttpRequest) -> HttpResponse:
+    form = LoginForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        username = form.cleaned_data["username"]
+        known = get_user_model().objects.filter(username=username).first()
+        if login_locked(username):
+            _audit_failure(request, known, "throttled")
+            form.add_error(None, "Too many failed attempts. Wait a few minutes and try again.")
+        else:
+            user = auth.authenticate(
+                request, username=username, password=form.cleaned_data["password"]
+            )
+            if user is not None:
+                return _after_password(request, user)
+            _count_failure(username)
+            _audit_failure(request, known, "password")
+            form.add_error(None, "Wrong username or password.")
+    return render(request, "portal/login.html", {"form": form, "next": _safe_next(request)})
+
+
+def _after_password(request: HttpRequest, user: object) -> HttpResponse:
+    if role_of(user) not in TOTP_ROLES:
+        return _complete_login(request, user, None)
+    request.session.cycle_key()
+    request.session[PENDING_KEY] = {"user": user.pk, "at": time.time(), "next": _safe_next(request)}
+    if _confirmed_device(user) is None:
+        return redirect("portal:totp-enrol")
+    return redirect("portal:totp-verify")
+
+
+@never_cache
+def totp_verify(request: HttpRequest) -> HttpResponse:
+    user = _pending_user(request)
+    if user is None:
+        return redirect("portal:login")
+    device = _confirmed_device(user)
+    if device is None:
+        return redirect("portal:totp-enrol")
+    form = TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if login_locked(user.get_username()):
+            _audit_failure(request, user, "throttled")
+            form.add_error(None, "Too many failed attempts. Wait a few minutes and try again.")
+        elif device.verify_token(form.cleaned_data["token"].strip()):
+            return _complete_login(request, user, device)
+        else:
+            _count_failure(user.get_username())
+            _audit_failure(request, user, "totp")
+            form.add_error("token", "This code is not valid. Check your app and try again.")
+    return render(request, "portal/totp_verify.html", {"form": form})
+
+
+@never_cache
+def totp_enrol(request: HttpRequest) -> HttpResponse:
+    user = _pending_user(request)
+    if user is None:
+        return redirect("portal:login")
+    if _confirmed_device(user) is not None:
+        return redirect("portal:totp-verify")
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
+    device = device or TOTPDevice.objects.create(user=user, name="Portal", confirmed=False)
+    form = TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if device.verify_token(form.cleaned_data["token"].strip()):
+            device.confirmed = True
+            device.save(update_fields=["confirmed"])
+            return _complete_login(request, user, device)
+        _count_failure(user.get_username())
+        _audit_failure(request, user, "totp_enrolment")
+        form.add_error("token", "This code is not valid. Check the time on your phone.")
+    secret = b32encode(device.bin_key).decode()
+    context = {
+        "form": form,
+        "qr_svg": _qr_svg(device.config_url),
+        "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+    }
+    return render(request, "portal/totp_enrol.html", context)
+
+
+@never_cache
+def choose_institution(request: HttpRequest) -> HttpResponse:
+    actor = portal_actor(request)
+    if actor is None or not _otp_ok(request, actor) or actor.role != Role.PRACTITIONER:
+        return redirect("portal:home")
+    institutions = active_institutions(actor.practitioner)
+    if not institutions:
+        return forbidden(request, "You have no active affiliation with a member hospital.")
+    form = InstitutionForm(request.POST or None, institutions=institutions)
+    if request.method == "POST" and form.is_valid():
+        request.session[ACTING_KEY] = form.cleaned_data["institution"]
+        return redirect("portal:home")
+    current = request.session.get(ACTING_KEY)
+    return render(request, "portal/choose_institution.html", {"form": form, "current": current})
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    auth.logout(request)
+    return redirect("portal:login")
+
+
+@never_cache
+def home(request: HttpRequest) -> HttpResponse:
+    actor = portal_actor(request)
+    if actor is None or not _otp_ok(request, actor):
+        return redirect("portal:login")
+    if actor.role == Role.PRACTITIONER and actor.institution is None:
+        return redirect("portal:choose-institution")
+    target = HOME_BY_ROLE.get(actor.role)
+    if target is None:
+        return forbidden(request, "Your account has no role in the portal.")
+    return redirect(target)

@@ -1,0 +1,176 @@
+"""Portal log-in: password, TOTP enrolment and verification, acting institution, throttling."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from audit.models import AuditEvent
+from consent.models import Affiliation, Institution
+from tests.portal.helpers import PASSWORD, confirmed_device, fresh_code, set_password, totp_code
+
+pytestmark = pytest.mark.django_db
+
+
+def login(client: Client, username: str, password: str = PASSWORD):
+    return client.post("/login/", {"username": username, "password": password})
+
+
+def test_it_shows_the_login_form_with_a_csrf_token(cast):
+    client = Client(enforce_csrf_checks=True)
+    response = client.get("/login/")
+    assert response.status_code == 200
+    assert b"csrfmiddlewaretoken" in response.content
+    assert login(client, "xavier").status_code == 403  # no token: refused by CSRF
+
+
+def test_it_logs_a_patient_in_with_the_password_alone(cast):
+    set_password("xavier")
+    client = Client()
+    response = login(client, "xavier")
+    assert response.status_code == 302
+    assert client.get("/").url == "/me/"
+    event = AuditEvent.objects.filter(action="auth.login").get()
+    assert (event.actor_username, event.outcome) == ("xavier", "permit")
+
+
+def test_it_refuses_a_wrong_password_and_audits_it(cast):
+    set_password("xavier")
+    client = Client()
+    response = login(client, "xavier", "wrong-password")
+    assert response.status_code == 200
+    assert b"Wrong username or password" in response.content
+    event = AuditEvent.objects.filter(action="auth.login_failed").get()
+    assert (event.actor_username, event.outcome, event.detail) == (
+        "xavier",
+        "deny",
+        {"step": "password"},
+    )
+    assert client.get("/").url == "/login/"
+
+
+def test_it_does_not_record_an_unknown_username(cast):
+    login(Client(), "my-password-typed-in-the-wrong-box")
+    event = AuditEvent.objects.filter(action="auth.login_failed").get()
+    assert event.actor_username == ""
+
+
+def test_it_locks_a_username_after_five_failures(cast):
+    set_password("xavier")
+    client = Client()
+    for _ in range(5):
+        login(client, "xavier", "wrong-password")
+    response = login(client, "xavier")  # the right password, too late
+    assert b"Too many failed attempts" in response.content
+    assert not response.wsgi_request.user.is_authenticated
+    assert AuditEvent.objects.filter(action="auth.login_failed").count() == 6
+
+
+def test_it_enrols_a_practitioner_on_first_login_with_a_qr_code(cast):
+    set_password("alice")
+    client = Client()
+    assert login(client, "alice").url == "/login/enrol/"
+    page = client.get("/login/enrol/")
+    assert b"<svg" in page.content
+    assert page.context["secret"]
+    device = TOTPDevice.objects.get(user__username="alice")
+    assert not device.confirmed
+    # Not logged in until the code is confirmed
+    assert client.get("/patients/").status_code == 302
+    response = client.post("/login/enrol/", {"token": totp_code(device)})
+    assert response.status_code == 302
+    device.refresh_from_db()
+    assert device.confirmed
+    assert client.session["acting_institution"] == "CHL"  # her only affiliation
+    assert client.get("/").url == "/patients/"
+    event = AuditEvent.objects.filter(action="auth.login").get()
+    assert (event.actor_username, event.acting_institution) == ("alice", "CHL")
+
+
+def test_it_asks_an_enrolled_practitioner_for_a_code(cast):
+    device = confirmed_device("alice")
+    set_password("alice")
+    client = Client()
+    assert login(client, "alice").url == "/login/verify/"
+    assert client.get("/").url.startswith("/login/")  # password alone is not enough
+    bad = client.post("/login/verify/", {"token": f"{(int(totp_code(device)) + 1) % 10**6:06d}"})
+    assert b"not valid" in bad.content
+    assert client.post("/login/verify/", {"token": fresh_code("alice")}).status_code == 302
+    assert client.get("/").url == "/patients/"
+    assert client.session["otp_device_id"] == device.persistent_id
+
+
+def test_it_refuses_a_code_already_used(cast):
+    set_password("alice")
+    code = fresh_code("alice")
+    first, second = Client(), Client()
+    login(first, "alice")
+    assert first.post("/login/verify/", {"token": code}).status_code == 302
+    login(second, "alice")
+    assert second.post("/login/verify/", {"token": code}).status_code == 200
+
+
+def test_it_forgets_a_password_step_that_was_never_completed(cast):
+    client = Client()
+    assert client.get("/login/verify/").url == "/login/"
+    assert client.get("/login/enrol/").url == "/login/"
+
+
+def test_it_asks_a_practitioner_with_several_hospitals_which_one(cast):
+    chl = Institution.objects.get(code="CHL")
+    Affiliation.objects.create(practitioner=cast.charlie, institution=chl)
+    set_password("charlie")
+    client = Client()
+    login(client, "charlie")
+    response = client.post("/login/verify/", {"token": fresh_code("charlie")})
+    assert response.url == "/login/institution/"
+    assert client.get("/").url == "/login/institution/"
+    page = client.get("/login/institution/")
+    assert b"Centre Hospitalier de Luxembourg (CHL)" in page.content
+    assert b"CHEM" not in page.content
+    refused = client.post("/login/institution/", {"institution": "CHEM"})
+    assert refused.status_code == 200  # not one of his affiliations
+    assert "acting_institution" not in client.session
+    client.post("/login/institution/", {"institution": "CHL"})
+    assert client.session["acting_institution"] == "CHL"
+    assert client.get("/").url == "/patients/"
+
+
+def test_it_sends_the_dpo_to_the_audit_log_after_totp(cast):
+    set_password("dora")
+    client = Client()
+    login(client, "dora")
+    client.post("/login/verify/", {"token": fresh_code("dora")})
+    assert client.get("/").url == "/dpo/audit/"
+
+
+def test_it_logs_out_on_post_only(portal_as):
+    client = portal_as("xavier")
+    assert client.get("/logout/").status_code == 405
+    assert client.post("/logout/").url == "/login/"
+    assert client.get("/").url == "/login/"
+
+
+def test_it_returns_to_the_page_asked_for(cast):
+    set_password("xavier")
+    client = Client()
+    asked = client.get("/me/consents/")
+    assert asked.url == "/login/?next=/me/consents/"
+    response = client.post(
+        "/login/?next=/me/consents/", {"username": "xavier", "password": PASSWORD}
+    )
+    assert response.url == "/me/consents/"
+
+
+def test_it_ignores_a_next_page_elsewhere(cast):
+    set_password("xavier")
+    response = Client().post(
+        "/login/", {"username": "xavier", "password": PASSWORD, "next": "https://evil.example/"}
+    )
+    assert response.url == "/"
+
+
+def test_it_refuses_an_inactive_user(cast):
+    set_password("xavier")
+    get_user_model().objects.filter(username="xavier").update(is_active=False)
+    assert login(Client(), "xavier").status_code == 200
