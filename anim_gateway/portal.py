@@ -315,6 +315,7 @@ def choose_institution(request: HttpRequest) -> HttpResponse:
     institutions = active_institutions(actor.practitioner)
     if not institutions:
         return forbidden(request, "You have no active affiliation with a member hospital.")
+    request.actor = actor  # the header offers logout
     form = InstitutionForm(request.POST or None, institutions=institutions)
     if request.method == "POST" and form.is_valid():
         request.session[ACTING_KEY] = form.cleaned_data["institution"]

@@ -1,0 +1,55 @@
+"""A practitioner's first log-in in a real browser: password, TOTP enrolment, hospital choice."""
+
+import time
+from base64 import b32decode
+
+import pytest
+from django_otp.oath import TOTP
+
+from consent.models import Affiliation, Institution
+from tests.browser.conftest import screenshot
+from tests.portal.helpers import PASSWORD, set_password
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def code_from_secret(secret: str) -> str:
+    """What the person's authenticator app computes from the key shown on the page."""
+    totp = TOTP(b32decode(secret.replace(" ", "")))
+    totp.time = time.time()
+    return f"{totp.token():06d}"
+
+
+def test_a_practitioner_enrols_totp_and_chooses_a_hospital(cast, live_server, page):
+    Affiliation.objects.create(
+        practitioner=cast.charlie, institution=Institution.objects.get(code="CHL")
+    )
+    set_password("charlie")
+    page.goto(f"{live_server.url}/")
+    screenshot(page, "01-login")
+    page.get_by_label("Username").fill("charlie")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+
+    page.get_by_role("heading", name="Set up your authenticator").wait_for()
+    assert page.locator(".qr svg").is_visible()
+    secret = page.get_by_test_id("totp-secret").inner_text()
+    screenshot(page, "02-totp-enrol")
+    page.get_by_label("6-digit code").fill(code_from_secret(secret))
+    page.get_by_role("button", name="Confirm and continue").click()
+
+    page.get_by_role("heading", name="Which hospital are you working for?").wait_for()
+    screenshot(page, "03-choose-institution")
+    page.get_by_label("Centre Hospitalier de Luxembourg (CHL)").check()
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(f"{live_server.url}/patients/")
+    assert page.get_by_text("Acting at CHL").is_visible()
+
+
+def test_a_wrong_password_is_refused_politely(cast, live_server, page):
+    set_password("xavier")
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_label("Username").fill("xavier")
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Continue").click()
+    assert page.get_by_role("alert").inner_text() == "Wrong username or password."
