@@ -56,7 +56,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-granted_at', '-pk'],
-                'indexes': [models.Index(fields=['patient', 'revoked_at'], name='consent_patient')],
+                'indexes': [models.Index(fields=['patient', 'revoked_at'], name="consent_by_patient")],
                 'constraints': [models.CheckConstraint(condition=models.Q(('revoked_at__isnull', True), models.Q(('revoked_by', ''), _negated=True), _connector='OR'), name='consent_revocation_complete'), models.CheckConstraint(condition=models.Q(('valid_until__isnull', True), ('valid_until__gt', models.F('valid_from')), _connector='OR'), name='consent_period_ordered')],
             },
         ),

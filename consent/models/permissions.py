@@ -50,7 +50,7 @@ class Consent(models.Model):
 
     class Meta:
         ordering = ["-granted_at", "-pk"]
-        indexes = [models.Index(fields=["patient", "revoked_at"], name="consent_patient")]
+        indexes = [models.Index(fields=["patient", "revoked_at"], name="consent_by_patient")]
         constraints = [
             models.CheckConstraint(
                 name="consent_revocation_complete",

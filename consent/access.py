@@ -1,0 +1,150 @@
+"""Thin helpers on top of the gate: fetch, authorize, return or raise; and the view marker.
+
+Views never fetch patient data themselves: they call one of these (or the gate) first.
+"""
+
+import dataclasses
+import functools
+import logging
+from collections.abc import Callable
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.request import Request
+from stdnum.exceptions import ValidationError as StdnumError
+
+from anim_gateway.errors import ApplicationError, NotFound, error_body
+from consent import gate, national_id
+from consent.actors import Actor
+from consent.authentication import actor_of
+from consent.models import Patient, Role
+
+logger = logging.getLogger(__name__)
+
+ACT_FOR_HEADER = "X-Act-For"
+# Document the header on every patient self-service operation (drf-spectacular).
+ACT_FOR_PARAMETER = OpenApiParameter(
+    name=ACT_FOR_HEADER,
+    type=OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "National identifier of the patient you act for as legal representative "
+        "(granted by an administrator); omit it to act on your own record."
+    ),
+)
+
+
+def serves_patient_data(view: type | Callable) -> type | Callable:
+    """Mark a view (class or function) as serving patient data and enforce the gate on it.
+
+    A marked view whose response succeeds without having consulted the gate is turned into
+    a 500 (fail closed), and the URL-walk test refuses any /api/v1/ or /dicomweb/ view that
+    is neither marked nor on its explicit allowlist of views without patient data.
+    """
+    if isinstance(view, type):
+        original = view.dispatch
+
+        @functools.wraps(original)
+        def dispatch(self, request, *args, **kwargs):
+            return _enforced(functools.partial(original, self), request, *args, **kwargs)
+
+        view.dispatch = dispatch
+        view.serves_patient_data = True
+        return view
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        return _enforced(view, request, *args, **kwargs)
+
+    wrapper.serves_patient_data = True
+    return wrapper
+
+
+def _enforced(call: Callable, request, *args, **kwargs):
+    box: list = []
+    token = gate._consulted.set(box)
+    try:
+        response = call(request, *args, **kwargs)
+    finally:
+        gate._consulted.reset(token)
+    if response.status_code < 400 and not box:
+        logger.error("A patient-data view answered without consulting the gate: %s", call)
+        from django.http import JsonResponse
+
+        return JsonResponse(
+            error_body("GATE_NOT_CONSULTED", "This view did not consult the gate."), status=500
+        )
+    return response
+
+
+def patient_actor(request: Request) -> Actor:
+    """The Actor of a patient request, acting for the patient named in X-Act-For if any.
+
+    Representation is checked by the gate (django-guardian ``consent.act_for_patient``);
+    here we only resolve whom the caller says they act for.
+    """
+    actor = actor_of(request)
+    header = request.headers.get(ACT_FOR_HEADER, "").strip()
+    if actor.role != Role.PATIENT:
+        if header:
+            raise ApplicationError(f"{ACT_FOR_HEADER}: only a patient account may act for another.")
+        return actor
+    if not header or header == actor.patient_national_id:
+        return actor
+    target = _patient_or_none(header)
+    if target is None:
+        raise NotFound("No such patient.", code="NOT_FOUND")
+    return dataclasses.replace(actor, patient=target, representative=actor.patient)
+
+
+def access_own_record(
+    actor: Actor, *, audit_action: str, audit_permit: bool = True, detail: dict | None = None
+) -> Patient:
+    """The patient the caller acts on (their own, or the one they represent), or raise."""
+    gate.authorize(
+        actor,
+        gate.MANAGE_RECORD,
+        patient=actor.patient if actor.role == Role.PATIENT else None,
+        audit_action=audit_action,
+        audit_permit=audit_permit,
+        detail=detail,
+    )
+    return actor.patient
+
+
+def access_patient_by_national_id(
+    actor: Actor,
+    value: str,
+    *,
+    action: str,
+    audit_action: str,
+    audit_permit: bool = True,
+    detail: dict | None = None,
+) -> Patient:
+    """The patient named in the URL, if the gate permits the action on them.
+
+    An unknown (or malformed) identifier is a 404, audited as a deny: the gate decides on the
+    patient in the URL, so changing it reaches nobody else's data.
+    """
+    patient = _patient_or_none(value)
+    if patient is None:
+        gate.deny_unknown(actor, audit_action=audit_action, detail={"national_id": "unknown"})
+        raise NotFound("No such patient.")
+    gate.authorize(
+        actor,
+        action,
+        patient=patient,
+        audit_action=audit_action,
+        audit_permit=audit_permit,
+        detail=detail,
+    )
+    return patient
+
+
+def _patient_or_none(value: str) -> Patient | None:
+    try:
+        number = national_id.validate(value)
+    except StdnumError:
+        return None
+    return Patient.objects.select_related("record").filter(national_id=number).first()

@@ -1,0 +1,490 @@
+"""The one door: load the facts, ask the policy, write the audit event, then permit or raise.
+
+Fail closed: any error while loading, deciding or auditing is a deny. Nothing is cached
+across calls, so a revocation holds from the next call on.
+
+The audit row of a decision must survive the request even when the request then fails,
+so the gate must not run inside a caller's transaction (which would roll the row back
+with it): called inside one, it denies with ``GATE_ERROR``. Views call the gate first and
+the writing service afterwards. ATOMIC_REQUESTS is off for the same reason.
+
+Errors: a policy deny is 403 with the reason code, except ``STUDY_HIDDEN`` which is 404
+with the not-found body; ``GATE_ERROR`` (deciding failed) is 403; ``AUDIT_UNAVAILABLE``
+(the audit log could not be written) is 503, since retrying later may succeed.
+"""
+
+import contextvars
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from rest_framework import status
+
+from anim_gateway.errors import ApplicationError
+from audit.errors import AuditUnavailable
+from consent import policy
+from consent.actors import Actor
+from consent.auditing import audit_event
+from consent.models import (
+    Affiliation,
+    CareRelationship,
+    Consent,
+    EmergencyAccess,
+    Exclusion,
+    Institution,
+    Patient,
+    Role,
+    SharedRecord,
+    StudyVisibility,
+)
+from consent.policy import ConsentFact, Decision, Facts, Period
+
+logger = logging.getLogger(__name__)
+
+LIST_STUDIES = policy.LIST_STUDIES
+VIEW_IMAGES = policy.VIEW_IMAGES
+STORE = policy.STORE
+EMERGENCY = policy.EMERGENCY
+MANAGE_RECORD = policy.MANAGE_RECORD
+ASSERT_CARE = policy.ASSERT_CARE
+REVIEW_EMERGENCY = policy.REVIEW_EMERGENCY
+
+NOT_FOUND_MESSAGE = "No such study."
+
+
+class StudyRef(Protocol):
+    """Anything that says which study, made where, of which patient (None: unreconciled)."""
+
+    study_uid: str
+    institution_id: int
+    patient_id: int | None
+
+
+class AccessDenied(ApplicationError):
+    """A deny of the gate; ``decision`` keeps the real reason (the audit row has it too)."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+
+    def __init__(self, decision: Decision):
+        self.decision = decision
+        if decision.reason_code in ("STUDY_HIDDEN", "NOT_FOUND"):
+            # Its existence is not revealed: the same body as a study that is not there.
+            super().__init__(NOT_FOUND_MESSAGE, code="NOT_FOUND", status_code=404)
+            return
+        message = f"{decision.message} {decision.remedy}".strip()
+        status_code = 503 if decision.reason_code == "AUDIT_UNAVAILABLE" else 403
+        super().__init__(message, code=decision.reason_code, status_code=status_code)
+
+
+@dataclass(frozen=True)
+class StudyListDecision:
+    permitted: list
+    # (institution code, reason code) of institutions whose studies were withheld; studies
+    # hidden by the patient are never mentioned.
+    withheld: list[tuple[str, str]]
+
+
+# Set by consent.access.serves_patient_data around a view: did this request consult the gate?
+_consulted: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "gate_consulted", default=None
+)
+
+
+def authorize(
+    actor: Actor,
+    action: str,
+    *,
+    patient: Patient | None,
+    study: StudyRef | None = None,
+    audit_action: str,
+    detail: dict | None = None,
+    audit_permit: bool = True,
+) -> Decision:
+    """Decide one action on one patient (and optionally one study), audit it, permit or raise.
+
+    Parameters
+    ----------
+    actor
+        Who acts, in which role, for which institution (``request.auth``).
+    action
+        A policy action (``gate.VIEW_IMAGES``...).
+    patient
+        The patient acted on; None only with an unreconciled study.
+    study
+        The study, when one is involved: its performing institution is J in the rule.
+    audit_action
+        The audit code of the event (``audit.actions.Action``).
+    detail
+        Extra, non-identifying detail for the audit event.
+    audit_permit
+        False when the caller is a service that writes its own event for the permitted
+        change, in its transaction; denies are always audited here.
+
+    Raises
+    ------
+    AccessDenied
+        On every deny, including errors while deciding or auditing.
+    """
+    _mark_consulted()
+    national_id = patient.national_id if patient else ""
+    study_uid = study.study_uid if study else ""
+    try:
+        _refuse_inside_transaction()
+        decision = _decide_one(actor, action, patient=patient, study=study)
+    except Exception:
+        logger.exception("The gate failed while deciding %s", action)
+        decision = _error_decision("GATE_ERROR", "Access could not be decided; it is denied.")
+    if decision.permit and not audit_permit:
+        return decision
+    decision = _audited(
+        actor, decision, audit_action, national_id, study_uid=study_uid, detail=detail or {}
+    )
+    if not decision.permit:
+        raise AccessDenied(decision)
+    return decision
+
+
+def authorize_studies(
+    actor: Actor,
+    action: str,
+    *,
+    studies: Sequence[StudyRef],
+    audit_action: str,
+    detail: dict | None = None,
+) -> StudyListDecision:
+    """Decide each study of a list or query with the same facts; one audit event for all.
+
+    The facts of every patient involved are loaded in a fixed number of queries.
+
+    Raises
+    ------
+    AccessDenied
+        When deciding or auditing fails (never because some studies were withheld).
+    """
+    _mark_consulted()
+    try:
+        _refuse_inside_transaction()
+        result, hidden = _decide_many(actor, action, studies)
+        outcome = Decision(permit=True, reason_code="", message="")
+    except Exception:
+        logger.exception("The gate failed while deciding a list of %s", action)
+        result, hidden = StudyListDecision([], []), 0
+        outcome = _error_decision("GATE_ERROR", "Access could not be decided; it is denied.")
+    patients = {s.patient_id for s in studies}
+    national_id = ""
+    if len(patients) == 1 and None not in patients:
+        national_id = _national_ids(patients).get(patients.pop(), "")
+    counts = {
+        "studies": len(studies),
+        "permitted": len(result.permitted),
+        "withheld": [list(w) for w in result.withheld],
+        "hidden": hidden,
+    }
+    outcome = _audited(
+        actor, outcome, audit_action, national_id, study_uid="", detail={**(detail or {}), **counts}
+    )
+    if not outcome.permit:
+        raise AccessDenied(outcome)
+    return result
+
+
+def deny_unknown(actor: Actor, *, audit_action: str, detail: dict | None = None) -> None:
+    """Audit a request for an unknown patient or study as a deny; the caller answers 404.
+
+    Raises
+    ------
+    AccessDenied
+        Only when the audit log is unavailable.
+    """
+    decision = Decision(False, "NOT_FOUND", "No such patient or study.")
+    decision = _audited(actor, decision, audit_action, "", study_uid="", detail=detail or {})
+    if decision.reason_code != "NOT_FOUND":
+        raise AccessDenied(decision)
+
+
+def visible_patient_ids(actor: Actor) -> set[int]:
+    """Patients the actor may possibly see now (care relationship or emergency access).
+
+    A pre-filter for SQL (QIDO); the gate still decides every study. Unreconciled studies of
+    the acting institution are visible too and must be added by the caller's query.
+    """
+    if actor.role == Role.PATIENT:
+        return {actor.patient.pk} if actor.patient else set()
+    if actor.role != Role.PRACTITIONER or actor.practitioner is None:
+        return set()
+    now = timezone.now()
+    care = CareRelationship.objects.filter(practitioner=actor.practitioner, start__lte=now)
+    care = care.filter(end__gt=now).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=now))
+    emergencies = EmergencyAccess.objects.filter(
+        practitioner=actor.practitioner,
+        institution=actor.institution,
+        start__lte=now,
+        expires_at__gt=now,
+    )
+    return set(care.values_list("patient_id", flat=True)) | set(
+        emergencies.values_list("patient_id", flat=True)
+    )
+
+
+def _decide_one(
+    actor: Actor, action: str, *, patient: Patient | None, study: StudyRef | None
+) -> Decision:
+    if study is not None and patient is not None and study.patient_id != patient.pk:
+        # A study of another patient than the one in the URL: it is not there for this one.
+        return Decision(False, "NOT_FOUND", NOT_FOUND_MESSAGE)
+    if study is not None and patient is None and study.patient_id is not None:
+        return Decision(False, "NOT_FOUND", NOT_FOUND_MESSAGE)
+    patient_id = patient.pk if patient else None
+    uids = [study.study_uid] if study else []
+    facts = load_facts(actor, patient_ids=[patient_id], study_uids=uids)[patient_id]
+    return policy.decide(
+        facts,
+        action=action,
+        study_institution_id=study.institution_id if study else None,
+        study_uid=study.study_uid if study else None,
+    )
+
+
+def _decide_many(
+    actor: Actor, action: str, studies: Sequence[StudyRef]
+) -> tuple[StudyListDecision, int]:
+    facts = load_facts(
+        actor,
+        patient_ids=[s.patient_id for s in studies],
+        study_uids=[s.study_uid for s in studies],
+        institution_ids=[s.institution_id for s in studies],
+    )
+    permitted, withheld, hidden = [], set(), 0
+    for study in studies:
+        facts_of = facts[study.patient_id]
+        decision = policy.decide(
+            facts_of,
+            action=action,
+            study_institution_id=study.institution_id,
+            study_uid=study.study_uid,
+        )
+        if decision.permit:
+            permitted.append(study)
+        elif decision.reason_code == "STUDY_HIDDEN":
+            hidden += 1
+        else:
+            withheld.add((facts_of.code(study.institution_id), decision.reason_code))
+    return StudyListDecision(permitted, sorted(withheld)), hidden
+
+
+def load_facts(
+    actor: Actor,
+    *,
+    patient_ids: Iterable[int | None],
+    study_uids: Iterable[str] = (),
+    institution_ids: Iterable[int] = (),
+) -> dict[int | None, Facts]:
+    """The facts of the rule for the actor and each patient, at one instant, in a fixed
+    number of queries (not one per patient or study)."""
+    now = timezone.now()
+    pids = {pid for pid in patient_ids if pid is not None}
+    base = Facts(
+        role=actor.role,
+        now=now,
+        acting_institution_id=actor.institution.pk if actor.institution else None,
+        institution_codes=_codes(actor, set(institution_ids)),
+    )
+    per_patient = {pid: {} for pid in pids}
+    if actor.role == Role.PRACTITIONER and actor.practitioner is not None:
+        base = _practitioner_base(actor, base)
+        _load_practitioner_facts(actor, per_patient, set(study_uids), now)
+    elif actor.role == Role.PATIENT and actor.patient is not None:
+        base = _patient_base(actor, base, pids)
+    facts = {pid: replace(base, patient_id=pid, **changes) for pid, changes in per_patient.items()}
+    facts[None] = base
+    return facts
+
+
+def _codes(actor: Actor, institution_ids: set[int]) -> dict[int, str]:
+    codes = {actor.institution.pk: actor.institution.code} if actor.institution else {}
+    missing = institution_ids - set(codes)
+    if missing:
+        codes.update(Institution.objects.filter(pk__in=missing).values_list("pk", "code"))
+    return codes
+
+
+def _practitioner_base(actor: Actor, base: Facts) -> Facts:
+    affiliations = ()
+    if actor.institution is not None:
+        rows = Affiliation.objects.filter(
+            practitioner=actor.practitioner, institution=actor.institution
+        ).values_list("pk", "start", "end")
+        affiliations = tuple(Period(pk, start, end) for pk, start, end in rows)
+    return replace(
+        base,
+        affiliations=affiliations,
+        profession=actor.practitioner.profession,
+        profession_actions=settings.PROFESSION_ACTIONS,
+    )
+
+
+def _load_practitioner_facts(
+    actor: Actor, per_patient: dict[int, dict], study_uids: set[str], now
+) -> None:
+    # Rows already over at `now` are skipped in SQL; the policy still checks every period.
+    if not per_patient:
+        return
+    pids = set(per_patient)
+    practitioner = actor.practitioner
+    grouped: dict[str, dict[int, list]] = {
+        name: defaultdict(list)
+        for name in ("exclusions", "emergencies", "consents", "care_relationships")
+    }
+    for pid, status_ in SharedRecord.objects.filter(patient_id__in=pids).values_list(
+        "patient_id", "status"
+    ):
+        per_patient[pid]["record_active"] = status_ == "active"
+    exclusions = Exclusion.objects.filter(patient_id__in=pids, practitioner=practitioner)
+    exclusions = exclusions.filter(Q(removed_at__isnull=True) | Q(removed_at__gt=now))
+    for pk, pid, start, end in exclusions.values_list(
+        "pk", "patient_id", "created_at", "removed_at"
+    ):
+        grouped["exclusions"][pid].append(Period(pk, start, end))
+    if study_uids:
+        hidden = StudyVisibility.objects.filter(
+            patient_id__in=pids, study_uid__in=study_uids, unhidden_at__isnull=True
+        ).values_list("patient_id", "study_uid")
+        for pid, uid in hidden:
+            per_patient[pid].setdefault("hidden_study_uids", set()).add(uid)
+    if actor.institution is not None:
+        emergencies = EmergencyAccess.objects.filter(
+            patient_id__in=pids,
+            practitioner=practitioner,
+            institution=actor.institution,
+            expires_at__gt=now,
+        ).values_list("pk", "patient_id", "start", "expires_at")
+        for pk, pid, start, end in emergencies:
+            grouped["emergencies"][pid].append(Period(pk, start, end))
+    _load_consents(pids, grouped["consents"], now)
+    care = CareRelationship.objects.filter(patient_id__in=pids, practitioner=practitioner)
+    care = care.filter(end__gt=now).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=now))
+    for pk, pid, start, end, ended in care.values_list(
+        "pk", "patient_id", "start", "end", "ended_at"
+    ):
+        grouped["care_relationships"][pid].append(Period(pk, start, end, revoked_at=ended))
+    for name, by_patient in grouped.items():
+        for pid, items in by_patient.items():
+            per_patient[pid][name] = tuple(items)
+    for changes in per_patient.values():
+        changes["hidden_study_uids"] = frozenset(changes.get("hidden_study_uids", ()))
+
+
+def _load_consents(pids: set[int], out: dict[int, list], now) -> None:
+    """One query: a LEFT JOIN row per (consent, covered institution)."""
+    rows = (
+        Consent.objects.filter(patient_id__in=pids)
+        .filter(Q(revoked_at__isnull=True) | Q(revoked_at__gt=now))
+        .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=now))
+        .order_by("-valid_from", "-pk")
+        .values_list(
+            "pk",
+            "patient_id",
+            "valid_from",
+            "valid_until",
+            "revoked_at",
+            "all_members",
+            "allow_emergency",
+            "institutions",
+        )
+    )
+    merged: dict[int, tuple] = {}
+    covered: dict[int, set[int]] = defaultdict(set)
+    for pk, pid, start, end, revoked, all_members, allow_emergency, institution in rows:
+        merged.setdefault(pk, (pid, start, end, revoked, all_members, allow_emergency))
+        if institution is not None:
+            covered[pk].add(institution)
+    for pk, (pid, start, end, revoked, all_members, allow_emergency) in merged.items():
+        out[pid].append(
+            ConsentFact(
+                id=pk,
+                start=start,
+                end=end,
+                revoked_at=revoked,
+                all_members=all_members,
+                institution_ids=frozenset(covered[pk]),
+                allow_emergency=allow_emergency,
+            )
+        )
+
+
+def _patient_base(actor: Actor, base: Facts, pids: set[int]) -> Facts:
+    granted = False
+    if actor.representative is not None and actor.user is not None:
+        # django-guardian: the administrator grants consent.act_for_patient on the child.
+        granted = actor.user.has_perm("consent.act_for_patient", actor.patient)
+    return replace(
+        base,
+        actor_patient_id=actor.patient.pk,
+        via_representative=actor.representative is not None,
+        representation_granted=granted,
+    )
+
+
+def _national_ids(pids: set[int]) -> dict[int, str]:
+    return dict(Patient.objects.filter(pk__in=pids).values_list("pk", "national_id"))
+
+
+def _audited(
+    actor: Actor,
+    decision: Decision,
+    audit_action: str,
+    national_id: str,
+    *,
+    study_uid: str,
+    detail: dict,
+) -> Decision:
+    """Write the decision's audit event; if that fails, the answer becomes a deny."""
+    try:
+        audit_event(
+            actor,
+            action=audit_action,
+            outcome=_outcome(decision),
+            reason_code=decision.reason_code,
+            basis=decision.basis,
+            basis_ids=decision.basis_ids,
+            patient=national_id,
+            study_uid=study_uid,
+            message=decision.message,
+            detail=detail,
+        )
+    except AuditUnavailable:
+        logger.exception("The audit log could not be written; denying %s", audit_action)
+        return _error_decision("AUDIT_UNAVAILABLE", "The audit log is unavailable; try later.")
+    except Exception:
+        logger.exception("Auditing %s failed; denying", audit_action)
+        return _error_decision("GATE_ERROR", "Access could not be recorded; it is denied.")
+    return decision
+
+
+def _outcome(decision: Decision) -> str:
+    if decision.permit:
+        return "permit"
+    return "error" if decision.reason_code in ("GATE_ERROR", "AUDIT_UNAVAILABLE") else "deny"
+
+
+def _error_decision(code: str, message: str) -> Decision:
+    return Decision(permit=False, reason_code=code, message=message)
+
+
+def _refuse_inside_transaction() -> None:
+    # The audit row must not roll back with a caller's transaction (see the module docstring).
+    connection = transaction.get_connection()
+    if any(not block._from_testcase for block in connection.atomic_blocks):
+        raise RuntimeError("consent.gate called inside a transaction; call it before the service")
+
+
+def _mark_consulted() -> None:
+    box = _consulted.get()
+    if box is not None:
+        box.append(True)

@@ -1,0 +1,190 @@
+"""The gate: facts from the database, the policy's decision, the audit row, permit or raise."""
+
+import pytest
+from django.db import transaction
+
+from audit.models import AuditEvent
+from consent import gate
+from consent.gate import AccessDenied
+
+from .conftest import actor, care, consent_for, exclude, hide, study
+
+UID = "1.2.826.0.1.3680043.8.498.1"
+
+
+def last_event() -> AuditEvent:
+    return AuditEvent.objects.order_by("-seq").first()
+
+
+def test_it_permits_a_shared_study_and_audits_the_basis(shared):
+    alice = actor(shared.alice.user, "CHL")
+    decision = gate.authorize(
+        alice,
+        gate.VIEW_IMAGES,
+        patient=shared.xavier,
+        study=study(UID, "CHEM", shared.xavier),
+        audit_action="study.retrieve",
+    )
+    assert decision.basis == "CONSENT"
+    event = last_event()
+    assert (event.outcome, event.basis, event.patient) == (
+        "permit",
+        "CONSENT",
+        shared.xavier.national_id,
+    )
+    assert event.study_uid == UID
+    assert event.actor_username == "alice"
+    assert set(event.basis_ids) == {"affiliation", "consent", "care_relationship"}
+
+
+def test_it_denies_without_consent_and_audits_the_deny(cast):
+    care(cast.alice, cast.yvonne)
+    with pytest.raises(AccessDenied) as info:
+        gate.authorize(
+            actor(cast.alice.user, "CHL"),
+            gate.VIEW_IMAGES,
+            patient=cast.yvonne,
+            study=study(UID, "CHEM", cast.yvonne),
+            audit_action="study.retrieve",
+        )
+    assert (info.value.status_code, info.value.code) == (403, "NO_CONSENT")
+    assert "CHL" in info.value.message
+    event = last_event()
+    assert (event.outcome, event.reason_code) == ("deny", "NO_CONSENT")
+
+
+def test_a_hidden_study_is_a_404_with_the_not_found_body_but_audited_as_hidden(shared):
+    hide(shared.xavier, UID)
+    with pytest.raises(AccessDenied) as info:
+        gate.authorize(
+            actor(shared.alice.user, "CHL"),
+            gate.VIEW_IMAGES,
+            patient=shared.xavier,
+            study=study(UID, "CHEM", shared.xavier),
+            audit_action="study.retrieve",
+        )
+    assert (info.value.status_code, info.value.code, info.value.message) == (
+        404,
+        "NOT_FOUND",
+        "No such study.",
+    )
+    assert last_event().reason_code == "STUDY_HIDDEN"
+
+
+def test_a_study_of_another_patient_is_not_found(shared):
+    with pytest.raises(AccessDenied) as info:
+        gate.authorize(
+            actor(shared.alice.user, "CHL"),
+            gate.VIEW_IMAGES,
+            patient=shared.xavier,
+            study=study(UID, "CHEM", shared.yvonne),
+            audit_action="study.retrieve",
+        )
+    assert info.value.status_code == 404
+
+
+def test_it_fails_closed_inside_a_callers_transaction(shared):
+    with pytest.raises(AccessDenied) as info, transaction.atomic():
+        gate.authorize(
+            actor(shared.alice.user, "CHL"),
+            gate.LIST_STUDIES,
+            patient=shared.xavier,
+            audit_action="patient.studies_list",
+        )
+    assert info.value.code == "GATE_ERROR"
+
+
+def test_it_fails_closed_when_the_audit_log_is_unavailable(shared, monkeypatch):
+    from audit.errors import AuditUnavailable
+
+    def broken(event):
+        raise AuditUnavailable("disk full")
+
+    monkeypatch.setattr("consent.auditing.append", broken)
+    with pytest.raises(AccessDenied) as info:
+        gate.authorize(
+            actor(shared.alice.user, "CHL"),
+            gate.LIST_STUDIES,
+            patient=shared.xavier,
+            audit_action="patient.studies_list",
+        )
+    assert (info.value.status_code, info.value.code) == (503, "AUDIT_UNAVAILABLE")
+
+
+def test_it_fails_closed_when_deciding_raises(shared, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("bug")
+
+    monkeypatch.setattr("consent.policy.decide", broken)
+    with pytest.raises(AccessDenied) as info:
+        gate.authorize(
+            actor(shared.alice.user, "CHL"),
+            gate.LIST_STUDIES,
+            patient=shared.xavier,
+            audit_action="patient.studies_list",
+        )
+    assert info.value.code == "GATE_ERROR"
+    assert last_event().outcome == "error"
+
+
+def test_a_list_withholds_per_institution_and_never_mentions_hidden_studies(cast):
+    consent_for(cast.xavier, ["CHL"])
+    care(cast.alice, cast.xavier)
+    hide(cast.xavier, "1.1")
+    studies = [
+        study("1.1", "CHEM", cast.xavier),  # hidden: silently dropped
+        study("1.2", "CHEM", cast.xavier),  # consent covers CHL, the acting institution
+        study("1.3", "CHL", cast.xavier),  # local
+        study("1.4", "HRS", cast.yvonne),  # Yvonne gave no consent
+        study("1.5", "CHL", None),  # unreconciled, own institution
+        study("1.6", "HRS", None),  # unreconciled elsewhere: never shared
+    ]
+    result = gate.authorize_studies(
+        actor(cast.alice.user, "CHL"),
+        gate.LIST_STUDIES,
+        studies=studies,
+        audit_action="study.search",
+    )
+    assert [s.study_uid for s in result.permitted] == ["1.2", "1.3", "1.5"]
+    assert result.withheld == [("HRS", "NOT_SHARED"), ("HRS", "NO_CONSENT")]
+    event = last_event()
+    assert event.detail["permitted"] == 3
+    assert event.detail["hidden"] == 1
+
+
+def test_the_gate_runs_a_fixed_number_of_queries(shared, django_assert_num_queries):
+    alice = actor(shared.alice.user, "CHL")
+    chem_study = study(UID, "CHEM", shared.xavier)
+    # 7 fact queries (affiliations, record, exclusions, hidden, emergencies, consents, care)
+    # and the audit append (savepoint, head lock, insert, head update, release).
+    with django_assert_num_queries(12):
+        gate.authorize(
+            alice,
+            gate.VIEW_IMAGES,
+            patient=shared.xavier,
+            study=chem_study,
+            audit_action="study.retrieve",
+        )
+
+
+def test_a_list_costs_the_same_queries_for_1_or_20_patients(cast, django_assert_num_queries):
+    alice = actor(cast.alice.user, "CHL")
+    few = [study("2.1", "CHEM", cast.xavier), study("2.2", "CHL", cast.yvonne)]
+    many = [study(f"2.{n}", "HRS", cast.xavier if n % 2 else cast.yvonne) for n in range(20)]
+    # Institution codes, the 7 fact queries, the audit append (5).
+    with django_assert_num_queries(13) as few_queries:
+        gate.authorize_studies(alice, gate.LIST_STUDIES, studies=few, audit_action="study.search")
+    with django_assert_num_queries(len(few_queries.captured_queries)):
+        gate.authorize_studies(alice, gate.LIST_STUDIES, studies=many, audit_action="study.search")
+
+
+def test_an_excluded_practitioner_is_denied_even_with_consent_and_care(shared):
+    exclude(shared.xavier, shared.alice)
+    with pytest.raises(AccessDenied) as info:
+        gate.authorize(
+            actor(shared.alice.user, "CHL"),
+            gate.LIST_STUDIES,
+            patient=shared.xavier,
+            audit_action="patient.studies_list",
+        )
+    assert info.value.code == "EXCLUDED_BY_PATIENT"
