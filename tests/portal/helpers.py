@@ -44,7 +44,12 @@ def portal_client(username: str, institution: str | None = None) -> Client:
     client = Client()
     response = client.post("/login/", {"username": username, "password": PASSWORD})
     assert response.status_code == 302, response.content[:500]
-    if response["Location"].startswith("/login/verify/"):
+    if response["Location"].startswith("/login/enrol/"):
+        client.get("/login/enrol/")
+        device = TOTPDevice.objects.get(user__username=username, confirmed=False)
+        response = client.post("/login/enrol/", {"token": totp_code(device)})
+        assert response.status_code == 302, response.content[:500]
+    elif response["Location"].startswith("/login/verify/"):
         response = client.post("/login/verify/", {"token": fresh_code(username)})
         assert response.status_code == 302, response.content[:500]
     if response["Location"].startswith("/login/institution/"):

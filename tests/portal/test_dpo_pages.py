@@ -1,0 +1,82 @@
+"""The DPO's pages: audit search with filters, integrity verification, role checks."""
+
+import pytest
+
+from audit.events import Event
+from audit.models import AuditEvent
+from audit.services import append
+from tests.conftest import XAVIER_ID, YVONNE_ID
+
+pytestmark = pytest.mark.django_db
+
+
+def event(**fields) -> None:
+    base = {"action": "patient.studies_list", "outcome": "permit", "actor_role": "practitioner"}
+    append(Event(**{**base, **fields}))
+
+
+def test_it_lists_audit_events_newest_first(portal_as):
+    event(actor_username="alice", patient=XAVIER_ID, acting_institution="CHL", basis="CONSENT")
+    event(actor_username="bob", patient=YVONNE_ID, outcome="deny", reason_code="NO_CONSENT")
+    client = portal_as("dora")
+    response = client.get("/dpo/audit/")
+    assert response.status_code == 200
+    seqs = [e.seq for e, _label in response.context["rows"]]
+    assert seqs == sorted(seqs, reverse=True)
+    assert b"NO_CONSENT" in response.content
+    assert b"Listed the patient&#x27;s studies" in response.content
+
+
+def test_it_filters_by_patient_actor_and_outcome(portal_as):
+    event(actor_username="alice", patient=XAVIER_ID, acting_institution="CHL")
+    event(actor_username="bob", patient=YVONNE_ID, outcome="deny", reason_code="NO_CONSENT")
+    client = portal_as("dora")
+    rows = client.get("/dpo/audit/", {"patient": YVONNE_ID, "outcome": "deny"}).context["rows"]
+    assert [e.actor_username for e, _ in rows] == ["bob"]
+    rows = client.get("/dpo/audit/", {"actor": "alice", "outcome": "permit"}).context["rows"]
+    assert [e.patient for e, _ in rows] == [XAVIER_ID]
+    rows = client.get("/dpo/audit/", {"institution": "chl"}).context["rows"]
+    assert [e.actor_username for e, _ in rows] == ["alice"]
+    assert client.get("/dpo/audit/", {"action": "study.retrieve"}).context["rows"] == []
+
+
+def test_it_pages_back_with_older_events(portal_as):
+    for n in range(55):
+        event(actor_username=f"user{n}", patient=XAVIER_ID)
+    client = portal_as("dora")
+    query = {"patient": XAVIER_ID, "action": "patient.studies_list"}
+    first = client.get("/dpo/audit/", query)
+    assert len(first.context["rows"]) == 50
+    older = first.context["older"]
+    second = client.get("/dpo/audit/", {**query, "before": older})
+    assert len(second.context["rows"]) == 5
+    assert second.context["older"] is None
+
+
+def test_it_records_the_dpo_search_in_the_audit_log(portal_as):
+    client = portal_as("dora")
+    client.get("/dpo/audit/", {"patient": XAVIER_ID})
+    search = AuditEvent.objects.filter(action="audit.search").get()
+    assert (search.actor_username, search.basis) == ("dora", "DPO")
+    assert search.detail == {"filters": {"patient": XAVIER_ID}}
+
+
+def test_it_verifies_the_chain_on_request(portal_as):
+    event(actor_username="alice", patient=XAVIER_ID)
+    client = portal_as("dora")
+    assert client.get("/dpo/verify/").context["result"] is None
+    response = client.post("/dpo/verify/")
+    assert response.context["result"].valid
+    assert b"The audit log verifies" in response.content
+    assert AuditEvent.objects.filter(action="audit.verify").count() == 1
+
+
+@pytest.mark.parametrize("username", ["alice", "xavier"])
+def test_it_refuses_the_audit_pages_to_anyone_but_the_dpo(portal_as, username):
+    client = portal_as(username, "CHL")
+    assert client.get("/dpo/audit/").status_code == 403
+    assert client.post("/dpo/verify/").status_code == 403
+
+
+def test_it_sends_an_anonymous_visitor_to_the_login(cast, client):
+    assert client.get("/dpo/audit/").url == "/login/?next=/dpo/audit/"
