@@ -1,1 +1,107 @@
-"""Study, Series, Instance."""
+"""Study, Series, Instance: the index of the stored DICOM objects, queried without opening files."""
+
+from django.db import models
+from django.utils import timezone
+
+from consent.models import Institution, Patient
+
+
+class Study(models.Model):
+    """One imaging study, made at one (performing) institution; a StudyRef for the gate."""
+
+    study_uid = models.CharField(max_length=64, unique=True)
+    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="studies")
+    # None while unreconciled: stored, visible to its own institution, never shared.
+    patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, null=True, blank=True, related_name="studies"
+    )
+    dicom_patient_id = models.CharField(max_length=64, blank=True)
+    issuer = models.CharField(max_length=64, blank=True)
+    # The institution whose identifier space the PatientID belongs to (from the issuer).
+    identifier_institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    study_date = models.DateField(null=True, blank=True)
+    study_time = models.CharField(max_length=32, blank=True)
+    accession_number = models.CharField(max_length=64, blank=True)
+    description = models.CharField(max_length=255, blank=True)
+    modalities = models.CharField(max_length=128, blank=True)
+    series_count = models.PositiveIntegerField(default=0)
+    instance_count = models.PositiveIntegerField(default=0)
+    # Study-level attributes as DICOM JSON (PS3.18 F.2), what QIDO-RS returns.
+    attributes = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "studies"
+        indexes = [
+            models.Index(fields=["patient", "-study_date"], name="study_patient_date"),
+            models.Index(fields=["dicom_patient_id", "institution"], name="study_dicom_patient"),
+            models.Index(fields=["institution", "-study_date"], name="study_institution_date"),
+            models.Index(fields=["study_date"], name="study_date"),
+            models.Index(fields=["accession_number"], name="study_accession"),
+            models.Index(
+                fields=["identifier_institution", "dicom_patient_id"],
+                name="study_unreconciled",
+                condition=models.Q(patient__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.study_uid
+
+    def modality_list(self) -> list[str]:
+        return [m for m in self.modalities.split("\\") if m]
+
+
+class Series(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series")
+    series_uid = models.CharField(max_length=64, unique=True)
+    modality = models.CharField(max_length=16, blank=True)
+    series_number = models.IntegerField(null=True, blank=True)
+    description = models.CharField(max_length=255, blank=True)
+    instance_count = models.PositiveIntegerField(default=0)
+    attributes = models.JSONField(default=dict)
+    # A small PNG of a representative frame, made by a Celery task after ingest.
+    preview_key = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        verbose_name_plural = "series"
+        indexes = [models.Index(fields=["study", "series_number"], name="series_study_number")]
+
+    def __str__(self) -> str:
+        return self.series_uid
+
+
+class Instance(models.Model):
+    """One stored SOP instance: where its bytes are and what they hash to."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="instances")
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="instances")
+    sop_instance_uid = models.CharField(max_length=64, unique=True)
+    sop_class_uid = models.CharField(max_length=64)
+    transfer_syntax_uid = models.CharField(max_length=64)
+    instance_number = models.IntegerField(null=True, blank=True)
+    number_of_frames = models.PositiveIntegerField(default=0)
+    storage_key = models.CharField(max_length=255, unique=True)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    # Where the Pixel Data value starts in the stored file, so frames are served by seeking.
+    pixel_data_offset = models.BigIntegerField(null=True, blank=True)
+    pixel_data_length = models.BigIntegerField(null=True, blank=True)
+    # DICOM JSON without bulk data: /metadata and QIDO never open the file.
+    metadata = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+    fixity_checked_at = models.DateTimeField(null=True, blank=True)
+    fixity_ok = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["series", "instance_number"], name="instance_series_number"),
+            models.Index(fields=["study"], name="instance_study"),
+            models.Index(fields=["fixity_checked_at"], name="instance_fixity"),
+        ]
+
+    def __str__(self) -> str:
+        return self.sop_instance_uid

@@ -1,0 +1,387 @@
+"""Reading stored or spooled DICOM files: header, validation, structure, DICOM JSON (pydicom)."""
+
+import datetime
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom import config, dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+PREAMBLE_LENGTH = 128
+# A 128-byte preamble is kept only when it is all zeros or starts a TIFF header (PS3.10 7.5);
+# anything else could smuggle an executable (the "PE-DICOM" polyglot), so it is zeroed.
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+
+STUDY_TAGS = {
+    "00080005": "SpecificCharacterSet",
+    "00080020": "StudyDate",
+    "00080030": "StudyTime",
+    "00080050": "AccessionNumber",
+    "00080090": "ReferringPhysicianName",
+    "00081030": "StudyDescription",
+    "00100010": "PatientName",
+    "00100020": "PatientID",
+    "00100021": "IssuerOfPatientID",
+    "00100030": "PatientBirthDate",
+    "00100040": "PatientSex",
+    "0020000D": "StudyInstanceUID",
+    "00200010": "StudyID",
+}
+SERIES_TAGS = {
+    "00080021": "SeriesDate",
+    "00080031": "SeriesTime",
+    "00080060": "Modality",
+    "0008103E": "SeriesDescription",
+    "00180015": "BodyPartExamined",
+    "0020000E": "SeriesInstanceUID",
+    "00200011": "SeriesNumber",
+}
+INSTANCE_TAGS = {
+    "00080016": "SOPClassUID",
+    "00080018": "SOPInstanceUID",
+    "00200013": "InstanceNumber",
+    "00280008": "NumberOfFrames",
+    "00280010": "Rows",
+    "00280011": "Columns",
+    "00280100": "BitsAllocated",
+}
+
+_LONG_VRS = {
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"SQ",
+    b"SV",
+    b"UC",
+    b"UN",
+    b"UR",
+    b"UT",
+    b"UV",
+}
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_PIXEL_DATA = 0x7FE00010
+_MAX_DEPTH = 32
+
+# pydicom's validation warnings quote element values, and values may be patient names.
+config.settings.reading_validation_mode = config.IGNORE
+
+
+class InvalidDicom(Exception):
+    """The file is not a DICOM object the gateway can store; the message says why."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Header:
+    """What ingest needs from one DICOM file, read without its pixel data."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    patient_id: str
+    issuer: str
+    study_date: datetime.date | None
+    study_time: str
+    accession_number: str
+    study_description: str
+    modality: str
+    series_number: int | None
+    series_description: str
+    instance_number: int | None
+    number_of_frames: int
+    pixel_data_offset: int | None
+    pixel_data_length: int | None
+    metadata: dict
+
+    def study_attributes(self) -> dict:
+        return {tag: v for tag, v in self.metadata.items() if tag in STUDY_TAGS}
+
+    def series_attributes(self) -> dict:
+        return {tag: v for tag, v in self.metadata.items() if tag in SERIES_TAGS}
+
+
+def preamble_is_safe(preamble: bytes) -> bool:
+    return preamble == bytes(PREAMBLE_LENGTH) or preamble.startswith(TIFF_MAGIC)
+
+
+def read_header(path: Path) -> Header:
+    """Parse, validate and describe one Part 10 file, never reading its pixel data.
+
+    Raises
+    ------
+    InvalidDicom
+        With a sentence naming the problem: not DICOM, a missing or invalid UID, truncation.
+    """
+    try:
+        ds = dcmread(path, stop_before_pixels=True, force=False)
+    except InvalidDicomError as exc:
+        raise InvalidDicom(f"Not a DICOM Part 10 file: {exc}") from exc
+    except Exception as exc:  # pydicom raises many types on malformed input
+        raise InvalidDicom(f"Unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
+    syntax = _transfer_syntax(ds)
+    uids = _required_uids(ds)
+    pixel = _check_structure(path, syntax=syntax)
+    _check_pixel_length(ds, syntax=syntax, pixel=pixel)
+    return Header(
+        **uids,
+        transfer_syntax_uid=str(syntax),
+        patient_id=_text(ds, "PatientID", 64),
+        issuer=_text(ds, "IssuerOfPatientID", 64),
+        study_date=_date(ds),
+        study_time=_text(ds, "StudyTime", 32),
+        accession_number=_text(ds, "AccessionNumber", 64),
+        study_description=_text(ds, "StudyDescription", 255),
+        modality=_text(ds, "Modality", 16),
+        series_number=_int(ds, "SeriesNumber"),
+        series_description=_text(ds, "SeriesDescription", 255),
+        instance_number=_int(ds, "InstanceNumber"),
+        number_of_frames=_frames(ds, has_pixels=pixel is not None),
+        pixel_data_offset=pixel[0] if pixel else None,
+        pixel_data_length=pixel[1] if pixel else None,
+        metadata=to_json(ds),
+    )
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if not syntax:
+        raise InvalidDicom("The file meta information has no Transfer Syntax UID (0002,0010).")
+    syntax = UID(str(syntax))
+    if not syntax.is_valid or not syntax.is_transfer_syntax:
+        raise InvalidDicom(f"Unknown or invalid Transfer Syntax UID {str(syntax)[:64]!r}.")
+    return syntax
+
+
+def _required_uids(ds: Dataset) -> dict:
+    found = {}
+    for key, keyword in [
+        ("study_uid", "StudyInstanceUID"),
+        ("series_uid", "SeriesInstanceUID"),
+        ("sop_instance_uid", "SOPInstanceUID"),
+        ("sop_class_uid", "SOPClassUID"),
+    ]:
+        try:
+            value = ds.get(keyword)
+        except Exception as exc:
+            raise InvalidDicom(f"{keyword} is unreadable: {exc}") from exc
+        if not value:
+            raise InvalidDicom(f"{keyword} is missing.")
+        uid = UID(str(value))
+        # Validated before a UID becomes a key or a storage path.
+        if not uid.is_valid:
+            raise InvalidDicom(f"{keyword} {str(value)[:80]!r} is not a valid UID.")
+        found[key] = str(uid)
+    return found
+
+
+def _text(ds: Dataset, keyword: str, limit: int) -> str:
+    try:
+        value = ds.get(keyword)
+    except Exception:
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value).replace("\x00", "").strip()[:limit]
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return int(value) if value not in (None, "") else None
+    except Exception:
+        return None
+
+
+def _date(ds: Dataset) -> datetime.date | None:
+    text = _text(ds, "StudyDate", 16)
+    try:
+        return datetime.datetime.strptime(text[:8], "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def _frames(ds: Dataset, *, has_pixels: bool) -> int:
+    if not has_pixels:
+        return 0
+    value = _int(ds, "NumberOfFrames")
+    return value if value and value > 0 else 1
+
+
+def _check_pixel_length(ds: Dataset, *, syntax: UID, pixel: tuple[int, int] | None) -> None:
+    """Native pixel data shorter than its image dimensions is a truncated file."""
+    if pixel is None or syntax.is_encapsulated or syntax == DeflatedExplicitVRLittleEndian:
+        return
+    rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
+    bits, samples = _int(ds, "BitsAllocated"), _int(ds, "SamplesPerPixel") or 1
+    if not (rows and columns and bits):
+        return
+    if _text(ds, "PhotometricInterpretation", 16) == "YBR_FULL_422":
+        samples = 2  # chroma is subsampled horizontally (PS3.3 C.7.6.3.1.2)
+    frames = _frames(ds, has_pixels=True)
+    needed = math.ceil(rows * columns * samples * frames * bits / 8)
+    if pixel[1] < needed:
+        raise InvalidDicom(
+            f"Truncated: Pixel Data holds {pixel[1]} bytes, the image needs {needed}."
+        )
+
+
+def to_json(ds: Dataset) -> dict:
+    """DICOM JSON (PS3.18 F.2) of the header, bulk data left out, safe for any JSON column."""
+    try:
+        raw = ds.to_json_dict(
+            bulk_data_threshold=1024,
+            bulk_data_element_handler=lambda _elem: "",
+            suppress_invalid_tags=True,
+        )
+    except Exception as exc:
+        raise InvalidDicom(f"The header cannot be expressed as DICOM JSON: {exc}") from exc
+    return _clean(raw)
+
+
+def _clean(value: object) -> object:
+    """Drop bulk data references, NULs (PostgreSQL refuses them) and non-finite numbers."""
+    if isinstance(value, dict):
+        return {
+            k: _clean(v)
+            for k, v in value.items()
+            if not (isinstance(v, dict) and v.get("BulkDataURI") == "")
+        }
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _check_structure(path: Path, *, syntax: UID) -> tuple[int, int] | None:
+    """Walk every element's length against the file size: a truncated file is refused.
+
+    Returns the Pixel Data value's (offset, length) when there is one.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fp:
+        fp.seek(PREAMBLE_LENGTH + 4)
+        walker = _Walker(fp, size)
+        walker.walk_meta()
+        if syntax == DeflatedExplicitVRLittleEndian:
+            return None  # a zlib stream: pydicom inflated it whole already
+        walker.walk(implicit=syntax.is_implicit_VR, little=syntax.is_little_endian, depth=0)
+        return walker.pixel
+
+
+class _Walker:
+    """A length-only pass over the encoded elements (PS3.5 7.1), seeking over values."""
+
+    def __init__(self, fp: BinaryIO, size: int) -> None:
+        self.fp = fp
+        self.size = size
+        self.pixel: tuple[int, int] | None = None
+
+    def _read(self, n: int) -> bytes:
+        data = self.fp.read(n)
+        if len(data) != n:
+            raise InvalidDicom(f"Truncated: the file ends inside an element at byte {self.size}.")
+        return data
+
+    def walk_meta(self) -> None:
+        # The file meta group is always explicit VR little endian (PS3.10 7.1).
+        while self.fp.tell() + 2 <= self.size:
+            position = self.fp.tell()
+            if self._read(2) != b"\x02\x00":
+                self.fp.seek(position)
+                return
+            self.fp.seek(position)
+            self._element(implicit=False, little=True, depth=0)
+
+    def walk(self, *, implicit: bool, little: bool, depth: int, nested: bool = False) -> None:
+        """Elements up to the end of the file, or of the item when nested."""
+        while self.fp.tell() < self.size:
+            tag = self._element(implicit=implicit, little=little, depth=depth)
+            if tag == _ITEM_END and nested:
+                return
+            if tag == _ITEM_END:
+                raise InvalidDicom("Malformed: an item delimiter outside any sequence.")
+        if nested:
+            raise InvalidDicom("Truncated: the file ends inside a sequence item.")
+
+    def _element(self, *, implicit: bool, little: bool, depth: int) -> int:
+        endian = "<" if little else ">"
+        group, elem = struct.unpack(f"{endian}HH", self._read(4))
+        tag = group << 16 | elem
+        if group == 0xFFFE:
+            (length,) = struct.unpack(f"{endian}L", self._read(4))
+            if tag == _ITEM_END:
+                return tag
+            raise InvalidDicom(f"Malformed: unexpected item tag {tag:08X} in a dataset.")
+        vr = b""
+        if implicit:
+            (length,) = struct.unpack(f"{endian}L", self._read(4))
+        else:
+            vr = self._read(2)
+            if not (vr.isalpha() and vr.isupper()):
+                raise InvalidDicom(
+                    "Malformed: the dataset is not encoded in its declared transfer syntax "
+                    "(explicit VR expected)."
+                )
+            if vr in _LONG_VRS:
+                (length,) = struct.unpack(f"{endian}xxL", self._read(6))
+            else:
+                (length,) = struct.unpack(f"{endian}H", self._read(2))
+        start = self.fp.tell()
+        if length == _UNDEFINED:
+            # UN of undefined length holds implicit VR little endian items (PS3.5 6.2.2).
+            inner_implicit = implicit or vr == b"UN"
+            self._sequence(implicit=inner_implicit, little=little or vr == b"UN", depth=depth + 1)
+        else:
+            if start + length > self.size:
+                raise InvalidDicom(
+                    f"Truncated: element ({group:04X},{elem:04X}) declares {length} bytes, "
+                    f"the file holds {self.size - start}."
+                )
+            self.fp.seek(start + length)
+        if tag == _PIXEL_DATA and depth == 0:
+            self.pixel = (start, self.fp.tell() - start)
+        return tag
+
+    def _sequence(self, *, implicit: bool, little: bool, depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            raise InvalidDicom("Malformed: sequences nested too deeply.")
+        endian = "<" if little else ">"
+        while True:
+            tag_bytes = self._read(4)
+            group, elem = struct.unpack(f"{endian}HH", tag_bytes)
+            tag = group << 16 | elem
+            (length,) = struct.unpack(f"{endian}L", self._read(4))
+            if tag == _SEQ_END:
+                return
+            if tag != _ITEM:
+                raise InvalidDicom(f"Malformed: expected a sequence item, found tag {tag:08X}.")
+            if length == _UNDEFINED:
+                self.walk(implicit=implicit, little=little, depth=depth, nested=True)
+            elif self.fp.tell() + length > self.size:
+                raise InvalidDicom("Truncated: the file ends inside a sequence item.")
+            else:
+                self.fp.seek(self.fp.tell() + length)
+
+
+def sanitise_preamble(head: bytes) -> bytes:
+    """The first bytes of a file with an unsafe preamble zeroed (PS3.10 7.5)."""
+    if len(head) < PREAMBLE_LENGTH + 4 or head[PREAMBLE_LENGTH : PREAMBLE_LENGTH + 4] != b"DICM":
+        return head
+    if preamble_is_safe(head[:PREAMBLE_LENGTH]):
+        return head
+    return bytes(PREAMBLE_LENGTH) + head[PREAMBLE_LENGTH:]

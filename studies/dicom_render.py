@@ -1,0 +1,78 @@
+"""Rendering one frame as JPEG or PNG (pydicom's pixel handlers, pylibjpeg plugins, Pillow)."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
+
+from studies.dicom import InvalidDicom
+
+FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG"}
+
+
+class CannotRender(InvalidDicom):
+    """The frame cannot be decoded (unsupported compression, corrupt data)."""
+
+
+def render_frame(
+    path: Path,
+    *,
+    index: int,
+    media_type: str = "image/jpeg",
+    window: tuple[float, float] | None = None,
+    max_size: int | None = None,
+) -> bytes:
+    """One frame (0-based ``index``) as an 8-bit image, read from the file frame by frame.
+
+    The window is the caller's (center, width), else the dataset's, else the frame's range.
+    """
+    ds = Dataset()
+    try:
+        arr = pixel_array(str(path), index=index, ds_out=ds)
+    except Exception as exc:  # decoders raise many types on corrupt or unsupported data
+        raise CannotRender(f"The frame cannot be decoded: {type(exc).__name__}: {exc}") from exc
+    image = _to_image(arr, ds, window=window)
+    if max_size:
+        image.thumbnail((max_size, max_size))
+    out = io.BytesIO()
+    image.save(out, format=FORMATS[media_type], quality=90)
+    return out.getvalue()
+
+
+def _to_image(arr: np.ndarray, ds: Dataset, *, window: tuple[float, float] | None) -> Image.Image:
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if photometric == "PALETTE COLOR":
+        return Image.fromarray(_scale(apply_color_lut(arr, ds)), "RGB")
+    if arr.ndim == 3:
+        # pydicom converts YBR to RGB by default; anything else with samples is shown as RGB.
+        return Image.fromarray(_scale(arr[..., :3]), "RGB")
+    grey = _window(arr, ds, window=window)
+    if photometric == "MONOCHROME1":
+        grey = 255 - grey
+    return Image.fromarray(grey, "L")
+
+
+def _window(arr: np.ndarray, ds: Dataset, *, window: tuple[float, float] | None) -> np.ndarray:
+    values = apply_modality_lut(arr, ds).astype(np.float64)
+    if window is None and ("WindowCenter" in ds or "VOILUTSequence" in ds):
+        try:
+            return _scale(apply_voi_lut(values, ds, index=0))
+        except Exception:  # noqa: S110 a malformed VOI falls back to the frame's own range
+            pass
+    if window is not None:
+        center, width = window
+        low, high = center - width / 2, center + width / 2
+        return _scale(np.clip(values, low, high), low=low, high=high)
+    return _scale(values)
+
+
+def _scale(arr: np.ndarray, *, low: float | None = None, high: float | None = None) -> np.ndarray:
+    arr = arr.astype(np.float64)
+    low = float(arr.min()) if low is None else low
+    high = float(arr.max()) if high is None else high
+    if high <= low:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    return ((arr - low) * (255.0 / (high - low))).clip(0, 255).astype(np.uint8)

@@ -1,0 +1,301 @@
+"""The one ingest service behind STOW-RS, the C-STORE listener and import_dicom."""
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from anim_gateway.errors import ApplicationError
+from audit.actions import Action
+from consent import gate
+from consent.actors import Actor
+from consent.auditing import audit_event
+from consent.models import Institution, Patient
+from studies import reconcile, storage
+from studies.dicom import Header, InvalidDicom, read_header
+from studies.models import Instance, Series, Study
+from studies.spool import Spooled
+
+logger = logging.getLogger(__name__)
+
+
+class FailureReason:
+    """DICOM failure codes (PS3.4 Annex B, PS3.18 Table I.2-2) used in responses and C-STORE."""
+
+    PROCESSING_FAILURE = 0x0110
+    DUPLICATE_CONFLICT = 0x0111
+    NOT_AUTHORIZED = 0x0124
+    OUT_OF_RESOURCES = 0xA700
+    CANNOT_UNDERSTAND = 0xC000
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyKey:
+    """A StudyRef (for the gate) of a study that may not exist yet."""
+
+    study_uid: str
+    institution_id: int
+    patient_id: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestResult:
+    status: str  # stored, duplicate, rejected, conflict
+    reason: str = ""
+    failure_code: int = 0
+    sop_instance_uid: str = ""
+    sop_class_uid: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("stored", "duplicate")
+
+
+@dataclass
+class IngestSession:
+    """One STOW-RS request, DICOM association or import run: the writer and what it may write.
+
+    The gate is asked once per study per session, so a 2,000-image series is one audit event.
+    """
+
+    actor: Actor
+    authorized: set[str] = field(default_factory=set)
+
+    @property
+    def institution(self) -> Institution:
+        if self.actor.institution is None:
+            raise ApplicationError(
+                "Storing needs a token bound to the performing institution.",
+                code="FORBIDDEN",
+                status_code=403,
+            )
+        return self.actor.institution
+
+
+def study_ingest(*, session: IngestSession, spooled: Iterable[Spooled]) -> list[IngestResult]:
+    """Ingest several spooled objects (one STOW-RS body, one import run).
+
+    Returns
+    -------
+    list[IngestResult]
+        One per object, in order; a failure never stops the others.
+    """
+    return [instance_ingest(session=session, spooled=item) for item in spooled]
+
+
+def instance_ingest(*, session: IngestSession, spooled: Spooled) -> IngestResult:
+    """Validate, authorize, store and index one spooled DICOM object; the spool is consumed.
+
+    Nothing is half-stored: on any failure the stored object is deleted and the database
+    transaction rolled back.
+
+    Returns
+    -------
+    IngestResult
+        ``stored`` or ``duplicate`` (success), ``rejected`` or ``conflict`` with a reason.
+    """
+    try:
+        header = read_header(spooled.path)
+    except InvalidDicom as exc:
+        spooled.discard()
+        return IngestResult(
+            status="rejected", reason=str(exc), failure_code=FailureReason.CANNOT_UNDERSTAND
+        )
+    try:
+        return _ingest_valid(session=session, spooled=spooled, header=header)
+    finally:
+        spooled.discard()
+
+
+def _result(header: Header, status: str, reason: str = "", code: int = 0) -> IngestResult:
+    return IngestResult(
+        status=status,
+        reason=reason,
+        failure_code=code,
+        sop_instance_uid=header.sop_instance_uid,
+        sop_class_uid=header.sop_class_uid,
+        study_uid=header.study_uid,
+        series_uid=header.series_uid,
+    )
+
+
+def _ingest_valid(*, session: IngestSession, spooled: Spooled, header: Header) -> IngestResult:
+    existing = Instance.objects.filter(sop_instance_uid=header.sop_instance_uid).first()
+    if existing is not None:
+        return _same_or_conflict(session=session, header=header, existing=existing, spooled=spooled)
+    study = Study.objects.filter(study_uid=header.study_uid).first()
+    problem = _inconsistency(session=session, header=header, study=study)
+    if problem:
+        return _result(header, "rejected", problem, FailureReason.CANNOT_UNDERSTAND)
+    patient = study.patient if study else _patient_of(session=session, header=header)
+    try:
+        _authorize(session=session, header=header, study=study, patient=patient)
+    except gate.AccessDenied as exc:
+        return _result(header, "rejected", exc.message, FailureReason.NOT_AUTHORIZED)
+    key = storage.object_put(
+        key=storage.object_key(
+            study_uid=header.study_uid,
+            series_uid=header.series_uid,
+            sop_uid=header.sop_instance_uid,
+            sha256=spooled.sha256,
+        ),
+        spooled=spooled,
+    )
+    try:
+        instance = _index(session=session, header=header, spooled=spooled, key=key)
+    except IntegrityError:
+        # Another writer indexed the same UID meanwhile: compare with what won.
+        storage.object_delete(key=key)
+        winner = Instance.objects.get(sop_instance_uid=header.sop_instance_uid)
+        return _same_or_conflict(session=session, header=header, existing=winner, spooled=spooled)
+    except BaseException:
+        storage.object_delete(key=key)
+        raise
+    transaction.on_commit(lambda: _after_store(instance_id=instance.pk))
+    return _result(header, "stored")
+
+
+def _after_store(*, instance_id: int) -> None:
+    from studies import tasks  # tasks import ingest's neighbours; keep the cycle out
+
+    tasks.queue_preview(instance_id=instance_id)
+
+
+def _inconsistency(*, session: IngestSession, header: Header, study: Study | None) -> str:
+    """A reason to refuse an instance that contradicts its stored study, or ''."""
+    if study is None:
+        series = Series.objects.filter(series_uid=header.series_uid).first()
+        if series is not None:
+            return "SeriesInstanceUID already belongs to another study."
+        return ""
+    if study.institution_id != session.institution.pk:
+        return "StudyInstanceUID belongs to a study of another institution."
+    if study.dicom_patient_id != header.patient_id:
+        return "PatientID differs from the PatientID of the stored study."
+    series = Series.objects.filter(series_uid=header.series_uid).first()
+    if series is not None and series.study_id != study.pk:
+        return "SeriesInstanceUID already belongs to another study."
+    return ""
+
+
+def _patient_of(*, session: IngestSession, header: Header) -> Patient | None:
+    institution = reconcile.identifier_institution(
+        issuer=header.issuer, performing=session.institution
+    )
+    return reconcile.patient_for(institution=institution, patient_id=header.patient_id)
+
+
+def _authorize(
+    *, session: IngestSession, header: Header, study: Study | None, patient: Patient | None
+) -> None:
+    if header.study_uid in session.authorized:
+        return
+    ref = study or StudyKey(
+        study_uid=header.study_uid,
+        institution_id=session.institution.pk,
+        patient_id=patient.pk if patient else None,
+    )
+    gate.authorize(
+        session.actor,
+        "store",
+        patient=patient,
+        study=ref,
+        audit_action=Action.STUDY_STORE,
+        detail={"channel": session.actor.channel},
+    )
+    session.authorized.add(header.study_uid)
+
+
+def _same_or_conflict(
+    *, session: IngestSession, header: Header, existing: Instance, spooled: Spooled
+) -> IngestResult:
+    if existing.sha256 == spooled.sha256:
+        return _result(header, "duplicate", "The same instance is already stored.")
+    study = existing.study
+    audit_event(
+        session.actor,
+        action=Action.STUDY_STORE_CONFLICT,
+        outcome="deny",
+        reason_code="SOP_INSTANCE_CONFLICT",
+        patient=study.patient.national_id if study.patient else "",
+        study_uid=study.study_uid,
+        detail={"sop_instance_uid": header.sop_instance_uid, "sha256": spooled.sha256},
+    )
+    return _result(
+        header,
+        "conflict",
+        "An instance with this SOP Instance UID is already stored with different content.",
+        FailureReason.DUPLICATE_CONFLICT,
+    )
+
+
+@transaction.atomic
+def _index(*, session: IngestSession, header: Header, spooled: Spooled, key: str) -> Instance:
+    study = _study_for_update(session=session, header=header)
+    series, series_created = Series.objects.get_or_create(
+        series_uid=header.series_uid,
+        defaults={
+            "study": study,
+            "modality": header.modality,
+            "series_number": header.series_number,
+            "description": header.series_description,
+            "attributes": header.series_attributes(),
+        },
+    )
+    instance = Instance.objects.create(
+        study=study,
+        series=series,
+        sop_instance_uid=header.sop_instance_uid,
+        sop_class_uid=header.sop_class_uid,
+        transfer_syntax_uid=header.transfer_syntax_uid,
+        instance_number=header.instance_number,
+        number_of_frames=header.number_of_frames,
+        storage_key=key,
+        size=spooled.size,
+        sha256=spooled.sha256,
+        pixel_data_offset=header.pixel_data_offset,
+        pixel_data_length=header.pixel_data_length,
+        metadata=header.metadata,
+    )
+    Series.objects.filter(pk=series.pk).update(instance_count=F("instance_count") + 1)
+    _count(study=study, header=header, series_created=series_created)
+    return instance
+
+
+def _study_for_update(*, session: IngestSession, header: Header) -> Study:
+    institution = reconcile.identifier_institution(
+        issuer=header.issuer, performing=session.institution
+    )
+    study, _ = Study.objects.select_for_update().get_or_create(
+        study_uid=header.study_uid,
+        defaults={
+            "institution": session.institution,
+            "patient": reconcile.patient_for(institution=institution, patient_id=header.patient_id),
+            "dicom_patient_id": header.patient_id,
+            "issuer": header.issuer or session.institution.default_issuer,
+            "identifier_institution": institution,
+            "study_date": header.study_date,
+            "study_time": header.study_time,
+            "accession_number": header.accession_number,
+            "description": header.study_description,
+            "attributes": header.study_attributes(),
+        },
+    )
+    return study
+
+
+def _count(*, study: Study, header: Header, series_created: bool) -> None:
+    modalities = study.modality_list()
+    if header.modality and header.modality not in modalities:
+        modalities.append(header.modality)
+    Study.objects.filter(pk=study.pk).update(
+        instance_count=F("instance_count") + 1,
+        series_count=F("series_count") + (1 if series_created else 0),
+        modalities="\\".join(sorted(modalities))[:128],
+        updated_at=timezone.now(),
+    )

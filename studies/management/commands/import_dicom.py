@@ -1,0 +1,60 @@
+"""manage.py import_dicom PATH --institution CODE: ingest a file or a folder tree."""
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from consent.actors import Actor
+from consent.models import Institution, Role
+from studies.ingest import IngestSession, instance_ingest
+from studies.spool import spool_path
+
+
+def files_under(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+class Command(BaseCommand):
+    help = "Ingest DICOM files (a file or a folder tree) as studies of one institution."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("path", type=Path)
+        parser.add_argument("--institution", required=True, help="performing institution code")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def handle(self, *args, path: Path, institution: str, no_progress: bool, **options) -> None:
+        found = Institution.objects.filter(code=institution).first()
+        if found is None:
+            raise CommandError(f"No institution with code {institution!r}.")
+        if not path.exists():
+            raise CommandError(f"{path} does not exist.")
+        actor = Actor(
+            role=Role.SYSTEM,
+            institution=found,
+            username=f"cli:{found.code}",
+            display_name=f"import_dicom for {found.code}",
+            channel="cli",
+        )
+        session = IngestSession(actor=actor)
+        counts: Counter = Counter()
+        problems: list[tuple[Path, str]] = []
+        files = files_under(path)
+        for file in tqdm(files, unit="file", disable=no_progress or None, file=sys.stderr):
+            result = instance_ingest(session=session, spooled=spool_path(file))
+            counts[result.status] += 1
+            if not result.ok:
+                problems.append((file, result.reason))
+        self._summary(counts, problems, total=len(files))
+
+    def _summary(self, counts: Counter, problems: list[tuple[Path, str]], *, total: int) -> None:
+        self.stdout.write(
+            f"{total} file(s): {counts['stored']} stored, {counts['duplicate']} duplicate, "
+            f"{counts['rejected'] + counts['conflict']} rejected"
+        )
+        for file, reason in problems:
+            self.stdout.write(f"  rejected {file}: {reason}")

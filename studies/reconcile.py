@@ -1,0 +1,70 @@
+"""Identity reconciliation: a hospital's PatientID (+ issuer) to the patient's shared record."""
+
+from django.db import transaction
+from django.db.models import Q
+
+from audit.actions import Action
+from consent.actors import Actor
+from consent.auditing import audit_event
+from consent.models import Institution, Patient, PatientIdentifier, Role
+from studies.models import Study
+
+RECONCILER = Actor(role=Role.SYSTEM, username="reconciler", display_name="Study reconciliation")
+
+
+def identifier_institution(*, issuer: str, performing: Institution) -> Institution | None:
+    """Whose identifier space a PatientID belongs to: the issuer's, else the performing one's.
+
+    An issuer that names no member institution cannot be reconciled (None).
+    """
+    if not issuer or issuer in (performing.default_issuer, performing.code):
+        return performing
+    return Institution.objects.filter(Q(default_issuer=issuer) | Q(code=issuer)).first()
+
+
+def patient_for(*, institution: Institution | None, patient_id: str) -> Patient | None:
+    """The patient a local identifier names, or None (the study stays unreconciled)."""
+    if institution is None or not patient_id:
+        return None
+    identifier = (
+        PatientIdentifier.objects.select_related("patient")
+        .filter(institution=institution, value=patient_id)
+        .first()
+    )
+    return identifier.patient if identifier else None
+
+
+@transaction.atomic
+def studies_reconcile(*, identifier: PatientIdentifier) -> list[Study]:
+    """Link the unreconciled studies waiting under a newly registered identifier.
+
+    Returns
+    -------
+    list[Study]
+        The studies linked, each with a ``study.reconcile`` audit event.
+    """
+    waiting = list(
+        Study.objects.select_for_update().filter(
+            patient__isnull=True,
+            identifier_institution=identifier.institution,
+            dicom_patient_id=identifier.value,
+        )
+    )
+    for study in waiting:
+        study.patient = identifier.patient
+        study.save(update_fields=["patient"])
+        audit_event(
+            RECONCILER,
+            action=Action.STUDY_RECONCILE,
+            patient=identifier.patient.national_id,
+            study_uid=study.study_uid,
+            detail={"institution": identifier.institution.code},
+        )
+    return waiting
+
+
+def on_patient_identifier_added(
+    sender: object, *, identifier: PatientIdentifier, **_: object
+) -> None:
+    """Receiver of consent.signals.patient_identifier_added."""
+    studies_reconcile(identifier=identifier)

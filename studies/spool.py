@@ -1,0 +1,89 @@
+"""Spool files: incoming objects written to local disk in chunks, preamble sanitised, hashed."""
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from django.conf import settings
+
+from studies.dicom import PREAMBLE_LENGTH, sanitise_preamble
+
+CHUNK_SIZE = 1024 * 1024
+_HEAD = PREAMBLE_LENGTH + 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spooled:
+    """A complete spool file; whoever holds it moves it into storage or discards it."""
+
+    path: Path
+    size: int
+    sha256: str
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class SpoolWriter:
+    """Write an object chunk by chunk; the first 132 bytes are held back to check the preamble."""
+
+    def __init__(self) -> None:
+        spool_dir = Path(settings.SPOOL_DIR)
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=spool_dir, suffix=".dcm")
+        self.path = Path(name)
+        self._fp = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self._head = b""
+        self._head_done = False
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        if not self._head_done:
+            self._head += chunk
+            if len(self._head) < _HEAD:
+                return
+            chunk, self._head = sanitise_preamble(self._head), b""
+            self._head_done = True
+        self._hash.update(chunk)
+        self._fp.write(chunk)
+        self.size += len(chunk)
+
+    def finish(self) -> Spooled:
+        if not self._head_done:
+            self._head_done = True
+            self.write(self._head)
+        self._fp.flush()
+        os.fsync(self._fp.fileno())
+        self._fp.close()
+        return Spooled(path=self.path, size=self.size, sha256=self._hash.hexdigest())
+
+    def abort(self) -> None:
+        self._fp.close()
+        self.path.unlink(missing_ok=True)
+
+
+def spool_chunks(chunks: Iterable[bytes]) -> Spooled:
+    """Spool an iterable of byte chunks."""
+    writer = SpoolWriter()
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.finish()
+
+
+def spool_file(fp: BinaryIO) -> Spooled:
+    """Spool a readable binary file, CHUNK_SIZE bytes at a time."""
+    return spool_chunks(iter(lambda: fp.read(CHUNK_SIZE), b""))
+
+
+def spool_path(path: Path) -> Spooled:
+    with path.open("rb") as fp:
+        return spool_file(fp)

@@ -1,0 +1,76 @@
+"""Object storage of DICOM files through Django's storage API (local folder or S3)."""
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.core.files import File
+from django.core.files.storage import Storage, default_storage
+
+from studies.spool import CHUNK_SIZE, Spooled
+
+
+class _SpoolFile(File):
+    """Lets FileSystemStorage move the spool file into place instead of copying it."""
+
+    def temporary_file_path(self) -> str:
+        return self.name
+
+
+def storage() -> Storage:
+    return default_storage
+
+
+def object_key(*, study_uid: str, series_uid: str, sop_uid: str, sha256: str) -> str:
+    """The key of a stored instance; UIDs are validated before they get here.
+
+    The hash prefix keeps two different uploads of one UID from ever sharing a key.
+    """
+    return f"dicom/{study_uid}/{series_uid}/{sop_uid}.{sha256[:16]}.dcm"
+
+
+def object_put(*, key: str, spooled: Spooled) -> str:
+    """Move the spool file into storage; returns the key actually used."""
+    with spooled.path.open("rb") as fp:
+        name = storage().save(key, _SpoolFile(fp, name=str(spooled.path)))
+    spooled.discard()  # already gone when it was moved
+    return name
+
+
+def object_delete(*, key: str) -> None:
+    storage().delete(key)
+
+
+def object_local_path(*, key: str) -> Path | None:
+    """The object's local path when the storage has one (not on S3)."""
+    try:
+        return Path(storage().path(key))
+    except NotImplementedError:
+        return None
+
+
+def object_chunks(*, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+    """The object's bytes, or a range of them, chunk by chunk."""
+    with storage().open(key, "rb") as fp:
+        if start:
+            fp.seek(start)
+        remaining = length
+        while remaining is None or remaining > 0:
+            size = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
+            chunk = fp.read(size)
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+
+
+def object_read(*, key: str, start: int, length: int) -> bytes:
+    return b"".join(object_chunks(key=key, start=start, length=length))
+
+
+def object_sha256(*, key: str) -> str:
+    digest = hashlib.sha256()
+    for chunk in object_chunks(key=key):
+        digest.update(chunk)
+    return digest.hexdigest()

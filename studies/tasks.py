@@ -1,0 +1,107 @@
+"""Follow-up work on stored studies: previews and fixity checks (Celery; inline without broker)."""
+
+import logging
+import tempfile
+from pathlib import Path
+
+from celery import shared_task
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from studies import storage
+from studies.dicom import InvalidDicom
+from studies.dicom_render import render_frame
+from studies.models import Instance, Series
+
+logger = logging.getLogger(__name__)
+PREVIEW_SIZE = 256
+
+
+def queue_preview(*, instance_id: int) -> None:
+    """Queue a preview for the instance's series unless it has one (call after commit)."""
+    instance = Instance.objects.select_related("series").filter(pk=instance_id).first()
+    if instance is None or instance.series.preview_key or not instance.number_of_frames:
+        return
+    series_preview.delay(instance.pk)
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=3)
+def series_preview(instance_id: int) -> str:
+    """Render a small PNG of the instance's first frame as its series' preview."""
+    instance = Instance.objects.select_related("series").get(pk=instance_id)
+    try:
+        with _local_copy(instance.storage_key) as path:
+            png = render_frame(path, index=0, media_type="image/png", max_size=PREVIEW_SIZE)
+    except InvalidDicom as exc:
+        logger.info("No preview for instance %s: %s", instance.pk, exc)
+        return ""
+    key = storage.storage().save(f"previews/{instance.series.series_uid}.png", ContentFile(png))
+    updated = Series.objects.filter(pk=instance.series_id, preview_key="").update(preview_key=key)
+    if not updated:
+        storage.object_delete(key=key)  # another worker made it first
+    return key
+
+
+class _local_copy:
+    """The object as a local file: its own path on disk storage, a temporary copy otherwise."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        path = storage.object_local_path(key=self.key)
+        if path is not None:
+            return path
+        with tempfile.NamedTemporaryFile(suffix=".dcm", delete=False) as fp:
+            for chunk in storage.object_chunks(key=self.key):
+                fp.write(chunk)
+        self.tmp = Path(fp.name)
+        return self.tmp
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+
+
+def fixity_check(*, instance_ids: list[int]) -> list[str]:
+    """Re-hash stored objects against their recorded SHA-256.
+
+    Returns
+    -------
+    list[str]
+        SOP Instance UIDs whose object is missing or does not match (also logged).
+    """
+    mismatches = []
+    for instance in Instance.objects.filter(pk__in=instance_ids).iterator():
+        try:
+            ok = storage.object_sha256(key=instance.storage_key) == instance.sha256
+        except OSError:
+            ok = False
+        with transaction.atomic():
+            Instance.objects.filter(pk=instance.pk).update(
+                fixity_ok=ok, fixity_checked_at=timezone.now()
+            )
+        if not ok:
+            logger.error("Fixity failure: instance %s (%s)", instance.pk, instance.storage_key)
+            mismatches.append(instance.sop_instance_uid)
+    return mismatches
+
+
+@shared_task
+def fixity_check_batch(instance_ids: list[int]) -> list[str]:
+    return fixity_check(instance_ids=instance_ids)
+
+
+@shared_task
+def fixity_check_due(batch_size: int = 500) -> int:
+    """Queue fixity checks for the instances checked longest ago (for Celery beat)."""
+    ids = list(
+        Instance.objects.order_by("fixity_checked_at", "pk").values_list("pk", flat=True)[
+            :batch_size
+        ]
+    )
+    if ids:
+        fixity_check_batch.delay(ids)
+    return len(ids)

@@ -1,0 +1,229 @@
+"""The ingest service: every pydicom file stored or refused, idempotency, safety, reconciliation."""
+
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from pydicom import dcmread
+
+from audit.models import AuditEvent
+from consent.services import provisioning
+from studies import storage
+from studies.models import Instance, Series, Study
+from tests.conftest import ADMIN, XAVIER_ID
+
+from .conftest import dicom_copy, ingest, pydicom_file, pydicom_files, stored_files
+
+
+@pytest.mark.parametrize("path", pydicom_files(), ids=lambda p: Path(p).name)
+def test_it_stores_or_refuses_every_pydicom_file(cast, private_storage, settings, path):
+    original = Path(path).read_bytes()
+    result = ingest(Path(path))
+    if result.ok:
+        instance = Instance.objects.get(sop_instance_uid=result.sop_instance_uid)
+        stored = b"".join(storage.object_chunks(key=instance.storage_key))
+        assert stored[128:] == original[128:]
+        assert dcmread(storage.object_local_path(key=instance.storage_key)) == dcmread(path)
+        assert instance.size == len(original)
+    else:
+        assert result.status == "rejected"
+        assert result.reason
+        assert not Instance.objects.exists()
+        assert not Study.objects.exists()
+        assert stored_files(private_storage) == []
+    assert list(Path(settings.SPOOL_DIR).iterdir()) == []
+
+
+def test_it_indexes_study_series_and_instance(cast, tmp_path, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        result = ingest(dicom_copy(tmp_path, patient_id="CHEM-X1", AccessionNumber="A1"))
+    assert result.status == "stored"
+    study = Study.objects.get(study_uid=result.study_uid)
+    assert study.institution.code == "CHEM"
+    assert study.patient == cast.xavier
+    assert (study.accession_number, study.modalities) == ("A1", "CT")
+    assert (study.series_count, study.instance_count) == (1, 1)
+    instance = Instance.objects.get()
+    assert instance.transfer_syntax_uid == "1.2.840.10008.1.2.1"
+    assert instance.sop_class_uid == "1.2.840.10008.5.1.4.1.1.2"
+    assert len(instance.sha256) == 64
+    assert "7FE00010" not in instance.metadata
+    assert instance.metadata["00100020"]["Value"] == ["CHEM-X1"]
+    assert Series.objects.get().preview_key.endswith(".png")
+
+
+def test_it_treats_the_same_bytes_again_as_a_duplicate(cast, tmp_path, private_storage):
+    path = dicom_copy(tmp_path)
+    assert ingest(path).status == "stored"
+    again = ingest(path)
+    assert again.status == "duplicate"
+    assert again.ok
+    assert Instance.objects.count() == 1
+    assert Study.objects.get().instance_count == 1
+
+
+def test_it_refuses_different_bytes_under_a_stored_uid_and_audits_it(cast, tmp_path):
+    first = dicom_copy(tmp_path, patient_id="CHEM-X1")
+    assert ingest(first).status == "stored"
+    ds = dcmread(first)
+    ds.StudyDescription = "Changed"
+    changed = tmp_path / "changed.dcm"
+    ds.save_as(changed)
+    result = ingest(changed)
+    assert result.status == "conflict"
+    assert "different content" in result.reason
+    assert Instance.objects.count() == 1
+    event = AuditEvent.objects.get(action="study.store_conflict")
+    assert (event.outcome, event.reason_code, event.patient) == (
+        "deny",
+        "SOP_INSTANCE_CONFLICT",
+        XAVIER_ID,
+    )
+
+
+def test_it_audits_one_store_event_per_study_and_session(cast, tmp_path):
+    from studies.ingest import IngestSession, study_ingest
+    from studies.spool import spool_path
+
+    from .conftest import system_actor
+
+    study_uid = "1.2.826.0.1.3680043.8.498.1"
+    paths = [dicom_copy(tmp_path, study_uid=study_uid) for _ in range(3)]
+    session = IngestSession(actor=system_actor("CHEM"))
+    results = study_ingest(session=session, spooled=[spool_path(p) for p in paths])
+    assert [r.status for r in results] == ["stored"] * 3
+    assert AuditEvent.objects.filter(action="study.store", study_uid=study_uid).count() == 1
+    study = Study.objects.get()
+    assert (study.series_count, study.instance_count) == (3, 3)
+
+
+def test_it_zeroes_an_unsafe_preamble(cast, tmp_path):
+    path = dicom_copy(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[:4] = b"MZ\x90\x00"  # a Windows executable header: the PE-DICOM polyglot
+    path.write_bytes(bytes(data))
+    ingest(path)
+    stored = storage.object_read(key=Instance.objects.get().storage_key, start=0, length=132)
+    assert stored == bytes(128) + b"DICM"
+
+
+def test_it_keeps_a_tiff_preamble(cast, tmp_path):
+    path = dicom_copy(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[:8] = b"II*\x00\x08\x00\x00\x00"
+    path.write_bytes(bytes(data))
+    ingest(path)
+    stored = storage.object_read(key=Instance.objects.get().storage_key, start=0, length=8)
+    assert stored == b"II*\x00\x08\x00\x00\x00"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "Not a DICOM"),
+        (b"%PDF-1.4 not an image" * 20, "Not a DICOM"),
+        (bytes(128) + b"DICM", "Transfer Syntax"),
+    ],
+)
+def test_it_refuses_what_is_not_dicom(cast, tmp_path, private_storage, content, reason):
+    path = tmp_path / "bad.dcm"
+    path.write_bytes(content)
+    result = ingest(path)
+    assert result.status == "rejected"
+    assert reason in result.reason
+    assert stored_files(private_storage) == []
+
+
+def test_it_refuses_a_truncated_file(cast, tmp_path, private_storage):
+    path = dicom_copy(tmp_path)
+    path.write_bytes(path.read_bytes()[:-1000])
+    result = ingest(path)
+    assert result.status == "rejected"
+    assert result.reason.startswith("Truncated")
+    assert stored_files(private_storage) == []
+
+
+def test_it_refuses_an_invalid_uid(cast, tmp_path):
+    result = ingest(dicom_copy(tmp_path, new_uids=True, SOPInstanceUID="1.2.3.04"))
+    assert result.status == "rejected"
+    assert "SOPInstanceUID" in result.reason
+    assert not Study.objects.exists()
+
+
+def test_it_leaves_nothing_when_indexing_fails(cast, tmp_path, private_storage, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(Instance.objects, "create", broken)
+    with pytest.raises(RuntimeError):
+        ingest(dicom_copy(tmp_path))
+    assert not Study.objects.exists()
+    assert stored_files(private_storage) == []
+
+
+def test_it_refuses_instances_for_a_study_of_another_institution(cast, tmp_path):
+    study_uid = "1.2.826.0.1.3680043.8.498.2"
+    assert ingest(dicom_copy(tmp_path, study_uid=study_uid), "CHEM").status == "stored"
+    result = ingest(dicom_copy(tmp_path, study_uid=study_uid), "CHL")
+    assert result.status == "rejected"
+    assert "another institution" in result.reason
+
+
+def test_it_refuses_an_instance_whose_patient_differs_from_its_study(cast, tmp_path):
+    study_uid = "1.2.826.0.1.3680043.8.498.3"
+    ingest(dicom_copy(tmp_path, study_uid=study_uid, patient_id="CHEM-X1"))
+    result = ingest(dicom_copy(tmp_path, study_uid=study_uid, patient_id="CHEM-OTHER"))
+    assert result.status == "rejected"
+    assert "PatientID differs" in result.reason
+
+
+def test_it_reconciles_through_an_explicit_issuer(cast, tmp_path):
+    # A study made at CHEM for a patient known by their CHL identifier.
+    result = ingest(dicom_copy(tmp_path, patient_id="CHL-Y1", issuer="CHL"), "CHEM")
+    study = Study.objects.get(study_uid=result.study_uid)
+    assert study.institution.code == "CHEM"
+    assert study.patient == cast.yvonne
+
+
+def test_it_leaves_an_unknown_identifier_unreconciled(cast, tmp_path):
+    result = ingest(dicom_copy(tmp_path, patient_id="CHEM-NEW"))
+    assert Study.objects.get(study_uid=result.study_uid).patient is None
+    result = ingest(dicom_copy(tmp_path, patient_id="CHEM-X1", issuer="SOMEWHERE-ELSE"))
+    assert Study.objects.get(study_uid=result.study_uid).patient is None
+
+
+def test_it_links_waiting_studies_when_the_identifier_is_registered(
+    cast, tmp_path, django_capture_on_commit_callbacks
+):
+    result = ingest(dicom_copy(tmp_path, patient_id="CHEM-NEW"))
+    with django_capture_on_commit_callbacks(execute=True):
+        provisioning.patient_identifier_add(
+            actor=ADMIN, national_id_value=XAVIER_ID, institution_code="CHEM", value="CHEM-NEW"
+        )
+    assert Study.objects.get(study_uid=result.study_uid).patient == cast.xavier
+    event = AuditEvent.objects.get(action="study.reconcile")
+    assert (event.patient, event.study_uid) == (XAVIER_ID, result.study_uid)
+
+
+def test_import_dicom_imports_a_tree_and_summarises(cast, tmp_path, capsys):
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    dicom_copy(tree / "a", patient_id="CHEM-X1")
+    dicom_copy(tree / "a" / "b", "MR_small.dcm")
+    (tree / "a" / "notes.txt").write_text("not dicom")
+    (tree / "truncated.dcm").write_bytes(pydicom_file("MR_small.dcm").read_bytes()[:3000])
+    call_command("import_dicom", str(tree), "--institution", "CHEM", "--no-progress")
+    call_command("import_dicom", str(tree / "a"), "--institution", "CHEM", "--no-progress")
+    out = capsys.readouterr().out
+    assert "4 file(s): 2 stored, 0 duplicate, 2 rejected" in out
+    assert "3 file(s): 0 stored, 2 duplicate, 1 rejected" in out
+    assert "notes.txt: Not a DICOM" in out
+    assert "truncated.dcm: Truncated" in out
+    assert Instance.objects.count() == 2
+
+
+def test_import_dicom_refuses_an_unknown_institution(cast, tmp_path):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="No institution"):
+        call_command("import_dicom", str(tmp_path), "--institution", "NOPE")
