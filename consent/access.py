@@ -8,16 +8,25 @@ import functools
 import logging
 from collections.abc import Callable
 
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 from stdnum.exceptions import ValidationError as StdnumError
 
 from anim_gateway.errors import ApplicationError, NotFound, error_body
+from audit.actions import Action
 from consent import gate, national_id
 from consent.actors import Actor
 from consent.authentication import actor_of
-from consent.models import Patient, Role
+from consent.models import (
+    Affiliation,
+    CareRelationship,
+    Institution,
+    Patient,
+    Practitioner,
+    Role,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +149,60 @@ def access_patient_by_national_id(
         detail=detail,
     )
     return patient
+
+
+def access_care_assertion(
+    actor: Actor, *, national_id_value: str, practitioner: Practitioner
+) -> Patient:
+    """The patient of a care relationship a hospital system (or administrator) asserts.
+
+    A hospital system asserts only for practitioners affiliated with its own institution.
+    """
+    patient = _patient_or_none(national_id_value)
+    if patient is None:
+        gate.deny_unknown(actor, audit_action=Action.CARE_ASSERT)
+        raise ApplicationError("patient: no patient with this national_id.")
+    gate.authorize(
+        actor,
+        gate.ASSERT_CARE,
+        patient=patient,
+        audit_action=Action.CARE_ASSERT,
+        audit_permit=False,
+    )
+    if actor.role == Role.SYSTEM and not _affiliated(practitioner, actor.institution):
+        gate.refuse(
+            actor,
+            reason_code="NOT_AFFILIATED",
+            message=(
+                f"The practitioner is not affiliated with {actor.institution_code}; a hospital "
+                "asserts care relationships only for its own practitioners."
+            ),
+            audit_action=Action.CARE_ASSERT,
+            patient=patient,
+            detail={"practitioner": practitioner.user.username},
+        )
+    return patient
+
+
+def access_care_end(actor: Actor, *, link_id: int, audit_action: str) -> CareRelationship:
+    """A care relationship the caller may end: a hospital system only its own assertions."""
+    link = CareRelationship.objects.select_related("patient").filter(pk=link_id).first()
+    mine = link is not None and (
+        actor.role != Role.SYSTEM or link.institution_id == getattr(actor.institution, "pk", None)
+    )
+    if not mine:
+        gate.deny_unknown(actor, audit_action=audit_action)
+        raise NotFound("No such care relationship.")
+    gate.authorize(
+        actor, gate.ASSERT_CARE, patient=link.patient, audit_action=audit_action, audit_permit=False
+    )
+    return link
+
+
+def _affiliated(practitioner: Practitioner, institution: Institution | None) -> bool:
+    now = timezone.now()
+    rows = Affiliation.objects.filter(practitioner=practitioner, institution=institution)
+    return institution is not None and any(a.is_active(at=now) for a in rows)
 
 
 def _patient_or_none(value: str) -> Patient | None:

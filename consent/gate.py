@@ -18,7 +18,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from django.conf import settings
 from django.db import transaction
@@ -206,6 +206,29 @@ def deny_unknown(actor: Actor, *, audit_action: str, detail: dict | None = None)
     decision = _audited(actor, decision, audit_action, "", study_uid="", detail=detail or {})
     if decision.reason_code != "NOT_FOUND":
         raise AccessDenied(decision)
+
+
+def refuse(
+    actor: Actor,
+    *,
+    reason_code: str,
+    message: str,
+    audit_action: str,
+    patient: Patient | None = None,
+    detail: dict | None = None,
+) -> NoReturn:
+    """Audit and raise a deny found outside the rule's facts (e.g. about the request's input).
+
+    Raises
+    ------
+    AccessDenied
+        Always.
+    """
+    decision = Decision(False, reason_code, message)
+    national_id = patient.national_id if patient else ""
+    raise AccessDenied(
+        _audited(actor, decision, audit_action, national_id, study_uid="", detail=detail or {})
+    )
 
 
 def visible_patient_ids(actor: Actor) -> set[int]:
@@ -488,3 +511,133 @@ def _mark_consulted() -> None:
     box = _consulted.get()
     if box is not None:
         box.append(True)
+
+
+def access_overview(actor: Actor, *, patient: Patient, audit_action: str) -> dict:
+    """ "Who can see my images right now?": per member institution, could its practitioners
+    open the patient's studies today, and why (the same policy as every real decision)."""
+    authorize(
+        actor,
+        MANAGE_RECORD,
+        patient=patient,
+        audit_action=audit_action,
+        detail={"view": "who_can_see"},
+    )
+    now = timezone.now()
+    record_active = SharedRecord.objects.filter(patient=patient, status="active").exists()
+    consents: dict[int, list] = defaultdict(list)
+    _load_consents({patient.pk}, consents, now)
+    links = _active_links(patient, now)
+    people = {link.practitioner_id: link.practitioner for link in links}
+    affiliated = defaultdict(set)
+    for practitioner_id, institution_id, start, end in Affiliation.objects.filter(
+        practitioner_id__in=people
+    ).values_list("practitioner_id", "institution_id", "start", "end"):
+        if Period(0, start, end).active(now):
+            affiliated[institution_id].add(practitioner_id)
+    hidden = StudyVisibility.objects.filter(patient=patient, unhidden_at__isnull=True).count()
+    institutions = [
+        _institution_overview(
+            institution, patient, now, record_active, consents[patient.pk], links, affiliated
+        )
+        for institution in Institution.objects.order_by("code")
+    ]
+    return {
+        "national_id": patient.national_id,
+        "record_status": "active" if record_active else "closed",
+        "hidden_studies": hidden,
+        "institutions": institutions,
+    }
+
+
+def _active_links(patient: Patient, now) -> list:
+    """Care relationships, emergency accesses and exclusions of the patient active now."""
+    care = CareRelationship.objects.filter(patient=patient, start__lte=now, end__gt=now)
+    care = care.filter(Q(ended_at__isnull=True) | Q(ended_at__gt=now))
+    emergencies = EmergencyAccess.objects.filter(
+        patient=patient, start__lte=now, expires_at__gt=now
+    )
+    exclusions = Exclusion.objects.filter(patient=patient, removed_at__isnull=True)
+    related = ("practitioner__user",)
+    return [
+        *care.select_related(*related),
+        *emergencies.select_related(*related),
+        *exclusions.select_related(*related),
+    ]
+
+
+def _institution_overview(
+    institution, patient, now, record_active, consents, links, affiliated
+) -> dict:
+    codes = {institution.pk: institution.code}
+    consent = next((c for c in consents if c.active(now) and c.covers(institution.pk)), None)
+    excluded = [x.practitioner for x in links if isinstance(x, Exclusion)]
+    people = []
+    for practitioner_id in sorted(affiliated[institution.pk]):
+        mine = [x for x in links if x.practitioner_id == practitioner_id]
+        if all(isinstance(x, Exclusion) for x in mine):
+            continue
+        facts = Facts(
+            role=Role.PRACTITIONER,
+            now=now,
+            acting_institution_id=institution.pk,
+            institution_codes=codes,
+            affiliations=(Period(0, now),),
+            profession=mine[0].practitioner.profession,
+            profession_actions=settings.PROFESSION_ACTIONS,
+            patient_id=patient.pk,
+            record_active=record_active,
+            exclusions=tuple(Period(x.pk, x.created_at) for x in mine if isinstance(x, Exclusion)),
+            emergencies=tuple(
+                Period(x.pk, x.start, x.expires_at)
+                for x in mine
+                if isinstance(x, EmergencyAccess) and x.institution_id == institution.pk
+            ),
+            consents=tuple(consents),
+            care_relationships=tuple(
+                Period(x.pk, x.start, x.end, x.ended_at)
+                for x in mine
+                if isinstance(x, CareRelationship)
+            ),
+        )
+        elsewhere = policy.decide(facts, action=VIEW_IMAGES, study_institution_id=0)
+        here = policy.decide(facts, action=VIEW_IMAGES, study_institution_id=institution.pk)
+        people.append(
+            {
+                "username": mine[0].practitioner.user.username,
+                "display_name": mine[0].practitioner.display_name,
+                "profession": mine[0].practitioner.profession,
+                "other_hospitals_studies": _explained(elsewhere),
+                "own_studies": _explained(here),
+            }
+        )
+    shared = any(p["other_hospitals_studies"]["visible"] for p in people)
+    return {
+        "institution": institution.code,
+        "name": institution.name,
+        "consent": consent.id if consent else None,
+        "other_hospitals_studies_visible": shared,
+        "why": _why(institution.code, shared, record_active, consent, people),
+        "practitioners": people,
+        "excluded": [
+            {"username": p.user.username, "display_name": p.display_name}
+            for p in excluded
+            if p.pk in affiliated[institution.pk]
+        ],
+    }
+
+
+def _explained(decision: Decision) -> dict:
+    return {"visible": decision.permit, "reason": decision.reason_code, "why": decision.message}
+
+
+def _why(code: str, shared: bool, record_active: bool, consent, people: list) -> str:
+    if not record_active:
+        return "Your shared record is closed: no other hospital sees your studies."
+    if consent is None:
+        return f"You have not consented to sharing with {code}."
+    if shared:
+        return f"You consented to sharing with {code} and some of its practitioners care for you."
+    if not people:
+        return f"You consented to sharing with {code}, but none of its practitioners cares for you."
+    return people[0]["other_hospitals_studies"]["why"]

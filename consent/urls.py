@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from consent.api import provisioning
+from consent.api import care, emergency, patients, provisioning
 
 urlpatterns = [
     path("accounts/", provisioning.AccountCreateApi.as_view(), name="account-create"),
@@ -15,4 +15,44 @@ urlpatterns = [
         provisioning.PatientIdentifierCreateApi.as_view(),
         name="patient-identifier-create",
     ),
+    path(
+        "patients/<str:national_id>/emergency-access/",
+        emergency.EmergencyAccessCreateApi.as_view(),
+        name="emergency-access-create",
+    ),
+    path("emergency-accesses/", emergency.EmergencyAccessListApi.as_view(), name="emergency-list"),
+    path(
+        "emergency-accesses/<int:access_id>/review/",
+        emergency.EmergencyAccessReviewApi.as_view(),
+        name="emergency-review",
+    ),
+    path("care-relationships/", care.CareRelationshipCreateApi.as_view(), name="care-create"),
+    path(
+        "care-relationships/<int:link_id>/end/",
+        care.CareRelationshipEndApi.as_view(),
+        name="care-end",
+    ),
+    path("me/record/", patients.RecordApi.as_view(), name="me-record"),
+    path("me/record/close/", patients.RecordCloseApi.as_view(), name="me-record-close"),
+    path("me/record/reopen/", patients.RecordReopenApi.as_view(), name="me-record-reopen"),
+    path("me/consents/", patients.ConsentListCreateApi.as_view(), name="me-consents"),
+    path(
+        "me/consents/<int:consent_id>/revoke/",
+        patients.ConsentRevokeApi.as_view(),
+        name="me-consent-revoke",
+    ),
+    path("me/exclusions/", patients.ExclusionListCreateApi.as_view(), name="me-exclusions"),
+    path(
+        "me/exclusions/<int:exclusion_id>/",
+        patients.ExclusionDeleteApi.as_view(),
+        name="me-exclusion-delete",
+    ),
+    path("me/care-relationships/", patients.DeclaredCareApi.as_view(), name="me-care"),
+    path("me/studies/<str:study_uid>/hide/", patients.StudyHideApi.as_view(), name="me-study-hide"),
+    path(
+        "me/studies/<str:study_uid>/unhide/",
+        patients.StudyUnhideApi.as_view(),
+        name="me-study-unhide",
+    ),
+    path("me/who-can-see/", patients.WhoCanSeeApi.as_view(), name="me-who-can-see"),
 ]

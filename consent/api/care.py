@@ -1,0 +1,54 @@
+"""Care relationships asserted by hospital systems (or administrators): create and end."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.actions import Action
+from consent.access import access_care_assertion, access_care_end, serves_patient_data
+from consent.api.fields import USERNAME
+from consent.api.patients import CareOutput, practitioner_named, valid
+from consent.api.provisioning import NationalIdField
+from consent.authentication import actor_of
+from consent.models import CareKind
+from consent.services import care
+
+
+@serves_patient_data
+class CareRelationshipCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        patient = NationalIdField(help_text="The patient's national identifier.")
+        practitioner = serializers.RegexField(USERNAME, max_length=150)
+        kind = serializers.ChoiceField(choices=[CareKind.ADMISSION, CareKind.REFERRAL])
+        start = serializers.DateTimeField(required=False, allow_null=True)
+        end = serializers.DateTimeField(required=False, allow_null=True)
+
+    @extend_schema(request=InputSerializer, responses={201: CareOutput})
+    def post(self, request: Request) -> Response:
+        data = valid(self.InputSerializer, request)
+        actor = actor_of(request)
+        practitioner = practitioner_named(data["practitioner"])
+        patient = access_care_assertion(
+            actor, national_id_value=data["patient"], practitioner=practitioner
+        )
+        link = care.care_relationship_assert(
+            actor=actor,
+            patient=patient,
+            practitioner=practitioner,
+            kind=data["kind"],
+            start=data.get("start"),
+            end=data.get("end"),
+        )
+        return Response(CareOutput(link).data, status=status.HTTP_201_CREATED)
+
+
+@serves_patient_data
+class CareRelationshipEndApi(APIView):
+    @extend_schema(request=None, responses={200: CareOutput})
+    def post(self, request: Request, link_id: int) -> Response:
+        actor = actor_of(request)
+        access_care_end(actor, link_id=link_id, audit_action=Action.CARE_END)
+        link = care.care_relationship_end(actor=actor, link_id=link_id)
+        return Response(CareOutput(link).data)

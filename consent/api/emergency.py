@@ -1,0 +1,100 @@
+"""Emergency access: a practitioner declares it; the DPO lists and reviews the queue."""
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.actions import Action
+from consent import gate, selectors
+from consent.access import access_patient_by_national_id, serves_patient_data
+from consent.api.patients import valid
+from consent.authentication import actor_of
+from consent.models import ReviewState
+from consent.services import emergency
+
+
+class EmergencyOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    practitioner = serializers.CharField(source="practitioner.user.username")
+    practitioner_name = serializers.CharField(source="practitioner.display_name")
+    institution = serializers.CharField(source="institution.code")
+    patient = serializers.CharField(source="patient.national_id")
+    reason = serializers.CharField()
+    start = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    review = serializers.CharField()
+    reviewed_by = serializers.CharField()
+    reviewed_at = serializers.DateTimeField()
+    review_note = serializers.CharField()
+
+
+@serves_patient_data
+class EmergencyAccessCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(
+            min_length=settings.EMERGENCY_REASON_MIN_LENGTH,
+            max_length=2000,
+            help_text="Why the emergency justifies access without consent (written reason).",
+        )
+
+    @extend_schema(request=InputSerializer, responses={201: dict})
+    def post(self, request: Request, national_id: str) -> Response:
+        data = valid(self.InputSerializer, request)
+        actor = actor_of(request)
+        patient = access_patient_by_national_id(
+            actor,
+            national_id,
+            action=gate.EMERGENCY,
+            audit_action=Action.EMERGENCY_DECLARE,
+            audit_permit=False,
+        )
+        access = emergency.emergency_declare(actor=actor, patient=patient, reason=data["reason"])
+        body = {"id": access.pk, "expires_at": access.expires_at, "review": access.review}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+@serves_patient_data
+class EmergencyAccessListApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        review = serializers.ChoiceField(choices=ReviewState.choices, required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: EmergencyOutput(many=True)})
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        review = filters.validated_data.get("review")
+        gate.authorize(
+            actor_of(request),
+            gate.REVIEW_EMERGENCY,
+            patient=None,
+            audit_action=Action.EMERGENCY_LIST,
+            detail={"review": review or "all"},
+        )
+        rows = selectors.emergency_access_list(review=review)
+        return Response(EmergencyOutput(rows, many=True).data)
+
+
+@serves_patient_data
+class EmergencyAccessReviewApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        outcome = serializers.ChoiceField(choices=[ReviewState.JUSTIFIED, ReviewState.UNJUSTIFIED])
+        note = serializers.CharField(max_length=4000, allow_blank=True, required=False, default="")
+
+    @extend_schema(request=InputSerializer, responses={200: EmergencyOutput})
+    def post(self, request: Request, access_id: int) -> Response:
+        data = valid(self.InputSerializer, request)
+        actor = actor_of(request)
+        gate.authorize(
+            actor,
+            gate.REVIEW_EMERGENCY,
+            patient=None,
+            audit_action=Action.EMERGENCY_REVIEW,
+            audit_permit=False,
+        )
+        access = emergency.emergency_review(
+            actor=actor, access_id=access_id, outcome=data["outcome"], note=data["note"]
+        )
+        return Response(EmergencyOutput(access).data)

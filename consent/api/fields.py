@@ -1,0 +1,37 @@
+"""Serializer fields shared by the consent API."""
+
+import datetime
+
+from django.utils import dateparse, timezone
+from rest_framework import serializers
+
+USERNAME = r"^[\w.@+-]{1,150}$"
+
+
+class DateOrDateTimeField(serializers.Field):
+    """An ISO date (valid through that day, Luxembourg time) or a timezone-aware date-time."""
+
+    default_error_messages = {
+        "invalid": "Use a date (YYYY-MM-DD) or a date-time with a time zone.",
+    }
+
+    def to_internal_value(self, data: object) -> datetime.datetime:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            day = dateparse.parse_date(data) if len(data) == 10 else None
+            moment = None if day else dateparse.parse_datetime(data)
+        except ValueError:
+            self.fail("invalid")
+        if moment is not None:
+            if timezone.is_naive(moment):
+                self.fail("invalid")
+            return moment
+        if day is None:
+            self.fail("invalid")
+        # Periods exclude their end: "until 2027-01-31" ends at the start of February 1st.
+        next_day = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time())
+        return timezone.make_aware(next_day)
+
+    def to_representation(self, value: datetime.datetime) -> str:
+        return value.isoformat()

@@ -1,0 +1,44 @@
+"""Reads of the consent app: the patient's consents, links, exclusions; the DPO's queue."""
+
+from django.db.models import QuerySet
+
+from consent.models import (
+    CareRelationship,
+    Consent,
+    EmergencyAccess,
+    Exclusion,
+    Patient,
+    Practitioner,
+    SharedRecordChange,
+)
+
+
+def consent_list(*, patient: Patient) -> QuerySet[Consent]:
+    """Every consent of the patient, revoked and expired ones included, newest first."""
+    return Consent.objects.filter(patient=patient).prefetch_related("institutions")
+
+
+def care_relationship_list(*, patient: Patient) -> QuerySet[CareRelationship]:
+    return CareRelationship.objects.filter(patient=patient).select_related(
+        "practitioner__user", "institution"
+    )
+
+
+def exclusion_list(*, patient: Patient) -> QuerySet[Exclusion]:
+    return Exclusion.objects.filter(patient=patient).select_related("practitioner__user")
+
+
+def record_history(*, patient: Patient) -> QuerySet[SharedRecordChange]:
+    return SharedRecordChange.objects.filter(record__patient=patient)
+
+
+def emergency_access_list(*, review: str | None = None) -> QuerySet[EmergencyAccess]:
+    """The DPO's queue (``review="pending"``) or every emergency access, oldest first."""
+    accesses = EmergencyAccess.objects.select_related(
+        "practitioner__user", "institution", "patient"
+    ).order_by("start", "pk")
+    return accesses.filter(review=review) if review else accesses
+
+
+def practitioner_get(*, username: str) -> Practitioner | None:
+    return Practitioner.objects.select_related("user").filter(user__username=username).first()
