@@ -246,6 +246,8 @@ def _emergency_declaration(f: Facts, ids: dict) -> Decision:
 
 
 def _patient(f: Facts, action: str, j: int | None, study_uid: str | None) -> Decision:
+    if action not in (LIST_STUDIES, VIEW_IMAGES, MANAGE_RECORD):
+        return _deny("ROLE_NOT_ALLOWED", "Patients may not perform this action.")
     if f.patient_id is None or f.patient_id != f.actor_patient_id:
         return _deny("NOT_OWN_RECORD", "Patients may act only on their own record.")
     if f.via_representative and not f.representation_granted:
@@ -254,8 +256,6 @@ def _patient(f: Facts, action: str, j: int | None, study_uid: str | None) -> Dec
             "You are not registered as this patient's legal representative.",
             "An administrator can register you as the patient's representative.",
         )
-    if action not in (LIST_STUDIES, VIEW_IMAGES, MANAGE_RECORD):
-        return _deny("ROLE_NOT_ALLOWED", "Patients may not perform this action.")
     return _permit(PATIENT, "Permitted: the patient's own record.", {"patient": f.patient_id})
 
 
