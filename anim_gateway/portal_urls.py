@@ -6,6 +6,7 @@ from django.urls import path
 from anim_gateway import portal
 from anim_gateway.portal import portal_view
 from audit import pages as audit_pages
+from consent import pages as consent_pages
 
 app_name = "portal"
 
@@ -25,18 +26,50 @@ urlpatterns = [
     path("login/enrol/", portal.totp_enrol, name="totp-enrol"),
     path("login/institution/", portal.choose_institution, name="choose-institution"),
     path("logout/", portal.logout_view, name="logout"),
+    # The patient
+    path("me/", consent_pages.me, name="me"),
+    path("me/acting-for/", consent_pages.acting_for, name="me-acting-for"),
+    path(
+        "me/record/close/",
+        consent_pages.record_status,
+        {"status": "closed"},
+        name="me-record-close",
+    ),
+    path(
+        "me/record/reopen/",
+        consent_pages.record_status,
+        {"status": "active"},
+        name="me-record-reopen",
+    ),
+    path("me/consents/", consent_pages.consent_page, name="me-consents"),
+    path(
+        "me/consents/<int:consent_id>/revoke/",
+        consent_pages.consent_revoke,
+        name="me-consent-revoke",
+    ),
+    path("me/who-can-see/", consent_pages.who_can_see, name="me-who-can-see"),
+    path("me/doctors/", consent_pages.doctors, name="me-doctors"),
+    path("me/doctors/declare/", consent_pages.care_declare, name="me-care-declare"),
+    path("me/doctors/block/", consent_pages.exclusion_add, name="me-exclusion-add"),
+    path(
+        "me/doctors/blocked/<int:exclusion_id>/unblock/",
+        consent_pages.exclusion_remove,
+        name="me-exclusion-remove",
+    ),
+    # The DPO
     path("dpo/audit/", dpo(audit_pages.audit_search), name="dpo-audit"),
     path("dpo/verify/", dpo(audit_pages.audit_verify), name="dpo-verify"),
+    path("dpo/emergencies/", consent_pages.emergency_reviews, name="dpo-emergencies"),
+    path(
+        "dpo/emergencies/<int:access_id>/review/",
+        consent_pages.emergency_review,
+        name="dpo-emergency-review",
+    ),
 ] + [
     path(route, _coming, name=name)
     for route, name in (
-        ("me/", "me"),
-        ("me/consents/", "me-consents"),
-        ("me/who-can-see/", "me-who-can-see"),
         ("me/studies/", "me-studies"),
-        ("me/blocked/", "me-exclusions"),
         ("me/access-log/", "me-access-log"),
         ("patients/", "patient-search"),
-        ("dpo/emergencies/", "dpo-emergencies"),
     )
 ]

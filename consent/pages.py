@@ -1,0 +1,357 @@
+"""The patient's portal pages (record, consents, who can see, doctors) and the DPO's reviews."""
+
+import dataclasses
+import datetime
+from collections.abc import Callable
+from functools import wraps
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+from guardian.shortcuts import get_objects_for_user
+
+from anim_gateway.errors import ApplicationError
+from anim_gateway.portal import forbidden, portal_view
+from audit.actions import Action
+from consent import gate, selectors
+from consent.access import access_own_record, serves_patient_data
+from consent.actors import Actor
+from consent.gate import AccessDenied
+from consent.models import Institution, Patient, Practitioner, RecordStatus, ReviewState, Role
+from consent.services import care, consents, emergency, exclusions
+
+ACTING_FOR_KEY = "portal_acting_for"
+
+
+# --- the patient acted on: oneself, or a represented child ---------------------------------
+
+
+def represented_patients(user: object) -> list[Patient]:
+    """Patients this login may act for as legal representative (django-guardian)."""
+    rows = get_objects_for_user(
+        user, "consent.act_for_patient", klass=Patient, with_superuser=False
+    )
+    return list(rows.exclude(user=user).order_by("birth_date"))
+
+
+def _acting_actor(actor: Actor, wanted: str | None) -> Actor:
+    """The Actor switched to the represented patient chosen in the session.
+
+    Only a claim: the gate checks the representation on every access.
+    """
+    if not wanted or wanted == actor.patient_national_id:
+        return actor
+    target = Patient.objects.filter(national_id=wanted).first()
+    if target is None:
+        return actor
+    return dataclasses.replace(actor, patient=target, representative=actor.patient)
+
+
+def patient_page(view: Callable) -> Callable:
+    """A patient page: logged in, gate-enforced, acting for the right person, denials shown."""
+
+    @portal_view(Role.PATIENT)
+    @serves_patient_data
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        request.actor = _acting_actor(request.actor, request.session.get(ACTING_FOR_KEY))
+        try:
+            return view(request, *args, **kwargs)
+        except AccessDenied as denied:
+            return forbidden(request, denied.message, status=denied.status_code)
+
+    return wrapper
+
+
+def run_service(request: HttpRequest, action: Callable[[], object], success: str) -> bool:
+    """Run one service; its refusal (not a gate deny) becomes a message on the next page."""
+    try:
+        action()
+    except AccessDenied:
+        raise
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return False
+    messages.success(request, success)
+    return True
+
+
+def own_record(request: HttpRequest, audit_action: str, audit_permit: bool = True) -> Patient:
+    return access_own_record(request.actor, audit_action=audit_action, audit_permit=audit_permit)
+
+
+# --- my record -----------------------------------------------------------------------------
+
+
+@patient_page
+def me(request: HttpRequest) -> HttpResponse:
+    patient = own_record(request, Action.RECORD_VIEW)
+    now = timezone.now()
+    context = {
+        "patient": patient,
+        "record": patient.record,
+        "history": selectors.record_history(patient=patient).order_by("-changed_at")[:5],
+        "active_consents": [
+            c for c in selectors.consent_list(patient=patient) if c.is_active(at=now)
+        ],
+        "blocked": [e for e in selectors.exclusion_list(patient=patient) if e.is_active(at=now)],
+        "represented": represented_patients(request.user),
+    }
+    return render(request, "consent/me.html", context)
+
+
+@require_POST
+@patient_page
+def record_status(request: HttpRequest, status: str) -> HttpResponse:
+    action = Action.RECORD_CLOSE if status == RecordStatus.CLOSED else Action.RECORD_REOPEN
+    patient = own_record(request, action, audit_permit=False)
+    done = "closed: no other hospital can see your images" if status == "closed" else "open again"
+    run_service(
+        request,
+        lambda: consents.record_set_status(actor=request.actor, patient=patient, status=status),
+        f"Your shared record is {done}.",
+    )
+    return redirect("portal:me")
+
+
+@require_POST
+@portal_view(Role.PATIENT)
+def acting_for(request: HttpRequest) -> HttpResponse:
+    """Choose whose record the next pages act on; only a choice, no patient data served."""
+    wanted = request.POST.get("national_id", "")
+    if wanted in {p.national_id for p in represented_patients(request.user)}:
+        request.session[ACTING_FOR_KEY] = wanted
+    else:
+        request.session.pop(ACTING_FOR_KEY, None)
+    return redirect("portal:me")
+
+
+@patient_page
+def who_can_see(request: HttpRequest) -> HttpResponse:
+    actor = request.actor
+    overview = gate.access_overview(actor, patient=actor.patient, audit_action=Action.RECORD_VIEW)
+    return render(request, "consent/who_can_see.html", {"overview": overview})
+
+
+# --- consents ------------------------------------------------------------------------------
+
+
+class ConsentForm(forms.Form):
+    scope = forms.ChoiceField(
+        choices=[("all", "All member hospitals"), ("some", "Only the hospitals I choose")],
+        initial="all",
+        widget=forms.RadioSelect,
+    )
+    institutions = forms.ModelMultipleChoiceField(
+        queryset=Institution.objects.order_by("name"),
+        to_field_name="code",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    valid_until = forms.DateField(
+        required=False, label="Until (optional)", widget=forms.DateInput({"type": "date"})
+    )
+    allow_emergency = forms.BooleanField(
+        required=False, initial=True, label="Allow emergency access by a doctor who treats me"
+    )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("scope") == "some" and not data.get("institutions"):
+            self.add_error("institutions", "Choose at least one hospital.")
+        return data
+
+    def grant_arguments(self) -> dict:
+        data = self.cleaned_data
+        until = data["valid_until"]
+        return {
+            "institution_codes": None
+            if data["scope"] == "all"
+            else [i.code for i in data["institutions"]],
+            # The consent holds through the chosen day (periods exclude their end).
+            "valid_until": timezone.make_aware(
+                datetime.datetime.combine(until + datetime.timedelta(days=1), datetime.time())
+            )
+            if until
+            else None,
+            "allow_emergency": data["allow_emergency"],
+        }
+
+
+@patient_page
+def consent_page(request: HttpRequest) -> HttpResponse:
+    form = ConsentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        patient = own_record(request, Action.CONSENT_GRANT, audit_permit=False)
+        args = form.grant_arguments()
+        granted = run_service(
+            request,
+            lambda: consents.consent_grant(actor=request.actor, patient=patient, **args),
+            "Consent granted. It applies from now on.",
+        )
+        if granted:
+            return redirect("portal:me-consents")
+    patient = own_record(request, Action.CONSENT_LIST)
+    now = timezone.now()
+    rows = [(c, c.status(at=now)) for c in selectors.consent_list(patient=patient)]
+    return render(request, "consent/consents.html", {"form": form, "rows": rows})
+
+
+@require_POST
+@patient_page
+def consent_revoke(request: HttpRequest, consent_id: int) -> HttpResponse:
+    patient = own_record(request, Action.CONSENT_REVOKE, audit_permit=False)
+    run_service(
+        request,
+        lambda: consents.consent_revoke(
+            actor=request.actor, patient=patient, consent_id=consent_id
+        ),
+        "Consent revoked. It no longer applies, from the next request on.",
+    )
+    return redirect("portal:me-consents")
+
+
+# --- my doctors: declared physicians and blocked practitioners -----------------------------
+
+
+class PractitionerForm(forms.Form):
+    practitioner = forms.ChoiceField()
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        people = Practitioner.objects.select_related("user").prefetch_related("institutions")
+        self.fields["practitioner"].choices = [("", "Choose a practitioner")] + [
+            (p.user.username, _practitioner_label(p)) for p in people.order_by("display_name")
+        ]
+
+    def clean_practitioner(self) -> Practitioner:
+        practitioner = selectors.practitioner_get(username=self.cleaned_data["practitioner"])
+        if practitioner is None:
+            raise forms.ValidationError("Choose a practitioner from the list.")
+        return practitioner
+
+
+def _practitioner_label(practitioner: Practitioner) -> str:
+    codes = ", ".join(sorted(i.code for i in practitioner.institutions.all()))
+    return f"{practitioner.display_name} ({practitioner.get_profession_display()}, {codes})"
+
+
+@patient_page
+def doctors(request: HttpRequest) -> HttpResponse:
+    patient = own_record(request, Action.RECORD_VIEW)
+    now = timezone.now()
+    context = {
+        "blocked": [e for e in selectors.exclusion_list(patient=patient) if e.is_active(at=now)],
+        "links": [
+            c for c in selectors.care_relationship_list(patient=patient) if c.is_active(at=now)
+        ],
+        "form": PractitionerForm(),
+    }
+    return render(request, "consent/doctors.html", context)
+
+
+def _practitioner_post(request: HttpRequest, audit_action: str, service: Callable, ok: str):
+    form = PractitionerForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a practitioner from the list.")
+        return redirect("portal:me-doctors")
+    patient = own_record(request, audit_action, audit_permit=False)
+    practitioner = form.cleaned_data["practitioner"]
+    run_service(
+        request,
+        lambda: service(actor=request.actor, patient=patient, practitioner=practitioner),
+        ok.format(name=practitioner.display_name),
+    )
+    return redirect("portal:me-doctors")
+
+
+@require_POST
+@patient_page
+def exclusion_add(request: HttpRequest) -> HttpResponse:
+    return _practitioner_post(
+        request,
+        Action.EXCLUSION_ADD,
+        exclusions.exclusion_add,
+        "{name} is blocked: they cannot open your studies, even in an emergency.",
+    )
+
+
+@require_POST
+@patient_page
+def exclusion_remove(request: HttpRequest, exclusion_id: int) -> HttpResponse:
+    patient = own_record(request, Action.EXCLUSION_REMOVE, audit_permit=False)
+    run_service(
+        request,
+        lambda: exclusions.exclusion_remove(
+            actor=request.actor, patient=patient, exclusion_id=exclusion_id
+        ),
+        "The practitioner is no longer blocked.",
+    )
+    return redirect("portal:me-doctors")
+
+
+@require_POST
+@patient_page
+def care_declare(request: HttpRequest) -> HttpResponse:
+    return _practitioner_post(
+        request,
+        Action.CARE_DECLARE,
+        care.care_relationship_declare,
+        "{name} is declared as your doctor for the next 15 months.",
+    )
+
+
+# --- the DPO's review of emergency accesses ------------------------------------------------
+
+
+class ReviewForm(forms.Form):
+    outcome = forms.ChoiceField(
+        choices=[(ReviewState.JUSTIFIED, "Justified"), (ReviewState.UNJUSTIFIED, "Unjustified")],
+        widget=forms.RadioSelect,
+    )
+    note = forms.CharField(required=False, widget=forms.Textarea({"rows": 2}), max_length=2000)
+
+
+@portal_view(Role.DPO)
+@serves_patient_data
+def emergency_reviews(request: HttpRequest) -> HttpResponse:
+    gate.authorize(
+        request.actor, gate.REVIEW_EMERGENCY, patient=None, audit_action=Action.EMERGENCY_LIST
+    )
+    context = {
+        "pending": selectors.emergency_access_list(review=ReviewState.PENDING),
+        "reviewed": selectors.emergency_access_list().exclude(review=ReviewState.PENDING)[:50],
+        "form": ReviewForm(),
+    }
+    return render(request, "consent/emergency_reviews.html", context)
+
+
+@require_POST
+@portal_view(Role.DPO)
+@serves_patient_data
+def emergency_review(request: HttpRequest, access_id: int) -> HttpResponse:
+    form = ReviewForm(request.POST)
+    try:
+        gate.authorize(
+            request.actor,
+            gate.REVIEW_EMERGENCY,
+            patient=None,
+            audit_action=Action.EMERGENCY_REVIEW,
+            audit_permit=False,
+        )
+    except AccessDenied as denied:
+        return forbidden(request, denied.message, status=denied.status_code)
+    if not form.is_valid():
+        messages.error(request, "Choose justified or unjustified.")
+        return redirect("portal:dpo-emergencies")
+    run_service(
+        request,
+        lambda: emergency.emergency_review(
+            actor=request.actor, access_id=access_id, **form.cleaned_data
+        ),
+        "Review recorded.",
+    )
+    return redirect("portal:dpo-emergencies")
