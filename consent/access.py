@@ -71,6 +71,9 @@ def serves_patient_data(view: type | Callable) -> type | Callable:
 
 
 def _enforced(call: Callable, request, *args, **kwargs):
+    if gate._consulted.get() is not None:
+        # Nested (a marked view class inheriting from a marked one): the outer one checks.
+        return call(request, *args, **kwargs)
     box: list = []
     token = gate._consulted.set(box)
     try:
