@@ -1,0 +1,28 @@
+"""The Django admin for institutions, practitioners and affiliations answers."""
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/consent/institution/",
+        "/admin/consent/institution/add/",
+        "/admin/consent/practitioner/",
+        "/admin/consent/affiliation/",
+        "/admin/consent/patient/",
+    ],
+)
+def test_the_admin_pages_answer(cast, admin_user, client, url: str) -> None:
+    client.force_login(admin_user)
+    assert client.get(url).status_code == 200
+
+
+def test_an_institution_page_shows_its_ae_titles(cast, admin_user, client) -> None:
+    from consent.models import Institution
+
+    client.force_login(admin_user)
+    chl = Institution.objects.get(code="CHL")
+    assert b"CHL_PACS" in client.get(f"/admin/consent/institution/{chl.pk}/change/").content
