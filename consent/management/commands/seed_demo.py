@@ -5,7 +5,6 @@ import datetime
 from django.contrib.auth import get_user_model
 from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand
-from django.db import transaction
 
 from consent import national_id
 from consent.actors import Actor
@@ -42,7 +41,8 @@ SEED_ACTOR = Actor(
 class Command(BaseCommand):
     help = "Create (or complete) the demo data and print the demo log-ins."
 
-    @transaction.atomic
+    # Not one transaction: each service is atomic, and the gate (studies ingest) refuses to run
+    # inside a caller's transaction. Idempotence makes a re-run complete an interrupted one.
     def handle(self, *args, **options) -> None:
         self._institutions()
         self._practitioners()
