@@ -9,6 +9,7 @@ from typing import BinaryIO
 
 from pydicom import config, dcmread
 from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
@@ -385,3 +386,30 @@ def sanitise_preamble(head: bytes) -> bytes:
     if preamble_is_safe(head[:PREAMBLE_LENGTH]):
         return head
     return bytes(PREAMBLE_LENGTH) + head[PREAMBLE_LENGTH:]
+
+
+def read_frame(
+    fp: BinaryIO,
+    *,
+    transfer_syntax_uid: str,
+    offset: int,
+    index: int,
+    number_of_frames: int,
+    frame_size: int,
+) -> bytes:
+    """One frame's stored bytes (0-based ``index``), seeking straight to it.
+
+    Native pixel data is sliced; encapsulated data is walked through its offset table.
+    """
+    syntax = UID(transfer_syntax_uid)
+    if not syntax.is_encapsulated:
+        fp.seek(offset + index * frame_size)
+        data = fp.read(frame_size)
+        if len(data) != frame_size:
+            raise InvalidDicom("The frame lies beyond the stored Pixel Data.")
+        return data
+    fp.seek(offset)
+    try:
+        return get_frame(fp, index, number_of_frames=number_of_frames)
+    except Exception as exc:  # a corrupt offset table or fragments
+        raise InvalidDicom(f"The frame cannot be read: {exc}") from exc

@@ -214,9 +214,14 @@ def _authorize(
 def _same_or_conflict(
     *, session: IngestSession, header: Header, existing: Instance, spooled: Spooled
 ) -> IngestResult:
-    if existing.sha256 == spooled.sha256:
-        return _result(header, "duplicate", "The same instance is already stored.")
     study = existing.study
+    if existing.sha256 == spooled.sha256:
+        # Only the study's own institution learns that it already holds this instance.
+        try:
+            _authorize(session=session, header=header, study=study, patient=study.patient)
+        except gate.AccessDenied as exc:
+            return _result(header, "rejected", exc.message, FailureReason.NOT_AUTHORIZED)
+        return _result(header, "duplicate", "The same instance is already stored.")
     audit_event(
         session.actor,
         action=Action.STUDY_STORE_CONFLICT,

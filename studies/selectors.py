@@ -1,6 +1,11 @@
 """Reads of the study index: lookups, QIDO queries and the portal's study lists."""
 
-from studies.models import Study
+from collections.abc import Iterator
+
+from django.db.models import F, Q
+
+from studies import qido
+from studies.models import Instance, Series, Study
 
 
 def study_get_ref(study_uid: str) -> Study | None:
@@ -10,3 +15,44 @@ def study_get_ref(study_uid: str) -> Study | None:
         .only("study_uid", "institution_id", "patient_id")
         .first()
     )
+
+
+def study_list(*, scope: Q, query: qido.Query | None, limit: int) -> list[Study]:
+    """Studies in scope matching the query, newest first."""
+    qs = Study.objects.filter(scope).select_related("institution")
+    if query is not None:
+        qs = qido.filter_studies(qs, query)
+    return list(qs.order_by(F("study_date").desc(nulls_last=True), "-pk")[:limit])
+
+
+def series_list(*, study: Study, query: qido.Query) -> list[Series]:
+    qs = qido.filter_series(Series.objects.filter(study=study), query)
+    qs = qs.select_related("study").order_by(F("series_number").asc(nulls_last=True), "pk")
+    return list(qs[query.offset : query.offset + query.limit])
+
+
+def instance_list(*, study: Study, series: Series | None, query: qido.Query) -> list[Instance]:
+    qs = Instance.objects.filter(study=study)
+    if series is not None:
+        qs = qs.filter(series=series)
+    qs = qido.filter_instances(qs, query).select_related("study", "series")
+    qs = qs.order_by("series_id", F("instance_number").asc(nulls_last=True), "pk")
+    return list(qs[query.offset : query.offset + query.limit])
+
+
+def instance_keys(*, study: Study, series: Series | None = None) -> list[str]:
+    """Storage keys of a study's (or series') instances, in display order."""
+    qs = Instance.objects.filter(study=study)
+    if series is not None:
+        qs = qs.filter(series=series)
+    qs = qs.order_by("series_id", F("instance_number").asc(nulls_last=True), "pk")
+    return list(qs.values_list("storage_key", flat=True))
+
+
+def instance_metadata(*, study: Study, series: Series | None = None) -> Iterator[dict]:
+    """DICOM JSON of a study's (or series') instances, streamed from the database."""
+    qs = Instance.objects.filter(study=study)
+    if series is not None:
+        qs = qs.filter(series=series)
+    qs = qs.order_by("series_id", F("instance_number").asc(nulls_last=True), "pk")
+    return qs.values_list("metadata", flat=True).iterator(chunk_size=200)

@@ -1,6 +1,8 @@
 """Object storage of DICOM files through Django's storage API (local folder or S3)."""
 
+import contextlib
 import hashlib
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +76,17 @@ def object_sha256(*, key: str) -> str:
     for chunk in object_chunks(key=key):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def local_copy(*, key: str) -> Iterator[Path]:
+    """The object as a local file: its own path on disk storage, a temporary copy otherwise."""
+    path = object_local_path(key=key)
+    if path is not None:
+        yield path
+        return
+    with tempfile.NamedTemporaryFile(suffix=".dcm") as fp:
+        for chunk in object_chunks(key=key):
+            fp.write(chunk)
+        fp.flush()
+        yield Path(fp.name)

@@ -1,8 +1,6 @@
 """Follow-up work on stored studies: previews and fixity checks (Celery; inline without broker)."""
 
 import logging
-import tempfile
-from pathlib import Path
 
 from celery import shared_task
 from django.core.files.base import ContentFile
@@ -31,7 +29,7 @@ def series_preview(instance_id: int) -> str:
     """Render a small PNG of the instance's first frame as its series' preview."""
     instance = Instance.objects.select_related("series").get(pk=instance_id)
     try:
-        with _local_copy(instance.storage_key) as path:
+        with storage.local_copy(key=instance.storage_key) as path:
             png = render_frame(path, index=0, media_type="image/png", max_size=PREVIEW_SIZE)
     except InvalidDicom as exc:
         logger.info("No preview for instance %s: %s", instance.pk, exc)
@@ -41,28 +39,6 @@ def series_preview(instance_id: int) -> str:
     if not updated:
         storage.object_delete(key=key)  # another worker made it first
     return key
-
-
-class _local_copy:
-    """The object as a local file: its own path on disk storage, a temporary copy otherwise."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.tmp: Path | None = None
-
-    def __enter__(self) -> Path:
-        path = storage.object_local_path(key=self.key)
-        if path is not None:
-            return path
-        with tempfile.NamedTemporaryFile(suffix=".dcm", delete=False) as fp:
-            for chunk in storage.object_chunks(key=self.key):
-                fp.write(chunk)
-        self.tmp = Path(fp.name)
-        return self.tmp
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tmp is not None:
-            self.tmp.unlink(missing_ok=True)
 
 
 def fixity_check(*, instance_ids: list[int]) -> list[str]:

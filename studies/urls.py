@@ -1,3 +1,34 @@
-"""DICOMweb URLs, mounted under /dicomweb/."""
+"""DICOMweb URLs (PS3.18), mounted under /dicomweb/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from studies.api.dicomweb import (
+    InstanceSearchApi,
+    MetadataApi,
+    RetrieveApi,
+    StudiesApi,
+    StudySeriesSearchApi,
+)
+from studies.api.frames import FramesApi, RenderedApi
+
+app_name = "dicomweb"
+
+S = "studies/<str:study>"
+SE = f"{S}/series/<str:series>"
+I = f"{SE}/instances/<str:instance>"  # noqa: E741
+
+urlpatterns = [
+    path("studies", StudiesApi.as_view(), name="studies"),
+    path(S, RetrieveApi.as_view(), name="study"),
+    path(f"{S}/metadata", MetadataApi.as_view(), name="study-metadata"),
+    path(f"{S}/series", StudySeriesSearchApi.as_view(), name="study-series"),
+    path(f"{S}/instances", InstanceSearchApi.as_view(), name="study-instances"),
+    path(SE, RetrieveApi.as_view(), name="series"),
+    path(f"{SE}/metadata", MetadataApi.as_view(), name="series-metadata"),
+    path(f"{SE}/instances", InstanceSearchApi.as_view(), name="series-instances"),
+    path(I, RetrieveApi.as_view(), name="instance"),
+    path(f"{I}/metadata", MetadataApi.as_view(), name="instance-metadata"),
+    path(f"{I}/rendered", RenderedApi.as_view(), name="instance-rendered"),
+    path(f"{I}/frames/<str:frames>", FramesApi.as_view(), name="frames"),
+    path(f"{I}/frames/<str:frames>/rendered", RenderedApi.as_view(), name="frames-rendered"),
+]

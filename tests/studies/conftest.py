@@ -82,3 +82,42 @@ def dicom_copy(
     out = tmp_path / f"{ds.SOPInstanceUID}.dcm"
     ds.save_as(out, enforce_file_format=True)
     return out
+
+
+def multipart_parts(response) -> list[tuple[str, bytes]]:
+    """(content type, body) of each part of a multipart/related response."""
+    content_type = response["Content-Type"]
+    boundary = content_type.split("boundary=")[1].split(";")[0].strip('"').encode()
+    body = b"".join(response.streaming_content)
+    parts = []
+    for chunk in body.split(b"--" + boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, data = chunk[2:].partition(b"\r\n\r\n")
+        part_type = head.decode().split(":", 1)[1].strip()
+        parts.append((part_type, data[:-2]))
+    return parts
+
+
+def share_with_alice(cast) -> None:
+    """Xavier consents to sharing with all members; Alice (CHL) has an admission with him."""
+    import datetime
+
+    from django.utils import timezone
+
+    from consent.models import CareRelationship, Consent
+
+    Consent.objects.create(patient=cast.xavier, all_members=True, granted_by="test")
+    CareRelationship.objects.create(
+        practitioner=cast.alice,
+        patient=cast.xavier,
+        kind="admission",
+        asserted_by="test",
+        end=timezone.now() + datetime.timedelta(days=30),
+    )
+
+
+def hide(patient, study_uid: str) -> None:
+    from consent.models import StudyVisibility
+
+    StudyVisibility.objects.create(patient=patient, study_uid=study_uid, hidden_by="test")

@@ -1,0 +1,1 @@
+"""HTTP interfaces of the studies app: DICOMweb and the REST study lists."""

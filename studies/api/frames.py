@@ -1,0 +1,161 @@
+"""WADO-RS frames and rendered images: pixel data served by seeking, never whole in memory."""
+
+from collections.abc import Iterator
+
+from django.http import HttpResponse
+from rest_framework.request import Request
+
+from anim_gateway.errors import ApplicationError
+from audit.actions import Action
+from consent import gate
+from consent.access import serves_patient_data
+from consent.authentication import actor_of
+from studies import access, storage
+from studies.api.dicomweb import DicomWebApi, _multipart
+from studies.dicom import InvalidDicom, read_frame
+from studies.dicom_render import FORMATS, render_frame
+from studies.models import Instance
+
+# PS3.18 Table 8.7.3-5: the media type of a compressed frame, by transfer syntax.
+_FRAME_TYPES = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+}
+_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+
+def _instance(request: Request, study: str, series: str, instance: str, audit: str) -> Instance:
+    found = access.access_study(
+        actor_of(request), study_uid=study, action=gate.VIEW_IMAGES, audit_action=audit
+    )
+    return access.instance_in(access.series_in(found, series), instance)
+
+
+def _value(instance: Instance, tag: str, default: object = None) -> object:
+    values = instance.metadata.get(tag, {}).get("Value") or [default]
+    return values[0]
+
+
+def frame_numbers(raw: str, *, count: int) -> list[int]:
+    """'1,3' -> [1, 3]; 400 naming the parameter when malformed or out of range."""
+    try:
+        numbers = [int(n) for n in raw.split(",") if n.strip()]
+    except ValueError as exc:
+        raise ApplicationError("frames: a comma-separated list of frame numbers.") from exc
+    if not numbers or any(n < 1 or n > count for n in numbers):
+        raise ApplicationError(f"frames: frame numbers go from 1 to {count}.")
+    return numbers
+
+
+def _frame_size(instance: Instance) -> int:
+    rows, columns = _value(instance, "00280010", 0), _value(instance, "00280011", 0)
+    bits, samples = _value(instance, "00280100", 0), _value(instance, "00280002", 1)
+    if _value(instance, "00280004") == "YBR_FULL_422":
+        samples = 2  # subsampled chroma
+    if not (rows and columns) or not bits or bits % 8:
+        raise ApplicationError("frames: this instance's frames are not byte-addressable.")
+    return int(rows) * int(columns) * int(samples) * int(bits) // 8
+
+
+def _frame_chunks(instance: Instance, numbers: list[int], size: int) -> Iterator[bytes]:
+    with storage.storage().open(instance.storage_key, "rb") as fp:
+        for number in numbers:
+            try:
+                yield read_frame(
+                    fp,
+                    transfer_syntax_uid=instance.transfer_syntax_uid,
+                    offset=instance.pixel_data_offset,
+                    index=number - 1,
+                    number_of_frames=instance.number_of_frames,
+                    frame_size=size,
+                )
+            except InvalidDicom:
+                return  # already streaming: the client sees a short part
+
+
+def _frame_parts(instance: Instance, numbers: list[int], part_type: str):
+    size = 0 if instance.transfer_syntax_uid not in _NATIVE else _frame_size(instance)
+    for number in numbers:
+        yield part_type, _frame_chunks(instance, [number], size)
+
+
+@serves_patient_data
+class FramesApi(DicomWebApi):
+    """Frames as multipart/related: raw octets (native) or the compressed bitstream."""
+
+    def get(self, request: Request, study: str, series: str, instance: str, frames: str):
+        found = _instance(request, study, series, instance, Action.STUDY_RETRIEVE)
+        if found.pixel_data_offset is None or not found.number_of_frames:
+            raise ApplicationError(
+                "frames: this instance has no pixel data.", status_code=404, code="NOT_FOUND"
+            )
+        numbers = frame_numbers(frames, count=found.number_of_frames)
+        syntax = found.transfer_syntax_uid
+        if syntax in _NATIVE:
+            _frame_size(found)  # refuse before streaming starts
+            part_type = "application/octet-stream"
+        else:
+            part_type = (
+                f"{_FRAME_TYPES.get(syntax, 'application/octet-stream')}; transfer-syntax={syntax}"
+            )
+        return _multipart(_frame_parts(found, numbers, part_type), part_type)
+
+
+@serves_patient_data
+class RenderedApi(DicomWebApi):
+    """A frame as JPEG (default) or PNG, with the dataset's window or ?window=center,width."""
+
+    def get(
+        self, request: Request, study: str, series: str, instance: str, frames: str = "1"
+    ) -> HttpResponse:
+        media_type = _rendered_type(request)
+        window = _window(request.query_params.get("window", ""))
+        found = _instance(request, study, series, instance, Action.STUDY_RENDER)
+        if (
+            found.pixel_data_offset is None
+            and found.transfer_syntax_uid != "1.2.840.10008.1.2.1.99"
+        ):
+            raise ApplicationError(
+                "This instance has no image to render.", status_code=404, code="NOT_FOUND"
+            )
+        index = frame_numbers(frames, count=max(found.number_of_frames, 1))[0] - 1
+        try:
+            with storage.local_copy(key=found.storage_key) as path:
+                image = render_frame(path, index=index, media_type=media_type, window=window)
+        except InvalidDicom as exc:
+            raise ApplicationError(str(exc), code="NOT_RENDERABLE", status_code=406) from exc
+        return HttpResponse(image, content_type=media_type)
+
+
+def _rendered_type(request: Request) -> str:
+    accept = request.query_params.get("accept") or request.headers.get("Accept", "*/*")
+    for candidate in accept.split(","):
+        media = candidate.split(";")[0].strip()
+        if media in FORMATS:
+            return media
+        if media in ("*/*", "image/*"):
+            return "image/jpeg"
+    raise ApplicationError(
+        "Accept: rendered images are image/jpeg or image/png.",
+        code="NOT_ACCEPTABLE",
+        status_code=406,
+    )
+
+
+def _window(raw: str) -> tuple[float, float] | None:
+    if not raw:
+        return None
+    try:
+        center, width = (float(v) for v in raw.split(",")[:2])
+    except ValueError as exc:
+        raise ApplicationError("window: center,width[,function] with numbers.") from exc
+    if width <= 0:
+        raise ApplicationError("window: the width must be positive.")
+    return center, width

@@ -1,0 +1,95 @@
+"""DICOM JSON (PS3.18 F.2) results of QIDO-RS and the STOW-RS response dataset."""
+
+from collections.abc import Callable
+
+from studies.dicom import INSTANCE_TAGS, SERIES_TAGS, STUDY_TAGS
+from studies.ingest import IngestResult
+from studies.models import Instance, Series, Study
+
+# A private block for the human reason of a failure (PS3.5 7.8): creator and element.
+PRIVATE_CREATOR = ("00090010", "ANIM_GATEWAY")
+FAILURE_TEXT_TAG = "00091001"
+
+_NAMES = {**STUDY_TAGS, **SERIES_TAGS, **INSTANCE_TAGS}
+_TAGS = {keyword: tag for tag, keyword in _NAMES.items()}
+
+
+def _element(vr: str, *values: object) -> dict:
+    return {"vr": vr, "Value": list(values)} if values else {"vr": vr}
+
+
+def _included(attributes: dict, metadata: dict, includefield: frozenset[str]) -> dict:
+    """Extra attributes asked for with includefield (keywords or tags; 'all' for everything)."""
+    if not includefield:
+        return attributes
+    if "all" in includefield:
+        return {**metadata, **attributes}
+    extra = {}
+    for item in includefield:
+        tag = _TAGS.get(item, item.upper())
+        if tag in metadata:
+            extra[tag] = metadata[tag]
+    return {**extra, **attributes}
+
+
+def study_result(study: Study, *, url: str, includefield: frozenset[str] = frozenset()) -> dict:
+    attributes = {
+        **study.attributes,
+        "00080061": _element("CS", *study.modality_list()),
+        "00081190": _element("UR", url),
+        "00201206": _element("IS", study.series_count),
+        "00201208": _element("IS", study.instance_count),
+    }
+    return _included(attributes, study.attributes, includefield)
+
+
+def series_result(series: Series, *, url: str, includefield: frozenset[str] = frozenset()) -> dict:
+    attributes = {
+        **series.attributes,
+        "0020000D": _element("UI", series.study.study_uid),
+        "00081190": _element("UR", url),
+        "00201209": _element("IS", series.instance_count),
+    }
+    return _included(attributes, series.attributes, includefield)
+
+
+def instance_result(
+    instance: Instance, *, url: str, includefield: frozenset[str] = frozenset()
+) -> dict:
+    metadata = instance.metadata
+    attributes = {tag: metadata[tag] for tag in INSTANCE_TAGS if tag in metadata}
+    attributes.update(
+        {
+            "0020000D": _element("UI", instance.study.study_uid),
+            "0020000E": _element("UI", instance.series.series_uid),
+            "00083002": _element("UI", instance.transfer_syntax_uid),
+            "00081190": _element("UR", url),
+        }
+    )
+    return _included(attributes, metadata, includefield)
+
+
+def store_response(results: list[IngestResult], *, instance_url: Callable[..., str]) -> dict:
+    """The STOW-RS response dataset (PS3.18 10.5.3): referenced and failed instances."""
+    referenced, failed = [], []
+    for result in results:
+        item = {
+            "00081150": _element("UI", *([result.sop_class_uid] if result.sop_class_uid else [])),
+            "00081155": _element(
+                "UI", *([result.sop_instance_uid] if result.sop_instance_uid else [])
+            ),
+        }
+        if result.ok:
+            item["00081190"] = _element("UR", instance_url(result))
+            referenced.append(item)
+        else:
+            item["00081197"] = _element("US", result.failure_code)
+            item[PRIVATE_CREATOR[0]] = _element("LO", PRIVATE_CREATOR[1])
+            item[FAILURE_TEXT_TAG] = _element("LT", result.reason)
+            failed.append(item)
+    body: dict = {}
+    if failed:
+        body["00081198"] = _element("SQ", *failed)
+    if referenced:
+        body["00081199"] = _element("SQ", *referenced)
+    return body

@@ -1,0 +1,164 @@
+"""multipart/related (RFC 2387) bodies: a streaming reader to spool files, and a writer."""
+
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from email.message import Message
+
+from studies.spool import CHUNK_SIZE, Spooled, SpoolWriter
+
+_MAX_HEADER_BYTES = 16 * 1024
+
+
+class MalformedMultipart(Exception):
+    """The body does not follow RFC 2046; the message says where it went wrong."""
+
+
+class BodyTooLarge(Exception):
+    """The body grew past the configured maximum while being read."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Part:
+    content_type: str
+    spooled: Spooled
+
+
+def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
+    """('multipart/related', {'type': 'application/dicom', 'boundary': ...}) from a header."""
+    message = Message()
+    message["content-type"] = value
+    params = {k.lower(): v for k, v in message.get_params(failobj=[])[1:]}
+    return message.get_content_type(), params
+
+
+class MultipartReader:
+    """Reads parts one at a time from ``read(n)``, spooling each part's body in chunks.
+
+    Only a window of a few chunks is ever in memory, whatever the size of a part.
+    """
+
+    def __init__(self, read: Callable[[int], bytes], *, boundary: str, max_bytes: int) -> None:
+        if not boundary or len(boundary) > 70:
+            raise MalformedMultipart("The boundary parameter is missing or longer than 70.")
+        self._read = read
+        self._delimiter = b"--" + boundary.encode("latin-1")
+        self._separator = b"\r\n" + self._delimiter
+        self._buffer = bytearray()
+        self._eof = False
+        self._total = 0
+        self._max = max_bytes
+        self._done = False
+
+    def _fill(self) -> bool:
+        if self._eof:
+            return False
+        chunk = self._read(CHUNK_SIZE)
+        if not chunk:
+            self._eof = True
+            return False
+        self._total += len(chunk)
+        if self._total > self._max:
+            raise BodyTooLarge(f"The body is larger than {self._max} bytes.")
+        self._buffer += chunk
+        return True
+
+    def parts(self) -> Iterator[Part]:
+        self._skip_preamble()
+        while not self._done:
+            headers = self._headers()
+            content_type = headers.get("content-type", "application/octet-stream")
+            yield Part(content_type=content_type, spooled=self._body())
+
+    def _skip_preamble(self) -> None:
+        while True:
+            index = self._buffer.find(self._delimiter)
+            if index >= 0:
+                del self._buffer[: index + len(self._delimiter)]
+                self._after_delimiter()
+                return
+            if not self._fill():
+                raise MalformedMultipart("No opening boundary in the body.")
+
+    def _after_delimiter(self) -> None:
+        """After a delimiter: '--' ends the body, else optional padding and CRLF start a part."""
+        while len(self._buffer) < 2 and self._fill():
+            pass
+        if self._buffer[:2] == b"--":
+            self._done = True
+            return
+        while True:
+            index = self._buffer.find(b"\r\n")
+            if index >= 0:
+                if self._buffer[:index].strip(b" \t"):
+                    raise MalformedMultipart("Unexpected bytes after a boundary.")
+                del self._buffer[: index + 2]
+                return
+            if len(self._buffer) > 1024 or not self._fill():
+                raise MalformedMultipart("A boundary line does not end with CRLF.")
+
+    def _headers(self) -> dict[str, str]:
+        while True:
+            if self._buffer.startswith(b"\r\n"):
+                del self._buffer[:2]
+                return {}
+            index = self._buffer.find(b"\r\n\r\n")
+            if index >= 0:
+                raw = bytes(self._buffer[:index]).decode("latin-1")
+                del self._buffer[: index + 4]
+                return _header_dict(raw)
+            if len(self._buffer) > _MAX_HEADER_BYTES:
+                raise MalformedMultipart("Part headers are too long.")
+            if not self._fill():
+                raise MalformedMultipart("The body ends inside part headers.")
+
+    def _body(self) -> Spooled:
+        writer = SpoolWriter()
+        try:
+            self._copy_body(writer)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.finish()
+
+    def _copy_body(self, writer: SpoolWriter) -> None:
+        keep = len(self._separator) - 1
+        while True:
+            index = self._buffer.find(self._separator)
+            if index >= 0:
+                writer.write(bytes(self._buffer[:index]))
+                del self._buffer[: index + len(self._separator)]
+                self._after_delimiter()
+                return
+            if len(self._buffer) > keep:
+                # Everything but a possible partial separator at the end is body.
+                writer.write(bytes(self._buffer[:-keep]))
+                del self._buffer[:-keep]
+            if not self._fill():
+                raise MalformedMultipart("The body ends before the closing boundary.")
+
+
+def _header_dict(raw: str) -> dict[str, str]:
+    headers = {}
+    for line in raw.split("\r\n"):
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise MalformedMultipart(f"Malformed part header line {line[:40]!r}.")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def new_boundary() -> str:
+    return f"anim-{secrets.token_hex(16)}"
+
+
+def multipart_stream(
+    parts: Iterable[tuple[str, Iterable[bytes]]], *, boundary: str
+) -> Iterator[bytes]:
+    """The body of a multipart/related response from (content type, chunks) pairs."""
+    delimiter = f"--{boundary}".encode()
+    for content_type, chunks in parts:
+        yield delimiter + f"\r\nContent-Type: {content_type}\r\n\r\n".encode()
+        yield from chunks
+        yield b"\r\n"
+    yield delimiter + b"--\r\n"

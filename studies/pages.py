@@ -1,0 +1,247 @@
+"""Portal pages on studies: the practitioner's patient history, study and emergency; my studies."""
+
+from collections.abc import Callable
+from functools import wraps
+
+from django import forms
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from stdnum.exceptions import ValidationError as StdnumError
+
+from anim_gateway.errors import NotFound
+from anim_gateway.portal import not_found, portal_view
+from audit.actions import Action
+from consent import gate, national_id
+from consent.access import access_own_record, access_patient_by_national_id, serves_patient_data
+from consent.gate import AccessDenied
+from consent.models import Role, StudyVisibility
+from consent.pages import patient_page, run_service
+from consent.services import emergency, exclusions
+from studies import access, qido, selectors
+
+# Why an institution's studies were withheld, in the practitioner's words (DESIGN.md, the rule).
+WITHHELD = {
+    "NOT_AFFILIATED": "You have no active affiliation with the hospital you act for.",
+    "PROFESSION_NOT_ALLOWED": "Your profession may not open these studies.",
+    "EXCLUDED_BY_PATIENT": "The patient has blocked you.",
+    "RECORD_NOT_ACTIVE": "The patient's shared record is closed.",
+    "NO_CONSENT": "The patient has not consented to sharing with your hospital.",
+    "NO_CARE_RELATIONSHIP": "You have no care relationship with the patient.",
+    "NOT_SHARED": "These studies are not linked to the patient's shared record.",
+}
+# Denials that an emergency access can lift (rules 4 and 7-8; never 1-3 or a hidden study).
+EMERGENCY_CAN_HELP = {"NO_CONSENT", "NO_CARE_RELATIONSHIP"}
+PREVIEW_INSTANCES = 2000
+
+
+def practitioner_page(view: Callable) -> Callable:
+    """A practitioner page: logged in with TOTP, acting institution chosen, gate-enforced."""
+
+    @portal_view(Role.PRACTITIONER)
+    @serves_patient_data
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound:
+            return not_found(request)
+        except AccessDenied as denied:
+            if denied.status_code == 404:
+                return not_found(request)
+            context = {
+                "denied": denied,
+                "national_id": kwargs.get("national_id", ""),
+                "emergency_possible": denied.decision.reason_code in EMERGENCY_CAN_HELP,
+            }
+            return render(request, "studies/denied.html", context, status=denied.status_code)
+
+    return wrapper
+
+
+# --- find a patient ------------------------------------------------------------------------
+
+
+class SearchForm(forms.Form):
+    national_id = forms.CharField(
+        label="National identifier",
+        max_length=20,
+        widget=forms.TextInput(
+            {"inputmode": "numeric", "autocomplete": "off", "placeholder": "13 digits"}
+        ),
+    )
+
+    def clean_national_id(self) -> str:
+        try:
+            return national_id.validate(self.cleaned_data["national_id"])
+        except StdnumError as error:
+            raise forms.ValidationError(f"Not a valid national identifier: {error}") from error
+
+
+@portal_view(Role.PRACTITIONER)
+def patient_search(request: HttpRequest) -> HttpResponse:
+    """Only a form: the patient's data is behind the gate on the next page."""
+    form = SearchForm(request.GET or None)
+    if form.is_bound and form.is_valid():
+        return redirect("portal:patient-studies", national_id=form.cleaned_data["national_id"])
+    return render(request, "studies/patient_search.html", {"form": form})
+
+
+# --- a patient's cross-hospital history ----------------------------------------------------
+
+
+@practitioner_page
+def patient_studies(request: HttpRequest, national_id: str) -> HttpResponse:
+    actor = request.actor
+    patient = access_patient_by_national_id(
+        actor,
+        national_id,
+        action=gate.LIST_STUDIES,
+        audit_action=Action.PATIENT_STUDIES_LIST,
+        audit_permit=False,
+    )
+    decision = access.patient_studies(
+        actor, patient=patient, audit_action=Action.PATIENT_STUDIES_LIST
+    )
+    withheld = [
+        (code, reason, WITHHELD.get(reason, reason), reason in EMERGENCY_CAN_HELP)
+        for code, reason in decision.withheld
+    ]
+    context = {
+        "patient": patient,
+        "studies": decision.permitted,
+        "withheld": withheld,
+        "emergency_possible": any(row[3] for row in withheld),
+    }
+    return render(request, "studies/patient_studies.html", context)
+
+
+@practitioner_page
+def study_detail(request: HttpRequest, national_id: str, study_uid: str) -> HttpResponse:
+    study = access.access_study(
+        request.actor,
+        study_uid=study_uid,
+        action=gate.VIEW_IMAGES,
+        audit_action=Action.STUDY_METADATA,
+        detail={"view": "portal"},
+    )
+    if study.patient is None or study.patient.national_id != national_id:
+        return not_found(request)
+    context = {"study": study, "series": _series_with_preview(request, study)}
+    return render(request, "studies/study_detail.html", context)
+
+
+def _series_with_preview(request: HttpRequest, study: object) -> list[tuple]:
+    """Each series with the DICOMweb /rendered URL of its middle instance (gated per image)."""
+    instances = selectors.instance_list(
+        study=study, series=None, query=qido.Query(limit=PREVIEW_INSTANCES)
+    )
+    by_series: dict[int, list] = {}
+    for instance in instances:
+        by_series.setdefault(instance.series_id, []).append(instance)
+    rows = []
+    for series in selectors.series_list(study=study, query=qido.Query(limit=1000)):
+        members = by_series.get(series.pk, [])
+        middle = members[len(members) // 2] if members else None
+        url = (
+            reverse(
+                "dicomweb:instance-rendered",
+                kwargs={
+                    "study": study.study_uid,
+                    "series": series.series_uid,
+                    "instance": middle.sop_instance_uid,
+                },
+            )
+            if middle
+            else ""
+        )
+        rows.append((series, url))
+    return rows
+
+
+# --- emergency access ----------------------------------------------------------------------
+
+
+class EmergencyForm(forms.Form):
+    reason = forms.CharField(
+        min_length=settings.EMERGENCY_REASON_MIN_LENGTH,
+        max_length=2000,
+        widget=forms.Textarea({"rows": 4}),
+        help_text=f"At least {settings.EMERGENCY_REASON_MIN_LENGTH} characters. "
+        "The patient is notified and the data protection officer reviews every emergency.",
+    )
+
+
+@portal_view(Role.PRACTITIONER)
+def emergency_form(request: HttpRequest, national_id: str) -> HttpResponse:
+    """Only the form (no patient data); the gate decides when it is sent."""
+    context = {"form": EmergencyForm(), "national_id": national_id}
+    return render(request, "studies/emergency.html", context)
+
+
+@require_POST
+@practitioner_page
+def emergency_declare(request: HttpRequest, national_id: str) -> HttpResponse:
+    form = EmergencyForm(request.POST)
+    if not form.is_valid():
+        context = {"form": form, "national_id": national_id}
+        return render(request, "studies/emergency.html", context, status=400)
+    patient = access_patient_by_national_id(
+        request.actor,
+        national_id,
+        action=gate.EMERGENCY,
+        audit_action=Action.EMERGENCY_DECLARE,
+        audit_permit=False,
+    )
+    hours = settings.EMERGENCY_ACCESS_HOURS
+    run_service(
+        request,
+        lambda: emergency.emergency_declare(
+            actor=request.actor, patient=patient, reason=form.cleaned_data["reason"]
+        ),
+        f"Emergency access declared for {hours} hours. The patient will be notified "
+        "and the data protection officer will review it.",
+    )
+    return redirect("portal:patient-studies", national_id=patient.national_id)
+
+
+# --- the patient's own studies -------------------------------------------------------------
+
+
+@patient_page
+def my_studies(request: HttpRequest) -> HttpResponse:
+    actor = request.actor
+    patient = access_own_record(actor, audit_action=Action.PATIENT_STUDIES_LIST, audit_permit=False)
+    decision = access.patient_studies(
+        actor, patient=patient, audit_action=Action.PATIENT_STUDIES_LIST
+    )
+    # The same read as GET me/studies/ (studies.api.portal): which of them the patient hid.
+    hidden = set(
+        StudyVisibility.objects.filter(patient=patient, unhidden_at__isnull=True).values_list(
+            "study_uid", flat=True
+        )
+    )
+    rows = [(study, study.study_uid in hidden) for study in decision.permitted]
+    return render(request, "studies/my_studies.html", {"rows": rows})
+
+
+@require_POST
+@patient_page
+def my_study_visibility(request: HttpRequest, study_uid: str, hide: bool) -> HttpResponse:
+    action = Action.STUDY_HIDE if hide else Action.STUDY_UNHIDE
+    patient = access_own_record(request.actor, audit_action=action, audit_permit=False)
+    study = selectors.study_get_ref(study_uid)
+    if study is None or study.patient_id != patient.pk:
+        gate.deny_unknown(request.actor, audit_action=action)
+        return not_found(request)
+    service = exclusions.study_hide if hide else exclusions.study_unhide
+    run_service(
+        request,
+        lambda: service(actor=request.actor, patient=patient, study_uid=study_uid),
+        "The study is hidden from other hospitals, even in an emergency."
+        if hide
+        else "The study is visible again to hospitals you consented to.",
+    )
+    return redirect("portal:me-studies")

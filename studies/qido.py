@@ -1,0 +1,158 @@
+"""QIDO-RS query parameters (PS3.18 8.3.4) parsed into filters on the study index."""
+
+import datetime
+import re
+from dataclasses import dataclass, field
+
+from django.db.models import Q, QuerySet
+from django.http import QueryDict
+
+from anim_gateway.errors import ApplicationError
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+# Matching keys, by keyword or by tag as PS3.18 allows both.
+_KEYS = {
+    "PatientID": "00100020",
+    "StudyDate": "00080020",
+    "ModalitiesInStudy": "00080061",
+    "AccessionNumber": "00080050",
+    "StudyInstanceUID": "0020000D",
+    "Modality": "00080060",
+    "SeriesInstanceUID": "0020000E",
+    "SOPInstanceUID": "00080018",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Query:
+    patient_id: str = ""
+    date_from: datetime.date | None = None
+    date_to: datetime.date | None = None
+    modality: str = ""
+    accession_number: str = ""
+    study_uids: tuple[str, ...] = ()
+    series_uids: tuple[str, ...] = ()
+    sop_uids: tuple[str, ...] = ()
+    limit: int = DEFAULT_LIMIT
+    offset: int = 0
+    includefield: frozenset[str] = field(default_factory=frozenset)
+
+    def describe(self) -> dict:
+        """The query for the audit event: which keys were used, not the values."""
+        used = {
+            "PatientID": bool(self.patient_id),
+            "StudyDate": bool(self.date_from or self.date_to),
+            "ModalitiesInStudy": bool(self.modality),
+            "AccessionNumber": bool(self.accession_number),
+            "StudyInstanceUID": bool(self.study_uids),
+        }
+        return {"keys": sorted(k for k, v in used.items() if v), "offset": self.offset}
+
+
+def parse_query(params: QueryDict) -> Query:
+    """The query of a QIDO-RS request; 400 INVALID naming the parameter when malformed."""
+
+    def value(keyword: str) -> str:
+        return (params.get(keyword) or params.get(_KEYS[keyword]) or "").strip()
+
+    date_from, date_to = _date_range(value("StudyDate"))
+    return Query(
+        patient_id=value("PatientID"),
+        date_from=date_from,
+        date_to=date_to,
+        modality=value("ModalitiesInStudy") or value("Modality"),
+        accession_number=value("AccessionNumber"),
+        study_uids=_uids(value("StudyInstanceUID")),
+        series_uids=_uids(value("SeriesInstanceUID")),
+        sop_uids=_uids(value("SOPInstanceUID")),
+        limit=_bounded(params.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        offset=_bounded(params.get("offset"), "offset", 0, 0, 10**9),
+        includefield=frozenset(
+            item.strip()
+            for raw in params.getlist("includefield")
+            for item in raw.split(",")
+            if item.strip()
+        ),
+    )
+
+
+def _uids(raw: str) -> tuple[str, ...]:
+    return tuple(u for u in re.split(r"[\\,]", raw) if u)
+
+
+def _bounded(raw: str | None, name: str, default: int, low: int, high: int) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        number = int(raw)
+    except ValueError as exc:
+        raise ApplicationError(f"{name}: must be an integer.") from exc
+    if not low <= number <= high:
+        raise ApplicationError(f"{name}: must be between {low} and {high}.")
+    return number
+
+
+def _date(text: str) -> datetime.date | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.strptime(text, "%Y%m%d").date()
+    except ValueError as exc:
+        raise ApplicationError("StudyDate: use YYYYMMDD or a range YYYYMMDD-YYYYMMDD.") from exc
+
+
+def _date_range(raw: str) -> tuple[datetime.date | None, datetime.date | None]:
+    if "-" not in raw:
+        day = _date(raw)
+        return day, day
+    start, _, end = raw.partition("-")
+    return _date(start), _date(end)
+
+
+def _text_filter(field_name: str, pattern: str) -> Q:
+    """Single-value matching with the '*' and '?' wildcards of PS3.4 C.2.2.2.4."""
+    if "*" not in pattern and "?" not in pattern:
+        return Q(**{field_name: pattern})
+    regex = "^" + "".join(
+        ".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern
+    )
+    return Q(**{f"{field_name}__regex": regex + "$"})
+
+
+def filter_studies(qs: QuerySet, query: Query) -> QuerySet:
+    if query.patient_id:
+        qs = qs.filter(_text_filter("dicom_patient_id", query.patient_id))
+    if query.date_from:
+        qs = qs.filter(study_date__gte=query.date_from)
+    if query.date_to:
+        qs = qs.filter(study_date__lte=query.date_to)
+    if query.accession_number:
+        qs = qs.filter(_text_filter("accession_number", query.accession_number))
+    if query.study_uids:
+        qs = qs.filter(study_uid__in=query.study_uids)
+    if query.modality:
+        m = query.modality
+        qs = qs.filter(
+            Q(modalities=m)
+            | Q(modalities__startswith=f"{m}\\")
+            | Q(modalities__endswith=f"\\{m}")
+            | Q(modalities__contains=f"\\{m}\\")
+        )
+    return qs
+
+
+def filter_series(qs: QuerySet, query: Query) -> QuerySet:
+    if query.modality:
+        qs = qs.filter(modality=query.modality)
+    if query.series_uids:
+        qs = qs.filter(series_uid__in=query.series_uids)
+    return qs
+
+
+def filter_instances(qs: QuerySet, query: Query) -> QuerySet:
+    if query.series_uids:
+        qs = qs.filter(series__series_uid__in=query.series_uids)
+    if query.sop_uids:
+        qs = qs.filter(sop_instance_uid__in=query.sop_uids)
+    return qs
