@@ -1,22 +1,17 @@
 """Portal URLs, mounted at the site root; none collides with /api/, /dicomweb/ or /admin/."""
 
-from django.shortcuts import render
 from django.urls import path
 
 from anim_gateway import portal
 from anim_gateway.portal import portal_view
 from audit import pages as audit_pages
 from consent import pages as consent_pages
+from studies import pages as study_pages
 
 app_name = "portal"
 
 # The audit app may not import consent (import-linter): its pages get request.actor here.
 dpo = portal_view("dpo")
-
-
-@portal_view("patient", "practitioner", "dpo")
-def _coming(request):  # replaced page by page
-    return render(request, "portal/error.html", {"message": "Coming soon."})
 
 
 urlpatterns = [
@@ -56,6 +51,38 @@ urlpatterns = [
         consent_pages.exclusion_remove,
         name="me-exclusion-remove",
     ),
+    path("me/studies/", study_pages.my_studies, name="me-studies"),
+    path(
+        "me/studies/<str:study_uid>/hide/",
+        study_pages.my_study_visibility,
+        {"hide": True},
+        name="me-study-hide",
+    ),
+    path(
+        "me/studies/<str:study_uid>/unhide/",
+        study_pages.my_study_visibility,
+        {"hide": False},
+        name="me-study-unhide",
+    ),
+    path("me/access-log/", consent_pages.access_log, name="me-access-log"),
+    # The practitioner
+    path("patients/", study_pages.patient_search, name="patient-search"),
+    path("patients/<str:national_id>/", study_pages.patient_studies, name="patient-studies"),
+    path(
+        "patients/<str:national_id>/studies/<str:study_uid>/",
+        study_pages.study_detail,
+        name="study-detail",
+    ),
+    path(
+        "patients/<str:national_id>/emergency/",
+        study_pages.emergency_form,
+        name="emergency-form",
+    ),
+    path(
+        "patients/<str:national_id>/emergency/declare/",
+        study_pages.emergency_declare,
+        name="emergency-declare",
+    ),
     # The DPO
     path("dpo/audit/", dpo(audit_pages.audit_search), name="dpo-audit"),
     path("dpo/verify/", dpo(audit_pages.audit_verify), name="dpo-verify"),
@@ -65,11 +92,4 @@ urlpatterns = [
         consent_pages.emergency_review,
         name="dpo-emergency-review",
     ),
-] + [
-    path(route, _coming, name=name)
-    for route, name in (
-        ("me/studies/", "me-studies"),
-        ("me/access-log/", "me-access-log"),
-        ("patients/", "patient-search"),
-    )
 ]

@@ -78,6 +78,21 @@ def _events(filters: dict) -> list[AuditEvent]:
     return list(rows[:PAGE_SIZE])
 
 
+def patient_events(
+    *, national_id: str, exclude_actor: str = "", before: int | None = None, limit: int
+) -> list[AuditEvent]:
+    """Events about one patient's record, newest first (the patient's access log).
+
+    The caller has authorized the patient (consent.pages); this app knows only the identifier.
+    """
+    rows = AuditEvent.objects.filter(patient=national_id).order_by("-seq")
+    if exclude_actor:
+        rows = rows.exclude(actor_username=exclude_actor)
+    if before is not None:
+        rows = rows.filter(seq__lt=before)
+    return list(rows[:limit])
+
+
 @dpo_page
 def audit_search(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)

@@ -15,7 +15,8 @@ from guardian.shortcuts import get_objects_for_user
 
 from anim_gateway.errors import ApplicationError
 from anim_gateway.portal import forbidden, portal_view
-from audit.actions import Action
+from audit import pages as audit_pages
+from audit.actions import Action, describe
 from consent import gate, selectors
 from consent.access import access_own_record, serves_patient_data
 from consent.actors import Actor
@@ -24,6 +25,7 @@ from consent.models import Institution, Patient, Practitioner, RecordStatus, Rev
 from consent.services import care, consents, emergency, exclusions
 
 ACTING_FOR_KEY = "portal_acting_for"
+ACCESS_LOG_PAGE = 50
 
 
 # --- the patient acted on: oneself, or a represented child ---------------------------------
@@ -134,6 +136,23 @@ def who_can_see(request: HttpRequest) -> HttpResponse:
     actor = request.actor
     overview = gate.access_overview(actor, patient=actor.patient, audit_action=Action.RECORD_VIEW)
     return render(request, "consent/who_can_see.html", {"overview": overview})
+
+
+@patient_page
+def access_log(request: HttpRequest) -> HttpResponse:
+    patient = own_record(request, Action.AUDIT_ACCESS_LOG)
+    mine = request.GET.get("mine") == "1"
+    before = request.GET.get("before", "")
+    events = audit_pages.patient_events(
+        national_id=patient.national_id,
+        exclude_actor="" if mine else request.actor.username,
+        before=int(before) if before.isdigit() else None,
+        limit=ACCESS_LOG_PAGE,
+    )
+    rows = [(event, describe(event.action)) for event in events]
+    older = events[-1].seq if len(events) == ACCESS_LOG_PAGE else None
+    context = {"rows": rows, "mine": mine, "older": older}
+    return render(request, "consent/access_log.html", context)
 
 
 # --- consents ------------------------------------------------------------------------------

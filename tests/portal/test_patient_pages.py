@@ -1,12 +1,14 @@
 """The patient's pages: record status, consents, who can see, doctors, acting for a child."""
 
+import datetime
+
 import pytest
 from django.test import Client
 from django.utils.timezone import localtime
 from guardian.shortcuts import assign_perm
 
 from audit.models import AuditEvent
-from consent.models import CareRelationship, Consent, Exclusion, SharedRecord
+from consent.models import CareRelationship, Consent, Exclusion, SharedRecord, StudyVisibility
 from tests.conftest import XAVIER_ID
 from tests.portal.helpers import PASSWORD, set_password
 
@@ -153,3 +155,44 @@ def test_it_does_not_let_a_patient_act_for_someone_unrelated(xavier, cast):
     response = xavier.get("/me/")
     assert response.status_code == 403
     assert b"not registered as this patient" in response.content
+
+
+def test_it_lists_my_studies_and_hides_one(xavier, cast, xavier_studies):
+    response = xavier.get("/me/studies/")
+    rows = {study.study_uid: hidden for study, hidden in response.context["rows"]}
+    ct, mr = xavier_studies["ct"].study_uid, xavier_studies["mr"].study_uid
+    assert rows == {ct: False, mr: True}
+    assert xavier_studies["yvonne"].study_uid.encode() not in response.content
+    xavier.post(f"/me/studies/{ct}/hide/")
+    xavier.post(f"/me/studies/{mr}/unhide/")
+    rows = {s.study_uid: hidden for s, hidden in xavier.get("/me/studies/").context["rows"]}
+    assert rows == {ct: True, mr: False}
+    assert AuditEvent.objects.filter(action="study.hide", study_uid=ct).exists()
+
+
+def test_it_cannot_hide_another_patients_study(xavier, cast, xavier_studies):
+    response = xavier.post(f"/me/studies/{xavier_studies['yvonne'].study_uid}/hide/")
+    assert response.status_code == 404
+    assert not StudyVisibility.objects.filter(patient=cast.yvonne).exists()
+
+
+def test_the_access_log_shows_who_looked_and_why(xavier, portal_as, cast, xavier_studies):
+    consent = Consent.objects.create(patient=cast.xavier, all_members=True, granted_by="x")
+    CareRelationship.objects.create(
+        practitioner=cast.alice,
+        patient=cast.xavier,
+        kind="admission",
+        asserted_by="test",
+        end=consent.granted_at + datetime.timedelta(days=30),
+    )
+    portal_as("alice").get(f"/patients/{XAVIER_ID}/")
+    portal_as("bob").get(f"/patients/{XAVIER_ID}/")  # no care relationship: refused
+    response = xavier.get("/me/access-log/")
+    assert response.status_code == 200
+    who = [(e.actor_username, e.outcome) for e, _ in response.context["rows"]]
+    assert ("alice", "permit") in who
+    assert ("bob", "deny") in who
+    assert all(username != "xavier" for username, _ in who)  # own actions hidden by default
+    assert b"Dr Alice Arend" in response.content
+    mine = xavier.get("/me/access-log/", {"mine": "1"}).context["rows"]
+    assert any(e.actor_username == "xavier" for e, _ in mine)

@@ -1,0 +1,143 @@
+"""The practitioner's pages: find a patient, cross-hospital history, study, emergency."""
+
+import re
+
+import pytest
+
+from audit.models import AuditEvent
+from consent.models import EmergencyAccess
+from tests.conftest import XAVIER_ID, YVONNE_ID
+from tests.portal.conftest import admit, consent_to_all
+
+pytestmark = pytest.mark.django_db
+
+
+def without_csrf(content: bytes) -> bytes:
+    """The page without its per-response CSRF token."""
+    return re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b"", content)
+
+
+@pytest.fixture
+def alice(portal_as, cast, xavier_studies):
+    return portal_as("alice")
+
+
+def test_it_sends_a_valid_national_id_to_the_patients_page(alice):
+    response = alice.get("/patients/", {"national_id": f" {XAVIER_ID} "})
+    assert response.url == f"/patients/{XAVIER_ID}/"
+
+
+def test_it_explains_an_invalid_national_id(alice):
+    response = alice.get("/patients/", {"national_id": "1980051700154"})
+    assert response.status_code == 200
+    assert b"Not a valid national identifier" in response.content
+
+
+def test_it_shows_shared_studies_but_never_the_hidden_one(alice, cast, xavier_studies):
+    consent_to_all(cast.xavier)
+    admit(cast.alice, cast.xavier)
+    response = alice.get(f"/patients/{XAVIER_ID}/")
+    assert response.status_code == 200
+    assert [s.study_uid for s in response.context["studies"]] == [xavier_studies["ct"].study_uid]
+    assert b"CT thorax" in response.content
+    assert b"MR knee" not in response.content
+    assert response.context["withheld"] == []
+    event = AuditEvent.objects.filter(action="patient.studies_list").last()
+    assert (event.actor_username, event.acting_institution, event.patient) == (
+        "alice",
+        "CHL",
+        XAVIER_ID,
+    )
+
+
+def test_it_names_the_withheld_hospital_and_the_reason(alice, cast):
+    admit(cast.alice, cast.xavier)
+    response = alice.get(f"/patients/{XAVIER_ID}/")
+    assert response.context["studies"] == []
+    assert [row[:2] for row in response.context["withheld"]] == [("CHEM", "NO_CONSENT")]
+    assert b"has not consented to sharing with your hospital" in response.content
+    assert f"/patients/{XAVIER_ID}/emergency/".encode() in response.content
+
+
+def test_it_explains_a_refusal_and_offers_an_emergency(alice):
+    response = alice.get(f"/patients/{XAVIER_ID}/")  # no care relationship
+    assert response.status_code == 403
+    assert b"NO_CARE_RELATIONSHIP" in response.content
+    assert b"Declare an emergency" in response.content
+    assert b"Xavier" not in response.content
+
+
+def test_it_answers_404_for_an_unknown_patient(alice):
+    assert alice.get("/patients/1980051700155/").status_code in (403, 404)
+    assert alice.get("/patients/0000000000000/").status_code == 404
+
+
+def test_it_opens_a_study_with_previews_through_dicomweb(alice, cast, xavier_studies):
+    consent_to_all(cast.xavier)
+    admit(cast.alice, cast.xavier)
+    uid = xavier_studies["ct"].study_uid
+    response = alice.get(f"/patients/{XAVIER_ID}/studies/{uid}/")
+    assert response.status_code == 200
+    [(series, preview)] = response.context["series"]
+    assert preview.startswith(f"/dicomweb/studies/{uid}/series/{series.series_uid}/instances/")
+    image = alice.get(preview, {"accept": "image/png"})  # the portal session is enough
+    assert image.status_code == 200
+    assert image["Content-Type"] == "image/png"
+    assert AuditEvent.objects.filter(action="study.render", actor_username="alice").exists()
+
+
+def test_a_hidden_study_looks_like_an_unknown_one(alice, cast, xavier_studies):
+    consent_to_all(cast.xavier)
+    admit(cast.alice, cast.xavier)
+    hidden = alice.get(f"/patients/{XAVIER_ID}/studies/{xavier_studies['mr'].study_uid}/")
+    unknown = alice.get(f"/patients/{XAVIER_ID}/studies/1.2.3.4/")
+    assert hidden.status_code == unknown.status_code == 404
+    assert without_csrf(hidden.content) == without_csrf(unknown.content)
+
+
+def test_it_does_not_open_a_study_under_another_patients_id(alice, cast, xavier_studies):
+    consent_to_all(cast.xavier)
+    admit(cast.alice, cast.xavier)
+    uid = xavier_studies["ct"].study_uid
+    assert alice.get(f"/patients/{YVONNE_ID}/studies/{uid}/").status_code == 404
+
+
+def test_an_emergency_needs_a_written_reason(alice, cast):
+    assert alice.get(f"/patients/{XAVIER_ID}/emergency/").status_code == 200
+    response = alice.post(f"/patients/{XAVIER_ID}/emergency/declare/", {"reason": "urgent"})
+    assert response.status_code == 400
+    assert b"at least 20 characters" in response.content
+    assert not EmergencyAccess.objects.exists()
+
+
+def test_an_emergency_opens_the_studies_for_a_few_hours(alice, cast, xavier_studies):
+    reason = "Unconscious patient admitted to the emergency room after a car accident."
+    response = alice.post(
+        f"/patients/{XAVIER_ID}/emergency/declare/", {"reason": reason}, follow=True
+    )
+    assert b"Emergency access declared" in response.content
+    access = EmergencyAccess.objects.get()
+    assert (access.practitioner, access.institution.code, access.reason) == (
+        cast.alice,
+        "CHL",
+        reason,
+    )
+    assert [s.study_uid for s in response.context["studies"]] == [xavier_studies["ct"].study_uid]
+
+
+def test_it_refuses_the_practitioner_pages_to_patients_and_the_dpo(portal_as, cast):
+    assert portal_as("xavier").get(f"/patients/{XAVIER_ID}/").status_code == 403
+    assert portal_as("dora").get("/patients/").status_code == 403
+
+
+def test_the_dpo_reviews_an_emergency(alice, portal_as, cast):
+    reason = "Unconscious patient admitted to the emergency room after a car accident."
+    alice.post(f"/patients/{XAVIER_ID}/emergency/declare/", {"reason": reason})
+    access = EmergencyAccess.objects.get()
+    dora = portal_as("dora")
+    page = dora.get("/dpo/emergencies/")
+    assert reason.encode() in page.content
+    dora.post(f"/dpo/emergencies/{access.pk}/review/", {"outcome": "justified", "note": "ok"})
+    access.refresh_from_db()
+    assert (access.review, access.reviewed_by) == ("justified", "dora")
+    assert b"Nothing to review" in dora.get("/dpo/emergencies/").content
