@@ -49,3 +49,7 @@ def screenshot(page, name: str) -> None:
     """One full-page picture per main page, for a human to judge the design."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+# Real DICOM studies for the browser tests (the page tests' fixtures).
+from tests.portal.conftest import storage_dir, xavier_studies  # noqa: E402, F401

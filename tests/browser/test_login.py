@@ -1,23 +1,13 @@
 """A practitioner's first log-in in a real browser: password, TOTP enrolment, hospital choice."""
 
-import time
-from base64 import b32decode
-
 import pytest
-from django_otp.oath import TOTP
 
 from consent.models import Affiliation, Institution
 from tests.browser.conftest import screenshot
+from tests.browser.steps import code_from_secret
 from tests.portal.helpers import PASSWORD, set_password
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def code_from_secret(secret: str) -> str:
-    """What the person's authenticator app computes from the key shown on the page."""
-    totp = TOTP(b32decode(secret.replace(" ", "")))
-    totp.time = time.time()
-    return f"{totp.token():06d}"
 
 
 def test_a_practitioner_enrols_totp_and_chooses_a_hospital(cast, live_server, page):
