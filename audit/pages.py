@@ -45,9 +45,15 @@ def _audit(request: HttpRequest, action: str, detail: dict) -> None:
 
 
 class AuditFilterForm(forms.Form):
-    patient = forms.CharField(required=False, label="Patient national id", max_length=13)
-    actor = forms.CharField(required=False, label="Actor (username)", max_length=150)
-    institution = forms.CharField(required=False, label="Institution", max_length=16)
+    patient = forms.CharField(
+        required=False, max_length=13, widget=forms.TextInput({"placeholder": "national id"})
+    )
+    actor = forms.CharField(
+        required=False, max_length=150, widget=forms.TextInput({"placeholder": "username"})
+    )
+    institution = forms.CharField(
+        required=False, max_length=16, widget=forms.TextInput({"placeholder": "e.g. CHL"})
+    )
     action = forms.ChoiceField(required=False, choices=[("", "Any action"), *Action.choices])
     outcome = forms.ChoiceField(required=False, choices=[("", "Any outcome"), *Outcome.choices])
     basis = forms.ChoiceField(required=False, choices=[("", "Any basis"), *Basis.choices])

@@ -177,6 +177,10 @@ class ConsentForm(forms.Form):
         required=False, initial=True, label="Allow emergency access by a doctor who treats me"
     )
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["institutions"].label_from_instance = lambda i: f"{i.name} ({i.code})"
+
     def clean(self) -> dict:
         data = super().clean()
         if data.get("scope") == "some" and not data.get("institutions"):

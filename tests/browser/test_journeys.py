@@ -120,7 +120,7 @@ def test_the_dpo_searches_the_audit_log_and_verifies_it(cast, live_server, page)
 
     log_in(page, live_server.url, "dora")
     page.get_by_role("heading", name="Audit log").wait_for()
-    page.get_by_label("Patient national id").fill(XAVIER_ID)
+    page.get_by_label("Patient", exact=True).fill(XAVIER_ID)
     page.get_by_label("Outcome").select_option("deny")
     page.get_by_role("button", name="Search").click()
     rows = page.get_by_role("row").filter(has_text="NO_CARE_RELATIONSHIP")
@@ -134,3 +134,18 @@ def test_the_dpo_searches_the_audit_log_and_verifies_it(cast, live_server, page)
     screenshot(page, "31-dpo-verify")
     nav(page, "Emergency reviews")
     screenshot(page, "32-dpo-emergencies")
+
+
+def test_a_patient_grants_consent_to_chosen_hospitals(cast, live_server, page):
+    log_in(page, live_server.url, "yvonne")
+    nav(page, "Consents")
+    chem = page.get_by_label("Centre Hospitalier Emile Mayrisch (CHEM)")
+    assert chem.is_disabled()  # "All member hospitals" is the default
+    page.get_by_label("Only the hospitals I choose").check()
+    chem.check()
+    page.get_by_role("button", name="Grant consent").click()
+    row = page.get_by_role("row").filter(has_text="CHEM")
+    assert row.get_by_text("Active").is_visible()
+    assert sorted(i.code for i in Consent.objects.get(patient=cast.yvonne).institutions.all()) == [
+        "CHEM"
+    ]
