@@ -1,0 +1,167 @@
+"""The DICOM listener: C-ECHO and C-STORE from member AEs, with pynetdicom and dcmtk's storescu."""
+
+import shutil
+import socket
+import subprocess
+
+import pytest
+from pydicom import dcmread
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
+
+from studies.dicom_net import start_listener
+from studies.models import Instance, Study
+from tests.conftest import REQUIRE_SERVICES
+
+from .conftest import dicom_copy
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def listener(cast):
+    port = _free_port()
+    server = start_listener(ae_title="ANIM_GATEWAY", host="127.0.0.1", port=port, block=False)
+    yield port
+    server.shutdown()
+
+
+def _associate(port: int, calling: str = "CHEM_PACS"):
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(CTImageStorage)
+    ae.add_requested_context(MRImageStorage)
+    return ae.associate("127.0.0.1", port, ae_title="ANIM_GATEWAY")
+
+
+def test_it_answers_an_echo(listener):
+    assoc = _associate(listener)
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+
+
+def test_it_stores_and_indexes_before_acknowledging(listener, cast, tmp_path):
+    ds = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
+    assoc = _associate(listener)
+    status = assoc.send_c_store(ds)
+    # The instance is in the index by the time the success status arrives.
+    assert status.Status == 0x0000
+    assert Instance.objects.filter(sop_instance_uid=ds.SOPInstanceUID).exists()
+    assoc.release()
+    study = Study.objects.get()
+    assert (study.institution.code, study.patient) == ("CHEM", cast.xavier)
+
+
+def test_it_refuses_an_unknown_calling_ae(listener):
+    assoc = _associate(listener, calling="STRANGER")
+    assert assoc.is_rejected
+    assert not assoc.is_established
+
+
+def test_it_refuses_an_instance_without_study_uid(listener, tmp_path):
+    ds = dcmread(dicom_copy(tmp_path))
+    del ds.StudyInstanceUID
+    assoc = _associate(listener)
+    status = assoc.send_c_store(ds)
+    assoc.release()
+    assert status.Status == 0xC000
+    assert "StudyInstanceUID is missing" in status.ErrorComment
+    assert not Instance.objects.exists()
+
+
+def test_a_store_for_another_hospitals_study_is_refused(listener, tmp_path):
+    first = dcmread(dicom_copy(tmp_path))
+    assoc = _associate(listener, calling="CHEM_PACS")
+    assert assoc.send_c_store(first).Status == 0x0000
+    assoc.release()
+    second = dcmread(dicom_copy(tmp_path, study_uid=first.StudyInstanceUID))
+    assoc = _associate(listener, calling="CHL_PACS")
+    status = assoc.send_c_store(second)
+    assoc.release()
+    assert status.Status != 0x0000
+    assert Instance.objects.count() == 1
+
+
+def _storescu(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["storescu", "-aec", "ANIM_GATEWAY", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_dcmtk_storescu_stores_files(listener, tmp_path):
+    if shutil.which("storescu") is None:
+        if REQUIRE_SERVICES:
+            pytest.fail("ANIM_REQUIRE_SERVICES=1 but dcmtk's storescu is not installed")
+        pytest.skip("needs dcmtk's storescu")
+    plain = [str(dicom_copy(tmp_path, name)) for name in ("CT_small.dcm", "MR_small.dcm")]
+    result = _storescu("-aet", "HRS_PACS", "127.0.0.1", str(listener), *plain)
+    assert result.returncode == 0, result.stderr
+    # -xw: propose JPEG 2000 (lossy), the file's own syntax, so it travels compressed.
+    j2k = str(dicom_copy(tmp_path, "JPEG2000.dcm"))
+    result = _storescu("-xw", "-aet", "HRS_PACS", "127.0.0.1", str(listener), j2k)
+    assert result.returncode == 0, result.stderr
+    assert Instance.objects.count() == 3
+    assert set(Study.objects.values_list("institution__code", flat=True)) == {"HRS"}
+    assert Instance.objects.filter(transfer_syntax_uid="1.2.840.10008.1.2.4.91").exists()
+
+
+def test_dcmtk_storescu_from_an_unknown_ae_is_rejected(listener, tmp_path):
+    storescu = shutil.which("storescu")
+    if storescu is None:
+        pytest.skip("needs dcmtk's storescu")
+    result = subprocess.run(
+        [
+            storescu,
+            "-aet",
+            "STRANGER",
+            "-aec",
+            "ANIM_GATEWAY",
+            "127.0.0.1",
+            str(listener),
+            str(dicom_copy(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Rejected" in result.stderr + result.stdout or "rejected" in result.stderr.lower()
+    assert not Instance.objects.exists()
+
+
+def test_pynetdicom_storescu_stores_a_folder(listener, tmp_path):
+    import sys
+
+    folder = tmp_path / "outgoing"
+    folder.mkdir()
+    # Its default contexts are uncompressed (the listener accepts more: see the dcmtk test).
+    for name in ("CT_small.dcm", "MR_small.dcm", "rtdose.dcm"):
+        dicom_copy(folder, name)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pynetdicom",
+            "storescu",
+            "127.0.0.1",
+            str(listener),
+            str(folder),
+            "-aet",
+            "CHL_PACS",
+            "-aec",
+            "ANIM_GATEWAY",
+            "-r",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert Instance.objects.count() == 3, result.stdout + result.stderr
