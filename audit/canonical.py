@@ -1,4 +1,14 @@
-"""The canonical, versioned encoding of an audit event and the SHA-256 chain over it."""
+"""The canonical, versioned encoding of an audit event and the SHA-256 chain over it.
+
+Version 1, for event number `seq` recorded at `time`:
+
+    content = JSON array of the EVENT_FIELDS values (sorted keys, "," and ":", ASCII only)
+    hash    = SHA-256 hex of "{prev_hash}|1|{seq}|{time}|{SHA-256 hex of content}"
+
+with `time` in UTC as 2026-01-31T12:00:00.000000+00:00 and prev_hash "0" * 64 for event 1.
+The link line is plain ASCII so that PostgreSQL can compute it under the head lock
+(audit.services) exactly as Python does here.
+"""
 
 import json
 from collections.abc import Sequence
@@ -9,20 +19,13 @@ from audit.events import EVENT_FIELDS
 
 GENESIS_HASH = "0" * 64
 CURRENT_VERSION = 1
-# The columns verification reads, in the order encode() expects after the first five.
-CHAIN_COLUMNS: tuple[str, ...] = (
-    "seq",
-    "version",
-    "time",
-    "prev_hash",
-    "hash",
-    *EVENT_FIELDS,
-)
+# The columns verification reads, in the order it unpacks them.
+CHAIN_COLUMNS: tuple[str, ...] = ("seq", "version", "time", "prev_hash", "hash", *EVENT_FIELDS)
 
-# Sorted keys, fixed separators and ASCII-only output: one byte string per event, forever.
 _ENCODER = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
 )
+encode_content = _ENCODER.encode
 
 
 def encode_time(time: datetime) -> str:
@@ -30,18 +33,27 @@ def encode_time(time: datetime) -> str:
     return time.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def encode(*, version: int, seq: int, time: datetime, fields: Sequence[object]) -> bytes:
-    """Version 1: a JSON array [version, seq, time, *EVENT_FIELDS values]."""
+def content_hash(fields: Sequence[object]) -> str:
+    return sha256(encode_content(list(fields)).encode("ascii")).hexdigest()
+
+
+def link_hash(*, prev_hash: str, version: int, seq: int, time: str, content: str) -> str:
+    """The chain link over the previous hash, position, time and content hash."""
+    return sha256(f"{prev_hash}|{version}|{seq}|{time}|{content}".encode("ascii")).hexdigest()
+
+
+def event_hash(
+    *, prev_hash: str, version: int, seq: int, time: datetime, fields: Sequence[object]
+) -> str:
     if version != 1:
         raise ValueError(f"Unknown audit encoding version {version}")
-    return _ENCODER.encode([version, seq, encode_time(time), *fields]).encode("ascii")
-
-
-def chain_hash(*, prev_hash: str, payload: bytes) -> str:
-    """SHA-256 over the previous hash (64 hex characters) followed by the encoded event."""
-    digest = sha256(prev_hash.encode("ascii"))
-    digest.update(payload)
-    return digest.hexdigest()
+    return link_hash(
+        prev_hash=prev_hash,
+        version=version,
+        seq=seq,
+        time=encode_time(time),
+        content=content_hash(fields),
+    )
 
 
 def normalise_json(value: dict, *, name: str) -> dict:

@@ -1,8 +1,7 @@
 """The one writer of the audit log: append an event under the head lock, chained by hash."""
 
-import dataclasses
-
-from django.db import DatabaseError, transaction
+import psycopg
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from audit import canonical
@@ -31,9 +30,12 @@ def append(event: Event) -> AuditEvent:
         On any failure, so that the gate can fail closed.
     """
     values = _validated_values(event)
+    content = canonical.content_hash([values[name] for name in EVENT_FIELDS])
     try:
+        if connection.vendor == "postgresql":
+            return _append_postgresql(values, content)
         with transaction.atomic():
-            return _append_locked(values)
+            return _append_locked(values, content)
     except DatabaseError as exc:
         raise AuditUnavailable(f"The audit log could not be written: {exc}") from exc
 
@@ -44,37 +46,121 @@ def _validated_values(event: Event) -> dict:
         raise InvalidAuditEvent(f"Unknown audit action {event.action!r}")
     if event.outcome not in Outcome.values:
         raise InvalidAuditEvent(f"Unknown audit outcome {event.outcome!r}")
-    values = dataclasses.asdict(event)
-    for name in EVENT_FIELDS:
-        value = values[name]
-        if isinstance(value, dict):
-            try:
-                values[name] = canonical.normalise_json(value, name=name)
-            except (TypeError, ValueError) as exc:
-                raise InvalidAuditEvent(f"{name} is not plain JSON: {exc}") from exc
-        elif not isinstance(value, str):
-            raise InvalidAuditEvent(f"{name} must be a string")
+    # Not dataclasses.asdict: its deep copy is slow, and dicts are copied by _checked anyway.
+    return {name: _checked(name, getattr(event, name)) for name in EVENT_FIELDS}
+
+
+def _checked(name: str, value: object) -> object:
+    if isinstance(value, dict):
+        try:
+            return canonical.normalise_json(value, name=name)
+        except (TypeError, ValueError) as exc:
+            raise InvalidAuditEvent(f"{name} is not plain JSON: {exc}") from exc
+    if not isinstance(value, str):
+        raise InvalidAuditEvent(f"{name} must be a string")
+    limit = _MAX_LENGTHS.get(name)
+    if limit and len(value) > limit:
+        raise InvalidAuditEvent(f"{name} is longer than {limit} characters")
+    # PostgreSQL text cannot hold NUL; replace it so that both databases store the same.
+    return value.replace("\x00", "\ufffd")
+
+
+# PostgreSQL: lock the head, number, time-stamp, link, insert and move the head in ONE
+# statement, so that other writers wait for one statement only. The link line is
+# canonical.link_hash, in SQL.
+_TABLE = AuditEvent._meta.db_table
+_JSON_FIELDS = {"basis_ids", "detail"}
+
+
+def _pg_append_sql(*, deferred_flush: bool) -> str:
+    # deferred_flush: this statement's own transaction commits without waiting for the WAL
+    # flush, so the head lock is released at once; append() then waits for the flush with
+    # a barrier commit that PostgreSQL's group commit shares between concurrent writers.
+    config = ", (SELECT set_config('synchronous_commit', 'off', true)) AS cfg" * deferred_flush
+    columns = ", ".join(EVENT_FIELDS)
+    marks = ", ".join("%s::jsonb" if n in _JSON_FIELDS else "%s" for n in EVENT_FIELDS)
+    return f"""
+WITH old AS (SELECT seq, hash FROM audit_audithead WHERE id = 1 FOR UPDATE),
+new AS (SELECT seq + 1 AS seq, hash AS prev, clock_timestamp() AS t{config} FROM old),
+link AS (
+    SELECT seq, prev, t, encode(sha256(convert_to(
+        prev || '|1|' || seq::text || '|'
+        || to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00|' || %s,
+        'UTF8')), 'hex') AS hash
+    FROM new
+),
+moved AS (UPDATE audit_audithead SET seq = link.seq, hash = link.hash FROM link
+          WHERE audit_audithead.id = 1)
+INSERT INTO {_TABLE} (seq, time, version, prev_hash, hash, {columns})
+SELECT link.seq, link.t, 1, link.prev, link.hash, {marks}
+FROM link
+RETURNING seq, time, prev_hash, hash
+"""  # noqa: S608 (constant column names; every value is a parameter)
+
+
+_PG_APPEND_ALONE = _pg_append_sql(deferred_flush=True)
+_PG_APPEND_IN_TRANSACTION = _pg_append_sql(deferred_flush=False)
+# Any commit that has a transaction id waits for the WAL up to its commit record, which
+# lies after the append's: once it returns, the audit row is durable.
+_PG_FLUSH_BARRIER = "SELECT pg_current_xact_id()"
+
+
+def _append_postgresql(values: dict, content: str) -> AuditEvent:
+    params = [content] + [
+        canonical.encode_content(values[n]) if n in _JSON_FIELDS else values[n]
+        for n in EVENT_FIELDS
+    ]
+    try:
+        if connection.in_atomic_block:
+            # A savepoint, so that a failure leaves the caller's transaction usable for its
+            # own clean-up; the caller's commit makes the row durable.
+            with transaction.atomic():
+                found = _execute_append(_PG_APPEND_IN_TRANSACTION, params)
         else:
-            # PostgreSQL text cannot hold NUL; replace it so both databases store the same.
-            values[name] = value.replace("\x00", "\ufffd")
-        limit = _MAX_LENGTHS.get(name)
-        if limit and len(values[name]) > limit:
-            raise InvalidAuditEvent(f"{name} is longer than {limit} characters")
-    return values
+            # Autocommit: the statement is its own transaction; then the flush barrier.
+            found = _execute_append(_PG_APPEND_ALONE, params)
+            with _prepared_cursor() as cursor:
+                cursor.execute(_PG_FLUSH_BARRIER, prepare=True)
+    except psycopg.Error as exc:
+        raise AuditUnavailable(f"The audit log could not be written: {exc}") from exc
+    seq, time, prev_hash, digest = found
+    row = AuditEvent(seq=seq, time=time, version=1, prev_hash=prev_hash, hash=digest, **values)
+    row._state.adding, row._state.db = False, connection.alias
+    return row
 
 
-def _append_locked(values: dict) -> AuditEvent:
+def _prepared_cursor() -> "psycopg.Cursor":
+    """A server-side-binding cursor on Django's own connection: the statement is planned
+    once per connection (Django's client-side cursors re-plan it on every call)."""
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
+def _execute_append(sql: str, params: list) -> tuple:
+    with _prepared_cursor() as cursor:
+        found = cursor.execute(sql, params, prepare=True).fetchone()
+        if found is None:
+            # No head row (a fresh flush): rebuild it from the chain, then append.
+            _ensure_head()
+            found = cursor.execute(sql, params, prepare=True).fetchone()
+    if found is None:
+        raise AuditUnavailable("The audit head row is missing and could not be rebuilt.")
+    return found
+
+
+def _append_locked(values: dict, content: str) -> AuditEvent:
+    """SQLite (and any other database): the same chain, computed in Python under the lock."""
     head_seq, head_hash = _lock_head()
     seq = head_seq + 1
     # The time is read under the lock so that time never goes backwards along the chain.
     now = timezone.now()
-    payload = canonical.encode(
+    digest = canonical.link_hash(
+        prev_hash=head_hash,
         version=canonical.CURRENT_VERSION,
         seq=seq,
-        time=now,
-        fields=[values[name] for name in EVENT_FIELDS],
+        time=canonical.encode_time(now),
+        content=content,
     )
-    digest = canonical.chain_hash(prev_hash=head_hash, payload=payload)
     row = AuditEvent(
         seq=seq,
         time=now,
@@ -94,8 +180,12 @@ def _lock_head() -> tuple[int, str]:
     head = AuditHead.objects.select_for_update().filter(pk=1).values_list("seq", "hash").first()
     if head is not None:
         return head
+    _ensure_head()
+    return AuditHead.objects.select_for_update().filter(pk=1).values_list("seq", "hash").get()
+
+
+def _ensure_head() -> None:
     last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     seq, digest = last or (0, canonical.GENESIS_HASH)
-    # ignore_conflicts: a concurrent process may have created it first; then lock theirs.
+    # ignore_conflicts: a concurrent process may have created it first; then theirs wins.
     AuditHead.objects.bulk_create([AuditHead(id=1, seq=seq, hash=digest)], ignore_conflicts=True)
-    return AuditHead.objects.select_for_update().filter(pk=1).values_list("seq", "hash").get()

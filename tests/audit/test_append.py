@@ -10,7 +10,7 @@ from audit.models import AuditEvent, AuditHead
 from audit.services import append
 from audit.verification import verify_chain
 
-from .conftest import sample_event
+from .conftest import execute, sample_event
 
 pytestmark = pytest.mark.django_db
 
@@ -25,13 +25,13 @@ def test_it_chains_each_event_to_the_previous_hash(append_events):
     first, second = append_events(2)
     assert first.prev_hash == canonical.GENESIS_HASH
     assert second.prev_hash == first.hash
-    payload = canonical.encode(
+    assert second.hash == canonical.event_hash(
+        prev_hash=first.hash,
         version=1,
         seq=second.seq,
         time=second.time,
         fields=[getattr(second, name) for name in EVENT_FIELDS],
     )
-    assert second.hash == canonical.chain_hash(prev_hash=first.hash, payload=payload)
 
 
 def test_it_stores_the_event_fields_as_given():
@@ -94,21 +94,23 @@ def test_it_refuses_an_oversized_code():
         append(sample_event(reason_code="X" * 65))
 
 
-def test_it_raises_audit_unavailable_when_the_database_fails(monkeypatch):
-    from django.db import DatabaseError
-
-    def broken(*args, **kwargs):
-        raise DatabaseError("disk full")
-
-    monkeypatch.setattr(AuditEvent, "save", broken)
-    with pytest.raises(AuditUnavailable, match="disk full"):
+def test_it_raises_audit_unavailable_when_the_database_fails(append_events):
+    append_events(1)
+    # The table gone (rolled back with the test): any database error will do.
+    execute("ALTER TABLE audit_auditevent RENAME TO audit_gone")
+    with pytest.raises(AuditUnavailable, match="could not be written"):
         append(sample_event())
+
+
+def test_it_leaves_the_callers_transaction_usable_after_a_failure(append_events):
+    execute("ALTER TABLE audit_auditevent RENAME TO audit_gone")
+    with pytest.raises(AuditUnavailable):
+        append(sample_event())
+    assert AuditHead.objects.count() == 1
 
 
 def test_it_rebuilds_a_missing_head_from_the_chain(append_events, triggers_dropped):
     append_events(3)
-    from .conftest import execute
-
     execute("DELETE FROM audit_audithead")
     assert append(sample_event(9)).seq == 4
     assert verify_chain().valid

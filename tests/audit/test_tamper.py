@@ -56,13 +56,13 @@ def test_it_names_an_edited_time(chain, triggers_dropped):
 
 def test_it_names_an_edited_field_even_with_its_hash_recomputed(chain, triggers_dropped):
     row = chain[2]
-    payload = canonical.encode(
+    forged = canonical.event_hash(
+        prev_hash=row.prev_hash,
         version=1,
         seq=3,
         time=row.time,
         fields=["deny" if n == "outcome" else getattr(row, n) for n in EVENT_FIELDS],
     )
-    forged = canonical.chain_hash(prev_hash=row.prev_hash, payload=payload)
     execute("UPDATE audit_auditevent SET outcome = 'deny', hash = %s WHERE seq = 3", [forged])
     # Event 3 is self-consistent now; event 4 no longer links to it.
     assert "does not link" in verify_audit_fails_at(4)
@@ -88,11 +88,12 @@ def test_it_names_an_inserted_row(chain, triggers_dropped):
     forged = chain[3]
     now = forged.time
     fields = [getattr(forged, n) for n in EVENT_FIELDS]
-    payload = canonical.encode(version=1, seq=4, time=now, fields=fields)
-    digest = canonical.chain_hash(prev_hash=chain[2].hash, payload=payload)
+    digest = canonical.event_hash(
+        prev_hash=chain[2].hash, version=1, seq=4, time=now, fields=fields
+    )
     columns = ", ".join(["seq", "time", "version", "prev_hash", "hash", *EVENT_FIELDS])
     values = [4, now, 1, chain[2].hash, digest]
-    values += [canonical._ENCODER.encode(v) if isinstance(v, dict) else v for v in fields]
+    values += [canonical.encode_content(v) if isinstance(v, dict) else v for v in fields]
     marks = ", ".join(["%s"] * len(values))
     execute(f"INSERT INTO audit_auditevent ({columns}) VALUES ({marks})", values)  # noqa: S608
     verify_audit_fails_at(5)
@@ -130,8 +131,9 @@ def test_it_names_a_chain_rewritten_from_a_seq_before_a_checkpoint(chain, trigge
     # Rewrite #6 completely and consistently (hash and head too): only the checkpoint knows.
     row = chain[5]
     fields = ["deny" if n == "outcome" else getattr(row, n) for n in EVENT_FIELDS]
-    payload = canonical.encode(version=1, seq=6, time=row.time, fields=fields)
-    forged = canonical.chain_hash(prev_hash=row.prev_hash, payload=payload)
+    forged = canonical.event_hash(
+        prev_hash=row.prev_hash, version=1, seq=6, time=row.time, fields=fields
+    )
     execute("UPDATE audit_auditevent SET outcome = 'deny', hash = %s WHERE seq = 6", [forged])
     execute("UPDATE audit_audithead SET hash = %s", [forged])
     assert "signed checkpoint" in verify_audit_fails_at(6)
