@@ -1,0 +1,1 @@
+"""Helpers of bench_vs_orthanc.py: corpus, Orthanc and gateway servers, measurements."""
