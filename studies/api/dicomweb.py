@@ -1,7 +1,7 @@
 """DICOMweb (PS3.18): QIDO-RS, WADO-RS and STOW-RS, every request through the gate."""
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
@@ -112,9 +112,9 @@ class StudiesApi(DicomWebApi):
     def post(self, request: Request) -> HttpResponse:
         session = IngestSession(actor=actor_of(request))
         session.institution  # noqa: B018 refuses tokens without a performing institution
-        boundary = _stow_boundary(request)
+        read = _body_reader(request)
         reader = MultipartReader(
-            request._request.read, boundary=boundary, max_bytes=settings.STOW_MAX_BYTES
+            read, boundary=_stow_boundary(request), max_bytes=settings.STOW_MAX_BYTES
         )
         results = _store_parts(session, reader)
         if not results:
@@ -134,19 +134,26 @@ class StudiesApi(DicomWebApi):
         return _json(body, status=status)
 
 
-def _stow_boundary(request: Request) -> str:
+def _body_reader(request: Request) -> Callable[[int], bytes]:
+    """How to read the body: bounded by Content-Length, or chunked where the server allows."""
     length = request.META.get("CONTENT_LENGTH") or ""
-    if not length.isdigit():
-        raise ApplicationError(
-            "Content-Length is required.", code="LENGTH_REQUIRED", status_code=411
-        )
-    if int(length) > settings.STOW_MAX_BYTES:
-        # Refused before a byte of the body is read.
-        raise ApplicationError(
-            f"The body is larger than the maximum of {settings.STOW_MAX_BYTES} bytes.",
-            code="TOO_LARGE",
-            status_code=413,
-        )
+    if length.isdigit():
+        if int(length) > settings.STOW_MAX_BYTES:
+            # Refused before a byte of the body is read.
+            raise ApplicationError(
+                f"The body is larger than the maximum of {settings.STOW_MAX_BYTES} bytes.",
+                code="TOO_LARGE",
+                status_code=413,
+            )
+        return request._request.read
+    if request.META.get("wsgi.input_terminated"):
+        # Chunked transfer encoding, de-chunked by the server (gunicorn); the reader stops
+        # at STOW_MAX_BYTES.
+        return request.META["wsgi.input"].read
+    raise ApplicationError("Content-Length is required.", code="LENGTH_REQUIRED", status_code=411)
+
+
+def _stow_boundary(request: Request) -> str:
     media_type, params = parse_content_type(request.META.get("CONTENT_TYPE", ""))
     part_type = params.get("type", "application/dicom").lower()
     if media_type != "multipart/related" or part_type != "application/dicom":
@@ -155,7 +162,10 @@ def _stow_boundary(request: Request) -> str:
             code="UNSUPPORTED_MEDIA_TYPE",
             status_code=415,
         )
-    return params.get("boundary", "")
+    boundary = params.get("boundary", "")
+    if not 0 < len(boundary) <= 70:
+        raise ApplicationError("Content-Type: a boundary parameter of 1 to 70 characters.")
+    return boundary
 
 
 def _store_parts(session: IngestSession, reader: MultipartReader) -> list[IngestResult]:

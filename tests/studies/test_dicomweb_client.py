@@ -1,0 +1,81 @@
+"""dicomweb-client, a real third-party client, against a live server with bearer tokens."""
+
+import datetime
+
+import pytest
+import requests
+from dicomweb_client.api import DICOMwebClient
+from django.utils import timezone
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+
+from consent.models import CareRelationship
+from consent.services.tokens import token_issue
+
+from .conftest import dicom_copy
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _client(live_server, username: str, institution: str | None) -> DICOMwebClient:
+    session = requests.Session()
+    token = token_issue(username=username, institution_code=institution, days=1)
+    session.headers["Authorization"] = f"Bearer {token}"
+    return DICOMwebClient(url=f"{live_server.url}/dicomweb", session=session)
+
+
+def test_dicomweb_client_stores_searches_and_retrieves(live_server, cast, tmp_path):
+    CareRelationship.objects.create(
+        practitioner=cast.alice,
+        patient=cast.yvonne,
+        kind="admission",
+        asserted_by="test",
+        end=timezone.now() + datetime.timedelta(days=30),
+    )
+    study_uid = generate_uid()
+    datasets = [
+        dcmread(dicom_copy(tmp_path, name, patient_id="CHL-Y1", study_uid=study_uid))
+        for name in ("CT_small.dcm", "MR_small.dcm", "SC_rgb_rle_2frame.dcm")
+    ]
+    pacs = _client(live_server, "chl-pacs", "CHL")
+    response = pacs.store_instances(datasets=datasets)
+    assert len(response.ReferencedSOPSequence) == 3
+
+    alice = _client(live_server, "alice", "CHL")
+    found = alice.search_for_studies(search_filters={"PatientID": "CHL-Y1"})
+    assert [s["0020000D"]["Value"][0] for s in found] == [study_uid]
+    series = alice.search_for_series(study_uid)
+    assert len(series) == 3
+    instances = alice.search_for_instances(study_uid)
+    assert len(instances) == 3
+
+    retrieved = alice.retrieve_study(study_uid)
+    assert sorted(d.SOPInstanceUID for d in retrieved) == sorted(d.SOPInstanceUID for d in datasets)
+    by_uid = {d.SOPInstanceUID: d for d in datasets}
+    for dataset in retrieved:
+        assert dataset == by_uid[dataset.SOPInstanceUID]
+
+    rle = datasets[2]
+    metadata = alice.retrieve_instance_metadata(
+        study_uid, rle.SeriesInstanceUID, rle.SOPInstanceUID
+    )
+    assert metadata["00080018"]["Value"] == [rle.SOPInstanceUID]
+    ct = datasets[0]
+    (frame,) = alice.retrieve_instance_frames(
+        study_uid, ct.SeriesInstanceUID, ct.SOPInstanceUID, frame_numbers=[1]
+    )
+    assert frame == ct.PixelData
+    rendered = alice.retrieve_instance_rendered(
+        study_uid, ct.SeriesInstanceUID, ct.SOPInstanceUID, media_types=("image/png",)
+    )
+    assert rendered.startswith(b"\x89PNG")
+
+
+def test_dicomweb_client_gets_nothing_of_a_study_it_may_not_see(live_server, cast, tmp_path):
+    dataset = dcmread(dicom_copy(tmp_path, patient_id="CHL-Y1"))
+    _client(live_server, "chl-pacs", "CHL").store_instances(datasets=[dataset])
+    charlie = _client(live_server, "charlie", "HRS")
+    assert charlie.search_for_studies() == []
+    with pytest.raises(requests.HTTPError) as raised:
+        charlie.retrieve_study(dataset.StudyInstanceUID)
+    assert raised.value.response.status_code == 403
