@@ -174,3 +174,17 @@ def test_it_refuses_an_inactive_user(cast):
     set_password("xavier")
     get_user_model().objects.filter(username="xavier").update(is_active=False)
     assert login(Client(), "xavier").status_code == 200
+
+
+def test_it_locks_the_code_step_after_five_wrong_codes(cast):
+    device = confirmed_device("alice")
+    set_password("alice")
+    client = Client()
+    login(client, "alice")
+    wrong = f"{(int(totp_code(device)) + 500_000) % 10**6:06d}"
+    for _ in range(5):
+        TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_count=0)
+        client.post("/login/verify/", {"token": wrong})
+    response = client.post("/login/verify/", {"token": fresh_code("alice")})
+    assert b"Too many failed attempts" in response.content
+    assert not response.wsgi_request.user.is_authenticated

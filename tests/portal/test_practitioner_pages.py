@@ -3,11 +3,13 @@
 import re
 
 import pytest
+from django.test import Client
 
 from audit.models import AuditEvent
 from consent.models import EmergencyAccess
 from tests.conftest import XAVIER_ID, YVONNE_ID
 from tests.portal.conftest import admit, consent_to_all
+from tests.portal.helpers import PASSWORD, set_password
 
 pytestmark = pytest.mark.django_db
 
@@ -141,3 +143,24 @@ def test_the_dpo_reviews_an_emergency(alice, portal_as, cast):
     access.refresh_from_db()
     assert (access.review, access.reviewed_by) == ("justified", "dora")
     assert b"Nothing to review" in dora.get("/dpo/emergencies/").content
+
+
+def test_the_dpo_never_sees_images_even_with_the_url(alice, portal_as, cast, xavier_studies):
+    consent_to_all(cast.xavier)
+    admit(cast.alice, cast.xavier)
+    uid = xavier_studies["ct"].study_uid
+    [(_series, preview)] = alice.get(f"/patients/{XAVIER_ID}/studies/{uid}/").context["series"]
+    dora = portal_as("dora")
+    assert dora.get(preview, {"accept": "image/png"}).status_code == 403
+    assert dora.get(f"/patients/{XAVIER_ID}/studies/{uid}/").status_code == 403
+
+
+def test_a_practitioner_without_the_second_factor_gets_no_images(cast, xavier_studies):
+    consent_to_all(cast.xavier)
+    admit(cast.alice, cast.xavier)
+    set_password("alice")
+    client = Client()
+    client.post("/login/", {"username": "alice", "password": PASSWORD})  # TOTP step skipped
+    uid = xavier_studies["ct"].study_uid
+    assert client.get(f"/patients/{XAVIER_ID}/").status_code == 302
+    assert client.get(f"/dicomweb/studies/{uid}/metadata").status_code in (401, 403)
