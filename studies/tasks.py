@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from studies import storage
@@ -74,9 +75,9 @@ def fixity_check_batch(instance_ids: list[int]) -> list[str]:
 def fixity_check_due(batch_size: int = 500) -> int:
     """Queue fixity checks for the instances checked longest ago (for Celery beat)."""
     ids = list(
-        Instance.objects.order_by("fixity_checked_at", "pk").values_list("pk", flat=True)[
-            :batch_size
-        ]
+        Instance.objects.order_by(F("fixity_checked_at").asc(nulls_first=True), "pk").values_list(
+            "pk", flat=True
+        )[:batch_size]
     )
     if ids:
         fixity_check_batch.delay(ids)

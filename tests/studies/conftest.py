@@ -39,6 +39,17 @@ def private_storage(settings, tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def inline_tasks():
+    """Tasks run inline here even when CI configures a broker; the worker test opts out."""
+    from anim_gateway.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = before
+
+
 def stored_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 

@@ -1,0 +1,95 @@
+"""Celery tasks: previews and fixity checks, inline and on a real worker with Redis."""
+
+import pytest
+
+from studies import storage
+from studies.models import Instance, Series
+from studies.tasks import fixity_check, fixity_check_batch, fixity_check_due, series_preview
+from tests.conftest import require_redis
+
+from .conftest import dicom_copy, ingest
+
+
+def _tamper(instance: Instance) -> None:
+    path = storage.object_local_path(key=instance.storage_key)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_fixity_reports_an_altered_object(cast, tmp_path):
+    for _ in range(2):
+        ingest(dicom_copy(tmp_path))
+    altered, intact = Instance.objects.order_by("pk")
+    _tamper(altered)
+    assert fixity_check(instance_ids=[altered.pk, intact.pk]) == [altered.sop_instance_uid]
+    altered.refresh_from_db()
+    intact.refresh_from_db()
+    assert (altered.fixity_ok, intact.fixity_ok) == (False, True)
+    assert altered.fixity_checked_at is not None
+
+
+def test_fixity_reports_a_missing_object(cast, tmp_path):
+    ingest(dicom_copy(tmp_path))
+    instance = Instance.objects.get()
+    storage.object_delete(key=instance.storage_key)
+    assert fixity_check(instance_ids=[instance.pk]) == [instance.sop_instance_uid]
+
+
+def test_fixity_due_checks_the_longest_unchecked_first(cast, tmp_path):
+    for _ in range(3):
+        ingest(dicom_copy(tmp_path))
+    assert fixity_check_due(batch_size=2) == 2
+    assert Instance.objects.filter(fixity_ok=True).count() == 2
+    fixity_check_due(batch_size=2)
+    assert Instance.objects.filter(fixity_ok=True).count() == 3
+
+
+def test_a_preview_is_a_small_png(cast, tmp_path):
+    ingest(dicom_copy(tmp_path, "examples_overlay.dcm"))
+    instance = Instance.objects.get()
+    key = series_preview(instance.pk)
+    assert key.endswith(".png")
+    data = b"".join(storage.object_chunks(key=key))
+    assert data.startswith(b"\x89PNG")
+    assert Series.objects.get().preview_key == key
+
+
+def test_no_preview_for_an_instance_without_image(cast, tmp_path):
+    ingest(dicom_copy(tmp_path, "rtplan.dcm"))
+    assert Series.objects.filter(preview_key="").count() == 1
+
+
+def _wait_for(condition, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the worker did not finish in time"
+        time.sleep(0.2)
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_fixity_and_previews(cast, tmp_path, inline_tasks):
+    from celery.contrib.testing.worker import start_worker
+
+    url = require_redis()
+    app = inline_tasks
+    ingest(dicom_copy(tmp_path))
+    ingest(dicom_copy(tmp_path, "MR_small.dcm"))
+    Series.objects.update(preview_key="")
+    altered = Instance.objects.order_by("pk").first()
+    _tamper(altered)
+    app.conf.task_always_eager = False
+    app.conf.broker_url = url
+    # Results are read from the database, so no result backend is needed.
+    with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING"):
+        ids = list(Instance.objects.values_list("pk", flat=True))
+        fixity_check_batch.delay(ids)
+        for pk in ids:
+            series_preview.delay(pk)
+        _wait_for(lambda: not Instance.objects.filter(fixity_checked_at__isnull=True).exists())
+        _wait_for(lambda: not Series.objects.filter(preview_key="").exists())
+    assert list(Instance.objects.filter(fixity_ok=False)) == [altered]
+    assert Instance.objects.filter(fixity_ok=True).count() == 1
