@@ -28,7 +28,7 @@ from rest_framework import status
 
 from anim_gateway.errors import ApplicationError
 from audit.errors import AuditUnavailable
-from consent import policy
+from consent import facts_query, policy
 from consent.actors import Actor
 from consent.auditing import audit_event
 from consent.models import (
@@ -309,7 +309,7 @@ def load_facts(
     institution_ids: Iterable[int] = (),
 ) -> dict[int | None, Facts]:
     """The facts of the rule for the actor and each patient, at one instant, in a fixed
-    number of queries (not one per patient or study)."""
+    number of queries (one for a practitioner, whatever the number of patients or studies)."""
     now = timezone.now()
     pids = {pid for pid in patient_ids if pid is not None}
     base = Facts(
@@ -318,10 +318,9 @@ def load_facts(
         acting_institution_id=actor.institution.pk if actor.institution else None,
         institution_codes=_codes(actor, set(institution_ids)),
     )
-    per_patient = {pid: {} for pid in pids}
+    per_patient: dict[int, dict] = {pid: {} for pid in pids}
     if actor.role == Role.PRACTITIONER and actor.practitioner is not None:
-        base = _practitioner_base(actor, base)
-        _load_practitioner_facts(actor, per_patient, set(study_uids), now)
+        base = _practitioner_facts(actor, base, per_patient, sorted(set(study_uids)), now)
     elif actor.role == Role.PATIENT and actor.patient is not None:
         base = _patient_base(actor, base, pids)
     facts = {pid: replace(base, patient_id=pid, **changes) for pid, changes in per_patient.items()}
@@ -337,70 +336,61 @@ def _codes(actor: Actor, institution_ids: set[int]) -> dict[int, str]:
     return codes
 
 
-def _practitioner_base(actor: Actor, base: Facts) -> Facts:
-    affiliations = ()
-    if actor.institution is not None:
-        rows = Affiliation.objects.filter(
-            practitioner=actor.practitioner, institution=actor.institution
-        ).values_list("pk", "start", "end")
-        affiliations = tuple(Period(pk, start, end) for pk, start, end in rows)
+def _practitioner_facts(
+    actor: Actor, base: Facts, per_patient: dict[int, dict], study_uids: list[str], now
+) -> Facts:
+    rows = facts_query.practitioner_rows(
+        practitioner_id=actor.practitioner.pk,
+        institution_id=actor.institution.pk if actor.institution else None,
+        # -1 matches no patient: the query then still answers the affiliations.
+        patient_ids=sorted(per_patient) or [-1],
+        study_uids=study_uids,
+        now=now,
+    )
+    grouped: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    consents: dict[int, dict] = {}
+    for row in rows:
+        if row.kind == "rec":
+            per_patient[row.patient_id]["record_active"] = row.text == "active"
+        elif row.kind == "hid":
+            grouped["hidden_study_uids"][row.patient_id].append(row.text)
+        elif row.kind == "con":
+            consent = consents.setdefault(row.id, {"row": row, "institutions": set()})
+            if row.ref is not None:
+                consent["institutions"].add(row.ref)
+        else:
+            grouped[row.kind][row.patient_id].append(
+                Period(row.id, row.start, row.end, row.revoked)
+            )
+    for consent in consents.values():
+        row = consent["row"]
+        grouped["consents"][row.patient_id].append(
+            ConsentFact(
+                id=row.id,
+                start=row.start,
+                end=row.end,
+                revoked_at=row.revoked,
+                all_members=row.flag,
+                allow_emergency=row.flag2,
+                institution_ids=frozenset(consent["institutions"]),
+            )
+        )
+    names = {"exc": "exclusions", "emg": "emergencies", "car": "care_relationships"}
+    for kind, by_patient in grouped.items():
+        for pid, items in by_patient.items():
+            if kind == "hidden_study_uids":
+                per_patient[pid][kind] = frozenset(items)
+            elif kind == "consents":
+                # Newest first, so the decision cites the latest covering consent.
+                per_patient[pid][kind] = tuple(sorted(items, key=lambda c: (c.start, c.id))[::-1])
+            elif kind != "aff":
+                per_patient[pid][names[kind]] = tuple(items)
     return replace(
         base,
-        affiliations=affiliations,
+        affiliations=tuple(grouped["aff"][None]),
         profession=actor.practitioner.profession,
         profession_actions=settings.PROFESSION_ACTIONS,
     )
-
-
-def _load_practitioner_facts(
-    actor: Actor, per_patient: dict[int, dict], study_uids: set[str], now
-) -> None:
-    # Rows already over at `now` are skipped in SQL; the policy still checks every period.
-    if not per_patient:
-        return
-    pids = set(per_patient)
-    practitioner = actor.practitioner
-    grouped: dict[str, dict[int, list]] = {
-        name: defaultdict(list)
-        for name in ("exclusions", "emergencies", "consents", "care_relationships")
-    }
-    for pid, status_ in SharedRecord.objects.filter(patient_id__in=pids).values_list(
-        "patient_id", "status"
-    ):
-        per_patient[pid]["record_active"] = status_ == "active"
-    exclusions = Exclusion.objects.filter(patient_id__in=pids, practitioner=practitioner)
-    exclusions = exclusions.filter(Q(removed_at__isnull=True) | Q(removed_at__gt=now))
-    for pk, pid, start, end in exclusions.values_list(
-        "pk", "patient_id", "created_at", "removed_at"
-    ):
-        grouped["exclusions"][pid].append(Period(pk, start, end))
-    if study_uids:
-        hidden = StudyVisibility.objects.filter(
-            patient_id__in=pids, study_uid__in=study_uids, unhidden_at__isnull=True
-        ).values_list("patient_id", "study_uid")
-        for pid, uid in hidden:
-            per_patient[pid].setdefault("hidden_study_uids", set()).add(uid)
-    if actor.institution is not None:
-        emergencies = EmergencyAccess.objects.filter(
-            patient_id__in=pids,
-            practitioner=practitioner,
-            institution=actor.institution,
-            expires_at__gt=now,
-        ).values_list("pk", "patient_id", "start", "expires_at")
-        for pk, pid, start, end in emergencies:
-            grouped["emergencies"][pid].append(Period(pk, start, end))
-    _load_consents(pids, grouped["consents"], now)
-    care = CareRelationship.objects.filter(patient_id__in=pids, practitioner=practitioner)
-    care = care.filter(end__gt=now).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=now))
-    for pk, pid, start, end, ended in care.values_list(
-        "pk", "patient_id", "start", "end", "ended_at"
-    ):
-        grouped["care_relationships"][pid].append(Period(pk, start, end, revoked_at=ended))
-    for name, by_patient in grouped.items():
-        for pid, items in by_patient.items():
-            per_patient[pid][name] = tuple(items)
-    for changes in per_patient.values():
-        changes["hidden_study_uids"] = frozenset(changes.get("hidden_study_uids", ()))
 
 
 def _load_consents(pids: set[int], out: dict[int, list], now) -> None:

@@ -170,10 +170,10 @@ def test_the_gate_runs_a_fixed_number_of_queries(
     alice = actor(shared.alice.user, "CHL")
     chem_study = study(UID, "CHEM", shared.xavier)
     audit = audit_append_queries(django_assert_max_num_queries)
-    # 7 fact queries (affiliations, record, exclusions, hidden, emergencies, consents, care).
-    with django_assert_num_queries(7):
+    # One fact query (affiliations, record, exclusions, hidden, emergencies, consents, care).
+    with django_assert_num_queries(1):
         gate.load_facts(alice, patient_ids=[shared.xavier.pk], study_uids=[UID])
-    with django_assert_num_queries(7 + audit):
+    with django_assert_num_queries(1 + audit):
         gate.authorize(
             alice,
             gate.VIEW_IMAGES,
@@ -191,10 +191,10 @@ def test_a_list_costs_the_same_queries_for_2_or_20_patients(
     few = [study("2.1", "CHEM", cast.xavier), study("2.2", "CHL", cast.yvonne)]
     many = [study(f"2.{n}", "HRS", p) for n, p in enumerate([cast.xavier, cast.yvonne, *others])]
     audit = audit_append_queries(django_assert_max_num_queries)
-    # Institution codes, the 7 fact queries, the audit append.
-    with django_assert_num_queries(8 + audit):
+    # Institution codes, the fact query, the audit append.
+    with django_assert_num_queries(2 + audit):
         gate.authorize_studies(alice, gate.LIST_STUDIES, studies=few, audit_action="study.search")
-    with django_assert_num_queries(8 + audit):
+    with django_assert_num_queries(2 + audit):
         gate.authorize_studies(alice, gate.LIST_STUDIES, studies=many, audit_action="study.search")
 
 
@@ -208,3 +208,46 @@ def test_an_excluded_practitioner_is_denied_even_with_consent_and_care(shared):
             audit_action="patient.studies_list",
         )
     assert info.value.code == "EXCLUDED_BY_PATIENT"
+
+
+def test_the_fact_query_loads_every_kind_of_fact(cast):
+    from django.utils import timezone
+
+    from consent.models import EmergencyAccess
+
+    from .conftest import DAY, inst
+
+    now = timezone.now()
+    old = consent_for(cast.xavier, ["CHL", "HRS"], valid_from=now - 2 * DAY)
+    new = consent_for(cast.xavier, allow_emergency=False)
+    consent_for(cast.xavier, revoked_at=now - DAY, revoked_by="x")  # over: not loaded
+    link = care(cast.alice, cast.xavier)
+    care(cast.alice, cast.xavier, ended_at=now - DAY, ended_by="x")  # over: not loaded
+    exclusion = exclude(cast.xavier, cast.alice)
+    hide(cast.xavier, "9.1")
+    hide(cast.yvonne, "9.2")
+    emergency = EmergencyAccess.objects.create(
+        practitioner=cast.alice,
+        institution=inst("CHL"),
+        patient=cast.xavier,
+        reason="r" * 30,
+        expires_at=now + DAY,
+    )
+    facts = gate.load_facts(
+        actor(cast.alice.user, "CHL"),
+        patient_ids=[cast.xavier.pk, cast.yvonne.pk],
+        study_uids=["9.1", "9.2", "9.3"],
+    )
+    x, y = facts[cast.xavier.pk], facts[cast.yvonne.pk]
+    assert [a.id for a in x.affiliations] == [a.id for a in facts[None].affiliations]
+    assert len(x.affiliations) == 1
+    assert [c.id for c in x.consents] == [new.pk, old.pk]
+    assert x.consents[1].institution_ids == {inst("CHL").pk, inst("HRS").pk}
+    assert (x.consents[0].all_members, x.consents[0].allow_emergency) == (True, False)
+    assert [c.id for c in x.care_relationships] == [link.pk]
+    assert [e.id for e in x.exclusions] == [exclusion.pk]
+    assert [e.id for e in x.emergencies] == [emergency.pk]
+    assert (x.hidden_study_uids, y.hidden_study_uids) == ({"9.1"}, {"9.2"})
+    assert (x.record_active, y.record_active) == (True, True)
+    assert (y.consents, y.care_relationships, y.exclusions) == ((), (), ())
+    assert all(c.start.tzinfo is not None for c in x.consents)
