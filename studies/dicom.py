@@ -1,6 +1,7 @@
 """Reading stored or spooled DICOM files: header, validation, structure, DICOM JSON (pydicom)."""
 
 import datetime
+import logging
 import math
 import struct
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ _MAX_DEPTH = 32
 
 # pydicom's validation warnings quote element values, and values may be patient names.
 config.settings.reading_validation_mode = config.IGNORE
+logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
 class InvalidDicom(Exception):

@@ -1,0 +1,35 @@
+"""manage.py serve: the web server and the DICOM listener together, for `make run`."""
+
+import os
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run Django's development server and the DICOM listener (in a background thread)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
+        parser.add_argument("--dicom-host", default="127.0.0.1")
+        parser.add_argument("--dicom-port", type=int, default=settings.DICOM_LISTENER_PORT)
+        parser.add_argument("--noreload", action="store_true")
+
+    def handle(
+        self, *args, addrport: str, dicom_host: str, dicom_port: int, noreload: bool, **options
+    ) -> None:
+        # With the autoreloader, only the child process that serves (RUN_MAIN) listens.
+        if noreload or os.environ.get("RUN_MAIN") == "true":
+            from studies.dicom_net import start_listener
+
+            start_listener(
+                ae_title=settings.DICOM_LISTENER_AE_TITLE,
+                host=dicom_host,
+                port=dicom_port,
+                block=False,
+            )
+            self.stdout.write(
+                f"DICOM listener {settings.DICOM_LISTENER_AE_TITLE} on {dicom_host}:{dicom_port}"
+            )
+        call_command("runserver", addrport, use_reloader=not noreload)
