@@ -19,6 +19,7 @@ urlpatterns = [
     ),
     path("api/v1/", include("consent.urls")),
     path("api/v1/", include("audit.urls")),
+    path("api/v1/", include("studies.api_urls")),
     path("dicomweb/", include("studies.urls")),
     path("", include("anim_gateway.portal_urls")),
 ]
