@@ -11,6 +11,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import get_user_model
+from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
@@ -99,7 +100,7 @@ def portal_view(*roles: str) -> Callable:
         def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
             actor = portal_actor(request)
             if actor is None or not _otp_ok(request, actor):
-                return redirect(f"{settings.LOGIN_URL}?next={request.path}")
+                return redirect_to_login(request.get_full_path())
             if actor.role not in roles:
                 return forbidden(request, "This page is not available for your role.")
             if actor.role == Role.PRACTITIONER and actor.institution is None:
@@ -251,8 +252,12 @@ def login_view(request: HttpRequest) -> HttpResponse:
 def _after_password(request: HttpRequest, user: object) -> HttpResponse:
     if role_of(user) not in TOTP_ROLES:
         return _complete_login(request, user, None)
-    request.session.cycle_key()
-    request.session[PENDING_KEY] = {"user": user.pk, "at": time.time(), "next": _safe_next(request)}
+    next_url = _safe_next(request)
+    if request.user.is_authenticated:
+        auth.logout(request)  # someone else's session must not survive the second step
+    else:
+        request.session.cycle_key()
+    request.session[PENDING_KEY] = {"user": user.pk, "at": time.time(), "next": next_url}
     if _confirmed_device(user) is None:
         return redirect("portal:totp-enrol")
     return redirect("portal:totp-verify")
@@ -291,13 +296,17 @@ def totp_enrol(request: HttpRequest) -> HttpResponse:
     device = device or TOTPDevice.objects.create(user=user, name="Portal", confirmed=False)
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if device.verify_token(form.cleaned_data["token"].strip()):
+        if login_locked(user.get_username()):
+            _audit_failure(request, user, "throttled")
+            form.add_error(None, "Too many failed attempts. Wait a few minutes and try again.")
+        elif device.verify_token(form.cleaned_data["token"].strip()):
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             return _complete_login(request, user, device)
-        _count_failure(user.get_username())
-        _audit_failure(request, user, "totp_enrolment")
-        form.add_error("token", "This code is not valid. Check the time on your phone.")
+        else:
+            _count_failure(user.get_username())
+            _audit_failure(request, user, "totp_enrolment")
+            form.add_error("token", "This code is not valid. Check the time on your phone.")
     secret = b32encode(device.bin_key).decode()
     context = {
         "form": form,

@@ -188,3 +188,11 @@ def test_it_locks_the_code_step_after_five_wrong_codes(cast):
     response = client.post("/login/verify/", {"token": fresh_code("alice")})
     assert b"Too many failed attempts" in response.content
     assert not response.wsgi_request.user.is_authenticated
+
+
+def test_a_second_log_in_on_the_same_browser_ends_the_first_session(portal_as):
+    xavier = portal_as("xavier")
+    set_password("alice")
+    confirmed_device("alice")
+    assert login(xavier, "alice").url == "/login/verify/"
+    assert xavier.get("/me/").status_code == 302  # Xavier is logged out, Alice not yet in
