@@ -1,0 +1,59 @@
+"""The streaming multipart/related reader: boundaries across chunks, padding, malformed bodies."""
+
+import io
+
+import pytest
+
+from studies import multipart
+from studies.multipart import MalformedMultipart, MultipartReader, multipart_stream
+
+
+def _read(body: bytes, *, boundary: str = "b0undary", max_bytes: int = 10**9):
+    reader = MultipartReader(io.BytesIO(body).read, boundary=boundary, max_bytes=max_bytes)
+    parts = []
+    for part in reader.parts():
+        parts.append((part.content_type, part.spooled.path.read_bytes()))
+        part.spooled.discard()
+    return parts
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1 << 20])
+def test_it_splits_parts_whatever_the_chunk_size(settings, tmp_path, monkeypatch, chunk):
+    settings.SPOOL_DIR = tmp_path
+    monkeypatch.setattr(multipart, "CHUNK_SIZE", chunk)
+    bodies = [b"first\r\n--b0und", b"", b"x" * 300 + b"\r\n"]
+    data = b"".join(
+        multipart_stream([("application/dicom", [b]) for b in bodies], boundary="b0undary")
+    )
+    assert _read(b"preamble\r\n" + data) == [("application/dicom", b) for b in bodies]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_it_round_trips_what_the_writer_writes(settings, tmp_path):
+    settings.SPOOL_DIR = tmp_path
+    payload = bytes(range(256)) * 1000
+    data = b"".join(multipart_stream([("application/dicom", [payload])], boundary="xyz"))
+    assert _read(data, boundary="xyz") == [("application/dicom", payload)]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"no boundary at all", "No opening boundary"),
+        (b"--b0undary\r\nContent-Type: a\r\n\r\nbody without end", "closing boundary"),
+        (b"--b0undary\r\nno colon here\r\n\r\nx\r\n--b0undary--", "Malformed part header"),
+    ],
+)
+def test_it_names_what_is_malformed(settings, tmp_path, body, message):
+    settings.SPOOL_DIR = tmp_path
+    with pytest.raises(MalformedMultipart, match=message):
+        _read(body)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_it_stops_reading_past_the_maximum(settings, tmp_path):
+    settings.SPOOL_DIR = tmp_path
+    body = b"".join(multipart_stream([("application/dicom", [b"x" * 5000])], boundary="b0undary"))
+    with pytest.raises(multipart.BodyTooLarge):
+        _read(body, max_bytes=1000)
+    assert list(tmp_path.iterdir()) == []
