@@ -198,7 +198,7 @@ def main() -> None:
         sys.exit("Set DATABASE_URL to a dedicated PostgreSQL database, e.g. .../bench_audit")
     setup_django()
     ensure_database(url)
-    for writers in [int(w) for w in args.writers.split(",")]:
+    for writers in [int(w) for w in args.writers.split(",") if w]:
         bench_appends(writers, args.appends)
     if args.verify_events:
         bench_verify(args.verify_events)
