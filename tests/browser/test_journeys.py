@@ -110,12 +110,20 @@ def test_a_patient_grants_and_revokes_consent_and_sees_who_can_see(
     screenshot(page, "25-patient-access-log")
 
 
-def test_the_dpo_searches_the_audit_log_and_verifies_it(cast, live_server, page):
+def test_the_dpo_searches_the_audit_log_verifies_it_and_reviews_an_emergency(
+    cast, xavier_studies, live_server, page
+):
     admit(cast.alice, cast.xavier)
     log_in(page, live_server.url, "bob", institution="CHEM")
     page.goto(f"{live_server.url}/patients/{XAVIER_ID}/")  # refused: no care relationship
     assert page.get_by_role("heading", name="Access refused").is_visible()
     screenshot(page, "14-practitioner-refused")
+    page.get_by_role("link", name="Declare an emergency").click()
+    page.get_by_label("Reason").fill("Unconscious after a road accident, brought to our ER.")
+    screenshot(page, "15-practitioner-emergency")
+    page.get_by_role("button", name="Declare emergency access").click()
+    assert "Emergency access declared" in page.get_by_role("status").inner_text()
+    assert page.get_by_role("row").filter(has_text="CT thorax").is_visible()
     page.get_by_role("button", name="Log out").click()
 
     log_in(page, live_server.url, "dora")
@@ -132,8 +140,20 @@ def test_the_dpo_searches_the_audit_log_and_verifies_it(cast, live_server, page)
     page.get_by_role("button", name="Verify now").click()
     assert "The audit log verifies." in page.get_by_role("status").inner_text()
     screenshot(page, "31-dpo-verify")
+
     nav(page, "Emergency reviews")
+    assert page.get_by_text("Unconscious after a road accident").is_visible()
     screenshot(page, "32-dpo-emergencies")
+    page.get_by_label("Justified", exact=True).check()
+    page.get_by_label("Note").fill("ER admission confirmed with CHEM.")
+    page.get_by_role("button", name="Record review").click()
+    assert "Review recorded." in page.get_by_role("status").inner_text()
+    assert (
+        page.get_by_role("row")
+        .filter(has_text="Dr Bob Becker")
+        .get_by_text("Justified")
+        .is_visible()
+    )
 
 
 def test_a_patient_grants_consent_to_chosen_hospitals(cast, live_server, page):
