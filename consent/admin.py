@@ -1,4 +1,4 @@
-"""Django admin for institutions, practitioners and affiliations."""
+"""Django admin: institutions, practitioners, affiliations; consent history read-only."""
 
 from django.contrib import admin
 from guardian.admin import GuardedModelAdmin
@@ -6,11 +6,16 @@ from guardian.admin import GuardedModelAdmin
 from consent.models import (
     Account,
     Affiliation,
+    CareRelationship,
+    Consent,
+    EmergencyAccess,
+    Exclusion,
     Institution,
     InstitutionAETitle,
     Patient,
     PatientIdentifier,
     Practitioner,
+    StudyVisibility,
 )
 
 
@@ -62,3 +67,45 @@ class PatientAdmin(GuardedModelAdmin):
     list_display = ["national_id", "birth_date"]
     search_fields = ["national_id"]
     inlines = [PatientIdentifierInline]
+
+
+class ReadOnlyHistoryAdmin(admin.ModelAdmin):
+    """Consents and the like change only through their services (audited, set-once columns):
+    the admin shows them and never edits or deletes them."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Consent)
+class ConsentAdmin(ReadOnlyHistoryAdmin):
+    list_display = ["pk", "patient", "all_members", "valid_from", "valid_until", "revoked_at"]
+    list_filter = ["all_members", "allow_emergency"]
+
+
+@admin.register(CareRelationship)
+class CareRelationshipAdmin(ReadOnlyHistoryAdmin):
+    list_display = ["pk", "patient", "practitioner", "kind", "start", "end", "ended_at"]
+    list_filter = ["kind"]
+
+
+@admin.register(Exclusion)
+class ExclusionAdmin(ReadOnlyHistoryAdmin):
+    list_display = ["pk", "patient", "practitioner", "created_at", "removed_at"]
+
+
+@admin.register(StudyVisibility)
+class StudyVisibilityAdmin(ReadOnlyHistoryAdmin):
+    list_display = ["pk", "patient", "study_uid", "hidden_at", "unhidden_at"]
+
+
+@admin.register(EmergencyAccess)
+class EmergencyAccessAdmin(ReadOnlyHistoryAdmin):
+    list_display = ["pk", "patient", "practitioner", "institution", "start", "expires_at", "review"]
+    list_filter = ["review", "institution"]
