@@ -19,6 +19,9 @@ from consent.services import care
 @serves_patient_data
 class CareRelationshipCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "CareAssertInput"  # drf-spectacular: one component per input
+
         patient = NationalIdField(help_text="The patient's national identifier.")
         practitioner = serializers.RegexField(USERNAME, max_length=150)
         kind = serializers.ChoiceField(choices=[CareKind.ADMISSION, CareKind.REFERRAL])

@@ -34,6 +34,9 @@ class EmergencyOutput(serializers.Serializer):
 @serves_patient_data
 class EmergencyAccessCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmergencyDeclareInput"  # drf-spectacular: one component per input
+
         reason = serializers.CharField(
             min_length=settings.EMERGENCY_REASON_MIN_LENGTH,
             max_length=2000,
@@ -59,6 +62,9 @@ class EmergencyAccessCreateApi(APIView):
 @serves_patient_data
 class EmergencyAccessListApi(APIView):
     class FilterSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmergencyFilter"
+
         review = serializers.ChoiceField(choices=ReviewState.choices, required=False)
 
     @extend_schema(parameters=[FilterSerializer], responses={200: EmergencyOutput(many=True)})
@@ -80,6 +86,9 @@ class EmergencyAccessListApi(APIView):
 @serves_patient_data
 class EmergencyAccessReviewApi(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmergencyReviewInput"  # drf-spectacular: one component per input
+
         outcome = serializers.ChoiceField(choices=[ReviewState.JUSTIFIED, ReviewState.UNJUSTIFIED])
         note = serializers.CharField(max_length=4000, allow_blank=True, required=False, default="")
 

@@ -3,11 +3,14 @@
 import datetime
 
 from django.utils import dateparse, timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 USERNAME = r"^[\w.@+-]{1,150}$"
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class DateOrDateTimeField(serializers.Field):
     """An ISO date (valid through that day, Luxembourg time) or a timezone-aware date-time."""
 

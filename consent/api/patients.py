@@ -124,6 +124,9 @@ class RecordReopenApi(_RecordStatusApi):
 @serves_patient_data
 class ConsentListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ConsentGrantInput"  # drf-spectacular: one component per input
+
         institutions = serializers.ListField(
             child=serializers.RegexField(r"^[A-Z0-9]{2,16}$"),
             allow_null=True,
@@ -172,6 +175,9 @@ class ConsentRevokeApi(APIView):
 @serves_patient_data
 class ExclusionListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ExclusionCreateInput"  # drf-spectacular: one component per input
+
         practitioner = serializers.RegexField(USERNAME, max_length=150)
 
     @extend_schema(parameters=[ACT_FOR_PARAMETER], responses={200: ExclusionOutput(many=True)})
@@ -207,6 +213,9 @@ class ExclusionDeleteApi(APIView):
 @serves_patient_data
 class DeclaredCareApi(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "CareDeclareInput"  # drf-spectacular: one component per input
+
         practitioner = serializers.RegexField(USERNAME, max_length=150)
 
     @extend_schema(parameters=[ACT_FOR_PARAMETER], responses={200: CareOutput(many=True)})

@@ -28,6 +28,9 @@ class NationalIdField(serializers.CharField):
 
 class AccountCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "AccountCreateInput"  # drf-spectacular: one component per input
+
         username = serializers.RegexField(r"^[\w.@+-]{1,150}$", max_length=150)
         role = serializers.ChoiceField(choices=[Role.DPO, Role.SYSTEM])
         institution = serializers.RegexField(r"^[A-Z0-9]{2,16}$", required=False, allow_null=True)
@@ -51,6 +54,9 @@ class AccountCreateApi(APIView):
 
 class PractitionerCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PractitionerCreateInput"  # drf-spectacular: one component per input
+
         username = serializers.RegexField(r"^[\w.@+-]{1,150}$", max_length=150)
         display_name = serializers.CharField(max_length=200)
         profession = serializers.ChoiceField(choices=Profession.choices)
@@ -87,6 +93,9 @@ class IdentifierSerializer(serializers.Serializer):
 
 class PatientCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PatientCreateInput"  # drf-spectacular: one component per input
+
         national_id = NationalIdField()
         family_name = serializers.CharField(max_length=200)
         given_name = serializers.CharField(max_length=200)
