@@ -1,5 +1,7 @@
 """Celery tasks of consent: record expiries and notify patients (queued with on_commit)."""
 
+import logging
+
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
@@ -8,15 +10,23 @@ from consent.models import Consent, EmergencyAccess
 from consent.notifications import notify_patient
 from consent.services.expiry import expiries_record
 
+logger = logging.getLogger(__name__)
+
 
 @shared_task(name="consent.tasks.expire_due")
 def expire_due() -> dict[str, int]:
     """Record what has expired since the last run (beat, every minute) and notify."""
     recorded = expiries_record()
-    for pk in recorded["consent"]:
-        notify_consent_expired.delay(pk)
-    for pk in recorded["emergency_access"]:
-        notify_emergency_expired.delay(pk)
+    for task, ids in (
+        (notify_consent_expired, recorded["consent"]),
+        (notify_emergency_expired, recorded["emergency_access"]),
+    ):
+        for pk in ids:
+            try:
+                task.delay(pk)
+            except Exception:
+                # The expiry is recorded; a lost notification must not stop the others.
+                logger.exception("Could not queue %s for %s", task.name, pk)
     return {kind: len(ids) for kind, ids in recorded.items()}
 
 

@@ -1,8 +1,23 @@
 """URLs of the consent API, mounted under /api/v1/."""
 
-from django.urls import path
+from django.urls import path, register_converter
 
 from consent.api import care, emergency, patients, provisioning
+
+
+class IdConverter:
+    """A row id that fits a bigint: longer numbers are a 404, never a database error."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
 
 urlpatterns = [
     path("accounts/", provisioning.AccountCreateApi.as_view(), name="account-create"),
@@ -22,13 +37,13 @@ urlpatterns = [
     ),
     path("emergency-accesses/", emergency.EmergencyAccessListApi.as_view(), name="emergency-list"),
     path(
-        "emergency-accesses/<int:access_id>/review/",
+        "emergency-accesses/<id:access_id>/review/",
         emergency.EmergencyAccessReviewApi.as_view(),
         name="emergency-review",
     ),
     path("care-relationships/", care.CareRelationshipCreateApi.as_view(), name="care-create"),
     path(
-        "care-relationships/<int:link_id>/end/",
+        "care-relationships/<id:link_id>/end/",
         care.CareRelationshipEndApi.as_view(),
         name="care-end",
     ),
@@ -37,13 +52,13 @@ urlpatterns = [
     path("me/record/reopen/", patients.RecordReopenApi.as_view(), name="me-record-reopen"),
     path("me/consents/", patients.ConsentListCreateApi.as_view(), name="me-consents"),
     path(
-        "me/consents/<int:consent_id>/revoke/",
+        "me/consents/<id:consent_id>/revoke/",
         patients.ConsentRevokeApi.as_view(),
         name="me-consent-revoke",
     ),
     path("me/exclusions/", patients.ExclusionListCreateApi.as_view(), name="me-exclusions"),
     path(
-        "me/exclusions/<int:exclusion_id>/",
+        "me/exclusions/<id:exclusion_id>/",
         patients.ExclusionDeleteApi.as_view(),
         name="me-exclusion-delete",
     ),

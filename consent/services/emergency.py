@@ -55,7 +55,8 @@ def emergency_declare(
     )
     from consent import tasks
 
-    transaction.on_commit(lambda: tasks.notify_emergency.delay(access.pk))
+    # robust: a failed notification is logged; it never turns the committed access into a 500.
+    transaction.on_commit(lambda: tasks.notify_emergency.delay(access.pk), robust=True)
     return access
 
 

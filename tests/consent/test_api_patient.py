@@ -296,3 +296,21 @@ def test_who_can_see_counts_hidden_studies_and_a_closed_record(xavier, cast):
 def test_who_can_see_is_for_patients_only(cast):
     response = client_for("alice", "CHL").get(f"{API}/me/who-can-see/")
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("post", "/me/consents/99999999999999999999999999/revoke/"),
+        ("delete", "/me/exclusions/99999999999999999999999999/"),
+        ("post", "/me/consents/abc/revoke/"),
+    ],
+)
+def test_an_id_that_cannot_exist_is_a_404_not_a_database_error(xavier, method, url):
+    response = getattr(xavier, method)(f"{API}{url}")
+    assert (response.status_code, error(response)) == (404, "NOT_FOUND")
+
+
+def test_a_malformed_body_is_a_400(xavier):
+    response = xavier.post(f"{API}/me/consents/", "{not json", content_type="application/json")
+    assert (response.status_code, error(response)) == (400, "INVALID")
