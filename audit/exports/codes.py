@@ -1,0 +1,67 @@
+"""How each audit action reads in the standards: DICOM event ids, FHIR actions, purposes."""
+
+from dataclasses import dataclass
+
+from audit.actions import Basis
+
+
+@dataclass(frozen=True)
+class Kind:
+    """action: C/R/U/D/E (DICOM EventActionCode = FHIR AuditEvent.action);
+    event_id: the DICOM (DCM) audit event id; interaction: FHIR restful-interaction."""
+
+    action: str
+    event_id: str
+    event_name: str
+    interaction: str
+
+
+QUERY = Kind("E", "110112", "Query", "search-type")
+ACCESS = Kind("R", "110103", "DICOM Instances Accessed", "read")
+STORE = Kind("C", "110104", "DICOM Instances Transferred", "create")
+RECORD_CREATE = Kind("C", "110110", "Patient Record", "create")
+RECORD_UPDATE = Kind("U", "110110", "Patient Record", "update")
+LOGIN = Kind("E", "110114", "User Authentication", "operation")
+AUDIT_USED = Kind("R", "110101", "Audit Log Used", "search-type")
+ALERT = Kind("E", "110113", "Security Alert", "operation")
+
+_EXACT = {
+    "study.search": QUERY,
+    "patient.studies_list": QUERY,
+    "consent.list": QUERY,
+    "emergency.list": QUERY,
+    "record.view": QUERY,
+    "study.retrieve": ACCESS,
+    "study.metadata": ACCESS,
+    "study.render": ACCESS,
+    "study.store": STORE,
+    "study.store_conflict": STORE,
+    # Breaking the glass is what ATNA repositories alert on.
+    "emergency.declare": ALERT,
+}
+_CREATING = (".create", ".grant", ".add", ".assert", ".declare", "_add", ".issue")
+
+
+def kind_of(action: str) -> Kind:
+    if action in _EXACT:
+        return _EXACT[action]
+    if action.startswith("auth."):
+        return LOGIN
+    if action.startswith("audit."):
+        return AUDIT_USED
+    if action.endswith(_CREATING):
+        return RECORD_CREATE
+    return RECORD_UPDATE
+
+
+# FHIR AuditEvent.outcome and DICOM EventOutcomeIndicator share their codes.
+OUTCOME = {"permit": "0", "deny": "4", "error": "8"}
+
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+
+
+def purpose_of(*, basis: str, role: str) -> str:
+    """HL7 v3 ActReason: emergency treatment, treatment, patient request, compliance."""
+    if basis == Basis.EMERGENCY:
+        return "ETREAT"
+    return {"practitioner": "TREAT", "patient": "PATRQT", "dpo": "HCOMPL"}.get(role, "HOPERAT")

@@ -1,0 +1,74 @@
+"""Reads of the audit log: the DPO's filtered search and a patient's access log, by keyset."""
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
+
+from audit.models import AuditEvent
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventFilters:
+    """The DPO's filters; empty values do not filter."""
+
+    patient: str = ""
+    actor: str = ""
+    institution: str = ""
+    action: str = ""
+    outcome: str = ""
+    basis: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def used(self) -> dict:
+        """The filters in use, as plain strings (for the audit row of the search itself)."""
+        return {k: str(v) for k, v in asdict(self).items() if v not in ("", None)}
+
+
+# Each equality filter has a (column, -seq) index: the newest-first keyset walk reads it in
+# order and stops after one page, however large the log.
+_COLUMNS = {
+    "patient": "patient",
+    "actor": "actor_username",
+    "institution": "acting_institution",
+    "action": "action",
+    "outcome": "outcome",
+    "basis": "basis",
+}
+
+
+def event_filtered(*, filters: EventFilters) -> QuerySet[AuditEvent]:
+    """All events matching the filters, newest first (unsliced; exports stream it)."""
+    rows = AuditEvent.objects.order_by("-seq")
+    for name, column in _COLUMNS.items():
+        value = getattr(filters, name)
+        if value:
+            rows = rows.filter(**{column: value})
+    if filters.since:
+        rows = rows.filter(time__gte=filters.since)
+    if filters.until:
+        # Exclusive, like every validity period in the project.
+        rows = rows.filter(time__lt=filters.until)
+    return rows
+
+
+def event_list(
+    *, filters: EventFilters, before: int | None = None, limit: int = 50
+) -> list[AuditEvent]:
+    """One page of events matching the filters, newest first, older than seq `before`."""
+    rows = event_filtered(filters=filters)
+    if before is not None:
+        rows = rows.filter(seq__lt=before)
+    return list(rows[:limit])
+
+
+def access_log_list(
+    *, national_id: str, before: int | None = None, limit: int = 50
+) -> list[AuditEvent]:
+    """Events about one patient's record (as the patient or through a representative),
+    newest first. The caller has established that the reader may see this record."""
+    rows = AuditEvent.objects.filter(Q(patient=national_id) | Q(on_behalf_of=national_id))
+    if before is not None:
+        rows = rows.filter(seq__lt=before)
+    return list(rows.order_by("-seq")[:limit])
