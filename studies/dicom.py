@@ -73,9 +73,10 @@ _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
 _MAX_DEPTH = 32
 
-# pydicom's validation warnings quote element values, and values may be patient names.
+# pydicom's warnings quote element values, and values may be patient names; its decoder
+# tracebacks are noise here: every failure reaches the caller as an InvalidDicom reason.
 config.settings.reading_validation_mode = config.IGNORE
-logging.getLogger("pydicom").setLevel(logging.ERROR)
+logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
 
 class InvalidDicom(Exception):

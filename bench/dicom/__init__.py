@@ -1,0 +1,1 @@
+"""Helpers of bench/bench_dicom.py: corpus, synthetic index, timing and memory."""
