@@ -63,9 +63,10 @@ class Context:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     profiler: subprocess.Popen | None = None
+    query_counts: list[tuple] = field(default_factory=list)
 
     def log(self, text: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+        print(f"[{time.strftime('%H:%M:%S', time.gmtime())}Z] {text}", flush=True)
 
     def profile_start(self, phase: str, pid: int | None = None) -> None:
         """py-spy the gateway's gunicorn tree (or ``pid``) during a phase (--profile DIR)."""
@@ -323,6 +324,7 @@ def bench_large(ctx: Context, large: list[corpus.StudySpec]) -> None:
             if failed or status >= 400:
                 ctx.notes.append(f"large STOW {spec.template}: {name} answered {status}")
             stow[name] = (size / elapsed, rss.growth)
+            levels = f"RSS {rss.baseline / MB:.0f}->{rss.peak / MB:.0f} MB"
             path = clients.instance_path(spec.study_uid, spec.series_uid, item.sop_uid)
             ctx.profile_start(f"wado_large_{spec.template}") if name == "gateway" else None
             with measure.RssSampler(pids) as rss:
@@ -331,10 +333,12 @@ def bench_large(ctx: Context, large: list[corpus.StudySpec]) -> None:
                 elapsed = time.perf_counter() - start
             ctx.profile_stop()
             wado[name] = (size / elapsed, rss.growth)
+            levels += f", {rss.baseline / MB:.0f}->{rss.peak / MB:.0f} MB"
             ctx.log(
                 f"large {spec.template} {name}: STOW {stow[name][0]:.1f} MB/s "
                 f"(+{stow[name][1] / MB:.0f} MB RSS), WADO {wado[name][0]:.1f} MB/s "
-                f"(+{wado[name][1] / MB:.0f} MB RSS, {got / MB:.1f} MB body)"
+                f"(+{wado[name][1] / MB:.0f} MB RSS, {got / MB:.1f} MB body); "
+                f"process tree {levels} (STOW, WADO)"
             )
         mb = spec.template.split("-")[1]
         g, o = stow["gateway"], stow["orthanc"]
@@ -365,6 +369,29 @@ def bench_large(ctx: Context, large: list[corpus.StudySpec]) -> None:
                 g[1] < 50 * MB,
             )
         )
+
+
+def bench_queries(ctx: Context, small: list[corpus.StudySpec], parties: dict) -> None:
+    """SQL statements per request, counted in-process on the bench database."""
+    from orthanc import queries
+    from pydicom.uid import generate_uid
+
+    study = small[0]
+    folder = ctx.work / "corpus" / "queries"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def fresh() -> str:
+        spec = corpus.StudySpec(
+            generate_uid(), generate_uid(), study.patient_id, study.study_date, study.template
+        )
+        out = folder / f"{spec.study_uid}.dcm"
+        return corpus.clone(Path(study.items[0].path), out, study=spec, number=1).path
+
+    rows = queries.per_request(
+        reader=parties["reader_token"], system=parties["system_token"], study=study, clone=fresh
+    )
+    ctx.query_counts = rows
+    ctx.log("SQL statements per request: " + "; ".join(f"{r[0]}: {r[1]}" for r in rows))
 
 
 def bench_synthetic(ctx: Context, patient_ids: list[str]) -> None:
@@ -470,6 +497,10 @@ def print_table(ctx: Context, header: list[str]) -> None:
     print(f"targets met: {sum(met)}/{len(met)}")
     for note in ctx.notes:
         print(f"note: {note}")
+    if ctx.query_counts:
+        print("SQL statements per gateway request (in-process test client, after one warm-up):")
+        for label, count, status in ctx.query_counts:
+            print(f"  {label:40} {count:4d}  (HTTP {status})")
 
 
 def main() -> int:
@@ -541,6 +572,7 @@ def main() -> int:
         bench_qido(ctx, small, parties["patient_ids"])
         bench_wado_small(ctx, small)
         bench_large(ctx, large)
+        bench_queries(ctx, small, parties)
         if args.synthetic:
             bench_synthetic(ctx, parties["patient_ids"])
         header = [

@@ -92,6 +92,9 @@ class DicomWeb:
     def session(self) -> requests.Session:
         if not hasattr(self._local, "session"):
             self._local.session = requests.Session()
+            # Orthanc gzips any answer when asked (50 MB in ~3 s instead of 0.5 s); the gateway
+            # never does. Both are measured serving the bytes as they are.
+            self._local.session.headers["Accept-Encoding"] = "identity"
             self._local.session.headers.update(self.headers)
         return self._local.session
 

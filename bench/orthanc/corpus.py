@@ -63,7 +63,7 @@ def templates() -> tuple[list[Path], list[str]]:
     return good, [p.name for p in refused]
 
 
-def _clone(template: Path, out: Path, *, study: StudySpec, number: int) -> Item:
+def clone(template: Path, out: Path, *, study: StudySpec, number: int) -> Item:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = dcmread(template, force=True)
@@ -101,7 +101,7 @@ def build_small(
     for template in candidates:
         spec = StudySpec(generate_uid(), generate_uid(), patient_ids[0], "20200101", template.name)
         try:
-            item = _clone(template, probe / template.name, study=spec, number=1)
+            item = clone(template, probe / template.name, study=spec, number=1)
         except Exception as exc:  # pydicom cannot write some odd files back
             refused.append(f"{template.name} (clone: {type(exc).__name__})")
             continue
@@ -124,7 +124,7 @@ def build_small(
         folder = out_dir / f"s{len(studies):05d}"
         folder.mkdir(parents=True, exist_ok=True)
         for n in range(min(per_study, instances - made)):
-            spec.items.append(_clone(template, folder / f"{n}.dcm", study=spec, number=n + 1))
+            spec.items.append(clone(template, folder / f"{n}.dcm", study=spec, number=n + 1))
             made += 1
         studies.append(spec)
     return studies, refused
