@@ -1,15 +1,21 @@
 """The DPO's portal pages: search the audit log and verify its integrity (never images)."""
 
+import dataclasses
+import datetime
 from collections.abc import Callable
 from functools import wraps
 
 from django import forms
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
+from django.utils.http import urlencode
 
 from audit.actions import Action, Basis, Outcome, describe
 from audit.events import Event
 from audit.models import AuditEvent
+from audit.selectors import EventFilters, event_list
 from audit.services import append
 from audit.verification import verify_chain
 
@@ -62,26 +68,33 @@ class AuditFilterForm(forms.Form):
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
 
-def _events(filters: dict) -> list[AuditEvent]:
-    """One page of events, newest first, keyset-paginated on seq."""
-    rows = AuditEvent.objects.order_by("-seq")
-    for field, lookup in (
-        ("patient", "patient"),
-        ("actor", "actor_username"),
-        ("institution", "acting_institution"),
-        ("action", "action"),
-        ("outcome", "outcome"),
-        ("basis", "basis"),
-        ("since", "time__date__gte"),
-        ("until", "time__date__lte"),
-        ("before", "seq__lt"),
-    ):
-        value = filters.get(field)
-        if value not in (None, ""):
-            rows = rows.filter(
-                **{lookup: value.strip().upper() if field == "institution" else value}
-            )
-    return list(rows[:PAGE_SIZE])
+def _filters(data: dict) -> EventFilters:
+    """The form's dates as a period: from the start of `since` to the end of `until`."""
+
+    def midnight(day: datetime.date | None, *, after: bool = False) -> datetime.datetime | None:
+        if day is None:
+            return None
+        day += datetime.timedelta(days=1 if after else 0)
+        return timezone.make_aware(datetime.datetime.combine(day, datetime.time()))
+
+    return EventFilters(
+        patient=data.get("patient", "").strip(),
+        actor=data.get("actor", "").strip(),
+        institution=data.get("institution", "").strip().upper(),
+        action=data.get("action", ""),
+        outcome=data.get("outcome", ""),
+        basis=data.get("basis", ""),
+        since=midnight(data.get("since")),
+        until=midnight(data.get("until"), after=True),
+    )
+
+
+def _export_query(filters: EventFilters) -> str:
+    """The same filters for GET /api/v1/audit/export/ (the DPO's session authenticates it)."""
+    used = dataclasses.asdict(filters)
+    return urlencode(
+        {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in used.items() if v}
+    )
 
 
 def patient_events(
@@ -91,7 +104,9 @@ def patient_events(
 
     The caller has authorized the patient (consent.pages); this app knows only the identifier.
     """
-    rows = AuditEvent.objects.filter(patient=national_id).order_by("-seq")
+    # audit.selectors.access_log_list, with the patient's own actions optionally left out.
+    rows = AuditEvent.objects.filter(Q(patient=national_id) | Q(on_behalf_of=national_id))
+    rows = rows.order_by("-seq")
     if exclude_actor:
         rows = rows.exclude(actor_username=exclude_actor)
     if before is not None:
@@ -103,15 +118,25 @@ def patient_events(
 def audit_search(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
     valid = not form.is_bound or form.is_valid()
-    filters = form.cleaned_data if form.is_bound and valid else {}
-    events = _events(filters) if valid else []
-    used = {k: v for k, v in filters.items() if v not in (None, "") and k != "before"}
-    _audit(request, Action.AUDIT_SEARCH, {"filters": {k: str(v) for k, v in used.items()}})
-    rows = [(event, describe(event.action)) for event in events]
-    older = events[-1].seq if len(events) == PAGE_SIZE else None
+    data = form.cleaned_data if form.is_bound and valid else {}
+    filters = _filters(data)
+    events = (
+        event_list(filters=filters, before=data.get("before"), limit=PAGE_SIZE) if valid else []
+    )
+    _audit(
+        request,
+        Action.AUDIT_SEARCH,
+        {"filters": filters.used(), "returned": len(events)},
+    )
     query = request.GET.copy()
     query.pop("before", None)
-    context = {"form": form, "rows": rows, "older": older, "query": query.urlencode()}
+    context = {
+        "form": form,
+        "rows": [(event, describe(event.action)) for event in events],
+        "older": events[-1].seq if len(events) == PAGE_SIZE else None,
+        "query": query.urlencode(),
+        "export_query": _export_query(filters),
+    }
     return render(request, "audit/search.html", context)
 
 
