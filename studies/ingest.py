@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from anim_gateway.errors import ApplicationError
+from anim_gateway.errors import Forbidden
 from audit.actions import Action
 from consent import gate
 from consent.actors import Actor
@@ -66,14 +66,17 @@ class IngestSession:
     actor: Actor
     authorized: set[str] = field(default_factory=set)
 
+    @classmethod
+    def for_writer(cls, actor: Actor) -> "IngestSession":
+        """A session for an actor that stores for its institution; 403 for one without."""
+        if actor.institution is None:
+            raise Forbidden("Storing needs a token bound to the performing institution.")
+        return cls(actor=actor)
+
     @property
     def institution(self) -> Institution:
         if self.actor.institution is None:
-            raise ApplicationError(
-                "Storing needs a token bound to the performing institution.",
-                code="FORBIDDEN",
-                status_code=403,
-            )
+            raise Forbidden("Storing needs a token bound to the performing institution.")
         return self.actor.institution
 
 

@@ -55,9 +55,12 @@ def _url(request: Request, name: str, **kwargs: str) -> str:
 
 
 def _wants_multipart(request: Request) -> bool:
+    """True for multipart/related, False for a bare application/dicom (one instance)."""
     accept = request.headers.get("Accept", "*/*")
     if any(t in accept for t in ("multipart/related", "*/*", "multipart/*")):
         return True
+    if "application/dicom" in accept:
+        return False
     raise ApplicationError(
         'Accept: this resource is served as multipart/related; type="application/dicom".',
         code="NOT_ACCEPTABLE",
@@ -65,7 +68,7 @@ def _wants_multipart(request: Request) -> bool:
     )
 
 
-def _multipart(
+def multipart_response(
     parts: Iterable[tuple[str, Iterable[bytes]]], part_type: str
 ) -> StreamingHttpResponse:
     boundary = new_boundary()
@@ -110,8 +113,7 @@ class StudiesApi(DicomWebApi):
         )
 
     def post(self, request: Request) -> HttpResponse:
-        session = IngestSession(actor=actor_of(request))
-        session.institution  # noqa: B018 refuses tokens without a performing institution
+        session = IngestSession.for_writer(actor_of(request))
         read = _body_reader(request)
         reader = MultipartReader(
             read, boundary=_stow_boundary(request), max_bytes=settings.STOW_MAX_BYTES
@@ -252,14 +254,18 @@ class RetrieveApi(DicomWebApi):
     def get(
         self, request: Request, study: str, series: str | None = None, instance: str | None = None
     ) -> HttpResponse:
-        _wants_multipart(request)
+        multipart = _wants_multipart(request)
         found = _study(request, study, gate.VIEW_IMAGES, Action.STUDY_RETRIEVE)
         in_series = access.series_in(found, series) if series else None
         if instance:
             keys = [access.instance_in(in_series, instance).storage_key]
+            if not multipart:
+                return StreamingHttpResponse(
+                    storage.object_chunks(key=keys[0]), content_type="application/dicom"
+                )
         else:
             keys = selectors.instance_keys(study=found, series=in_series)
-        return _multipart(_dicom_parts(keys), "application/dicom")
+        return multipart_response(_dicom_parts(keys), "application/dicom")
 
 
 @serves_patient_data

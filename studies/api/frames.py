@@ -11,7 +11,7 @@ from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
 from studies import access, storage
-from studies.api.dicomweb import DicomWebApi, _multipart
+from studies.api.dicomweb import DicomWebApi, multipart_response
 from studies.dicom import InvalidDicom, read_frame
 from studies.dicom_render import FORMATS, render_frame
 from studies.models import Instance
@@ -105,7 +105,7 @@ class FramesApi(DicomWebApi):
             part_type = (
                 f"{_FRAME_TYPES.get(syntax, 'application/octet-stream')}; transfer-syntax={syntax}"
             )
-        return _multipart(_frame_parts(found, numbers, part_type), part_type)
+        return multipart_response(_frame_parts(found, numbers, part_type), part_type)
 
 
 @serves_patient_data

@@ -478,3 +478,17 @@ def test_every_pydicom_file_survives_a_stow_and_wado_round_trip(cast, name):
     ((_, data),) = multipart_parts(served)
     assert dcmread(io.BytesIO(data)) == dcmread(name)
     assert data[128:] == Path(name).read_bytes()[128:]
+
+
+def test_one_instance_can_be_fetched_bare(alice, xavier_studies):
+    shown = xavier_studies["shown"]
+    response = alice.get(_path(shown), HTTP_ACCEPT="application/dicom")
+    assert response["Content-Type"] == "application/dicom"
+    data = b"".join(response.streaming_content)
+    assert dcmread(io.BytesIO(data)).SOPInstanceUID == shown.sop_instance_uid
+
+
+def test_it_refuses_an_unservable_accept(alice, xavier_studies):
+    response = alice.get(_path(xavier_studies["shown"]), HTTP_ACCEPT="application/json")
+    assert response.status_code == 406
+    assert response.json()["error"]["code"] == "NOT_ACCEPTABLE"
