@@ -15,6 +15,13 @@ from .conftest import actor, care, consent_for, study
 READERS = 16
 
 
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the readers made no progress"
+        time.sleep(0.05)
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_no_request_starting_after_the_revocation_commits_is_permitted():
@@ -61,13 +68,16 @@ def test_no_request_starting_after_the_revocation_commits_is_permitted():
     for thread in threads:
         thread.start()
     ready.wait()
-    time.sleep(0.5)
-    response = xavier_client.post(f"/api/v1/me/consents/{consent.pk}/revoke/")
-    committed.set()  # the response is sent after the revocation committed
-    time.sleep(0.5)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=30)
+    try:
+        # A busy machine may be slow to start 16 connections: wait for reads, not for a time.
+        wait_for(lambda: len(results) >= 2 * READERS)
+        response = xavier_client.post(f"/api/v1/me/consents/{consent.pk}/revoke/")
+        committed.set()  # the response is sent after the revocation committed
+        wait_for(lambda: sum(after for after, _ in results) >= 2 * READERS)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
 
     assert response.status_code == 200
     assert not errors, errors
