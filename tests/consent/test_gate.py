@@ -251,3 +251,57 @@ def test_the_fact_query_loads_every_kind_of_fact(cast):
     assert (x.record_active, y.record_active) == (True, True)
     assert (y.consents, y.care_relationships, y.exclusions) == ((), (), ())
     assert all(c.start.tzinfo is not None for c in x.consents)
+
+
+def test_visible_patient_ids_are_those_with_care_or_an_emergency(cast):
+    from django.utils import timezone
+
+    from consent.models import EmergencyAccess
+
+    from .conftest import DAY, inst
+
+    care(cast.alice, cast.xavier)
+    care(cast.alice, cast.yvonne, start=timezone.now() - 2 * DAY, end=timezone.now() - DAY)
+    EmergencyAccess.objects.create(
+        practitioner=cast.bob,
+        institution=inst("CHEM"),
+        patient=cast.yvonne,
+        reason="r" * 30,
+        expires_at=timezone.now() + DAY,
+    )
+    assert gate.visible_patient_ids(actor(cast.alice.user, "CHL")) == {cast.xavier.pk}
+    assert gate.visible_patient_ids(actor(cast.bob.user, "CHEM")) == {cast.yvonne.pk}
+    assert gate.visible_patient_ids(actor(cast.xavier.user)) == {cast.xavier.pk}
+    assert gate.visible_patient_ids(actor(cast.dora.user)) == set()
+
+
+def test_a_patient_lists_only_their_own_studies_hidden_ones_included(cast):
+    hide(cast.xavier, "3.1")
+    studies = [
+        study("3.1", "CHEM", cast.xavier),
+        study("3.2", "CHL", cast.xavier),
+        study("3.3", "CHL", cast.yvonne),
+    ]
+    result = gate.authorize_studies(
+        actor(cast.xavier.user), gate.LIST_STUDIES, studies=studies, audit_action="study.search"
+    )
+    assert [s.study_uid for s in result.permitted] == ["3.1", "3.2"]
+    assert result.withheld == [("CHL", "NOT_OWN_RECORD")]
+
+
+def test_a_hospital_system_lists_only_its_institutions_studies(cast):
+    studies = [study("4.1", "CHL", cast.xavier), study("4.2", "CHEM", cast.xavier)]
+    result = gate.authorize_studies(
+        actor(cast.chl_system.user, "CHL"),
+        gate.LIST_STUDIES,
+        studies=studies,
+        audit_action="study.search",
+    )
+    assert [s.study_uid for s in result.permitted] == ["4.1"]
+    assert result.withheld == [("CHEM", "OTHER_INSTITUTION")]
+    event = last_event()
+    assert (event.outcome, event.patient, event.detail["permitted"]) == (
+        "permit",
+        cast.xavier.national_id,
+        1,
+    )
