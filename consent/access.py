@@ -106,6 +106,7 @@ def patient_actor(request: Request) -> Actor:
         return actor
     target = _patient_or_none(header)
     if target is None:
+        gate.deny_unknown(actor, audit_action=Action.RECORD_VIEW, detail={"act_for": "unknown"})
         raise NotFound("No such patient.", code="NOT_FOUND")
     return dataclasses.replace(actor, patient=target, representative=actor.patient)
 

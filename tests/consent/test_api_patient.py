@@ -248,6 +248,7 @@ def test_acting_for_a_patient_without_the_permission_is_refused(cast):
 def test_acting_for_an_unknown_patient_is_a_404(cast):
     response = client_for("yvonne").get(f"{API}/me/record/", HTTP_X_ACT_FOR="1234")
     assert (response.status_code, error(response)) == (404, "NOT_FOUND")
+    assert last("record.view").detail == {"act_for": "unknown"}
 
 
 def test_acting_for_oneself_is_the_plain_case(cast):
