@@ -14,6 +14,8 @@ with the not-found body; ``GATE_ERROR`` (deciding failed) is 403; ``AUDIT_UNAVAI
 """
 
 import contextvars
+import dataclasses
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -349,7 +351,7 @@ def _practitioner_facts(
     )
     grouped: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
     consents: dict[int, dict] = {}
-    for row in rows:
+    for row in map(functools.partial(_in_effect, now=now), rows):
         if row.kind == "rec":
             per_patient[row.patient_id]["record_active"] = row.text == "active"
         elif row.kind == "hid":
@@ -429,6 +431,17 @@ def _load_consents(pids: set[int], out: dict[int, list], now) -> None:
                 allow_emergency=allow_emergency,
             )
         )
+
+
+def _in_effect(row: facts_query.Row, *, now) -> facts_query.Row:
+    """A revocation, an end or an exclusion this query can see has committed: it holds now,
+    even when this worker's clock lags the one that wrote it (revocation holds from the next
+    request, whatever the skew between web workers)."""
+    if row.revoked is not None and row.revoked > now:
+        row = dataclasses.replace(row, revoked=now)
+    if row.kind == "exc" and row.start > now:
+        row = dataclasses.replace(row, start=now)
+    return row
 
 
 def _patient_base(actor: Actor, base: Facts, pids: set[int]) -> Facts:

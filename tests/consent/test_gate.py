@@ -305,3 +305,39 @@ def test_a_hospital_system_lists_only_its_institutions_studies(cast):
         cast.xavier.national_id,
         1,
     )
+
+
+def test_a_visible_revocation_holds_even_from_a_worker_whose_clock_lags(shared, monkeypatch):
+    from django.utils import timezone
+
+    from consent.models import Consent
+
+    from .conftest import DAY
+
+    # Another worker, its clock a day ahead, revoked the consent and excluded Dr Alice.
+    Consent.objects.update(revoked_at=timezone.now() + DAY, revoked_by="xavier")
+    with pytest.raises(AccessDenied) as info:
+        gate.authorize(
+            actor(shared.alice.user, "CHL"),
+            gate.VIEW_IMAGES,
+            patient=shared.xavier,
+            study=study(UID, "CHEM", shared.xavier),
+            audit_action="study.retrieve",
+        )
+    assert info.value.code == "NO_CONSENT"
+    from consent.models import Exclusion
+
+    Exclusion.objects.create(
+        patient=shared.xavier,
+        practitioner=shared.alice,
+        created_by="xavier",
+        created_at=timezone.now() + DAY,
+    )
+    with pytest.raises(AccessDenied) as info:
+        gate.authorize(
+            actor(shared.alice.user, "CHL"),
+            gate.LIST_STUDIES,
+            patient=shared.xavier,
+            audit_action="patient.studies_list",
+        )
+    assert info.value.code == "EXCLUDED_BY_PATIENT"
