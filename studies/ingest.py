@@ -131,11 +131,13 @@ def _ingest_valid(*, session: IngestSession, spooled: Spooled, header: Header) -
     existing = Instance.objects.filter(sop_instance_uid=header.sop_instance_uid).first()
     if existing is not None:
         return _same_or_conflict(session=session, header=header, existing=existing, spooled=spooled)
-    study = Study.objects.filter(study_uid=header.study_uid).first()
-    problem = _inconsistency(session=session, header=header, study=study)
+    study = Study.objects.filter(study_uid=header.study_uid).select_related("patient").first()
+    series = Series.objects.filter(series_uid=header.series_uid).first()
+    problem = _inconsistency(session=session, header=header, study=study, series=series)
     if problem:
         return _result(header, "rejected", problem, FailureReason.CANNOT_UNDERSTAND)
-    patient = study.patient if study else _patient_of(session=session, header=header)
+    identity = None if study else _identity_of(session=session, header=header)
+    patient = study.patient if study else identity.patient
     try:
         _authorize(session=session, header=header, study=study, patient=patient)
     except gate.AccessDenied as exc:
@@ -145,52 +147,77 @@ def _ingest_valid(*, session: IngestSession, spooled: Spooled, header: Header) -
             study_uid=header.study_uid,
             series_uid=header.series_uid,
             sop_uid=header.sop_instance_uid,
-            sha256=spooled.sha256,
         ),
         spooled=spooled,
     )
+    return _index_or_undo(
+        session=session, header=header, spooled=spooled, key=key, identity=identity
+    )
+
+
+def _index_or_undo(
+    *, session: IngestSession, header: Header, spooled: Spooled, key: str, identity
+) -> IngestResult:
+    """Index the stored object; on any failure delete it, so nothing is half-stored."""
     try:
-        instance = _index(session=session, header=header, spooled=spooled, key=key)
-    except IntegrityError:
-        # Another writer indexed the same UID meanwhile: compare with what won.
-        storage.object_delete(key=key)
-        winner = Instance.objects.get(sop_instance_uid=header.sop_instance_uid)
-        return _same_or_conflict(session=session, header=header, existing=winner, spooled=spooled)
+        for attempt in (1, 2):
+            try:
+                instance, preview = _index(
+                    session=session, header=header, spooled=spooled, key=key, identity=identity
+                )
+                break
+            except IntegrityError:
+                # A concurrent writer indexed the same UID (compare with it), or created the
+                # same study or series first (index again, joining them).
+                winner = Instance.objects.filter(sop_instance_uid=header.sop_instance_uid).first()
+                if winner is not None:
+                    storage.object_delete(key=key)
+                    return _same_or_conflict(
+                        session=session, header=header, existing=winner, spooled=spooled
+                    )
+                if attempt == 2:
+                    raise
     except BaseException:
         storage.object_delete(key=key)
         raise
-    transaction.on_commit(lambda: _after_store(instance_id=instance.pk))
+    if preview:
+        transaction.on_commit(lambda: _after_store(instance_id=instance.pk))
     return _result(header, "stored")
 
 
 def _after_store(*, instance_id: int) -> None:
-    from studies import tasks  # tasks import ingest's neighbours; keep the cycle out
+    from studies import tasks  # tasks render images: imported when needed
 
-    tasks.queue_preview(instance_id=instance_id)
+    tasks.series_preview.delay(instance_id)
 
 
-def _inconsistency(*, session: IngestSession, header: Header, study: Study | None) -> str:
+@dataclass(frozen=True)
+class _Identity:
+    institution: Institution | None  # whose identifier space the PatientID belongs to
+    patient: Patient | None
+
+
+def _identity_of(*, session: IngestSession, header: Header) -> _Identity:
+    institution = reconcile.identifier_institution(
+        issuer=header.issuer, performing=session.institution
+    )
+    patient = reconcile.patient_for(institution=institution, patient_id=header.patient_id)
+    return _Identity(institution=institution, patient=patient)
+
+
+def _inconsistency(
+    *, session: IngestSession, header: Header, study: Study | None, series: Series | None
+) -> str:
     """A reason to refuse an instance that contradicts its stored study, or ''."""
+    if series is not None and (study is None or series.study_id != study.pk):
+        return "SeriesInstanceUID already belongs to another study."
     if study is None:
-        series = Series.objects.filter(series_uid=header.series_uid).first()
-        if series is not None:
-            return "SeriesInstanceUID already belongs to another study."
         return ""
     if study.institution_id != session.institution.pk:
         return "StudyInstanceUID belongs to a study of another institution."
     if study.dicom_patient_id != header.patient_id:
         return "PatientID differs from the PatientID of the stored study."
-    series = Series.objects.filter(series_uid=header.series_uid).first()
-    if series is not None and series.study_id != study.pk:
-        return "SeriesInstanceUID already belongs to another study."
     return ""
-
-
-def _patient_of(*, session: IngestSession, header: Header) -> Patient | None:
-    institution = reconcile.identifier_institution(
-        issuer=header.issuer, performing=session.institution
-    )
-    return reconcile.patient_for(institution=institution, patient_id=header.patient_id)
 
 
 def _authorize(
@@ -243,18 +270,36 @@ def _same_or_conflict(
 
 
 @transaction.atomic
-def _index(*, session: IngestSession, header: Header, spooled: Spooled, key: str) -> Instance:
-    study = _study_for_update(session=session, header=header)
-    series, series_created = Series.objects.get_or_create(
-        series_uid=header.series_uid,
-        defaults={
-            "study": study,
-            "modality": header.modality,
-            "series_number": header.series_number,
-            "description": header.series_description,
-            "attributes": header.series_attributes(),
-        },
-    )
+def _index(
+    *,
+    session: IngestSession,
+    header: Header,
+    spooled: Spooled,
+    key: str,
+    identity: _Identity | None,
+) -> tuple[Instance, bool]:
+    """Study, series and instance rows in one transaction; (instance, needs a preview)."""
+    study = Study.objects.select_for_update().filter(study_uid=header.study_uid).first()
+    if study is None:
+        study = _study_create(
+            session=session,
+            header=header,
+            identity=identity or _identity_of(session=session, header=header),
+        )
+    series = Series.objects.filter(series_uid=header.series_uid).first()
+    series_created = series is None
+    if series_created:
+        series = Series.objects.create(
+            study=study,
+            series_uid=header.series_uid,
+            modality=header.modality,
+            series_number=header.series_number,
+            description=header.series_description,
+            attributes=header.series_attributes(),
+            instance_count=1,
+        )
+    else:
+        Series.objects.filter(pk=series.pk).update(instance_count=F("instance_count") + 1)
     instance = Instance.objects.create(
         study=study,
         series=series,
@@ -270,31 +315,24 @@ def _index(*, session: IngestSession, header: Header, spooled: Spooled, key: str
         pixel_data_length=header.pixel_data_length,
         metadata=header.metadata,
     )
-    Series.objects.filter(pk=series.pk).update(instance_count=F("instance_count") + 1)
     _count(study=study, header=header, series_created=series_created)
-    return instance
+    return instance, bool(header.number_of_frames and not series.preview_key)
 
 
-def _study_for_update(*, session: IngestSession, header: Header) -> Study:
-    institution = reconcile.identifier_institution(
-        issuer=header.issuer, performing=session.institution
-    )
-    study, _ = Study.objects.select_for_update().get_or_create(
+def _study_create(*, session: IngestSession, header: Header, identity: _Identity) -> Study:
+    return Study.objects.create(
         study_uid=header.study_uid,
-        defaults={
-            "institution": session.institution,
-            "patient": reconcile.patient_for(institution=institution, patient_id=header.patient_id),
-            "dicom_patient_id": header.patient_id,
-            "issuer": header.issuer or session.institution.default_issuer,
-            "identifier_institution": institution,
-            "study_date": header.study_date,
-            "study_time": header.study_time,
-            "accession_number": header.accession_number,
-            "description": header.study_description,
-            "attributes": header.study_attributes(),
-        },
+        institution=session.institution,
+        patient=identity.patient,
+        dicom_patient_id=header.patient_id,
+        issuer=header.issuer or session.institution.default_issuer,
+        identifier_institution=identity.institution,
+        study_date=header.study_date,
+        study_time=header.study_time,
+        accession_number=header.accession_number,
+        description=header.study_description,
+        attributes=header.study_attributes(),
     )
-    return study
 
 
 def _count(*, study: Study, header: Header, series_created: bool) -> None:

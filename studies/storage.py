@@ -2,6 +2,7 @@
 
 import contextlib
 import hashlib
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +24,13 @@ def storage() -> Storage:
     return default_storage
 
 
-def object_key(*, study_uid: str, series_uid: str, sop_uid: str, sha256: str) -> str:
-    """The key of a stored instance; UIDs are validated before they get here.
+def object_key(*, study_uid: str, series_uid: str, sop_uid: str) -> str:
+    """A new key for an instance's object; UIDs are validated before they get here.
 
-    The hash prefix keeps two different uploads of one UID from ever sharing a key.
+    The random part keeps two uploads of one UID (a race, a conflict) from ever sharing a
+    key, on storages that overwrite (S3) as on those that rename (local folder).
     """
-    return f"dicom/{study_uid}/{series_uid}/{sop_uid}.{sha256[:16]}.dcm"
+    return f"dicom/{study_uid}/{series_uid}/{sop_uid}.{secrets.token_hex(8)}.dcm"
 
 
 def object_put(*, key: str, spooled: Spooled) -> str:

@@ -17,14 +17,6 @@ logger = logging.getLogger(__name__)
 PREVIEW_SIZE = 256
 
 
-def queue_preview(*, instance_id: int) -> None:
-    """Queue a preview for the instance's series unless it has one (call after commit)."""
-    instance = Instance.objects.select_related("series").filter(pk=instance_id).first()
-    if instance is None or instance.series.preview_key or not instance.number_of_frames:
-        return
-    series_preview.delay(instance.pk)
-
-
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=3)
 def series_preview(instance_id: int) -> str:
     """Render a small PNG of the instance's first frame as its series' preview."""
