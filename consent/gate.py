@@ -170,18 +170,20 @@ def authorize_studies(
         When deciding or auditing fails (never because some studies were withheld).
     """
     _mark_consulted()
+    national_id = ""
     try:
         _refuse_inside_transaction()
         result, hidden = _decide_many(actor, action, studies)
-        outcome = Decision(permit=True, reason_code="", message="")
+        message = f"{len(result.permitted)} of {len(studies)} studies permitted."
+        outcome = Decision(permit=True, reason_code="", message=message)
+        patients = {s.patient_id for s in studies}
+        if len(patients) == 1 and None not in patients:
+            # One patient (a patient's list): the event is about them.
+            national_id = _national_ids(patients).get(patients.pop(), "")
     except Exception:
         logger.exception("The gate failed while deciding a list of %s", action)
         result, hidden = StudyListDecision([], []), 0
         outcome = _error_decision("GATE_ERROR", "Access could not be decided; it is denied.")
-    patients = {s.patient_id for s in studies}
-    national_id = ""
-    if len(patients) == 1 and None not in patients:
-        national_id = _national_ids(patients).get(patients.pop(), "")
     counts = {
         "studies": len(studies),
         "permitted": len(result.permitted),
