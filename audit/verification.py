@@ -2,13 +2,15 @@
 
 import json
 import json.scanner
+import multiprocessing
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import sha256
 
 from django.db import connection, transaction
 
-from audit import canonical
+from audit import canonical, parallel
 from audit.checkpoints import (
     CheckpointClaim,
     claim_as_dict,
@@ -72,9 +74,16 @@ class _Findings:
 
 
 def verify_chain(
-    *, extra_claims: Sequence[CheckpointClaim] = (), chunk_size: int = CHUNK_SIZE
+    *,
+    extra_claims: Sequence[CheckpointClaim] = (),
+    chunk_size: int = CHUNK_SIZE,
+    workers: int = 1,
+    min_range: int = 50_000,
 ) -> VerifyResult:
     """Verify every event and every checkpoint (database and `extra_claims` from a file).
+
+    With `workers` > 1 on PostgreSQL, ranges of the chain are verified by that many
+    processes and their seams checked here.
 
     Returns
     -------
@@ -89,8 +98,12 @@ def verify_chain(
     expected = {}
     for claim in claims:
         expected.setdefault(claim.seq, []).append(claim)
-    rows = _stream(limit=head[0] if head else None, chunk_size=chunk_size)
-    events, last_seq, last_hash = _walk(rows, expected, findings)
+    limit = head[0] if head else None
+    if workers > 1 and limit and limit >= workers * min_range and _parallel_capable():
+        events, last_seq, last_hash = _walk_in_parallel(limit, expected, findings, workers)
+    else:
+        rows = _stream(lo=1, hi=limit, chunk_size=chunk_size)
+        events, last_seq, last_hash, _ = _walk(rows, expected, findings)
     _check_tail(last_seq, last_hash, head, claims, findings)
     good = [c for c in claims if findings.seq is None or c.seq < findings.seq]
     return VerifyResult(
@@ -124,14 +137,14 @@ def _checked_claims(
     return stored + from_file
 
 
-def _stream(*, limit: int | None, chunk_size: int) -> Iterator[tuple]:
-    """Rows as (seq, version, time as canonical text, prev_hash, hash, *fields) in seq
-    order, with the JSON fields as dicts or as JSON text."""
+def _stream(*, lo: int, hi: int | None, chunk_size: int) -> Iterator[tuple]:
+    """Rows lo..hi as (seq, version, time as canonical text, prev_hash, hash, *fields) in
+    seq order, with the JSON fields as dicts or as JSON text."""
     if connection.vendor == "postgresql":
-        return _stream_postgresql(limit=limit, chunk_size=chunk_size)
-    rows = AuditEvent.objects.order_by("seq")
-    if limit is not None:
-        rows = rows.filter(seq__lte=limit)
+        return _stream_postgresql(lo=lo, hi=hi, chunk_size=chunk_size)
+    rows = AuditEvent.objects.order_by("seq").filter(seq__gte=lo)
+    if hi is not None:
+        rows = rows.filter(seq__lte=hi)
     return rows.values_list(*canonical.CHAIN_COLUMNS).iterator(chunk_size=chunk_size)
 
 
@@ -147,25 +160,35 @@ _PG_COLUMNS = ", ".join(
 )
 
 
-def _stream_postgresql(*, limit: int | None, chunk_size: int) -> Iterator[tuple]:
+def _stream_postgresql(*, lo: int, hi: int | None, chunk_size: int) -> Iterator[tuple]:
     """A named (server-side) cursor, inside a transaction so that PostgreSQL need not
     materialise the result WITH HOLD: constant memory on both sides."""
     sql = f"SELECT {_PG_COLUMNS} FROM {AuditEvent._meta.db_table}"  # noqa: S608
-    sql += " WHERE seq <= %s ORDER BY seq" if limit is not None else " ORDER BY seq"
+    sql += " WHERE seq >= %s AND seq <= %s ORDER BY seq"
     with transaction.atomic(), connection.chunked_cursor() as cursor:
-        cursor.execute(sql, [limit] if limit is not None else None)
+        cursor.execute(sql, [lo, hi if hi is not None else 2**63 - 1])
         while rows := cursor.fetchmany(chunk_size):
             yield from rows
 
 
 def _walk(
-    rows: Iterable[tuple], expected: dict[int, list[CheckpointClaim]], findings: _Findings
-) -> tuple[int, int, str]:
-    """The hot loop: two SHA-256 per event; stops at the first problem."""
+    rows: Iterable[tuple],
+    expected: dict[int, list[CheckpointClaim]],
+    findings: _Findings,
+    *,
+    start: int = 1,
+    start_prev: str | None = canonical.GENESIS_HASH,
+) -> tuple[int, int, str, str | None]:
+    """The hot loop: two SHA-256 per event; stops at the first problem.
+
+    Returns (events verified, last seq, last hash, prev_hash of the first row). With
+    start_prev None the first row's link is left to the caller (a range's seam)."""
     encode, encode_time, scan = canonical.encode_content, canonical.encode_time, _scan_json
-    want_seq, prev = 1, canonical.GENESIS_HASH
+    want_seq, prev, first_prev = start, start_prev, None
     count = 0
     for seq, version, time, prev_hash, stored, *fields in rows:
+        if prev is None:
+            prev = first_prev = prev_hash
         if findings.seq is not None and seq >= findings.seq:
             break
         problem = None
@@ -195,7 +218,65 @@ def _walk(
             break
         count += 1
         want_seq, prev = seq + 1, stored
-    return count, want_seq - 1, prev
+    return count, want_seq - 1, prev, first_prev
+
+
+def _parallel_capable() -> bool:
+    # Each worker needs its own connection to committed data: PostgreSQL, outside a
+    # transaction (inside one, the workers could not see this transaction's rows).
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+def _walk_in_parallel(
+    limit: int, expected: dict, findings: _Findings, workers: int
+) -> tuple[int, int, str]:
+    step = -(-limit // workers)
+    jobs = [
+        {
+            "lo": lo,
+            "hi": min(lo + step - 1, limit),
+            "expected": {k: v for k, v in expected.items() if lo <= k < lo + step},
+        }
+        for lo in range(1, limit + 1, step)
+    ]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=parallel.setup,
+        initargs=(connection.settings_dict["NAME"],),
+    ) as pool:
+        results = list(pool.map(parallel.verify_range, jobs))
+    events, last_seq, last_hash = 0, 0, canonical.GENESIS_HASH
+    for job, result in zip(jobs, results, strict=True):
+        if result["problem_seq"] is not None:
+            findings.add(result["problem_seq"], result["problem"])
+        if findings.seq is not None and findings.seq <= job["lo"]:
+            break
+        if result["first_prev"] is not None and result["first_prev"] != last_hash:
+            findings.add(job["lo"], f"event #{job['lo']} does not link to event #{job['lo'] - 1}")
+        events += result["events"]
+        last_seq, last_hash = result["last_seq"], result["last_hash"]
+        if last_seq != job["hi"] and findings.seq is None:
+            findings.add(last_seq + 1, f"event #{last_seq + 1} is missing")
+    return events, last_seq, last_hash
+
+
+def verify_range(job: dict) -> dict:
+    """In a worker process (audit.parallel): verify seq lo..hi on its own connection."""
+    findings = _Findings()
+    rows = _stream(lo=job["lo"], hi=job["hi"], chunk_size=CHUNK_SIZE)
+    count, last_seq, last_hash, first_prev = _walk(
+        rows, job["expected"], findings, start=job["lo"], start_prev=None
+    )
+    return {
+        "events": count,
+        "last_seq": last_seq,
+        "last_hash": last_hash,
+        "first_prev": first_prev,
+        "problem_seq": findings.seq,
+        "problem": findings.problem,
+    }
 
 
 def _against_checkpoints(seq: int, stored: str, claims: list[CheckpointClaim]) -> str | None:

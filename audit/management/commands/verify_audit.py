@@ -1,5 +1,6 @@
 """manage.py verify_audit: exit 0 and a summary if the chain verifies, 1 naming the bad seq."""
 
+import os
 from argparse import ArgumentParser
 from pathlib import Path
 
@@ -19,13 +20,21 @@ class Command(BaseCommand):
             help="An exported checkpoint file (audit_checkpoint --export) to verify against.",
         )
         parser.add_argument("--chunk-size", type=int, default=5000)
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=min(4, os.cpu_count() or 1),
+            help="Processes verifying ranges of the chain in parallel (PostgreSQL).",
+        )
 
-    def handle(self, *args: object, checkpoints: Path | None, chunk_size: int, **options) -> None:
+    def handle(
+        self, *args: object, checkpoints: Path | None, chunk_size: int, workers: int, **options
+    ) -> None:
         try:
             claims = load_claims(checkpoints) if checkpoints else []
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        result = verify_chain(extra_claims=claims, chunk_size=chunk_size)
+        result = verify_chain(extra_claims=claims, chunk_size=chunk_size, workers=workers)
         if not result.valid:
             # CommandError exits with status 1 and prints the message on stderr.
             raise CommandError(result.summary())
