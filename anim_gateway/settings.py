@@ -79,6 +79,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "anim_gateway.middleware.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -141,6 +142,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# WhiteNoise serves the portal's CSS in production too; finders spare a collectstatic step.
+WHITENOISE_USE_FINDERS = True
 
 # Object storage: a local folder by default, any S3-compatible store through django-storages.
 STORAGE_BACKEND = env_str("STORAGE_BACKEND", "local")

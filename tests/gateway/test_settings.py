@@ -68,3 +68,10 @@ def test_sqlite_waits_its_turn_instead_of_failing(settings) -> None:
     assert options["transaction_mode"] == "IMMEDIATE"
     assert "journal_mode=WAL" in options["init_command"]
     assert options["timeout"] >= 5
+
+
+def test_the_portal_stylesheet_is_served_without_debug(client, settings) -> None:
+    settings.DEBUG = False
+    response = client.get("/static/portal.css")
+    assert response.status_code == 200
+    assert b"{" in b"".join(response.streaming_content)
