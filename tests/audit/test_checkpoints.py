@@ -139,3 +139,27 @@ def test_it_reports_an_unreadable_checkpoint_file(db, tmp_path):
     target.write_text("{}")
     with pytest.raises(CommandError, match="Cannot read checkpoint file"):
         call_command("verify_audit", "--checkpoints", str(target))
+
+
+def test_it_warns_in_production_without_a_signing_key(settings):
+    from audit.checks import check_signing_key
+
+    settings.AUDIT_SIGNING_KEY, settings.DEBUG = "", False
+    assert [m.id for m in check_signing_key()] == ["audit.W001"]
+    settings.DEBUG = True
+    assert check_signing_key() == []
+
+
+def test_it_reports_a_malformed_signing_key_as_an_error(settings):
+    from audit.checks import check_signing_key
+
+    settings.AUDIT_SIGNING_KEY = "c2hvcnQ="
+    (message,) = check_signing_key()
+    assert message.id == "audit.E001"
+    assert "c2hvcnQ" not in message.msg
+
+
+def test_it_accepts_a_good_signing_key(key):
+    from audit.checks import check_signing_key
+
+    assert check_signing_key() == []
