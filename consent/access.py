@@ -8,6 +8,7 @@ import functools
 import logging
 from collections.abc import Callable
 
+from django.http import JsonResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
@@ -82,8 +83,6 @@ def _enforced(call: Callable, request, *args, **kwargs):
         gate._consulted.reset(token)
     if response.status_code < 400 and not box:
         logger.error("A patient-data view answered without consulting the gate: %s", call)
-        from django.http import JsonResponse
-
         return JsonResponse(
             error_body("GATE_NOT_CONSULTED", "This view did not consult the gate."), status=500
         )
