@@ -54,24 +54,32 @@ def instance_in(series: Series, sop_uid: str) -> Instance:
 
 
 def studies_search(actor: Actor, *, query: qido.Query) -> list[Study]:
-    """The page of studies matching a QIDO-RS query that the actor may see (one audit event).
+    """The page of studies matching a QIDO-RS query that the actor may see.
 
     SQL keeps only studies of patients the actor may possibly see (and, for a practitioner,
-    the unreconciled studies of the acting institution); the gate then decides each one.
+    the unreconciled studies of the acting institution); the gate then decides each one,
+    over a window a little larger than the page. Only when the gate withholds so many that
+    the page comes out short is a wider window decided (and audited) again.
     """
     visible = gate.visible_patient_ids(actor)
     scope = Q(patient_id__in=visible)
     if actor.role == Role.PRACTITIONER and actor.institution is not None:
         scope |= Q(patient__isnull=True, institution=actor.institution)
-    candidates = selectors.study_list(scope=scope, query=query, limit=MAX_CANDIDATES)
-    decision = gate.authorize_studies(
-        actor,
-        gate.LIST_STUDIES,
-        studies=candidates,
-        audit_action=Action.STUDY_SEARCH,
-        detail=query.describe(),
-    )
-    return decision.permitted[query.offset : query.offset + query.limit]
+    wanted = query.offset + query.limit
+    window = min(2 * wanted + 20, MAX_CANDIDATES)
+    while True:
+        candidates = selectors.study_list(scope=scope, query=query, limit=window)
+        decision = gate.authorize_studies(
+            actor,
+            gate.LIST_STUDIES,
+            studies=candidates,
+            audit_action=Action.STUDY_SEARCH,
+            detail=query.describe(),
+        )
+        exhausted = len(candidates) < window or window == MAX_CANDIDATES
+        if len(decision.permitted) >= wanted or exhausted:
+            return decision.permitted[query.offset : wanted]
+        window = min(window * 4, MAX_CANDIDATES)
 
 
 def patient_studies(actor: Actor, *, patient: Patient, audit_action: str) -> gate.StudyListDecision:

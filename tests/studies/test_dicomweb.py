@@ -492,3 +492,13 @@ def test_it_refuses_an_unservable_accept(alice, xavier_studies):
     response = alice.get(_path(xavier_studies["shown"]), HTTP_ACCEPT="application/json")
     assert response.status_code == 406
     assert response.json()["error"]["code"] == "NOT_ACCEPTABLE"
+
+
+def test_paging_stays_right_when_the_gate_drops_most_candidates(cast, tmp_path):
+    share_with_alice(cast)
+    for day in range(1, 31):
+        newer = ingest(dicom_copy(tmp_path, patient_id="CHEM-X1", StudyDate=f"202401{day:02d}"))
+        hide(cast.xavier, newer.study_uid)
+    older = ingest(dicom_copy(tmp_path, patient_id="CHEM-X1", StudyDate="20230101"))
+    found = json.loads(client_for("alice", "CHL").get("/dicomweb/studies", {"limit": 1}).content)
+    assert [s["0020000D"]["Value"][0] for s in found] == [older.study_uid]
