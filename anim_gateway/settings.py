@@ -259,3 +259,16 @@ STATICFILES_DIRS = [BASE_DIR / "anim_gateway" / "static"]
 PORTAL_LOGIN_MAX_FAILURES = env_int("PORTAL_LOGIN_MAX_FAILURES", 5)
 PORTAL_LOGIN_LOCK_SECONDS = env_int("PORTAL_LOGIN_LOCK_SECONDS", 900)
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Anim Gateway")
+
+# --- audit ---
+# Public keys (base64, raw 32 bytes) of retired checkpoint signing keys, still trusted.
+AUDIT_TRUSTED_PUBLIC_KEYS = env_list("AUDIT_TRUSTED_PUBLIC_KEYS")
+# Our certificate and key for ATNA node authentication, when the repository asks for one.
+AUDIT_SYSLOG_CERT_FILE = env_str("AUDIT_SYSLOG_CERT_FILE")
+AUDIT_SYSLOG_KEY_FILE = env_str("AUDIT_SYSLOG_KEY_FILE")
+if AUDIT_SYSLOG_HOST:
+    CELERY_BEAT_SCHEDULE["audit-forward-syslog"] = {
+        "task": "audit.tasks.forward_to_syslog",
+        "schedule": timedelta(seconds=30),
+    }
+# --- end audit ---
