@@ -127,6 +127,20 @@ def _result(header: Header, status: str, reason: str = "", code: int = 0) -> Ing
     )
 
 
+@dataclass(frozen=True)
+class _Identity:
+    institution: Institution | None  # whose identifier space the PatientID belongs to
+    patient: Patient | None
+
+
+def _identity_of(*, session: IngestSession, header: Header) -> _Identity:
+    institution = reconcile.identifier_institution(
+        issuer=header.issuer, performing=session.institution
+    )
+    patient = reconcile.patient_for(institution=institution, patient_id=header.patient_id)
+    return _Identity(institution=institution, patient=patient)
+
+
 def _ingest_valid(*, session: IngestSession, spooled: Spooled, header: Header) -> IngestResult:
     existing = Instance.objects.filter(sop_instance_uid=header.sop_instance_uid).first()
     if existing is not None:
@@ -156,7 +170,12 @@ def _ingest_valid(*, session: IngestSession, spooled: Spooled, header: Header) -
 
 
 def _index_or_undo(
-    *, session: IngestSession, header: Header, spooled: Spooled, key: str, identity
+    *,
+    session: IngestSession,
+    header: Header,
+    spooled: Spooled,
+    key: str,
+    identity: _Identity | None,
 ) -> IngestResult:
     """Index the stored object; on any failure delete it, so nothing is half-stored."""
     try:
@@ -189,20 +208,6 @@ def _after_store(*, instance_id: int) -> None:
     from studies import tasks  # tasks render images: imported when needed
 
     tasks.series_preview.delay(instance_id)
-
-
-@dataclass(frozen=True)
-class _Identity:
-    institution: Institution | None  # whose identifier space the PatientID belongs to
-    patient: Patient | None
-
-
-def _identity_of(*, session: IngestSession, header: Header) -> _Identity:
-    institution = reconcile.identifier_institution(
-        issuer=header.issuer, performing=session.institution
-    )
-    patient = reconcile.patient_for(institution=institution, patient_id=header.patient_id)
-    return _Identity(institution=institution, patient=patient)
 
 
 def _inconsistency(

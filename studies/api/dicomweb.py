@@ -41,6 +41,8 @@ class _ErrorsAsJson(BaseContentNegotiation):
 
 
 class DicomWebApi(APIView):
+    # DICOMweb is specified by PS3.18, not by the OpenAPI schema of the JSON API.
+    schema = None
     content_negotiation_class = _ErrorsAsJson
     renderer_classes = [JSONRenderer]
     parser_classes: list = []

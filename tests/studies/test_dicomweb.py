@@ -25,8 +25,6 @@ from .conftest import (
     share_with_alice,
 )
 
-pytestmark = pytest.mark.urls("tests.studies.urls")
-
 
 @pytest.fixture
 def xavier_studies(cast, tmp_path):

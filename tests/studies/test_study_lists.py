@@ -8,8 +8,6 @@ from tests.conftest import XAVIER_ID, client_for
 
 from .conftest import dicom_copy, hide, ingest, share_with_alice
 
-pytestmark = pytest.mark.urls("tests.studies.urls")
-
 
 @pytest.fixture
 def xavier_studies(cast, tmp_path):
