@@ -12,7 +12,7 @@ from pynetdicom.sop_class import Verification
 from consent.actors import Actor
 from consent.models import Institution, InstitutionAETitle, Role
 from studies.ingest import FailureReason, IngestResult, IngestSession, instance_ingest
-from studies.spool import spool_path
+from studies.spool import spool_adopt
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def handle_store(event: evt.Event) -> Dataset | int:
         session = _session(event)
         if session is None:
             return Status.NOT_AUTHORIZED
-        result = instance_ingest(session=session, spooled=spool_path(event.dataset_path))
+        result = instance_ingest(session=session, spooled=spool_adopt(event.dataset_path))
         return _status(result)
     except Exception:
         logger.exception("C-STORE failed")
