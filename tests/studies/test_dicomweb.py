@@ -500,3 +500,47 @@ def test_paging_stays_right_when_the_gate_drops_most_candidates(cast, tmp_path):
     older = ingest(dicom_copy(tmp_path, patient_id="CHEM-X1", StudyDate="20230101"))
     found = json.loads(client_for("alice", "CHL").get("/dicomweb/studies", {"limit": 1}).content)
     assert [s["0020000D"]["Value"][0] for s in found] == [older.study_uid]
+
+
+WEIRD_PATHS = [
+    "/dicomweb/studies/" + "9" * 5000,
+    "/dicomweb/studies/1.2.3/series/..%2F..%2Fetc/instances/x/frames/1",
+    "/dicomweb/studies/%00/metadata",
+    "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/0",
+    "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/1,a",
+    "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/99999999999999999999",
+    "/dicomweb/studies/{study}/series/{series}/instances/{sop}/rendered?window=a,b",
+    "/dicomweb/studies/{study}/series/{series}/instances/{sop}/rendered?window=1,-5",
+    "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/2/rendered",
+    "/dicomweb/studies?limit=-1",
+    "/dicomweb/studies?offset=x",
+    "/dicomweb/studies?StudyDate=20241301",
+    "/dicomweb/studies?PatientID=%5B%28*",
+    "/dicomweb/studies?includefield=%00",
+]
+
+
+@pytest.mark.parametrize("template", WEIRD_PATHS)
+def test_client_input_never_causes_a_500(alice, xavier_studies, template):
+    response = alice.get(_fill(template, xavier_studies["shown"]))
+    assert 200 <= response.status_code < 500
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) == {"code", "message"}
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"", 'multipart/related; type="application/dicom"; boundary=x'),
+        (b"--x--", 'multipart/related; type="application/dicom"'),
+        (b"--x\r\n\r\n\r\n--x--", 'multipart/related; type="application/dicom"; boundary=x'),
+        (b"\xff" * 100, 'multipart/related; type="application/dicom"; boundary=' + "b" * 80),
+        (b"x", "multipart/related; type=application/dicom+json; boundary=x"),
+    ],
+)
+def test_a_malformed_stow_never_causes_a_500(cast, body, content_type):
+    client = client_for("chl-pacs", "CHL")
+    response = client.generic("POST", "/dicomweb/studies", body, content_type=content_type)
+    assert 400 <= response.status_code < 500
+    if response["Content-Type"].startswith("application/json"):
+        assert set(response.json()["error"]) == {"code", "message"}
