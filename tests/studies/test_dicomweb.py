@@ -544,3 +544,25 @@ def test_a_malformed_stow_never_causes_a_500(cast, body, content_type):
     assert 400 <= response.status_code < 500
     if response["Content-Type"].startswith("application/json"):
         assert set(response.json()["error"]) == {"code", "message"}
+
+
+def test_wado_streams_in_bounded_chunks(cast, tmp_path, monkeypatch):
+    import numpy as np
+
+    from studies import spool
+
+    share_with_alice(cast)
+    ds = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
+    frames = np.zeros((200, ds.Rows, ds.Columns), dtype=np.uint16)  # 128x128: 6.25 MiB
+    ds.NumberOfFrames = 200
+    ds.PixelData = frames.tobytes()
+    path = tmp_path / "multiframe.dcm"
+    ds.save_as(path)
+    result = ingest(path)
+    monkeypatch.setattr(spool, "CHUNK_SIZE", 64 * 1024)
+    monkeypatch.setattr(storage, "CHUNK_SIZE", 64 * 1024)
+    response = client_for("alice", "CHL").get(f"/dicomweb/studies/{result.study_uid}")
+    assert response.streaming
+    sizes = [len(chunk) for chunk in response.streaming_content]
+    assert sum(sizes) > 5 * 1024 * 1024
+    assert max(sizes) <= 64 * 1024
