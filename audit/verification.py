@@ -5,6 +5,7 @@ import json.scanner
 import multiprocessing
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from hashlib import sha256
 
@@ -102,8 +103,9 @@ def verify_chain(
     if workers > 1 and limit and limit >= workers * min_range and _parallel_capable():
         events, last_seq, last_hash = _walk_in_parallel(limit, expected, findings, workers)
     else:
-        rows = _stream(lo=1, hi=limit, chunk_size=chunk_size)
-        events, last_seq, last_hash, _ = _walk(rows, expected, findings)
+        # closing(): a walk that stops early ends the stream's transaction at once.
+        with closing(_stream(lo=1, hi=limit, chunk_size=chunk_size)) as rows:
+            events, last_seq, last_hash, _ = _walk(rows, expected, findings)
     _check_tail(last_seq, last_hash, head, claims, findings)
     good = [c for c in claims if findings.seq is None or c.seq < findings.seq]
     return VerifyResult(
@@ -265,10 +267,10 @@ def _walk_in_parallel(
 def verify_range(job: dict) -> dict:
     """In a worker process (audit.parallel): verify seq lo..hi on its own connection."""
     findings = _Findings()
-    rows = _stream(lo=job["lo"], hi=job["hi"], chunk_size=CHUNK_SIZE)
-    count, last_seq, last_hash, first_prev = _walk(
-        rows, job["expected"], findings, start=job["lo"], start_prev=None
-    )
+    with closing(_stream(lo=job["lo"], hi=job["hi"], chunk_size=CHUNK_SIZE)) as rows:
+        count, last_seq, last_hash, first_prev = _walk(
+            rows, job["expected"], findings, start=job["lo"], start_prev=None
+        )
     return {
         "events": count,
         "last_seq": last_seq,

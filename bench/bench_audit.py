@@ -159,32 +159,35 @@ def generate_chain(total: int) -> float:
     return time.perf_counter() - started
 
 
-def verify_worker(results) -> None:
+def verify_worker(workers: int, results) -> None:
     setup_django()
     from audit.verification import verify_chain
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    result = verify_chain()
+    result = verify_chain(workers=workers)
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    results.put((result.valid, result.events, elapsed, before, after))
+    # With workers, the largest worker process's peak (they are reaped by now).
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    results.put((result.valid, result.events, elapsed, before, max(after, children)))
 
 
-def bench_verify(total: int) -> None:
+def bench_verify(total: int, workers: list[int]) -> None:
     generated = generate_chain(total)
     print(f"generated a valid chain of {total:,} events with COPY in {generated:.1f} s")
     ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    proc = ctx.Process(target=verify_worker, args=(results,))
-    proc.start()
-    valid, events, elapsed, before, after = results.get()
-    proc.join()
-    print(
-        f"verify  events={events:,}  valid={valid}  {elapsed:.2f} s  "
-        f"{events / elapsed:,.0f} events/s  peak RSS {after / 1024:.0f} MiB "
-        f"(after django.setup {before / 1024:.0f} MiB)"
-    )
+    for count in workers:
+        results = ctx.Queue()
+        proc = ctx.Process(target=verify_worker, args=(count, results))
+        proc.start()
+        valid, events, elapsed, before, after = results.get()
+        proc.join()
+        print(
+            f"verify  workers={count}  events={events:,}  valid={valid}  {elapsed:.2f} s  "
+            f"{events / elapsed:,.0f} events/s  peak RSS {after / 1024:.0f} MiB per process "
+            f"(after django.setup {before / 1024:.0f} MiB)"
+        )
 
 
 def main() -> None:
@@ -192,6 +195,7 @@ def main() -> None:
     parser.add_argument("--appends", type=int, default=8000)
     parser.add_argument("--writers", default="1,16")
     parser.add_argument("--verify-events", type=int, default=1_000_000)
+    parser.add_argument("--verify-workers", default="1,2")
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
@@ -201,7 +205,8 @@ def main() -> None:
     for writers in [int(w) for w in args.writers.split(",") if w]:
         bench_appends(writers, args.appends)
     if args.verify_events:
-        bench_verify(args.verify_events)
+        bench_verify(args.verify_events, [int(w) for w in args.verify_workers.split(",") if w])
+    print(f"load average over the last minute at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
