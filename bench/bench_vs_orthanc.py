@@ -453,6 +453,14 @@ def bench_synthetic(ctx: Context, patient_ids: list[str]) -> None:
     )
 
 
+def _revision() -> str:
+    """The gateway code under test: HEAD and whether the work tree differed from it."""
+    run = {"cwd": BENCH.parent, "capture_output": True, "text": True, "check": False}
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], **run).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run)
+    return f"{head or 'unknown'}{' + uncommitted changes' if dirty.stdout.strip() else ''}"
+
+
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
@@ -541,6 +549,7 @@ def main() -> int:
     try:
         orthanc.start(plugin)
         gateway.start(work / "logs")
+        revision = _revision()
         ctx = Context(
             args=args,
             work=work,
@@ -580,9 +589,10 @@ def main() -> int:
         if args.synthetic:
             bench_synthetic(ctx, parties["patient_ids"])
         header = [
-            f"Gateway: {gateway.server}, PostgreSQL, gate and audit on, DEBUG=False, "
-            f"DB_CONN_MAX_AGE=60, Celery inline (no broker); reads as a CHEM radiologist with "
-            f"consent + care relationship, writes as CHL (STOW token / AE CHL_PACS).",
+            f"Gateway code {revision} (at server start), {gateway.server}, PostgreSQL, "
+            f"gate and audit on, DEBUG=False, DB_CONN_MAX_AGE=60, Celery inline (no broker); "
+            "reads as a CHEM radiologist with consent + care relationship, writes as CHL "
+            "(STOW token / AE CHL_PACS).",
             f"Orthanc: {orthanc_server.version()} + DICOMweb plugin, SQLite index, defaults "
             f"(StorageAccessOnFind=Always, no compression), TcpNoDelay; DIMSE TCP_NODELAY both "
             f"sides. Corpus: {len(small)} small studies ({args.instances} instances, "
