@@ -8,6 +8,7 @@ from consent import gate
 from consent.actors import Actor
 from consent.models import Patient, Role
 from studies import qido, selectors
+from studies.dicom import is_valid_uid
 from studies.models import Instance, Series, Study
 
 # How many candidate studies one query may weigh; beyond it the caller must narrow the query.
@@ -26,10 +27,14 @@ def access_study(
     NotFound
         For an unknown study UID (audited as a deny).
     """
-    study = Study.objects.select_related("patient", "institution").filter(study_uid=study_uid)
-    study = study.first()
+    study = None
+    if is_valid_uid(study_uid):
+        study = Study.objects.select_related("patient", "institution").filter(study_uid=study_uid)
+        study = study.first()
     if study is None:
-        gate.deny_unknown(actor, audit_action=audit_action, detail={"study_uid": study_uid[:64]})
+        # Only a valid UID is quoted in the audit detail; anything else is not worth keeping.
+        quoted = study_uid if is_valid_uid(study_uid) else "invalid"
+        gate.deny_unknown(actor, audit_action=audit_action, detail={"study_uid": quoted})
         raise NotFound(gate.NOT_FOUND_MESSAGE)
     gate.authorize(
         actor, action, patient=study.patient, study=study, audit_action=audit_action, detail=detail
@@ -39,7 +44,9 @@ def access_study(
 
 def series_in(study: Study, series_uid: str) -> Series:
     """A series of an already authorized study, or 404."""
-    series = Series.objects.filter(study=study, series_uid=series_uid).first()
+    series = None
+    if is_valid_uid(series_uid):
+        series = Series.objects.filter(study=study, series_uid=series_uid).first()
     if series is None:
         raise NotFound("No such series in this study.")
     return series
@@ -47,7 +54,9 @@ def series_in(study: Study, series_uid: str) -> Series:
 
 def instance_in(series: Series, sop_uid: str) -> Instance:
     """An instance of an already authorized series, or 404."""
-    instance = Instance.objects.filter(series=series, sop_instance_uid=sop_uid).first()
+    instance = None
+    if is_valid_uid(sop_uid):
+        instance = Instance.objects.filter(series=series, sop_instance_uid=sop_uid).first()
     if instance is None:
         raise NotFound("No such instance in this series.")
     return instance

@@ -114,6 +114,11 @@ class Header:
         return {tag: v for tag, v in self.metadata.items() if tag in SERIES_TAGS}
 
 
+def is_valid_uid(value: str) -> bool:
+    """A UID as PS3.5 9.1 defines it (what may become a key, a path or a query value)."""
+    return UID(value).is_valid
+
+
 def preamble_is_safe(preamble: bytes) -> bool:
     return preamble == bytes(PREAMBLE_LENGTH) or preamble.startswith(TIFF_MAGIC)
 

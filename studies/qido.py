@@ -8,6 +8,7 @@ from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
 from anim_gateway.errors import ApplicationError
+from studies.dicom import is_valid_uid
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -54,7 +55,10 @@ def parse_query(params: QueryDict) -> Query:
     """The query of a QIDO-RS request; 400 INVALID naming the parameter when malformed."""
 
     def value(keyword: str) -> str:
-        return (params.get(keyword) or params.get(_KEYS[keyword]) or "").strip()
+        text = (params.get(keyword) or params.get(_KEYS[keyword]) or "").strip()
+        if "\x00" in text or len(text) > 1024:
+            raise ApplicationError(f"{keyword}: not a value DICOM can hold.")
+        return text
 
     date_from, date_to = _date_range(value("StudyDate"))
     return Query(
@@ -63,9 +67,9 @@ def parse_query(params: QueryDict) -> Query:
         date_to=date_to,
         modality=value("ModalitiesInStudy") or value("Modality"),
         accession_number=value("AccessionNumber"),
-        study_uids=_uids(value("StudyInstanceUID")),
-        series_uids=_uids(value("SeriesInstanceUID")),
-        sop_uids=_uids(value("SOPInstanceUID")),
+        study_uids=_uids(value("StudyInstanceUID"), "StudyInstanceUID"),
+        series_uids=_uids(value("SeriesInstanceUID"), "SeriesInstanceUID"),
+        sop_uids=_uids(value("SOPInstanceUID"), "SOPInstanceUID"),
         limit=_bounded(params.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         offset=_bounded(params.get("offset"), "offset", 0, 0, 10**9),
         includefield=frozenset(
@@ -77,8 +81,11 @@ def parse_query(params: QueryDict) -> Query:
     )
 
 
-def _uids(raw: str) -> tuple[str, ...]:
-    return tuple(u for u in re.split(r"[\\,]", raw) if u)
+def _uids(raw: str, name: str) -> tuple[str, ...]:
+    uids = tuple(u for u in re.split(r"[\\,]", raw) if u)
+    if not all(is_valid_uid(u) for u in uids):
+        raise ApplicationError(f"{name}: a list of valid UIDs.")
+    return uids
 
 
 def _bounded(raw: str | None, name: str, default: int, low: int, high: int) -> int:

@@ -566,3 +566,13 @@ def test_wado_streams_in_bounded_chunks(cast, tmp_path, monkeypatch):
     sizes = [len(chunk) for chunk in response.streaming_content]
     assert sum(sizes) > 5 * 1024 * 1024
     assert max(sizes) <= 64 * 1024
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"PatientID": "\x00"}, {"AccessionNumber": "a\x00"}, {"StudyInstanceUID": "1.2.x"}],
+)
+def test_a_query_value_dicom_cannot_hold_is_a_400(alice, params):
+    response = alice.get("/dicomweb/studies", params)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(next(iter(params)))
