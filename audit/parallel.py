@@ -1,17 +1,24 @@
-"""Entry points of verification worker processes; importable before Django is set up."""
+"""Worker processes of a parallel verification: plain psycopg, no Django set-up to wait for."""
 
-
-def setup(db_name: str) -> None:
-    """Process initializer: set Django up on the parent's database (a test database too)."""
-    import django
-
-    django.setup()
-    from django.db import connection
-
-    connection.settings_dict["NAME"] = db_name
+from audit import chainwalk
 
 
 def verify_range(job: dict) -> dict:
-    from audit.verification import verify_range as run
+    """Verify seq lo..hi on a connection of the worker's own (a server-side cursor)."""
+    import psycopg
 
-    return run(job)
+    findings = chainwalk.Findings()
+    with psycopg.connect(**job["params"]) as conn, conn.cursor(name="audit_verify") as cursor:
+        cursor.itersize = chainwalk.CHUNK_SIZE
+        cursor.execute(job["sql"], [job["lo"], job["hi"]])
+        count, last_seq, last_hash, first_prev = chainwalk.walk(
+            cursor, job["expected"], findings, start=job["lo"], start_prev=None
+        )
+    return {
+        "events": count,
+        "last_seq": last_seq,
+        "last_hash": last_hash,
+        "first_prev": first_prev,
+        "problem_seq": findings.seq,
+        "problem": findings.problem,
+    }
