@@ -8,4 +8,4 @@ class ConsentConfig(AppConfig):
     verbose_name = "Parties and consent"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers system checks)
+        from . import checks, schema  # noqa: F401  (register system checks and OpenAPI schemes)
