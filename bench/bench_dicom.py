@@ -8,7 +8,7 @@ regression in ingest, streaming or the QIDO query plan shows up alone. Prints fi
         [--synthetic 100000] [--database-url postgres://postgres@127.0.0.1:5432/studies_bench]
 
 With a PostgreSQL URL the database is dropped and recreated; SQLite (a temporary file) is
-the default. Memory figures are tracemalloc peaks of Python allocations during the step.
+the default. Memory figures are the growth of the process's peak resident set (VmHWM).
 """
 
 import argparse
@@ -168,7 +168,7 @@ def bench_stow_small(client, files: list[Path], token: str) -> None:
 
 def bench_large(work: Path, sizes: list[int], patient_id: str) -> None:
     from dicom.corpus import large_instance
-    from dicom.measure import timed
+    from dicom.measure import timed_rss
 
     from consent.actors import Actor
     from consent.models import Institution
@@ -196,10 +196,10 @@ def bench_large(work: Path, sizes: list[int], patient_id: str) -> None:
                 for part in reader.parts():
                     assert instance_ingest(session=session, spooled=part.spooled).ok
 
-        run = timed(stow)
+        run = timed_rss(stow)
         line(
             f"STOW {size} MiB: parse+spool+hash+store+index, MB/s",
-            f"{megabytes / run.seconds:8.1f}   peak Python memory {run.peak_bytes / MB:.1f} MB",
+            f"{megabytes / run.seconds:8.1f}   peak RSS growth {run.peak_bytes / MB:.1f} MB",
         )
         study = Study.objects.filter(dicom_patient_id=patient_id).order_by("-pk").first()
         keys = selectors.instance_keys(study=study)
@@ -208,10 +208,10 @@ def bench_large(work: Path, sizes: list[int], patient_id: str) -> None:
             for _ in multipart_stream(_dicom_parts(keys), boundary="out"):
                 pass
 
-        run = timed(wado)
+        run = timed_rss(wado)
         line(
             f"WADO {size} MiB: multipart stream of stored bytes, MB/s",
-            f"{megabytes / run.seconds:8.1f}   peak Python memory {run.peak_bytes / MB:.1f} MB",
+            f"{megabytes / run.seconds:8.1f}   peak RSS growth {run.peak_bytes / MB:.1f} MB",
         )
         for key in keys:
             storage.object_delete(key=key)
