@@ -146,6 +146,13 @@ def _run_parallel(fn: Callable, jobs: list, concurrency: int) -> tuple[float, li
     return time.perf_counter() - start, results
 
 
+def warm_up(ctx: Context) -> None:
+    """A few concurrent requests to each server, so every worker has its connections open."""
+    for web in (ctx.gw_web, ctx.or_web):
+        jobs = [web] * (4 * ctx.args.workers)
+        _run_parallel(lambda w: w.qido("studies", {"limit": 1}), jobs, 4)
+
+
 def bench_stow_small(ctx: Context, studies: list[corpus.StudySpec]) -> None:
     batches = _batches(studies, ctx.args.batch)
     count = sum(len(b) for b in batches)
@@ -580,6 +587,7 @@ def main() -> int:
             f"corpus: {sum(len(s.items) for s in small)} small instances in {len(small)} "
             f"studies from {templates} pydicom files; skipped: {', '.join(refused)}"
         )
+        warm_up(ctx)
         bench_stow_small(ctx, stow_set)
         bench_cstore(ctx, cstore_set)
         bench_qido(ctx, small, parties["patient_ids"])

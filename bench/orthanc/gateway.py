@@ -145,13 +145,16 @@ class Gateway:
         python = sys.executable
         gunicorn = Path(python).with_name("gunicorn")
         if gunicorn.exists():
-            self.server = f"gunicorn {_version(gunicorn)} ({self.workers} sync workers)"
+            self.server = f"gunicorn {_version(gunicorn)} ({self.workers} sync workers, --preload)"
             args = [
                 str(gunicorn),
                 "anim_gateway.wsgi:application",
                 f"--bind=127.0.0.1:{self.http_port}",
                 f"--workers={self.workers}",
                 "--timeout=900",
+                # Import the code once, at start: every worker runs the revision recorded in
+                # the header, and no first request pays for the imports.
+                "--preload",
                 "--graceful-timeout=5",
             ]
         else:
