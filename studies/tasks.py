@@ -1,8 +1,11 @@
 """Follow-up work on stored studies: previews and fixity checks (Celery; inline without broker)."""
 
+import datetime
 import logging
+from pathlib import Path
 
 from celery import shared_task
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F
@@ -74,3 +77,42 @@ def fixity_check_due(batch_size: int = 500) -> int:
     if ids:
         fixity_check_batch.delay(ids)
     return len(ids)
+
+
+def orphans_sweep(*, older_than: datetime.timedelta = datetime.timedelta(hours=1)) -> list[str]:
+    """Delete stored objects that no instance references (a process killed between storing
+    and indexing), and stale spool files; recent ones may belong to an ingest in progress.
+
+    Returns
+    -------
+    list[str]
+        The keys deleted (also logged).
+    """
+    cutoff = timezone.now() - older_than
+    deleted = []
+    for key in _keys_under(storage.storage(), "dicom"):
+        if storage.storage().get_modified_time(key) >= cutoff:
+            continue
+        if not Instance.objects.filter(storage_key=key).exists():
+            storage.object_delete(key=key)
+            logger.warning("Deleted an unindexed stored object: %s", key)
+            deleted.append(key)
+    spool_dir = Path(settings.SPOOL_DIR)
+    for path in spool_dir.glob("*.dcm") if spool_dir.exists() else []:
+        if path.stat().st_mtime < cutoff.timestamp():
+            path.unlink(missing_ok=True)
+    return deleted
+
+
+def _keys_under(store, prefix: str):
+    folders, files = store.listdir(prefix) if store.exists(prefix) else ([], [])
+    for name in files:
+        yield f"{prefix}/{name}"
+    for folder in folders:
+        yield from _keys_under(store, f"{prefix}/{folder}")
+
+
+@shared_task
+def orphans_sweep_due() -> int:
+    """For Celery beat: the sweep above, daily."""
+    return len(orphans_sweep())

@@ -1,5 +1,7 @@
 """Celery tasks: previews and fixity checks, inline and on a real worker with Redis."""
 
+from pathlib import Path
+
 import pytest
 
 from studies import storage
@@ -93,3 +95,29 @@ def test_a_real_worker_runs_fixity_and_previews(cast, tmp_path, inline_tasks):
         _wait_for(lambda: not Series.objects.filter(preview_key="").exists())
     assert list(Instance.objects.filter(fixity_ok=False)) == [altered]
     assert Instance.objects.filter(fixity_ok=True).count() == 1
+
+
+def test_the_sweep_deletes_only_old_unindexed_objects(cast, tmp_path, settings):
+    import datetime
+    import os
+    import time
+
+    from django.core.files.base import ContentFile
+
+    from studies.tasks import orphans_sweep
+
+    ingest(dicom_copy(tmp_path))
+    indexed = Instance.objects.get().storage_key
+    orphan = storage.storage().save("dicom/1.2/3.4/5.6.abc.dcm", ContentFile(b"x"))
+    fresh = storage.storage().save("dicom/1.2/3.4/7.8.abc.dcm", ContentFile(b"x"))
+    old = time.time() - 7200
+    for key in (indexed, orphan):
+        os.utime(storage.object_local_path(key=key), (old, old))
+    stale_spool = Path(settings.SPOOL_DIR) / "stale.dcm"
+    stale_spool.parent.mkdir(parents=True, exist_ok=True)
+    stale_spool.write_bytes(b"x")
+    os.utime(stale_spool, (old, old))
+    assert orphans_sweep(older_than=datetime.timedelta(hours=1)) == [orphan]
+    assert storage.storage().exists(indexed)
+    assert storage.storage().exists(fresh)
+    assert not stale_spool.exists()
