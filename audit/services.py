@@ -2,6 +2,7 @@
 
 import psycopg
 from django.db import DatabaseError, connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from audit import canonical
@@ -36,7 +37,8 @@ def append(event: Event) -> AuditEvent:
             return _append_postgresql(values, content)
         with transaction.atomic():
             return _append_locked(values, content)
-    except DatabaseError as exc:
+    except (DatabaseError, TransactionManagementError) as exc:
+        # TransactionManagementError: the caller's transaction is already broken.
         raise AuditUnavailable(f"The audit log could not be written: {exc}") from exc
 
 

@@ -120,3 +120,14 @@ def test_it_replaces_nul_characters_that_postgresql_cannot_store():
     row = append(sample_event(message="a\x00b"))
     assert AuditEvent.objects.get(seq=row.seq).message == "a\ufffdb"
     assert verify_chain().valid
+
+
+def test_it_raises_audit_unavailable_inside_a_broken_transaction(append_events):
+    from django.db import DatabaseError
+
+    append_events(1)
+    with transaction.atomic():
+        with pytest.raises(DatabaseError), transaction.atomic(savepoint=False):
+            execute("SELECT * FROM no_such_table")
+        with pytest.raises(AuditUnavailable):
+            append(sample_event(2))
