@@ -2,7 +2,6 @@
 
 import psycopg
 from django.db import DatabaseError, connection, transaction
-from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from audit import canonical
@@ -37,8 +36,8 @@ def append(event: Event) -> AuditEvent:
             return _append_postgresql(values, content)
         with transaction.atomic():
             return _append_locked(values, content)
-    except (DatabaseError, TransactionManagementError) as exc:
-        # TransactionManagementError: the caller's transaction is already broken.
+    except DatabaseError as exc:
+        # Includes TransactionManagementError: the caller's transaction is already broken.
         raise AuditUnavailable(f"The audit log could not be written: {exc}") from exc
 
 
