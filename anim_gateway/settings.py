@@ -142,6 +142,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise scans it at start-up, before any collectstatic
 # WhiteNoise serves the portal's CSS in production too; finders spare a collectstatic step.
 WHITENOISE_USE_FINDERS = True
 

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ObjectDoesNotExist
 
 from consent.models import Account, Institution, Patient, Practitioner, Role
 
@@ -50,15 +51,26 @@ class Actor:
         }
 
 
+# Reverse one-to-one relations of a user; authentication select_related()s them all at once.
+USER_ROLE_RELATIONS = ("practitioner", "patient", "account__institution")
+
+
+def _related(user: AbstractBaseUser, name: str) -> Practitioner | Patient | Account | None:
+    try:
+        return getattr(user, name)
+    except ObjectDoesNotExist:
+        return None
+
+
 def role_of(user: AbstractBaseUser) -> str | None:
     """The one role of a user, or None for a user with no role (who may do nothing)."""
     if user.is_superuser:
         return Role.ADMIN
-    if Practitioner.objects.filter(user=user).exists():
+    if _related(user, "practitioner"):
         return Role.PRACTITIONER
-    if Patient.objects.filter(user=user).exists():
+    if _related(user, "patient"):
         return Role.PATIENT
-    account = Account.objects.filter(user=user).first()
+    account = _related(user, "account")
     return account.role if account else None
 
 
@@ -80,7 +92,7 @@ def actor_for(
         "channel": channel,
     }
     if role == Role.PRACTITIONER:
-        practitioner = Practitioner.objects.get(user=user)
+        practitioner = user.practitioner
         return Actor(
             role=role,
             practitioner=practitioner,
@@ -89,13 +101,11 @@ def actor_for(
             **common,
         )
     if role == Role.PATIENT:
-        patient = Patient.objects.get(user=user)
         # The username, not the name: audit rows and logs never carry patient names.
-        return Actor(role=role, patient=patient, display_name=user.get_username(), **common)
+        return Actor(role=role, patient=user.patient, display_name=user.get_username(), **common)
     if role == Role.SYSTEM:
-        account = Account.objects.select_related("institution").get(user=user)
         return Actor(
-            role=role, institution=account.institution, display_name=user.username, **common
+            role=role, institution=user.account.institution, display_name=user.username, **common
         )
     if role in (Role.DPO, Role.ADMIN):
         return Actor(role=role, display_name=user.get_full_name() or user.username, **common)

@@ -8,7 +8,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from anim_gateway.middleware import client_address
-from consent.actors import Actor, actor_for
+from consent.actors import USER_ROLE_RELATIONS, Actor, actor_for
 from consent.models import ApiToken, Institution
 from consent.models.tokens import hash_token
 
@@ -31,7 +31,9 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if scheme != self.keyword or not raw.strip():
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <token>'.")
         token = (
-            ApiToken.objects.select_related("user", "institution")
+            ApiToken.objects.select_related(
+                "institution", *(f"user__{name}" for name in USER_ROLE_RELATIONS)
+            )
             .filter(key_hash=hash_token(raw.strip()))
             .first()
         )

@@ -122,3 +122,23 @@ def test_issuing_and_revoking_are_audited(cast) -> None:
     tokens_revoke(username="dora")
     actions = list(AuditEvent.objects.order_by("seq").values_list("action", flat=True))
     assert actions[-2:] == ["auth.token_issue", "auth.token_revoke"]
+
+
+@pytest.mark.parametrize(
+    ("username", "institution", "role"),
+    [("alice", "CHL", "practitioner"), ("xavier", None, "patient"), ("chl-pacs", "CHL", "system")],
+)
+def test_it_resolves_the_actor_in_one_query(
+    cast, django_assert_num_queries, username, institution, role
+) -> None:
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from consent.authentication import BearerTokenAuthentication
+
+    raw = token_issue(username=username, institution_code=institution, days=1)
+    request = Request(APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Bearer {raw}"))
+    with django_assert_num_queries(1):
+        _user, actor = BearerTokenAuthentication().authenticate(request)
+        assert actor.role == role
+        assert actor.institution_code == (institution or "")
