@@ -1,10 +1,15 @@
 """The DICOM listener (pynetdicom): C-ECHO, and C-STORE from member institutions into ingest."""
 
+import contextlib
 import logging
 import socket
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-from django.db import close_old_connections, connection
+from django.db import connection
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification
@@ -12,9 +17,10 @@ from pynetdicom.sop_class import Verification
 from consent.actors import Actor
 from consent.models import Institution, InstitutionAETitle, Role
 from studies.ingest import FailureReason, IngestResult, IngestSession, instance_ingest
-from studies.spool import spool_adopt
+from studies.spool import Spooled, spool_adopt
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Received datasets go to a temporary file, never whole in memory (pynetdicom >= 2.0).
 _config.STORE_RECV_CHUNKED_DATASET = True
@@ -38,16 +44,56 @@ _STATUS_OF_FAILURE = {
 }
 
 
+# Database work runs on a few long-lived threads, so their connections stay open across
+# associations (pynetdicom starts a thread per association; a connection per association
+# would cost a connect and an authentication each time).
+DB_THREADS = 4
+_db = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="dicom-db")
+# Calling AE titles are re-read at most this often: an admin change holds within seconds.
+TITLES_TTL = 5.0
+_titles: tuple[float, list[str]] = (0.0, [])
+
+
+def on_db_thread(fn: Callable[..., T], /, *args: object) -> T:
+    """Run fn on a database thread and wait for its result."""
+    return _db.submit(_with_usable_connection, fn, *args).result()
+
+
+def _with_usable_connection(fn: Callable[..., T], *args: object) -> T:
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()  # the server went away: reconnect on the next query
+    return fn(*args)
+
+
+def close_db_connections() -> None:
+    """Close the connection of every database thread (at shutdown, between tests)."""
+    barrier = threading.Barrier(DB_THREADS)
+
+    def close() -> None:
+        # Each job holds its thread until all are running, so every thread gets one.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=5)
+        connection.close()
+
+    for future in [_db.submit(close) for _ in range(DB_THREADS)]:
+        future.result()
+
+
+def _member_titles() -> list[str]:
+    return list(InstitutionAETitle.objects.values_list("ae_title", flat=True))
+
+
 class GatewayAE(AE):
-    """An AE whose accepted calling AE titles are read from the database at each association,
+    """An AE whose accepted calling AE titles come from the database (cached a few seconds),
     so that titles added in the admin take effect without a restart."""
 
     @property
     def require_calling_aet(self) -> list[str]:
-        try:
-            titles = list(InstitutionAETitle.objects.values_list("ae_title", flat=True))
-        finally:
-            connection.close()  # association threads are short-lived: no leaked connections
+        global _titles
+        fetched_at, titles = _titles
+        if time.monotonic() - fetched_at > TITLES_TTL:
+            titles = on_db_thread(_member_titles)
+            _titles = (time.monotonic(), titles)
         # An empty list would mean "anyone"; with no member titles, nobody is accepted.
         return titles or ["NO-MEMBER-AE"]
 
@@ -78,20 +124,19 @@ def handle_echo(event: evt.Event) -> int:
 
 def handle_store(event: evt.Event) -> Dataset | int:
     """Store one instance; acknowledged only once it is stored and indexed."""
-    close_old_connections()
     try:
         session = _session(event)
         if session is None:
             return Status.NOT_AUTHORIZED
-        result = instance_ingest(session=session, spooled=spool_adopt(event.dataset_path))
-        return _status(result)
+        spooled = spool_adopt(event.dataset_path)
+        return _status(on_db_thread(_ingest, session, spooled))
     except Exception:
         logger.exception("C-STORE failed")
         return Status.OUT_OF_RESOURCES
 
 
-def handle_close(event: evt.Event) -> None:
-    connection.close()
+def _ingest(session: IngestSession, spooled: Spooled) -> IngestResult:
+    return instance_ingest(session=session, spooled=spooled)
 
 
 _sessions: dict[int, IngestSession] = {}
@@ -105,7 +150,7 @@ def _session(event: evt.Event) -> IngestSession | None:
         if key in _sessions:
             return _sessions[key]
     calling = event.assoc.requestor.ae_title.strip()
-    institution = Institution.objects.filter(ae_titles__ae_title=calling).first()
+    institution = on_db_thread(_institution_of, calling)
     if institution is None:
         return None
     actor = Actor(
@@ -120,10 +165,13 @@ def _session(event: evt.Event) -> IngestSession | None:
         return _sessions.setdefault(key, IngestSession(actor=actor))
 
 
+def _institution_of(calling: str) -> Institution | None:
+    return Institution.objects.filter(ae_titles__ae_title=calling).first()
+
+
 def handle_released(event: evt.Event) -> None:
     with _sessions_lock:
         _sessions.pop(id(event.assoc), None)
-    connection.close()
 
 
 def _status(result: IngestResult) -> Dataset | int:
@@ -141,11 +189,20 @@ HANDLERS = [
     (evt.EVT_C_STORE, handle_store),
     (evt.EVT_RELEASED, handle_released),
     (evt.EVT_ABORTED, handle_released),
-    (evt.EVT_CONN_CLOSE, handle_close),
 ]
 
 
 def start_listener(*, ae_title: str, host: str, port: int, block: bool):
     """Start the listener; blocking, or in background threads (returns the server)."""
     ae = make_ae(ae_title=ae_title)
-    return ae.start_server((host, port), block=block, evt_handlers=HANDLERS)
+    try:
+        return ae.start_server((host, port), block=block, evt_handlers=HANDLERS)
+    finally:
+        if block:
+            close_db_connections()
+
+
+def stop_listener(server) -> None:
+    """Stop a listener started with block=False, and close its database connections."""
+    server.shutdown()
+    close_db_connections()

@@ -9,7 +9,7 @@ from pydicom import dcmread
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
 
-from studies.dicom_net import start_listener
+from studies.dicom_net import start_listener, stop_listener
 from studies.models import Instance, Study
 from tests.conftest import REQUIRE_SERVICES
 
@@ -29,7 +29,7 @@ def listener(cast):
     port = _free_port()
     server = start_listener(ae_title="ANIM_GATEWAY", host="127.0.0.1", port=port, block=False)
     yield port
-    server.shutdown()
+    stop_listener(server)
 
 
 def _associate(port: int, calling: str = "CHEM_PACS"):
