@@ -52,11 +52,15 @@ def series_in(study: Study, series_uid: str) -> Series:
     return series
 
 
-def instance_in(series: Series, sop_uid: str) -> Instance:
-    """An instance of an already authorized series, or 404."""
+def instance_of(study: Study, *, series_uid: str, sop_uid: str) -> Instance:
+    """An instance of an already authorized study, by series and SOP UIDs, in one query."""
     instance = None
-    if is_valid_uid(sop_uid):
-        instance = Instance.objects.filter(series=series, sop_instance_uid=sop_uid).first()
+    if is_valid_uid(series_uid) and is_valid_uid(sop_uid):
+        instance = (
+            Instance.objects.select_related("series")
+            .filter(study=study, series__series_uid=series_uid, sop_instance_uid=sop_uid)
+            .first()
+        )
     if instance is None:
         raise NotFound("No such instance in this series.")
     return instance

@@ -258,14 +258,14 @@ class RetrieveApi(DicomWebApi):
     ) -> HttpResponse:
         multipart = _wants_multipart(request)
         found = _study(request, study, gate.VIEW_IMAGES, Action.STUDY_RETRIEVE)
-        in_series = access.series_in(found, series) if series else None
         if instance:
-            keys = [access.instance_in(in_series, instance).storage_key]
+            keys = [access.instance_of(found, series_uid=series, sop_uid=instance).storage_key]
             if not multipart:
                 return StreamingHttpResponse(
                     storage.object_chunks(key=keys[0]), content_type="application/dicom"
                 )
         else:
+            in_series = access.series_in(found, series) if series else None
             keys = selectors.instance_keys(study=found, series=in_series)
         return multipart_response(_dicom_parts(keys), "application/dicom")
 
@@ -278,9 +278,10 @@ class MetadataApi(DicomWebApi):
         self, request: Request, study: str, series: str | None = None, instance: str | None = None
     ) -> HttpResponse:
         found = _study(request, study, gate.VIEW_IMAGES, Action.STUDY_METADATA)
-        in_series = access.series_in(found, series) if series else None
         if instance:
-            items: Iterable[dict] = [access.instance_in(in_series, instance).metadata]
+            one = access.instance_of(found, series_uid=series, sop_uid=instance)
+            items: Iterable[dict] = [one.metadata]
         else:
+            in_series = access.series_in(found, series) if series else None
             items = selectors.instance_metadata(study=found, series=in_series)
         return StreamingHttpResponse(_json_array(items), content_type=DICOM_JSON)

@@ -35,7 +35,7 @@ def _instance(request: Request, study: str, series: str, instance: str, audit: s
     found = access.access_study(
         actor_of(request), study_uid=study, action=gate.VIEW_IMAGES, audit_action=audit
     )
-    return access.instance_in(access.series_in(found, series), instance)
+    return access.instance_of(found, series_uid=series, sop_uid=instance)
 
 
 def _value(instance: Instance, tag: str, default: object = None) -> object:
