@@ -196,6 +196,7 @@ def _index_or_undo(
                     )
                 if attempt == 2:
                     raise
+                identity = None  # the study may exist now: look it up
     except BaseException:
         storage.object_delete(key=key)
         raise
@@ -283,17 +284,23 @@ def _index(
     key: str,
     identity: _Identity | None,
 ) -> tuple[Instance, bool]:
-    """Study, series and instance rows in one transaction; (instance, needs a preview)."""
-    study = Study.objects.select_for_update().filter(study_uid=header.study_uid).first()
-    if study is None:
+    """Study, series and instance rows in one transaction; (instance, needs a preview).
+
+    ``identity`` is given when the study did not exist a moment ago: it is then created
+    outright (a concurrent creation raises IntegrityError, and the caller indexes again).
+    """
+    study = None
+    if identity is None:
+        study = Study.objects.select_for_update().filter(study_uid=header.study_uid).first()
+    new_study = study is None
+    if new_study:
         study = _study_create(
             session=session,
             header=header,
             identity=identity or _identity_of(session=session, header=header),
         )
-    series = Series.objects.filter(series_uid=header.series_uid).first()
-    series_created = series is None
-    if series_created:
+    series = None if new_study else Series.objects.filter(series_uid=header.series_uid).first()
+    if series is None:
         series = Series.objects.create(
             study=study,
             series_uid=header.series_uid,
@@ -303,8 +310,11 @@ def _index(
             attributes=header.series_attributes(),
             instance_count=1,
         )
+        if not new_study:
+            _count(study=study, header=header, series_created=True)
     else:
         Series.objects.filter(pk=series.pk).update(instance_count=F("instance_count") + 1)
+        _count(study=study, header=header, series_created=False)
     instance = Instance.objects.create(
         study=study,
         series=series,
@@ -320,11 +330,11 @@ def _index(
         pixel_data_length=header.pixel_data_length,
         metadata=header.metadata,
     )
-    _count(study=study, header=header, series_created=series_created)
     return instance, bool(header.number_of_frames and not series.preview_key)
 
 
 def _study_create(*, session: IngestSession, header: Header, identity: _Identity) -> Study:
+    """A new study holding its first series and instance."""
     return Study.objects.create(
         study_uid=header.study_uid,
         institution=session.institution,
@@ -336,6 +346,9 @@ def _study_create(*, session: IngestSession, header: Header, identity: _Identity
         study_time=header.study_time,
         accession_number=header.accession_number,
         description=header.study_description,
+        modalities=header.modality,
+        series_count=1,
+        instance_count=1,
         attributes=header.study_attributes(),
     )
 

@@ -242,3 +242,25 @@ def test_an_adopted_file_is_hashed_and_sanitised_in_place(cast, tmp_path):
     expected = bytes(128) + bytes(data[128:])
     assert path.read_bytes() == expected
     assert (spooled.size, spooled.sha256) == (len(expected), hashlib.sha256(expected).hexdigest())
+
+
+def test_it_indexes_again_when_a_concurrent_writer_created_the_study(cast, tmp_path, monkeypatch):
+    from django.db import IntegrityError
+
+    from studies import ingest as ingest_module
+
+    original = ingest_module._study_create
+    calls = []
+
+    def racing(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise IntegrityError("duplicate key value violates unique constraint")
+        return original(**kwargs)
+
+    monkeypatch.setattr(ingest_module, "_study_create", racing)
+    result = ingest(dicom_copy(tmp_path, patient_id="CHEM-X1"))
+    assert result.status == "stored"
+    assert len(calls) == 2
+    study = Study.objects.get()
+    assert (study.patient, study.instance_count, study.series_count) == (cast.xavier, 1, 1)
