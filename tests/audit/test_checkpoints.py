@@ -49,7 +49,7 @@ def test_it_does_not_repeat_an_unchanged_checkpoint(append_events, key):
 
 def test_it_takes_a_checkpoint_from_the_celery_task(append_events, key):
     append_events(2)
-    assert take_checkpoint.delay().get() == 2
+    assert take_checkpoint.apply().get() == 2
 
 
 def test_it_generates_and_keeps_a_dev_key_when_none_is_configured(settings, tmp_path):
