@@ -5,7 +5,6 @@ import binascii
 import json
 import logging
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from hashlib import sha256
 from pathlib import Path
 
@@ -187,7 +186,3 @@ def claim_as_dict(claim: CheckpointClaim | None) -> dict | None:
     if claim is None:
         return None
     return {"seq": claim.seq, "hash": claim.hash, "time": claim.time, "key_id": claim.key_id}
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value)

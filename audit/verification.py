@@ -4,7 +4,7 @@ import multiprocessing
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 
@@ -32,7 +32,6 @@ class VerifyResult:
     problem: str = ""
     checkpoints_checked: int = 0
     checkpoint: dict | None = None
-    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         if self.valid:
