@@ -245,19 +245,25 @@ class AccessLogOutput(serializers.Serializer):
         }
 
 
-class AccessLogApi(APIView):
+class AccessLogApi(AuditedApi):
     """GET me/access-log/: who did what with the caller's record, newest first."""
 
     permission_classes = [IsPatient]
+    audit_action = Action.AUDIT_ACCESS_LOG
 
     @extend_schema(parameters=[PageInput], responses=AccessLogOutput(many=True))
     def get(self, request: Request) -> Response:
         data = _validated(PageInput, request)
         size = _size(data)
-        rows = access_log_list(
-            national_id=request.auth.patient_national_id,
-            before=data.get("cursor"),
-            limit=size + 1,
-        )
+        national_id = request.auth.patient_national_id
+        rows = access_log_list(national_id=national_id, before=data.get("cursor"), limit=size + 1)
         rows, next_url = _page(request, rows, size)
+        # Reading the log is a read of the record too (the portal's page audits it the same).
+        audit_request(
+            request,
+            Action.AUDIT_ACCESS_LOG,
+            basis=Basis.PATIENT,
+            patient=national_id,
+            detail={"returned": len(rows)},
+        )
         return Response({"results": AccessLogOutput(rows, many=True).data, "next": next_url})

@@ -222,6 +222,17 @@ def test_it_shows_a_patient_who_did_what_with_their_record(mixed_log):
     assert rows[3]["basis"] == "CONSENT"
 
 
+def test_it_audits_reading_the_access_log(mixed_log):
+    xavier = client_as("patient", username="xavier", patient_national_id=XAVIER)
+    xavier.get("/api/v1/me/access-log/")
+    row = AuditEvent.objects.order_by("-seq").first()
+    assert (row.action, row.patient, row.actor_username) == ("audit.access_log", XAVIER, "xavier")
+    assert row.detail == {"returned": 6}
+    assert client_as("dpo", username="dora").get("/api/v1/me/access-log/").status_code == 403
+    refused = AuditEvent.objects.order_by("-seq").first()
+    assert (refused.action, refused.outcome) == ("audit.access_log", "deny")
+
+
 def test_it_never_shows_a_patient_someone_elses_events(mixed_log):
     yvonne = client_as("patient", username="yvonne", patient_national_id=YVONNE)
     assert seqs(yvonne.get("/api/v1/me/access-log/")) == [5, 4]
@@ -231,6 +242,7 @@ def test_it_pages_the_access_log(mixed_log):
     xavier = client_as("patient", username="xavier", patient_national_id=XAVIER)
     first = xavier.get("/api/v1/me/access-log/", {"page_size": 4})
     assert seqs(first) == [8, 7, 6, 3]
+    # Keyset: the read just audited (#9) does not shift the next page.
     assert seqs(xavier.get(first.json()["next"])) == [2, 1]
 
 
