@@ -132,6 +132,8 @@ def _size(data: dict) -> int:
 
 class EventOutput(serializers.ModelSerializer):
     description = serializers.SerializerMethodField()
+    basis_ids = serializers.JSONField()
+    detail = serializers.JSONField()
 
     class Meta:
         model = AuditEvent

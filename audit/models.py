@@ -5,6 +5,7 @@ from django.db.models import Q
 
 from audit.actions import Outcome
 from audit.errors import AuditImmutable
+from audit.fields import CanonicalJSONField
 
 
 class AppendOnlyQuerySet(models.QuerySet):
@@ -52,7 +53,7 @@ class AuditEvent(AppendOnlyModel):
     outcome = models.CharField(max_length=8, choices=Outcome.choices)
     reason_code = models.CharField(max_length=64, blank=True)
     basis = models.CharField(max_length=32, blank=True)
-    basis_ids = models.JSONField(default=dict, blank=True)
+    basis_ids = CanonicalJSONField(default=dict, blank=True)
     actor_role = models.CharField(max_length=16, blank=True)
     actor_username = models.CharField(max_length=150, blank=True)
     actor_display = models.TextField(blank=True)
@@ -64,7 +65,7 @@ class AuditEvent(AppendOnlyModel):
     client_address = models.CharField(max_length=64, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     message = models.TextField(blank=True)
-    detail = models.JSONField(default=dict, blank=True)
+    detail = CanonicalJSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 

@@ -79,7 +79,7 @@ def _pg_append_sql(*, deferred_flush: bool) -> str:
     # a barrier commit that PostgreSQL's group commit shares between concurrent writers.
     config = ", (SELECT set_config('synchronous_commit', 'off', true)) AS cfg" * deferred_flush
     columns = ", ".join(EVENT_FIELDS)
-    marks = ", ".join("%s::jsonb" if n in _JSON_FIELDS else "%s" for n in EVENT_FIELDS)
+    marks = ", ".join("%s" for _ in EVENT_FIELDS)
     return f"""
 WITH old AS (SELECT seq, hash FROM audit_audithead WHERE id = 1 FOR UPDATE),
 new AS (SELECT seq + 1 AS seq, hash AS prev, clock_timestamp() AS t{config} FROM old),

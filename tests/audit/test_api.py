@@ -57,6 +57,8 @@ def test_it_lists_events_newest_first(dpo, mixed_log):
     assert seqs(response) == [8, 7, 6, 5, 4, 3, 2, 1]
     first = response.json()["results"][0]
     assert first["description"] == "Granted consent to sharing"
+    assert first["basis_ids"] == {"consent": 0, "care_relationship": 7}
+    assert first["detail"] == {"n": 0, "note": "é ünïcode ✓"}
     assert response.json()["next"] is None
 
 

@@ -162,3 +162,27 @@ def test_it_reports_the_result_as_a_value(chain, triggers_dropped):
 
 def test_it_streams_in_small_chunks(chain):
     assert verify_chain(chunk_size=2).events == 6
+
+
+def test_it_stores_the_json_fields_as_the_canonical_text_it_hashes(chain):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT basis_ids, detail FROM audit_auditevent WHERE seq = 1")
+        basis_ids, detail = cursor.fetchone()
+    assert basis_ids == canonical.encode_content(chain[0].basis_ids)
+    assert detail == '{"n":0,"note":"\\u00e9 \\u00fcn\\u00efcode \\u2713"}'
+
+
+def test_it_still_verifies_json_written_in_another_layout(chain, triggers_dropped):
+    # Rows from before the canonical text column (jsonb or json.dumps layout) still verify.
+    execute(
+        "UPDATE audit_auditevent SET detail = %s WHERE seq = 2",
+        ['{"note": "é ünïcode ✓", "n": 1}'],
+    )
+    call_command("verify_audit")
+
+
+def test_it_names_json_that_no_longer_parses(chain, triggers_dropped):
+    execute("UPDATE audit_auditevent SET basis_ids = %s WHERE seq = 5", ['{"consent": '])
+    verify_audit_fails_at(5)
