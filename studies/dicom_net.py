@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from django.db import connection
 from pydicom.dataset import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.sop_class import Verification
 
 from consent.actors import Actor
@@ -103,9 +103,13 @@ class GatewayAE(AE):
 
 
 def make_ae(*, ae_title: str) -> GatewayAE:
+    """The listener's AE: C-ECHO, and storage of any SOP class in the proposed syntax.
+
+    With UNRESTRICTED_STORAGE_SERVICE pynetdicom accepts every storage context itself, so
+    no storage context is listed: a list of 170 classes x 45 syntaxes would be deep-copied
+    for every association (about 100 ms). What cannot be parsed is refused at ingest.
+    """
     ae = GatewayAE(ae_title=ae_title)
-    for context in AllStoragePresentationContexts:
-        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
     ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs for big instances
     return ae
