@@ -16,14 +16,3 @@ class IsDpo(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         return role_of(request) == "dpo"
-
-
-class IsPatient(BasePermission):
-    """A patient (or legal representative) acting for one record."""
-
-    message = "Only a patient may read the access log of their record."
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        return role_of(request) == "patient" and bool(
-            getattr(request.auth, "patient_national_id", "")
-        )

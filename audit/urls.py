@@ -8,5 +8,4 @@ urlpatterns = [
     path("audit/events/", api.AuditEventListApi.as_view(), name="audit-events"),
     path("audit/verify/", api.AuditVerifyApi.as_view(), name="audit-verify"),
     path("audit/export/", api.AuditExportApi.as_view(), name="audit-export"),
-    path("me/access-log/", api.AccessLogApi.as_view(), name="me-access-log-api"),
 ]

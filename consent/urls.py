@@ -2,7 +2,7 @@
 
 from django.urls import path, register_converter
 
-from consent.api import care, emergency, patients, provisioning
+from consent.api import access_log, care, emergency, patients, provisioning
 
 
 class IdConverter:
@@ -20,6 +20,7 @@ class IdConverter:
 register_converter(IdConverter, "id")
 
 urlpatterns = [
+    path("me/access-log/", access_log.AccessLogApi.as_view(), name="me-access-log-api"),
     path("accounts/", provisioning.AccountCreateApi.as_view(), name="account-create"),
     path(
         "practitioners/", provisioning.PractitionerCreateApi.as_view(), name="practitioner-create"

@@ -29,10 +29,6 @@ ALLOWLIST = {
     "api/v1/audit/events/": "audit data for the DPO only (audit.permissions.IsDpo), audited",
     "api/v1/audit/verify/": "chain integrity, no patient data; DPO only, audited",
     "api/v1/audit/export/": "audit data for the DPO only (audit.permissions.IsDpo), audited",
-    # Patient data, but the audit app may not import consent (layering): IsPatient limits it
-    # to the caller's own record. Moving it behind the gate (with X-Act-For) needs a consent
-    # view over an audit selector; until then it is listed here on purpose.
-    "api/v1/me/access-log/": "the caller's own events (audit.permissions.IsPatient)",
 }
 
 
