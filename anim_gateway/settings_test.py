@@ -10,3 +10,6 @@ from .settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+# Tasks run inline in tests, even when CI configures Redis: the tests that need a real worker
+# start one on the broker themselves (tests/studies/test_tasks.py).
+CELERY_TASK_ALWAYS_EAGER = True
