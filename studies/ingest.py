@@ -208,7 +208,11 @@ def _index_or_undo(
 def _after_store(*, instance_id: int) -> None:
     from studies import tasks  # tasks render images: imported when needed
 
-    tasks.series_preview.delay(instance_id)
+    # Only a worker makes previews: run inline (no broker), decoding an image would sit on
+    # the store path and halve the ingest rate, for a thumbnail the portal does not need
+    # (its pages use /rendered).
+    if not tasks.series_preview.app.conf.task_always_eager:
+        tasks.series_preview.delay(instance_id)
 
 
 def _inconsistency(

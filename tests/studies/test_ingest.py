@@ -49,7 +49,21 @@ def test_it_indexes_study_series_and_instance(cast, tmp_path, django_capture_on_
     assert len(instance.sha256) == 64
     assert "7FE00010" not in instance.metadata
     assert instance.metadata["00100020"]["Value"] == ["CHEM-X1"]
-    assert Series.objects.get().preview_key.endswith(".png")
+    assert Series.objects.get().preview_key == ""  # inline (no broker): no preview on ingest
+
+
+def test_it_queues_a_preview_for_a_worker(
+    cast, tmp_path, inline_tasks, monkeypatch, django_capture_on_commit_callbacks
+):
+    from studies import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.series_preview, "delay", queued.append)
+    inline_tasks.conf.task_always_eager = False
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(dicom_copy(tmp_path))
+        ingest(dicom_copy(tmp_path, "rtplan.dcm"))  # no image: no preview
+    assert queued == [Instance.objects.get(sop_class_uid="1.2.840.10008.5.1.4.1.1.2").pk]
 
 
 def test_it_treats_the_same_bytes_again_as_a_duplicate(cast, tmp_path, private_storage):
