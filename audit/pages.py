@@ -6,7 +6,6 @@ from collections.abc import Callable
 from functools import wraps
 
 from django import forms
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -14,7 +13,6 @@ from django.utils.http import urlencode
 
 from audit.actions import Action, Basis, Outcome, describe
 from audit.events import Event
-from audit.models import AuditEvent
 from audit.selectors import EventFilters, event_list
 from audit.services import append
 from audit.verification import verify_chain
@@ -95,23 +93,6 @@ def _export_query(filters: EventFilters) -> str:
     return urlencode(
         {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in used.items() if v}
     )
-
-
-def patient_events(
-    *, national_id: str, exclude_actor: str = "", before: int | None = None, limit: int
-) -> list[AuditEvent]:
-    """Events about one patient's record, newest first (the patient's access log).
-
-    The caller has authorized the patient (consent.pages); this app knows only the identifier.
-    """
-    # audit.selectors.access_log_list, with the patient's own actions optionally left out.
-    rows = AuditEvent.objects.filter(Q(patient=national_id) | Q(on_behalf_of=national_id))
-    rows = rows.order_by("-seq")
-    if exclude_actor:
-        rows = rows.exclude(actor_username=exclude_actor)
-    if before is not None:
-        rows = rows.filter(seq__lt=before)
-    return list(rows[:limit])
 
 
 @dpo_page

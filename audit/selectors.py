@@ -64,11 +64,14 @@ def event_list(
 
 
 def access_log_list(
-    *, national_id: str, before: int | None = None, limit: int = 50
+    *, national_id: str, before: int | None = None, limit: int = 50, exclude_actor: str = ""
 ) -> list[AuditEvent]:
     """Events about one patient's record (as the patient or through a representative),
-    newest first. The caller has established that the reader may see this record."""
+    newest first, optionally without one actor's own. The caller has established that the
+    reader may see this record."""
     rows = AuditEvent.objects.filter(Q(patient=national_id) | Q(on_behalf_of=national_id))
+    if exclude_actor:
+        rows = rows.exclude(actor_username=exclude_actor)
     if before is not None:
         rows = rows.filter(seq__lt=before)
     return list(rows.order_by("-seq")[:limit])
