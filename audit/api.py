@@ -169,12 +169,23 @@ class AuditEventListApi(AuditedApi):
         return Response({"results": EventOutput(rows, many=True).data, "next": next_url})
 
 
+class VerifyOutput(serializers.Serializer):
+    valid = serializers.BooleanField()
+    events = serializers.IntegerField()
+    last_seq = serializers.IntegerField()
+    first_invalid_seq = serializers.IntegerField(allow_null=True)
+    problem = serializers.CharField(allow_null=True)
+    checkpoints_checked = serializers.IntegerField()
+    checkpoint = serializers.DictField(allow_null=True)
+
+
 class AuditVerifyApi(AuditedApi):
     """GET audit/verify/: verify the whole chain and every checkpoint now."""
 
     permission_classes = [IsDpo]
     audit_action = Action.AUDIT_VERIFY
 
+    @extend_schema(responses=VerifyOutput)
     def get(self, request: Request) -> Response:
         result = verify_chain()
         audit_request(
