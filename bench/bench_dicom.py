@@ -1,8 +1,9 @@
 """The studies layer in-process: ingest, STOW/WADO streaming, QIDO on a 100,000-study index.
 
-Complements bench_vs_orthanc.py (which compares against Orthanc over the network): here the
-gateway's own code paths are timed without HTTP servers, gate and audit on, so that a
-regression in ingest, streaming or the QIDO query plan shows up alone. Prints figures:
+The side-by-side comparison with Orthanc (over HTTP and DIMSE, gunicorn, both servers
+loaded with the same corpus) is bench_vs_orthanc.py. Here the gateway's own code paths are
+timed in-process, without HTTP servers, gate and audit on, so that a regression in ingest,
+streaming or the QIDO query plan shows up alone. Prints figures:
 
     .venv/bin/python bench/bench_dicom.py [--instances 500] [--large 50,100,200]
         [--synthetic 100000] [--database-url postgres://postgres@127.0.0.1:5432/studies_bench]
