@@ -26,7 +26,7 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	DEBUG=True $(BIN)/python manage.py migrate --no-input
 	DEBUG=True $(BIN)/python manage.py seed_demo
-	DEBUG=True $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	DEBUG=True $(BIN)/python manage.py serve $(HOST):$(PORT)
 
 check: install-dev
 	$(BIN)/ruff check .

@@ -197,6 +197,8 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "expire-consent-facts": {"task": "consent.tasks.expire_due", "schedule": timedelta(minutes=1)},
     "audit-checkpoint": {"task": "audit.tasks.take_checkpoint", "schedule": timedelta(minutes=15)},
+    "fixity-check": {"task": "studies.tasks.fixity_check_due", "schedule": timedelta(hours=1)},
+    "orphans-sweep": {"task": "studies.tasks.orphans_sweep_due", "schedule": timedelta(days=1)},
 }
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
