@@ -11,7 +11,7 @@ from audit.actions import Action
 from consent.actors import Actor
 from consent.auditing import audit_event
 from consent.models import Affiliation, CareKind, CareRelationship, Patient, Practitioner, Role
-from consent.services.consents import channel_of
+from consent.services.consents import channel_of, end_fact
 
 DEFAULT_DAYS = {
     CareKind.ADMISSION: "CARE_ADMISSION_DAYS",
@@ -120,10 +120,7 @@ def care_relationship_end(*, actor: Actor, link_id: int) -> CareRelationship:
         raise NotFound("No such care relationship.")
     if link.ended_at is not None:
         raise Conflict("This care relationship was ended already.", code="ALREADY_ENDED")
-    link.ended_at = timezone.now()
-    link.ended_by = actor.username
-    link.end_channel = channel_of(actor)
-    link.save(update_fields=["ended_at", "ended_by", "end_channel"])
+    end_fact(link, actor=actor, fields=("ended_at", "ended_by", "end_channel"))
     audit_event(
         actor,
         action=Action.CARE_END,

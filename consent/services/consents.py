@@ -2,7 +2,7 @@
 
 import datetime
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from anim_gateway.errors import ApplicationError, Conflict, NotFound
@@ -15,6 +15,18 @@ from consent.services.provisioning import institutions_by_code
 
 def channel_of(actor: Actor) -> str:
     return actor.channel if actor.channel in ("api", "portal", "cli", "admin") else "api"
+
+
+def end_fact(row: models.Model, *, actor: Actor, fields: tuple[str, str, str]) -> None:
+    """Record once when, by whom and through which channel a fact ended (never edited again).
+
+    ``fields`` names the row's (time, username, channel) columns, e.g. revoked_at/by/channel.
+    """
+    at, by, channel = fields
+    setattr(row, at, timezone.now())
+    setattr(row, by, actor.username)
+    setattr(row, channel, channel_of(actor))
+    row.save(update_fields=list(fields))
 
 
 @transaction.atomic
@@ -81,10 +93,7 @@ def consent_revoke(*, actor: Actor, patient: Patient, consent_id: int) -> Consen
         raise NotFound("No such consent.")
     if consent.revoked_at is not None:
         raise Conflict("This consent was revoked already.", code="ALREADY_REVOKED")
-    consent.revoked_at = timezone.now()
-    consent.revoked_by = actor.username
-    consent.revoke_channel = channel_of(actor)
-    consent.save(update_fields=["revoked_at", "revoked_by", "revoke_channel"])
+    end_fact(consent, actor=actor, fields=("revoked_at", "revoked_by", "revoke_channel"))
     audit_event(
         actor,
         action=Action.CONSENT_REVOKE,

@@ -1,14 +1,13 @@
 """The patient's own restrictions: block a practitioner, hide a study (and undo either)."""
 
 from django.db import transaction
-from django.utils import timezone
 
 from anim_gateway.errors import Conflict, NotFound
 from audit.actions import Action
 from consent.actors import Actor
 from consent.auditing import audit_event
 from consent.models import Exclusion, Patient, Practitioner, StudyVisibility
-from consent.services.consents import channel_of
+from consent.services.consents import channel_of, end_fact
 
 
 @transaction.atomic
@@ -57,10 +56,7 @@ def exclusion_remove(*, actor: Actor, patient: Patient, exclusion_id: int) -> Ex
     )
     if exclusion is None:
         raise NotFound("No such exclusion.")
-    exclusion.removed_at = timezone.now()
-    exclusion.removed_by = actor.username
-    exclusion.remove_channel = channel_of(actor)
-    exclusion.save(update_fields=["removed_at", "removed_by", "remove_channel"])
+    end_fact(exclusion, actor=actor, fields=("removed_at", "removed_by", "remove_channel"))
     audit_event(
         actor,
         action=Action.EXCLUSION_REMOVE,
@@ -102,10 +98,7 @@ def study_unhide(*, actor: Actor, patient: Patient, study_uid: str) -> StudyVisi
     )
     if hidden is None:
         return None
-    hidden.unhidden_at = timezone.now()
-    hidden.unhidden_by = actor.username
-    hidden.unhide_channel = channel_of(actor)
-    hidden.save(update_fields=["unhidden_at", "unhidden_by", "unhide_channel"])
+    end_fact(hidden, actor=actor, fields=("unhidden_at", "unhidden_by", "unhide_channel"))
     audit_event(
         actor,
         action=Action.STUDY_UNHIDE,
