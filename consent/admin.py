@@ -1,6 +1,7 @@
 """Django admin: institutions, practitioners, affiliations; consent history read-only."""
 
 from django.contrib import admin
+from django.http import HttpRequest
 from guardian.admin import GuardedModelAdmin
 
 from consent.models import (
@@ -13,7 +14,6 @@ from consent.models import (
     Institution,
     InstitutionAETitle,
     Patient,
-    PatientIdentifier,
     Practitioner,
     StudyVisibility,
 )
@@ -55,18 +55,24 @@ class AccountAdmin(admin.ModelAdmin):
     list_display = ["user", "role", "institution"]
 
 
-class PatientIdentifierInline(admin.TabularInline):
-    model = PatientIdentifier
-    extra = 0
-
-
 @admin.register(Patient)
 class PatientAdmin(GuardedModelAdmin):
-    """Legal representatives are granted here as the object permission act_for_patient."""
+    """Only for granting legal representation (object permission act_for_patient).
 
-    list_display = ["national_id", "birth_date"]
+    Administrators do not see patient data: no names, birth dates or hospital identifiers
+    here, and nothing is edited (patients change through the audited services).
+    """
+
+    list_display = ["national_id"]
     search_fields = ["national_id"]
-    inlines = [PatientIdentifierInline]
+    fields = ["national_id", "user"]
+    readonly_fields = ["national_id", "user"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Patient | None = None) -> bool:
+        return False
 
 
 class ReadOnlyHistoryAdmin(admin.ModelAdmin):

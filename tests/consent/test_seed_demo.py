@@ -8,6 +8,20 @@ from consent.models import Account, Institution, InstitutionAETitle, Patient, Pr
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def debug(settings) -> None:
+    settings.DEBUG = True
+
+
+def test_it_refuses_to_run_without_debug(settings) -> None:
+    from django.core.management import CommandError
+
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DEBUG=True only"):
+        call_command("seed_demo")
+    assert not Institution.objects.exists()
+
+
 def test_it_seeds_the_four_hospitals_and_prints_the_logins(capsys) -> None:
     call_command("seed_demo")
     out = capsys.readouterr().out

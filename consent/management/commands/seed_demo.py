@@ -2,9 +2,10 @@
 
 import datetime
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command, get_commands
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from consent import national_id
 from consent.actors import Actor
@@ -44,6 +45,9 @@ class Command(BaseCommand):
     # Not one transaction: each service is atomic, and the gate (studies ingest) refuses to run
     # inside a caller's transaction. Idempotence makes a re-run complete an interrupted one.
     def handle(self, *args, **options) -> None:
+        # The demo has known passwords (and an administrator): never on a production instance.
+        if not settings.DEBUG:
+            raise CommandError("seed_demo creates accounts with known passwords: DEBUG=True only.")
         self._institutions()
         self._practitioners()
         self._accounts()
