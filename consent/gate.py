@@ -73,9 +73,9 @@ class AccessDenied(ApplicationError):
 
     status_code = status.HTTP_403_FORBIDDEN
 
-    def __init__(self, decision: Decision):
+    def __init__(self, decision: Decision, *, conceal: bool = False):
         self.decision = decision
-        if decision.reason_code in ("STUDY_HIDDEN", "NOT_FOUND"):
+        if conceal or decision.reason_code in ("STUDY_HIDDEN", "NOT_FOUND"):
             # Its existence is not revealed: the same body as a study that is not there.
             super().__init__(NOT_FOUND_MESSAGE, code="NOT_FOUND", status_code=404)
             return
@@ -136,20 +136,22 @@ def authorize(
     _mark_consulted()
     national_id = patient.national_id if patient else ""
     study_uid = study.study_uid if study else ""
+    conceal = False
     try:
         _refuse_inside_transaction()
-        decision = _decide_one(actor, action, patient=patient, study=study)
+        decision, conceal = _decide_one(actor, action, patient=patient, study=study)
     except Exception:
         logger.exception("The gate failed while deciding %s", action)
         decision = _error_decision("GATE_ERROR", "Access could not be decided; it is denied.")
     if decision.permit and not audit_permit:
         return decision
-    decision = _audited(
+    audited = _audited(
         actor, decision, audit_action, national_id, study_uid=study_uid, detail=detail or {}
     )
-    if not decision.permit:
-        raise AccessDenied(decision)
-    return decision
+    if not audited.permit:
+        # The audit row keeps the real reason; the answer may be the not-found one.
+        raise AccessDenied(audited, conceal=conceal and audited is decision)
+    return audited
 
 
 def authorize_studies(
@@ -261,21 +263,37 @@ def visible_patient_ids(actor: Actor) -> set[int]:
 
 def _decide_one(
     actor: Actor, action: str, *, patient: Patient | None, study: StudyRef | None
-) -> Decision:
+) -> tuple[Decision, bool]:
+    """The decision, and whether a deny must look like an unknown study (404)."""
     if study is not None and patient is not None and study.patient_id != patient.pk:
         # A study of another patient than the one in the URL: it is not there for this one.
-        return Decision(False, "NOT_FOUND", NOT_FOUND_MESSAGE)
+        return Decision(False, "NOT_FOUND", NOT_FOUND_MESSAGE), True
     if study is not None and patient is None and study.patient_id is not None:
-        return Decision(False, "NOT_FOUND", NOT_FOUND_MESSAGE)
+        return Decision(False, "NOT_FOUND", NOT_FOUND_MESSAGE), True
     patient_id = patient.pk if patient else None
     uids = [study.study_uid] if study else []
     facts = load_facts(actor, patient_ids=[patient_id], study_uids=uids)[patient_id]
-    return policy.decide(
+    decision = policy.decide(
         facts,
         action=action,
         study_institution_id=study.institution_id if study else None,
         study_uid=study.study_uid if study else None,
     )
+    return decision, study is not None and _conceals(actor, facts, study)
+
+
+def _conceals(actor: Actor, facts: Facts, study: StudyRef) -> bool:
+    """Whether a deny on this study must not reveal that it exists.
+
+    A study the patient hid stays unknown whatever check failed first (rule 5 must not be
+    given away by rule 4), and only practitioners learn that a study exists but is withheld.
+    """
+    return actor.role != Role.PRACTITIONER or _hidden_from(facts, study)
+
+
+def _hidden_from(facts: Facts, study: StudyRef) -> bool:
+    shared = study.institution_id != facts.acting_institution_id
+    return shared and study.study_uid in facts.hidden_study_uids
 
 
 def _decide_many(
@@ -298,7 +316,8 @@ def _decide_many(
         )
         if decision.permit:
             permitted.append(study)
-        elif decision.reason_code == "STUDY_HIDDEN":
+        elif _hidden_from(facts_of, study):
+            # Never mentioned, whichever check failed first (rule 5 is not given away).
             hidden += 1
         else:
             withheld.add((facts_of.code(study.institution_id), decision.reason_code))

@@ -118,3 +118,10 @@ def client_for(username: str, institution: str | None = None, days: int = 1) -> 
 @pytest.fixture
 def api_as():
     return client_for
+
+
+@pytest.fixture
+def debug_settings(settings):
+    """DEBUG on, as `make run` has it (seed_demo refuses to run without it)."""
+    settings.DEBUG = True
+    return settings

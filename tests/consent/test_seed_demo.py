@@ -9,8 +9,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def debug(settings) -> None:
-    settings.DEBUG = True
+def debug(debug_settings) -> None:
+    """seed_demo runs only where DEBUG is on."""
 
 
 def test_it_refuses_to_run_without_debug(settings) -> None:

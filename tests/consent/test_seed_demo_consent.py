@@ -5,7 +5,7 @@ from django.core.management import call_command
 
 from consent.models import CareRelationship, Consent, Patient
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("debug_settings")]
 
 
 def test_it_seeds_the_demo_cases_once():

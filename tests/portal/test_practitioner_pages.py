@@ -151,7 +151,8 @@ def test_the_dpo_never_sees_images_even_with_the_url(alice, portal_as, cast, xav
     uid = xavier_studies["ct"].study_uid
     [(_series, preview)] = alice.get(f"/patients/{XAVIER_ID}/studies/{uid}/").context["series"]
     dora = portal_as("dora")
-    assert dora.get(preview, {"accept": "image/png"}).status_code == 403
+    # Not even the existence of the study is confirmed to her (404, as for an unknown one).
+    assert dora.get(preview, {"accept": "image/png"}).status_code == 404
     assert dora.get(f"/patients/{XAVIER_ID}/studies/{uid}/").status_code == 403
 
 
