@@ -7,6 +7,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from audit.errors import AuditUnavailable
+
 logger = logging.getLogger(__name__)
 
 
@@ -83,6 +85,13 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every error leaves with the documented shape."""
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message), status=exc.status_code)
+    if isinstance(exc, AuditUnavailable):
+        # Nothing was changed (the service's transaction rolled back with the audit row).
+        logger.error("Audit log unavailable: %s", exc.__class__.__name__)
+        return Response(
+            error_body("AUDIT_UNAVAILABLE", "The audit log is unavailable; nothing was changed."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
     response = exception_handler(exc, context)
     if response is None:
         logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)

@@ -211,6 +211,8 @@ TOKEN_DEFAULT_DAYS = env_int("TOKEN_DEFAULT_DAYS", 30)
 CARE_ADMISSION_DAYS = env_int("CARE_ADMISSION_DAYS", 91)
 CARE_REFERRAL_DAYS = env_int("CARE_REFERRAL_DAYS", 91)
 CARE_DECLARED_DAYS = env_int("CARE_DECLARED_DAYS", 456)
+CARE_MAX_DAYS = env_int("CARE_MAX_DAYS", 456)  # the longest period a hospital may assert
+CARE_MAX_BACKDATE_DAYS = env_int("CARE_MAX_BACKDATE_DAYS", 30)  # how late it may record one
 EMERGENCY_ACCESS_HOURS = env_int("EMERGENCY_ACCESS_HOURS", 4)
 EMERGENCY_REASON_MIN_LENGTH = env_int("EMERGENCY_REASON_MIN_LENGTH", 20)
 # Which professions may perform which actions (rule 2).

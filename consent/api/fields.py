@@ -32,6 +32,8 @@ class DateOrDateTimeField(serializers.Field):
             return moment
         if day is None:
             self.fail("invalid")
+        if day >= datetime.date(9999, 12, 31):
+            self.fail("invalid")  # the day after would not exist
         # Periods exclude their end: "until 2027-01-31" ends at the start of February 1st.
         next_day = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time())
         return timezone.make_aware(next_day)

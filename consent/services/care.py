@@ -47,11 +47,26 @@ def care_relationship_assert(
         raise ApplicationError("kind: admission or referral.")
     if actor.role == Role.SYSTEM:
         _require_affiliated_here(actor, practitioner, patient)
-    start = start or timezone.now()
+    now = timezone.now()
+    start = start or now
+    _require_plausible_start(start, now=now)
     end = end or default_end(kind, start)
     if end <= start:
         raise ApplicationError("end: must be after start.")
+    if end - start > datetime.timedelta(days=settings.CARE_MAX_DAYS):
+        raise ApplicationError(
+            f"end: a care relationship lasts at most {settings.CARE_MAX_DAYS} days."
+        )
     return _create(actor, patient, practitioner, kind, start, end, Action.CARE_ASSERT)
+
+
+def _require_plausible_start(start: datetime.datetime, *, now: datetime.datetime) -> None:
+    """A hospital may record an admission late, but not years back nor far ahead."""
+    grace = datetime.timedelta(days=settings.CARE_MAX_BACKDATE_DAYS)
+    if not now - grace <= start <= now + grace:
+        raise ApplicationError(
+            f"start: must lie within {settings.CARE_MAX_BACKDATE_DAYS} days of today."
+        )
 
 
 @transaction.atomic

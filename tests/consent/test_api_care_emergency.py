@@ -311,3 +311,23 @@ def test_a_practitioner_cannot_reach_another_patient_by_changing_the_id(cast):
     response = declare(client_for("bob", "CHEM"), national_id=YVONNE_ID)
     assert error(response) == "EXCLUDED_BY_PATIENT"
     assert last("emergency.declare").patient == YVONNE_ID
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"start": "2000-01-01T00:00:00Z", "end": "9999-01-01T00:00:00Z"}, "start"),
+        ({"end": "2099-01-01T00:00:00Z"}, "end"),
+        ({"start": "9999-12-31T00:00:00Z"}, "start"),
+    ],
+)
+def test_a_hospital_cannot_assert_an_unbounded_or_backdated_relationship(cast, body, field):
+    from consent.models import CareRelationship
+    from tests.conftest import XAVIER_ID, client_for
+
+    system = client_for("chl-pacs", "CHL")
+    payload = {"patient": XAVIER_ID, "practitioner": "alice", "kind": "admission"} | body
+    response = system.post("/api/v1/care-relationships/", payload, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(f"{field}:")
+    assert not CareRelationship.objects.exists()

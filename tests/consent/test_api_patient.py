@@ -315,3 +315,31 @@ def test_an_id_that_cannot_exist_is_a_404_not_a_database_error(xavier, method, u
 def test_a_malformed_body_is_a_400(xavier):
     response = xavier.post(f"{API}/me/consents/", "{not json", content_type="application/json")
     assert (response.status_code, error(response)) == (400, "INVALID")
+
+
+def test_a_consent_until_the_last_representable_day_is_a_400_not_a_500(cast):
+    from tests.conftest import client_for
+
+    response = client_for("xavier").post(
+        "/api/v1/me/consents/", {"institutions": None, "valid_until": "9999-12-31"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "valid_until" in response.json()["error"]["message"]
+
+
+def test_an_unavailable_audit_log_is_a_503_and_nothing_is_granted(cast, monkeypatch):
+    from audit.errors import AuditUnavailable
+    from consent import auditing
+    from consent.models import Consent
+    from tests.conftest import client_for
+
+    client = client_for("xavier")
+
+    def unavailable(event):
+        raise AuditUnavailable("down")
+
+    monkeypatch.setattr(auditing, "append", unavailable)
+    response = client.post("/api/v1/me/consents/", {"institutions": None}, format="json")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "AUDIT_UNAVAILABLE"
+    assert not Consent.objects.exists()
