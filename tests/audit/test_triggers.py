@@ -104,3 +104,15 @@ def test_it_refuses_flush_outside_tests_without_the_explicit_flag(append_events,
     with pytest.raises(CommandError, match="erase-audit-log"):
         call_command("flush", interactive=False, verbosity=0)
     assert AuditEvent.objects.count() == 1
+
+
+def test_it_never_erases_a_production_log_even_when_asked(append_events, monkeypatch, settings):
+    from django.core import mail
+    from django.core.management.base import CommandError
+
+    append_events(1)
+    settings.DEBUG = False
+    monkeypatch.delattr(mail, "outbox")
+    with pytest.raises(CommandError, match="development instance"):
+        call_command("flush", "--erase-audit-log", interactive=False, verbosity=0)
+    assert AuditEvent.objects.count() == 1

@@ -7,6 +7,7 @@ table owner's rights, the same rights that could drop them anyway.
 
 from argparse import ArgumentParser
 
+from django.conf import settings
 from django.core import mail
 from django.core.management.base import CommandError
 from django.core.management.commands import flush
@@ -36,6 +37,9 @@ class Command(flush.Command):
             raise CommandError(
                 "flush would erase the append-only audit log; pass --erase-audit-log to do so."
             )
+        if not (settings.DEBUG or _under_test()):
+            # A production log is never erased by the application (docs/audit.md).
+            raise CommandError("The audit log can be erased only on a development instance.")
         connection = connections[options["database"]]
         with transaction.atomic(using=connection.alias):
             triggers.set_enabled(connection, enabled=False)
