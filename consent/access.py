@@ -3,10 +3,11 @@
 Views never fetch patient data themselves: they call one of these (or the gate) first.
 """
 
+import contextlib
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from django.http import JsonResponse
 from django.utils import timezone
@@ -19,6 +20,7 @@ from anim_gateway.errors import ApplicationError, NotFound, error_body
 from audit.actions import Action
 from consent import gate, national_id
 from consent.actors import Actor
+from consent.auditing import audit_event
 from consent.authentication import actor_of
 from consent.models import (
     Affiliation,
@@ -214,3 +216,26 @@ def _patient_or_none(value: str) -> Patient | None:
     except StdnumError:
         return None
     return Patient.objects.select_related("record").filter(national_id=number).first()
+
+
+@contextlib.contextmanager
+def refusals_audited(actor: Actor, *, audit_action: str, patient: Patient | None) -> Iterator[None]:
+    """Audit, as a deny, a refusal a service raises after the gate permitted the request.
+
+    Such services write their own event only on success (``audit_permit=False``), and their
+    transaction has rolled back by the time the refusal arrives here, so this row stands.
+    """
+    try:
+        yield
+    except gate.AccessDenied:
+        raise  # already audited by the gate
+    except ApplicationError as refusal:
+        audit_event(
+            actor,
+            action=audit_action,
+            outcome="deny",
+            reason_code=refusal.code,
+            message=refusal.message,
+            patient=patient.national_id if patient else "",
+        )
+        raise

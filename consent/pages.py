@@ -18,7 +18,7 @@ from anim_gateway.portal import forbidden, portal_view
 from audit.actions import Action, describe
 from audit.selectors import access_log_list
 from consent import gate, selectors
-from consent.access import access_own_record, serves_patient_data
+from consent.access import access_own_record, refusals_audited, serves_patient_data
 from consent.actors import Actor
 from consent.gate import AccessDenied
 from consent.models import Institution, Patient, Practitioner, RecordStatus, ReviewState, Role
@@ -68,10 +68,18 @@ def patient_page(view: Callable) -> Callable:
     return wrapper
 
 
-def run_service(request: HttpRequest, action: Callable[[], object], success: str) -> bool:
-    """Run one service; its refusal (not a gate deny) becomes a message on the next page."""
+def run_service(
+    request: HttpRequest,
+    action: Callable[[], object],
+    success: str,
+    *,
+    audit_action: str,
+    patient: Patient | None,
+) -> bool:
+    """Run one service; its refusal (not a gate deny) is audited and becomes a message."""
     try:
-        action()
+        with refusals_audited(request.actor, audit_action=audit_action, patient=patient):
+            action()
     except AccessDenied:
         raise
     except ApplicationError as error:
@@ -115,6 +123,8 @@ def record_status(request: HttpRequest, status: str) -> HttpResponse:
         request,
         lambda: consents.record_set_status(actor=request.actor, patient=patient, status=status),
         f"Your shared record is {done}.",
+        audit_action=action,
+        patient=patient,
     )
     return redirect("portal:me")
 
@@ -215,6 +225,8 @@ def consent_page(request: HttpRequest) -> HttpResponse:
             request,
             lambda: consents.consent_grant(actor=request.actor, patient=patient, **args),
             "Consent granted. It applies from now on.",
+            audit_action=Action.CONSENT_GRANT,
+            patient=patient,
         )
         if granted:
             return redirect("portal:me-consents")
@@ -234,6 +246,8 @@ def consent_revoke(request: HttpRequest, consent_id: int) -> HttpResponse:
             actor=request.actor, patient=patient, consent_id=consent_id
         ),
         "Consent revoked. It no longer applies, from the next request on.",
+        audit_action=Action.CONSENT_REVOKE,
+        patient=patient,
     )
     return redirect("portal:me-consents")
 
@@ -288,6 +302,8 @@ def _practitioner_post(request: HttpRequest, audit_action: str, service: Callabl
         request,
         lambda: service(actor=request.actor, patient=patient, practitioner=practitioner),
         ok.format(name=practitioner.display_name),
+        audit_action=audit_action,
+        patient=patient,
     )
     return redirect("portal:me-doctors")
 
@@ -313,6 +329,8 @@ def exclusion_remove(request: HttpRequest, exclusion_id: int) -> HttpResponse:
             actor=request.actor, patient=patient, exclusion_id=exclusion_id
         ),
         "The practitioner is no longer blocked.",
+        audit_action=Action.EXCLUSION_REMOVE,
+        patient=patient,
     )
     return redirect("portal:me-doctors")
 
@@ -377,5 +395,7 @@ def emergency_review(request: HttpRequest, access_id: int) -> HttpResponse:
             actor=request.actor, access_id=access_id, **form.cleaned_data
         ),
         "Review recorded.",
+        audit_action=Action.EMERGENCY_REVIEW,
+        patient=None,
     )
     return redirect("portal:dpo-emergencies")

@@ -203,6 +203,8 @@ def emergency_declare(request: HttpRequest, national_id: str) -> HttpResponse:
         ),
         f"Emergency access declared for {hours} hours. The patient will be notified "
         "and the data protection officer will review it.",
+        audit_action=Action.EMERGENCY_DECLARE,
+        patient=patient,
     )
     return redirect("portal:patient-studies", national_id=patient.national_id)
 
@@ -243,5 +245,7 @@ def my_study_visibility(request: HttpRequest, study_uid: str, hide: bool) -> Htt
         "The study is hidden from other hospitals, even in an emergency."
         if hide
         else "The study is visible again to hospitals you consented to.",
+        audit_action=action,
+        patient=patient,
     )
     return redirect("portal:me-studies")

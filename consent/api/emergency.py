@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from audit.actions import Action
 from consent import gate, selectors
-from consent.access import access_patient_by_national_id, serves_patient_data
+from consent.access import access_patient_by_national_id, refusals_audited, serves_patient_data
 from consent.api.patients import valid
 from consent.authentication import actor_of
 from consent.models import ReviewState
@@ -54,7 +54,10 @@ class EmergencyAccessCreateApi(APIView):
             audit_action=Action.EMERGENCY_DECLARE,
             audit_permit=False,
         )
-        access = emergency.emergency_declare(actor=actor, patient=patient, reason=data["reason"])
+        with refusals_audited(actor, audit_action=Action.EMERGENCY_DECLARE, patient=patient):
+            access = emergency.emergency_declare(
+                actor=actor, patient=patient, reason=data["reason"]
+            )
         body = {"id": access.pk, "expires_at": access.expires_at, "review": access.review}
         return Response(body, status=status.HTTP_201_CREATED)
 

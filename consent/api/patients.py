@@ -14,6 +14,7 @@ from consent.access import (
     ACT_FOR_PARAMETER,
     access_own_record,
     patient_actor,
+    refusals_audited,
     serves_patient_data,
 )
 from consent.api.fields import USERNAME, DateOrDateTimeField
@@ -105,7 +106,8 @@ class _RecordStatusApi(APIView):
     def post(self, request: Request) -> Response:
         actor = patient_actor(request)
         patient = access_own_record(actor, audit_action=self.audit_action, audit_permit=False)
-        record = consents.record_set_status(actor=actor, patient=patient, status=self.target)
+        with refusals_audited(actor, audit_action=self.audit_action, patient=patient):
+            record = consents.record_set_status(actor=actor, patient=patient, status=self.target)
         return Response({"national_id": patient.national_id, "status": record.status})
 
 
@@ -152,13 +154,14 @@ class ConsentListCreateApi(APIView):
         data = valid(self.InputSerializer, request)
         actor = patient_actor(request)
         patient = access_own_record(actor, audit_action=Action.CONSENT_GRANT, audit_permit=False)
-        consent = consents.consent_grant(
-            actor=actor,
-            patient=patient,
-            institution_codes=data["institutions"],
-            valid_until=data.get("valid_until"),
-            allow_emergency=data["allow_emergency"],
-        )
+        with refusals_audited(actor, audit_action=Action.CONSENT_GRANT, patient=patient):
+            consent = consents.consent_grant(
+                actor=actor,
+                patient=patient,
+                institution_codes=data["institutions"],
+                valid_until=data.get("valid_until"),
+                allow_emergency=data["allow_emergency"],
+            )
         return Response(ConsentOutput(consent).data, status=status.HTTP_201_CREATED)
 
 
@@ -168,7 +171,8 @@ class ConsentRevokeApi(APIView):
     def post(self, request: Request, consent_id: int) -> Response:
         actor = patient_actor(request)
         patient = access_own_record(actor, audit_action=Action.CONSENT_REVOKE, audit_permit=False)
-        consent = consents.consent_revoke(actor=actor, patient=patient, consent_id=consent_id)
+        with refusals_audited(actor, audit_action=Action.CONSENT_REVOKE, patient=patient):
+            consent = consents.consent_revoke(actor=actor, patient=patient, consent_id=consent_id)
         return Response(ConsentOutput(consent).data)
 
 
@@ -194,9 +198,10 @@ class ExclusionListCreateApi(APIView):
         data = valid(self.InputSerializer, request)
         actor = patient_actor(request)
         patient = access_own_record(actor, audit_action=Action.EXCLUSION_ADD, audit_permit=False)
-        exclusion = exclusions.exclusion_add(
-            actor=actor, patient=patient, practitioner=practitioner_named(data["practitioner"])
-        )
+        with refusals_audited(actor, audit_action=Action.EXCLUSION_ADD, patient=patient):
+            exclusion = exclusions.exclusion_add(
+                actor=actor, patient=patient, practitioner=practitioner_named(data["practitioner"])
+            )
         return Response(ExclusionOutput(exclusion).data, status=status.HTTP_201_CREATED)
 
 
@@ -206,7 +211,8 @@ class ExclusionDeleteApi(APIView):
     def delete(self, request: Request, exclusion_id: int) -> Response:
         actor = patient_actor(request)
         patient = access_own_record(actor, audit_action=Action.EXCLUSION_REMOVE, audit_permit=False)
-        exclusions.exclusion_remove(actor=actor, patient=patient, exclusion_id=exclusion_id)
+        with refusals_audited(actor, audit_action=Action.EXCLUSION_REMOVE, patient=patient):
+            exclusions.exclusion_remove(actor=actor, patient=patient, exclusion_id=exclusion_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -233,9 +239,10 @@ class DeclaredCareApi(APIView):
         data = valid(self.InputSerializer, request)
         actor = patient_actor(request)
         patient = access_own_record(actor, audit_action=Action.CARE_DECLARE, audit_permit=False)
-        link = care.care_relationship_declare(
-            actor=actor, patient=patient, practitioner=practitioner_named(data["practitioner"])
-        )
+        with refusals_audited(actor, audit_action=Action.CARE_DECLARE, patient=patient):
+            link = care.care_relationship_declare(
+                actor=actor, patient=patient, practitioner=practitioner_named(data["practitioner"])
+            )
         return Response(CareOutput(link).data, status=status.HTTP_201_CREATED)
 
 

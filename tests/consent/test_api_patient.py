@@ -343,3 +343,15 @@ def test_an_unavailable_audit_log_is_a_503_and_nothing_is_granted(cast, monkeypa
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "AUDIT_UNAVAILABLE"
     assert not Consent.objects.exists()
+
+
+def test_a_refusal_after_the_gate_permitted_is_audited_as_a_deny(cast):
+    from audit.models import AuditEvent
+    from tests.conftest import YVONNE_ID, client_for
+
+    mine = client_for("xavier").post("/api/v1/me/consents/", {"institutions": None}, format="json")
+    other = client_for("yvonne").post(f"/api/v1/me/consents/{mine.json()['id']}/revoke/")
+    assert other.status_code == 404
+    event = AuditEvent.objects.order_by("-seq").first()
+    assert (event.action, event.outcome, event.patient) == ("consent.revoke", "deny", YVONNE_ID)
+    assert event.reason_code == "NOT_FOUND"
