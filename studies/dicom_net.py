@@ -154,7 +154,7 @@ def _session(event: evt.Event) -> IngestSession | None:
         if key in _sessions:
             return _sessions[key]
     calling = event.assoc.requestor.ae_title.strip()
-    institution = on_db_thread(_institution_of, calling)
+    institution = on_db_thread(_institution_of, calling, event.assoc.requestor.address)
     if institution is None:
         return None
     actor = Actor(
@@ -169,8 +169,16 @@ def _session(event: evt.Event) -> IngestSession | None:
         return _sessions.setdefault(key, IngestSession(actor=actor))
 
 
-def _institution_of(calling: str) -> Institution | None:
-    return Institution.objects.filter(ae_titles__ae_title=calling).first()
+def _institution_of(calling: str, address: str) -> Institution | None:
+    """The member institution of a calling AE title, if it calls from an admitted address."""
+    title = InstitutionAETitle.objects.select_related("institution").filter(ae_title=calling)
+    title = title.first()
+    if title is None or not title.admits(address):
+        logger.warning(
+            "C-STORE refused: AE title %s from an address it is not admitted from", calling
+        )
+        return None
+    return title.institution
 
 
 def handle_released(event: evt.Event) -> None:

@@ -1,6 +1,7 @@
 """The parties: institutions, practitioners and their affiliations, patients and their records."""
 
 import datetime
+import ipaddress
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -21,6 +22,23 @@ def validate_national_id(value: str) -> None:
         national_id.validate(value)
     except StdnumError as exc:
         raise ValidationError(str(exc)) from exc
+
+
+def parse_networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [
+        ipaddress.ip_network(item.strip(), strict=False)
+        for item in value.split(",")
+        if item.strip()
+    ]
+
+
+def validate_networks(value: str) -> None:
+    from django.core.exceptions import ValidationError
+
+    try:
+        parse_networks(value)
+    except ValueError as exc:
+        raise ValidationError(f"Not an address or network: {exc}") from exc
 
 
 class Role(models.TextChoices):
@@ -60,12 +78,30 @@ class Institution(models.Model):
 class InstitutionAETitle(models.Model):
     institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="ae_titles")
     ae_title = models.CharField(max_length=16, unique=True, validators=[ae_title])
+    # An AE title is no credential (anyone can send any title): associations are accepted
+    # only from these addresses. Empty: loopback only, so nothing is open by default.
+    peer_networks = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_networks],
+        help_text="Comma-separated addresses or networks (CIDR) of the hospital's PACS.",
+    )
 
     class Meta:
         verbose_name = "AE title"
 
     def __str__(self) -> str:
         return self.ae_title
+
+    def admits(self, address: str) -> bool:
+        """Whether a DICOM association from this address may use this AE title."""
+        try:
+            peer = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if not self.peer_networks.strip():
+            return peer.is_loopback
+        return any(peer in network for network in parse_networks(self.peer_networks))
 
 
 class Account(models.Model):

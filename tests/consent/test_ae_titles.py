@@ -1,0 +1,31 @@
+"""An AE title is admitted only from its hospital's networks; loopback only when none is set."""
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from consent.models import InstitutionAETitle
+
+
+@pytest.mark.parametrize(
+    ("networks", "address", "admitted"),
+    [
+        ("", "127.0.0.1", True),
+        ("", "::1", True),
+        ("", "10.1.2.3", False),
+        ("10.1.0.0/16", "10.1.2.3", True),
+        ("10.1.0.0/16, 192.168.5.7", "192.168.5.7", True),
+        ("10.1.0.0/16", "10.2.0.1", False),
+        ("10.1.0.0/16", "127.0.0.1", False),
+        ("10.1.0.0/16", "not-an-address", False),
+    ],
+)
+def test_it_admits_only_the_configured_peers(networks: str, address: str, admitted: bool) -> None:
+    title = InstitutionAETitle(ae_title="CHL_PACS", peer_networks=networks)
+    assert title.admits(address) is admitted
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_malformed_network() -> None:
+    title = InstitutionAETitle(ae_title="CHL_PACS", peer_networks="10.1.0.0/33")
+    with pytest.raises(ValidationError, match="peer_networks"):
+        title.full_clean(exclude=["institution"])
