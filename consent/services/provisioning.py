@@ -54,7 +54,7 @@ def _new_user(username: str):
 
 @transaction.atomic
 def institution_create(
-    *, code: str, name: str, ae_titles: list[str], issuer: str = ""
+    *, code: str, name: str, ae_titles: list[str], issuer: str = "", peer_networks: str = ""
 ) -> Institution:
     if Institution.objects.filter(code=code).exists():
         raise Conflict(f"Institution {code} already exists.")
@@ -67,10 +67,11 @@ def institution_create(
     institution.full_clean()
     institution.save()
     for title in ae_titles:
-        InstitutionAETitle(institution=institution, ae_title=title).full_clean(
-            exclude=["institution"]
+        row = InstitutionAETitle(
+            institution=institution, ae_title=title, peer_networks=peer_networks
         )
-        InstitutionAETitle.objects.create(institution=institution, ae_title=title)
+        row.full_clean()
+        row.save()
     return institution
 
 

@@ -29,3 +29,19 @@ def test_it_refuses_a_malformed_network() -> None:
     title = InstitutionAETitle(ae_title="CHL_PACS", peer_networks="10.1.0.0/33")
     with pytest.raises(ValidationError, match="peer_networks"):
         title.full_clean(exclude=["institution"])
+
+
+@pytest.mark.django_db
+def test_create_institution_records_the_pacs_networks() -> None:
+    from django.core.management import CommandError, call_command
+
+    call_command(
+        "create_institution", "ZIT", "Zithaklinik", "--ae-title", "ZIT_PACS",
+        "--peer-networks", "10.9.0.0/16",
+    )  # fmt: skip
+    assert InstitutionAETitle.objects.get(ae_title="ZIT_PACS").admits("10.9.1.1")
+    with pytest.raises(CommandError, match="Not an address"):
+        call_command(
+            "create_institution", "ZIU", "Other", "--ae-title", "ZIU_PACS",
+            "--peer-networks", "10.9.0.0/99",
+        )  # fmt: skip

@@ -15,10 +15,22 @@ class Command(BaseCommand):
         parser.add_argument("name")
         parser.add_argument("--ae-title", action="append", default=[], dest="ae_titles")
         parser.add_argument("--issuer", default="", help="Default IssuerOfPatientID")
+        parser.add_argument(
+            "--peer-networks",
+            default="",
+            help="Addresses or CIDR networks of the PACS allowed to use these AE titles "
+            "(comma-separated; default: loopback only)",
+        )
 
     def handle(self, *args, code: str, name: str, ae_titles: list[str], issuer: str, **options):
         try:
-            institution_create(code=code, name=name, ae_titles=ae_titles, issuer=issuer)
+            institution_create(
+                code=code,
+                name=name,
+                ae_titles=ae_titles,
+                issuer=issuer,
+                peer_networks=options["peer_networks"],
+            )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         except ValidationError as exc:
