@@ -1,17 +1,17 @@
 """Access helpers on top of the gate: fetch a study, ask the gate, return it or raise."""
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from anim_gateway.errors import NotFound
 from audit.actions import Action
 from consent import gate
 from consent.actors import Actor
-from consent.models import Patient, Role
+from consent.models import Patient, Role, StudyVisibility
 from studies import qido, selectors
 from studies.dicom import is_valid_uid
 from studies.models import Instance, Series, Study
 
-# How many candidate studies one query may weigh; beyond it the caller must narrow the query.
+# How many studies a patient's list may weigh.
 MAX_CANDIDATES = 10_000
 
 
@@ -69,31 +69,45 @@ def instance_of(study: Study, *, series_uid: str, sop_uid: str) -> Instance:
 def studies_search(actor: Actor, *, query: qido.Query) -> list[Study]:
     """The page of studies matching a QIDO-RS query that the actor may see.
 
-    SQL keeps only studies of patients the actor may possibly see (and, for a practitioner,
-    the unreconciled studies of the acting institution); the gate then decides each one,
-    over a window a little larger than the page. Only when the gate withholds so many that
-    the page comes out short is a wider window decided (and audited) again.
+    SQL selects the page (ORDER BY, OFFSET, LIMIT) among the studies in the actor's scope
+    (``_search_scope``), loading only what the gate needs; the gate then decides each study
+    of the page, in one audited decision, and the attributes of the permitted ones alone
+    are loaded. Offset and limit therefore count studies in scope: a page holds fewer than
+    ``limit`` studies when the gate withholds some of it (an institution the patient's
+    consent does not cover, say), and the next page starts at ``offset + limit`` all the
+    same, so paging never skips nor repeats a study. Hidden studies are out of scope in
+    SQL already: they never leave a gap that would reveal them.
     """
-    visible = gate.visible_patient_ids(actor)
-    scope = Q(patient_id__in=visible)
-    if actor.role == Role.PRACTITIONER and actor.institution is not None:
-        scope |= Q(patient__isnull=True, institution=actor.institution)
-    wanted = query.offset + query.limit
-    # A margin of 10% (at least 20) for studies the gate drops; hidden ones are rare.
-    window = min(wanted + max(20, wanted // 10), MAX_CANDIDATES)
-    while True:
-        candidates = selectors.study_list(scope=scope, query=query, limit=window)
-        decision = gate.authorize_studies(
-            actor,
-            gate.LIST_STUDIES,
-            studies=candidates,
-            audit_action=Action.STUDY_SEARCH,
-            detail=query.describe(),
+    scope = _search_scope(actor)
+    refs = selectors.study_refs(scope=scope, query=query, offset=query.offset, limit=query.limit)
+    decision = gate.authorize_studies(
+        actor,
+        gate.LIST_STUDIES,
+        studies=refs,
+        audit_action=Action.STUDY_SEARCH,
+        detail=query.describe(),
+    )
+    return selectors.studies_by_pk([ref.pk for ref in decision.permitted])
+
+
+def _search_scope(actor: Actor) -> Q:
+    """Studies of the patients the actor may possibly see (and, for a practitioner, the
+    unreconciled studies of the acting institution), less the studies their patient hid
+    from other institutions (rule 5). A pre-filter: the gate decides every study."""
+    scope = Q(patient_id__in=gate.visible_patient_ids(actor))
+    if actor.role != Role.PRACTITIONER:
+        return scope  # a patient sees their own studies, hidden ones included
+    own = actor.institution
+    hidden = Exists(
+        StudyVisibility.objects.filter(
+            patient_id=OuterRef("patient_id"),
+            study_uid=OuterRef("study_uid"),
+            unhidden_at__isnull=True,
         )
-        exhausted = len(candidates) < window or window == MAX_CANDIDATES
-        if len(decision.permitted) >= wanted or exhausted:
-            return decision.permitted[query.offset : wanted]
-        window = min(window * 4, MAX_CANDIDATES)
+    )
+    if own is None:
+        return scope & ~hidden
+    return (scope & ~(hidden & ~Q(institution=own))) | Q(patient__isnull=True, institution=own)
 
 
 def patient_studies(actor: Actor, *, patient: Patient, audit_action: str) -> gate.StudyListDecision:

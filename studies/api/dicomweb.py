@@ -103,11 +103,13 @@ class StudiesApi(DicomWebApi):
     def get(self, request: Request) -> HttpResponse:
         query = qido.parse_query(request.query_params)
         studies = access.studies_search(actor_of(request), query=query)
+        # UIDs are digits and dots: one reverse() for the base, not one per result.
+        base = _url(request, "studies")
         return _json(
             [
                 dicom_json.study_result(
                     s,
-                    url=_url(request, "study", study=s.study_uid),
+                    url=f"{base}/{s.study_uid}",
                     includefield=query.includefield,
                 )
                 for s in studies
