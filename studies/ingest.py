@@ -143,10 +143,12 @@ def _identity_of(*, session: IngestSession, header: Header) -> _Identity:
 
 def _ingest_valid(*, session: IngestSession, spooled: Spooled, header: Header) -> IngestResult:
     existing = Instance.objects.filter(sop_instance_uid=header.sop_instance_uid).first()
-    if existing is not None:
-        return _same_or_conflict(session=session, header=header, existing=existing, spooled=spooled)
     study = Study.objects.filter(study_uid=header.study_uid).select_related("patient").first()
     series = Series.objects.filter(series_uid=header.series_uid).first()
+    if _owned_elsewhere(session=session, study=study, rows=(existing, series)):
+        return _refuse_foreign(session=session, header=header)
+    if existing is not None:
+        return _same_or_conflict(session=session, header=header, existing=existing, spooled=spooled)
     problem = _inconsistency(session=session, header=header, study=study, series=series)
     if problem:
         return _result(header, "rejected", problem, FailureReason.CANNOT_UNDERSTAND)
@@ -215,6 +217,34 @@ def _after_store(*, instance_id: int) -> None:
         tasks.series_preview.delay(instance_id)
 
 
+FOREIGN_UIDS = "These UIDs cannot be stored for your institution."
+
+
+def _owned_elsewhere(*, session: IngestSession, study: Study | None, rows: tuple) -> bool:
+    """Whether a stored study, or the study of a stored series or instance with these UIDs,
+    is another institution's (usually the same study: no extra query)."""
+    owners = {study.institution_id} if study else set()
+    for row in rows:
+        if row is None or (study is not None and row.study_id == study.pk):
+            continue
+        owners.add(Study.objects.values_list("institution_id", flat=True).get(pk=row.study_id))
+    return bool(owners - {session.institution.pk})
+
+
+def _refuse_foreign(*, session: IngestSession, header: Header) -> IngestResult:
+    """One answer whatever the other institution holds (its UIDs are not revealed); the
+    audit row keeps what was attempted."""
+    audit_event(
+        session.actor,
+        action=Action.STUDY_STORE,
+        outcome="deny",
+        reason_code="UIDS_OF_ANOTHER_INSTITUTION",
+        study_uid=header.study_uid,
+        detail={"sop_instance_uid": header.sop_instance_uid, "series_uid": header.series_uid},
+    )
+    return _result(header, "rejected", FOREIGN_UIDS, FailureReason.NOT_AUTHORIZED)
+
+
 def _inconsistency(
     *, session: IngestSession, header: Header, study: Study | None, series: Series | None
 ) -> str:
@@ -223,8 +253,6 @@ def _inconsistency(
         return "SeriesInstanceUID already belongs to another study."
     if study is None:
         return ""
-    if study.institution_id != session.institution.pk:
-        return "StudyInstanceUID belongs to a study of another institution."
     if study.dicom_patient_id != header.patient_id:
         return "PatientID differs from the PatientID of the stored study."
     return ""

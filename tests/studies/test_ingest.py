@@ -180,7 +180,25 @@ def test_it_refuses_instances_for_a_study_of_another_institution(cast, tmp_path)
     assert ingest(dicom_copy(tmp_path, study_uid=study_uid), "CHEM").status == "stored"
     result = ingest(dicom_copy(tmp_path, study_uid=study_uid), "CHL")
     assert result.status == "rejected"
-    assert "another institution" in result.reason
+    # The same answer whatever CHEM holds under these UIDs; the audit keeps the attempt.
+    assert result.reason == "These UIDs cannot be stored for your institution."
+    event = AuditEvent.objects.order_by("-seq").first()
+    assert (event.outcome, event.reason_code, event.acting_institution) == (
+        "deny",
+        "UIDS_OF_ANOTHER_INSTITUTION",
+        "CHL",
+    )
+
+
+def test_a_series_or_instance_uid_of_another_institution_gets_the_same_answer(cast, tmp_path):
+    stored = ingest(dicom_copy(tmp_path), "CHEM")
+    same_instance = ingest(dicom_copy(tmp_path, SOPInstanceUID=stored.sop_instance_uid), "CHL")
+    same_series = ingest(dicom_copy(tmp_path, series_uid=stored.series_uid), "CHL")
+    for result in (same_instance, same_series):
+        assert (result.status, result.reason) == (
+            "rejected",
+            "These UIDs cannot be stored for your institution.",
+        )
 
 
 def test_it_refuses_an_instance_whose_patient_differs_from_its_study(cast, tmp_path):
