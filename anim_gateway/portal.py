@@ -31,7 +31,7 @@ from consent.auditing import audit_event
 from consent.models import Affiliation, Institution, Practitioner, Role
 
 # Roles whose portal session needs a second factor (API.md, Authentication).
-TOTP_ROLES = (Role.PRACTITIONER, Role.DPO)
+TOTP_ROLES = (Role.PRACTITIONER, Role.DPO, Role.ADMIN)
 PENDING_KEY = "portal_pending_login"
 ACTING_KEY = "acting_institution"  # read by consent.authentication.PortalSessionAuthentication
 HOME_BY_ROLE = {

@@ -2,7 +2,11 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+# The administration needs the second factor too (enrolled at the first portal log-in).
+admin.site.__class__ = OTPAdminSite
 
 handler400 = "anim_gateway.errors.json_400"
 handler403 = "anim_gateway.errors.json_403"

@@ -5,6 +5,30 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def client(client, admin_user):
+    """The administrator, logged in with a verified second factor."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=admin_user, name="test", confirmed=True)
+    client.force_login(admin_user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client
+
+
+def test_the_admin_requires_the_second_factor(cast, admin_user) -> None:
+    from django.test import Client
+
+    password_only = Client()
+    password_only.force_login(admin_user)
+    response = password_only.get("/admin/consent/institution/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -16,20 +40,17 @@ pytestmark = pytest.mark.django_db
     ],
 )
 def test_the_admin_pages_answer(cast, admin_user, client, url: str) -> None:
-    client.force_login(admin_user)
     assert client.get(url).status_code == 200
 
 
 def test_an_institution_page_shows_its_ae_titles(cast, admin_user, client) -> None:
     from consent.models import Institution
 
-    client.force_login(admin_user)
     chl = Institution.objects.get(code="CHL")
     assert b"CHL_PACS" in client.get(f"/admin/consent/institution/{chl.pk}/change/").content
 
 
 def test_the_patient_page_shows_no_patient_data_and_edits_nothing(cast, admin_user, client) -> None:
-    client.force_login(admin_user)
     page = client.get(f"/admin/consent/patient/{cast.xavier.pk}/change/").content.decode()
     assert cast.xavier.national_id in page
     assert "Xavier" not in page

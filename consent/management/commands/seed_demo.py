@@ -122,5 +122,5 @@ class Command(BaseCommand):
             self.stdout.write(f"  {username:10} patient {number} ({case})")
         self.stdout.write("  dora       Data Protection Officer")
         self.stdout.write("  chl-pacs   CHL hospital system")
-        self.stdout.write("  admin      Django administrator (/admin/)")
+        self.stdout.write("  admin      administrator: log in at / (TOTP), then /admin/")
         self.stdout.write("Tokens: python manage.py issue_token alice --institution CHL")
