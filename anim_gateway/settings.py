@@ -231,6 +231,8 @@ STOW_MAX_BYTES = env_int("STOW_MAX_BYTES", 2 * 1024**3)
 
 # Audit
 AUDIT_SIGNING_KEY = env_secret("AUDIT_SIGNING_KEY")
+# Only development and benchmark databases may have their audit log erased (flush).
+AUDIT_ERASABLE = env_bool("AUDIT_ERASABLE", DEBUG)
 AUDIT_SYSLOG_HOST = env_str("AUDIT_SYSLOG_HOST")
 AUDIT_SYSLOG_PORT = env_int("AUDIT_SYSLOG_PORT", 6514)
 AUDIT_SYSLOG_CA_FILE = env_str("AUDIT_SYSLOG_CA_FILE")

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anim_gateway.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only-secret")
+os.environ.setdefault("AUDIT_ERASABLE", "True")  # a bench database is erased between runs
 
 
 def setup_django() -> None:

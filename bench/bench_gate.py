@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anim_gateway.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only-secret")
+os.environ.setdefault("AUDIT_ERASABLE", "True")  # a bench database is erased between runs
 UID = "1.2.826.0.1.3680043.8.498.4242"
 
 

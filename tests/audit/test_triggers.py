@@ -111,7 +111,7 @@ def test_it_never_erases_a_production_log_even_when_asked(append_events, monkeyp
     from django.core.management.base import CommandError
 
     append_events(1)
-    settings.DEBUG = False
+    settings.AUDIT_ERASABLE = False
     monkeypatch.delattr(mail, "outbox")
     with pytest.raises(CommandError, match="development instance"):
         call_command("flush", "--erase-audit-log", interactive=False, verbosity=0)

@@ -37,9 +37,11 @@ class Command(flush.Command):
             raise CommandError(
                 "flush would erase the append-only audit log; pass --erase-audit-log to do so."
             )
-        if not (settings.DEBUG or _under_test()):
+        if not (settings.AUDIT_ERASABLE or _under_test()):
             # A production log is never erased by the application (docs/audit.md).
-            raise CommandError("The audit log can be erased only on a development instance.")
+            raise CommandError(
+                "The audit log can be erased only on a development instance (AUDIT_ERASABLE)."
+            )
         connection = connections[options["database"]]
         with transaction.atomic(using=connection.alias):
             triggers.set_enabled(connection, enabled=False)
