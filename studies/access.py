@@ -42,6 +42,55 @@ def access_study(
     return study
 
 
+_RETRIEVE_FIELDS = (
+    "storage_key",
+    "series__series_uid",
+    "study__study_uid",
+    "study__institution_id",
+    "study__patient__national_id",
+)
+
+
+def access_instance(
+    actor: Actor,
+    *,
+    study_uid: str,
+    series_uid: str,
+    sop_uid: str,
+    action: str,
+    audit_action: str,
+    metadata: bool = True,
+) -> Instance:
+    """An instance, if the gate permits the action on its study; in one query when it exists.
+
+    The gate decides on the study before anything about the instance is answered: an
+    instance of a hidden study is the same 404 as an unknown study; a missing instance of a
+    permitted study is 404 "No such instance". ``metadata=False`` leaves the instance's
+    DICOM JSON and most columns unloaded (WADO-RS serves the stored bytes).
+
+    Raises
+    ------
+    AccessDenied, NotFound
+        As ``access_study``; NotFound for a missing instance of a permitted study.
+    """
+    instance = None
+    if is_valid_uid(study_uid) and is_valid_uid(series_uid) and is_valid_uid(sop_uid):
+        qs = Instance.objects.select_related("study__patient", "series").filter(
+            sop_instance_uid=sop_uid, series__series_uid=series_uid, study__study_uid=study_uid
+        )
+        if not metadata:
+            # What WADO-RS and the gate read; every other column stays unloaded.
+            qs = qs.only(*_RETRIEVE_FIELDS)
+        instance = next(iter(qs[:1]), None)
+    if instance is None:
+        # Decided (and audited) on the study alone, as for any request on it.
+        study = access_study(actor, study_uid=study_uid, action=action, audit_action=audit_action)
+        return instance_of(study, series_uid=series_uid, sop_uid=sop_uid)
+    study = instance.study
+    gate.authorize(actor, action, patient=study.patient, study=study, audit_action=audit_action)
+    return instance
+
+
 def series_in(study: Study, series_uid: str) -> Series:
     """A series of an already authorized study, or 404."""
     series = None

@@ -259,14 +259,23 @@ class RetrieveApi(DicomWebApi):
         self, request: Request, study: str, series: str | None = None, instance: str | None = None
     ) -> HttpResponse:
         multipart = _wants_multipart(request)
-        found = _study(request, study, gate.VIEW_IMAGES, Action.STUDY_RETRIEVE)
         if instance:
-            keys = [access.instance_of(found, series_uid=series, sop_uid=instance).storage_key]
+            one = access.access_instance(
+                actor_of(request),
+                study_uid=study,
+                series_uid=series,
+                sop_uid=instance,
+                action=gate.VIEW_IMAGES,
+                audit_action=Action.STUDY_RETRIEVE,
+                metadata=False,
+            )
+            keys = [one.storage_key]
             if not multipart:
                 return StreamingHttpResponse(
                     storage.object_chunks(key=keys[0]), content_type="application/dicom"
                 )
         else:
+            found = _study(request, study, gate.VIEW_IMAGES, Action.STUDY_RETRIEVE)
             in_series = access.series_in(found, series) if series else None
             keys = selectors.instance_keys(study=found, series=in_series)
         return multipart_response(_dicom_parts(keys), "application/dicom")
@@ -279,11 +288,18 @@ class MetadataApi(DicomWebApi):
     def get(
         self, request: Request, study: str, series: str | None = None, instance: str | None = None
     ) -> HttpResponse:
-        found = _study(request, study, gate.VIEW_IMAGES, Action.STUDY_METADATA)
         if instance:
-            one = access.instance_of(found, series_uid=series, sop_uid=instance)
+            one = access.access_instance(
+                actor_of(request),
+                study_uid=study,
+                series_uid=series,
+                sop_uid=instance,
+                action=gate.VIEW_IMAGES,
+                audit_action=Action.STUDY_METADATA,
+            )
             items: Iterable[dict] = [one.metadata]
         else:
+            found = _study(request, study, gate.VIEW_IMAGES, Action.STUDY_METADATA)
             in_series = access.series_in(found, series) if series else None
             items = selectors.instance_metadata(study=found, series=in_series)
         return StreamingHttpResponse(_json_array(items), content_type=DICOM_JSON)

@@ -32,10 +32,14 @@ _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
 
 
 def _instance(request: Request, study: str, series: str, instance: str, audit: str) -> Instance:
-    found = access.access_study(
-        actor_of(request), study_uid=study, action=gate.VIEW_IMAGES, audit_action=audit
+    return access.access_instance(
+        actor_of(request),
+        study_uid=study,
+        series_uid=series,
+        sop_uid=instance,
+        action=gate.VIEW_IMAGES,
+        audit_action=audit,
     )
-    return access.instance_of(found, series_uid=series, sop_uid=instance)
 
 
 def _value(instance: Instance, tag: str, default: object = None) -> object:

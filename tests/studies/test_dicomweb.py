@@ -377,6 +377,42 @@ def test_a_hidden_study_is_never_found(alice, xavier_studies):
         assert hidden.study_uid not in json.dumps(found)
 
 
+@pytest.mark.parametrize("suffix", ["", "/metadata", "/frames/1"])
+def test_an_instance_of_another_study_is_not_in_this_one(alice, xavier_studies, suffix):
+    """The instance is looked up with its study in one query; under a permitted study's URL
+    an instance of the hidden study answers like an instance that does not exist."""
+    shown, hidden = xavier_studies["shown"], xavier_studies["hidden"]
+    study = f"/dicomweb/studies/{shown.study_uid}"
+    before = AuditEvent.objects.count()
+    moved = alice.get(
+        f"{study}/series/{hidden.series_uid}/instances/{hidden.sop_instance_uid}{suffix}"
+    )
+    missing = alice.get(f"{study}/series/{generate_uid()}/instances/{generate_uid()}{suffix}")
+    assert moved.status_code == missing.status_code == 404
+    assert moved.json() == missing.json()
+    assert missing.json()["error"]["message"] == "No such instance in this series."
+    # Each request decided (and audited) on the study of its URL alone.
+    events = AuditEvent.objects.order_by("seq")[before:].values_list("outcome", "study_uid")
+    assert list(events) == [("permit", shown.study_uid)] * 2
+
+
+def test_an_instance_costs_a_fixed_number_of_queries(
+    alice, xavier_studies, django_assert_num_queries
+):
+    from django.db import connection
+
+    path = _path(xavier_studies["shown"])
+    alice.get(path, HTTP_ACCEPT="application/dicom")
+    # Token; the instance with its study, patient and series; the gate's facts; the audit
+    # append (a savepoint around it; on SQLite its head read, insert and update too).
+    expected = 5 if connection.vendor == "postgresql" else 8
+    for suffix, accept in (("", "application/dicom"), ("", "*/*"), ("/metadata", "*/*")):
+        with django_assert_num_queries(expected):
+            response = alice.get(path + suffix, HTTP_ACCEPT=accept)
+            b"".join(response.streaming_content)
+        assert response.status_code == 200
+
+
 @pytest.mark.parametrize("template", ENDPOINTS)
 def test_without_consent_every_endpoint_refuses(cast, xavier_studies, template):
     share_with_alice(cast)
