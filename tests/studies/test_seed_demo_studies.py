@@ -8,7 +8,7 @@ from studies.models import Instance, Study
 
 
 @pytest.fixture
-def seeded(db, django_capture_on_commit_callbacks, capsys):
+def seeded(db, debug_settings, django_capture_on_commit_callbacks, capsys):
     with django_capture_on_commit_callbacks(execute=True):
         call_command("seed_demo")
     return capsys.readouterr().out
