@@ -119,24 +119,24 @@ def studies_search(actor: Actor, *, query: qido.Query) -> list[Study]:
     """The page of studies matching a QIDO-RS query that the actor may see.
 
     SQL selects the page (ORDER BY, OFFSET, LIMIT) among the studies in the actor's scope
-    (``_search_scope``), loading only what the gate needs; the gate then decides each study
-    of the page, in one audited decision, and the attributes of the permitted ones alone
-    are loaded. Offset and limit therefore count studies in scope: a page holds fewer than
-    ``limit`` studies when the gate withholds some of it (an institution the patient's
-    consent does not cover, say), and the next page starts at ``offset + limit`` all the
-    same, so paging never skips nor repeats a study. Hidden studies are out of scope in
+    (``_search_scope``), with the columns of a result only, in one query; the gate then
+    decides each study of the page, in one audited decision. Offset and limit therefore
+    count studies in scope: a page holds fewer than ``limit`` studies when the gate
+    withholds some of it (an institution the patient's consent does not cover, say), and
+    the next page starts at ``offset + limit`` all the same, so paging never skips nor
+    repeats a study. Hidden studies are out of scope in
     SQL already: they never leave a gap that would reveal them.
     """
     scope = _search_scope(actor)
-    refs = selectors.study_refs(scope=scope, query=query, offset=query.offset, limit=query.limit)
+    page = selectors.study_page(scope=scope, query=query, offset=query.offset, limit=query.limit)
     decision = gate.authorize_studies(
         actor,
         gate.LIST_STUDIES,
-        studies=refs,
+        studies=page,
         audit_action=Action.STUDY_SEARCH,
         detail=query.describe(),
     )
-    return selectors.studies_by_pk([ref.pk for ref in decision.permitted])
+    return decision.permitted
 
 
 def _search_scope(actor: Actor) -> Q:

@@ -1,7 +1,6 @@
 """Reads of the study index: lookups, QIDO queries and the portal's study lists."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from django.db.models import F, Q
 
@@ -26,30 +25,24 @@ def study_list(*, scope: Q, query: qido.Query | None, limit: int) -> list[Study]
     return list(qs.order_by(F("study_date").desc(nulls_last=True), "-pk")[:limit])
 
 
-@dataclass(frozen=True, slots=True)
-class StudyKeyRow:
-    """A study as the gate needs it (a StudyRef), without its attributes."""
+# What the gate (a StudyRef) and a QIDO-RS study result read.
+_QIDO_FIELDS = (
+    "study_uid",
+    "institution_id",
+    "patient_id",
+    "modalities",
+    "series_count",
+    "instance_count",
+    "attributes",
+)
 
-    pk: int
-    study_uid: str
-    institution_id: int
-    patient_id: int | None
 
-
-def study_refs(*, scope: Q, query: qido.Query, offset: int, limit: int) -> list[StudyKeyRow]:
-    """StudyRefs of a page of the studies in scope matching the query, newest first (no JSON
-    loaded)."""
-    qs = qido.filter_studies(Study.objects.filter(scope), query)
+def study_page(*, scope: Q, query: qido.Query, offset: int, limit: int) -> list[Study]:
+    """A page of the studies in scope matching the query, newest first, with the columns of
+    a QIDO-RS result only."""
+    qs = qido.filter_studies(Study.objects.filter(scope), query).only(*_QIDO_FIELDS)
     qs = qs.order_by(F("study_date").desc(nulls_last=True), "-pk")
-    rows = qs.values_list("pk", "study_uid", "institution_id", "patient_id")
-    rows = rows[offset : offset + limit]
-    return [StudyKeyRow(*row) for row in rows]
-
-
-def studies_by_pk(pks: list[int]) -> list[Study]:
-    """The studies with these primary keys, in the order given."""
-    found = Study.objects.in_bulk(pks)
-    return [found[pk] for pk in pks if pk in found]
+    return list(qs[offset : offset + limit])
 
 
 def series_list(*, study: Study, query: qido.Query) -> list[Series]:
