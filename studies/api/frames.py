@@ -1,5 +1,6 @@
 """WADO-RS frames and rendered images: pixel data served by seeking, never whole in memory."""
 
+import math
 from collections.abc import Iterator
 
 from django.http import HttpResponse
@@ -55,7 +56,8 @@ def frame_numbers(raw: str, *, count: int) -> list[int]:
         raise ApplicationError("frames: a comma-separated list of frame numbers.") from exc
     if not numbers or any(n < 1 or n > count for n in numbers):
         raise ApplicationError(f"frames: frame numbers go from 1 to {count}.")
-    return numbers
+    # Each frame once, in the order asked: a repeated list must not multiply the response.
+    return list(dict.fromkeys(numbers))
 
 
 def _frame_size(instance: Instance) -> int:
@@ -160,6 +162,8 @@ def _window(raw: str) -> tuple[float, float] | None:
         center, width = (float(v) for v in raw.split(",")[:2])
     except ValueError as exc:
         raise ApplicationError("window: center,width[,function] with numbers.") from exc
+    if not (math.isfinite(center) and math.isfinite(width)):
+        raise ApplicationError("window: center and width must be finite numbers.")
     if width <= 0:
         raise ApplicationError("window: the width must be positive.")
     return center, width

@@ -1,0 +1,21 @@
+"""Frame lists and windows from the URL: bounded and finite, or a 400 naming the parameter."""
+
+import pytest
+
+from anim_gateway.errors import ApplicationError
+from studies.api.frames import _window, frame_numbers
+
+
+def test_a_repeated_frame_is_served_once() -> None:
+    assert frame_numbers("2,1,2,2,1", count=3) == [2, 1]
+    assert frame_numbers(",".join(["1"] * 5000), count=1) == [1]
+
+
+@pytest.mark.parametrize("raw", ["nan,400", "40,inf", "-inf,1"])
+def test_a_window_must_be_finite(raw: str) -> None:
+    with pytest.raises(ApplicationError, match="window: center and width must be finite"):
+        _window(raw)
+
+
+def test_a_sane_window_is_read() -> None:
+    assert _window("40,400") == (40.0, 400.0)
