@@ -10,6 +10,7 @@ from consent.models import (
     Patient,
     Practitioner,
     SharedRecordChange,
+    StudyVisibility,
 )
 
 
@@ -42,3 +43,9 @@ def emergency_access_list(*, review: str | None = None) -> QuerySet[EmergencyAcc
 
 def practitioner_get(*, username: str) -> Practitioner | None:
     return Practitioner.objects.select_related("user").filter(user__username=username).first()
+
+
+def hidden_study_uids(*, patient: Patient) -> set[str]:
+    """The UIDs of the studies the patient currently hides from other institutions."""
+    rows = StudyVisibility.objects.filter(patient=patient, unhidden_at__isnull=True)
+    return set(rows.values_list("study_uid", flat=True))

@@ -17,8 +17,9 @@ from audit.actions import Action
 from consent import gate, national_id
 from consent.access import access_own_record, access_patient_by_national_id, serves_patient_data
 from consent.gate import AccessDenied
-from consent.models import Role, StudyVisibility
+from consent.models import Role
 from consent.pages import patient_page, run_service
+from consent.selectors import hidden_study_uids
 from consent.services import emergency, exclusions
 from studies import access, qido, selectors
 
@@ -219,12 +220,7 @@ def my_studies(request: HttpRequest) -> HttpResponse:
     decision = access.patient_studies(
         actor, patient=patient, audit_action=Action.PATIENT_STUDIES_LIST
     )
-    # The same read as GET me/studies/ (studies.api.portal): which of them the patient hid.
-    hidden = set(
-        StudyVisibility.objects.filter(patient=patient, unhidden_at__isnull=True).values_list(
-            "study_uid", flat=True
-        )
-    )
+    hidden = hidden_study_uids(patient=patient)
     rows = [(study, study.study_uid in hidden) for study in decision.permitted]
     return render(request, "studies/my_studies.html", {"rows": rows})
 

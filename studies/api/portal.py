@@ -16,7 +16,7 @@ from consent.access import (
     serves_patient_data,
 )
 from consent.authentication import actor_of
-from consent.models import StudyVisibility
+from consent.selectors import hidden_study_uids
 from studies import access
 
 
@@ -93,11 +93,7 @@ class MyStudiesApi(APIView):
         decision = access.patient_studies(
             actor, patient=patient, audit_action=Action.PATIENT_STUDIES_LIST
         )
-        hidden = set(
-            StudyVisibility.objects.filter(patient=patient, unhidden_at__isnull=True).values_list(
-                "study_uid", flat=True
-            )
-        )
+        hidden = hidden_study_uids(patient=patient)
         for study in decision.permitted:
             study.hidden = study.study_uid in hidden
         return Response({"studies": OwnStudyOutputSerializer(decision.permitted, many=True).data})
