@@ -125,3 +125,17 @@ def debug_settings(settings):
     """DEBUG on, as `make run` has it (seed_demo refuses to run without it)."""
     settings.DEBUG = True
     return settings
+
+
+@pytest.fixture
+def admin_client_verified(client, admin_user):
+    """The administrator, logged in with a verified second factor (the admin requires it)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=admin_user, name="test", confirmed=True)
+    client.force_login(admin_user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client

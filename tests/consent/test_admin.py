@@ -6,17 +6,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def client(client, admin_user):
-    """The administrator, logged in with a verified second factor."""
-    from django_otp import DEVICE_ID_SESSION_KEY
-    from django_otp.plugins.otp_totp.models import TOTPDevice
-
-    device = TOTPDevice.objects.create(user=admin_user, name="test", confirmed=True)
-    client.force_login(admin_user)
-    session = client.session
-    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
-    session.save()
-    return client
+def client(admin_client_verified):
+    return admin_client_verified
 
 
 def test_the_admin_requires_the_second_factor(cast, admin_user) -> None:

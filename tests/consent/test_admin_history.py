@@ -10,9 +10,9 @@ pytestmark = pytest.mark.django_db
 @pytest.mark.parametrize(
     "model", ["consent", "carerelationship", "exclusion", "studyvisibility", "emergencyaccess"]
 )
-def test_the_history_pages_answer_and_cannot_add(cast, admin_user, client, model):
+def test_the_history_pages_answer_and_cannot_add(cast, admin_client_verified, model):
+    client = admin_client_verified
     consent_for(cast.xavier)
     care(cast.alice, cast.xavier)
-    client.force_login(admin_user)
     assert client.get(f"/admin/consent/{model}/").status_code == 200
     assert client.get(f"/admin/consent/{model}/add/").status_code == 403
