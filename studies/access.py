@@ -127,6 +127,15 @@ def studies_search(actor: Actor, *, query: qido.Query) -> list[Study]:
     repeats a study. Hidden studies are out of scope in
     SQL already: they never leave a gap that would reveal them.
     """
+    if actor.role not in (Role.PRACTITIONER, Role.PATIENT):
+        # The DPO, administrators and hospital systems search no patient's images.
+        gate.refuse(
+            actor,
+            reason_code="ROLE_NOT_ALLOWED",
+            message="Only practitioners and patients search studies.",
+            audit_action=Action.STUDY_SEARCH,
+            detail=query.describe(),
+        )
     scope = _search_scope(actor)
     page = selectors.study_page(scope=scope, query=query, offset=query.offset, limit=query.limit)
     decision = gate.authorize_studies(

@@ -680,3 +680,15 @@ def test_a_query_value_dicom_cannot_hold_is_a_400(alice, params):
     response = alice.get("/dicomweb/studies", params)
     assert response.status_code == 400
     assert response.json()["error"]["message"].startswith(next(iter(params)))
+
+
+@pytest.mark.parametrize(("username", "institution"), [("dora", None), ("chl-pacs", "CHL")])
+def test_only_practitioners_and_patients_search_studies(cast, username, institution):
+    response = client_for(username, institution).get("/dicomweb/studies")
+    assert response.status_code == 403
+    event = AuditEvent.objects.order_by("-seq").first()
+    assert (event.action, event.outcome, event.reason_code) == (
+        "study.search",
+        "deny",
+        "ROLE_NOT_ALLOWED",
+    )
