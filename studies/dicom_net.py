@@ -5,6 +5,7 @@ import logging
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -143,13 +144,15 @@ def _ingest(session: IngestSession, spooled: Spooled) -> IngestResult:
     return instance_ingest(session=session, spooled=spooled)
 
 
-_sessions: dict[int, IngestSession] = {}
+# Keyed by the association itself (not its id(), which a later association may reuse):
+# an entry can never be picked up by another association, and goes with its association.
+_sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _sessions_lock = threading.Lock()
 
 
 def _session(event: evt.Event) -> IngestSession | None:
     """One ingest session per association: the gate is asked once per study."""
-    key = id(event.assoc)
+    key = event.assoc
     with _sessions_lock:
         if key in _sessions:
             return _sessions[key]
@@ -183,7 +186,7 @@ def _institution_of(calling: str, address: str) -> Institution | None:
 
 def handle_released(event: evt.Event) -> None:
     with _sessions_lock:
-        _sessions.pop(id(event.assoc), None)
+        _sessions.pop(event.assoc, None)
 
 
 def _status(result: IngestResult) -> Dataset | int:
