@@ -5,21 +5,20 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from stdnum.exceptions import ValidationError as StdnumError
 
 from consent import national_id
+from consent.api.fields import USERNAME
 from consent.authentication import actor_of
 from consent.models import Profession, Role
 from consent.services import provisioning
 
-CODE = serializers.RegexField(r"^[A-Z0-9]{2,16}$", max_length=16)
-USERNAME = serializers.RegexField(r"^[\w.@+-]{1,150}$", max_length=150)
+INSTITUTION_CODE = r"^[A-Z0-9]{2,16}$"
 
 
 class NationalIdField(serializers.CharField):
     def to_internal_value(self, data: object) -> str:
         value = super().to_internal_value(data)
-        from stdnum.exceptions import ValidationError as StdnumError
-
         try:
             return national_id.validate(value)
         except StdnumError as exc:
@@ -31,9 +30,9 @@ class AccountCreateApi(APIView):
         class Meta:
             ref_name = "AccountCreateInput"  # drf-spectacular: one component per input
 
-        username = serializers.RegexField(r"^[\w.@+-]{1,150}$", max_length=150)
+        username = serializers.RegexField(USERNAME, max_length=150)
         role = serializers.ChoiceField(choices=[Role.DPO, Role.SYSTEM])
-        institution = serializers.RegexField(r"^[A-Z0-9]{2,16}$", required=False, allow_null=True)
+        institution = serializers.RegexField(INSTITUTION_CODE, required=False, allow_null=True)
 
     @extend_schema(request=InputSerializer, responses={201: dict})
     def post(self, request: Request) -> Response:
@@ -57,12 +56,12 @@ class PractitionerCreateApi(APIView):
         class Meta:
             ref_name = "PractitionerCreateInput"  # drf-spectacular: one component per input
 
-        username = serializers.RegexField(r"^[\w.@+-]{1,150}$", max_length=150)
+        username = serializers.RegexField(USERNAME, max_length=150)
         display_name = serializers.CharField(max_length=200)
         profession = serializers.ChoiceField(choices=Profession.choices)
         license_number = serializers.CharField(max_length=32)
         institutions = serializers.ListField(
-            child=serializers.RegexField(r"^[A-Z0-9]{2,16}$"), min_length=1
+            child=serializers.RegexField(INSTITUTION_CODE), min_length=1
         )
 
     @extend_schema(request=InputSerializer, responses={201: dict})
@@ -87,7 +86,7 @@ class PractitionerCreateApi(APIView):
 
 
 class IdentifierSerializer(serializers.Serializer):
-    institution = serializers.RegexField(r"^[A-Z0-9]{2,16}$")
+    institution = serializers.RegexField(INSTITUTION_CODE)
     value = serializers.RegexField(r"^[\x21-\x7e]{1,64}$", max_length=64)
 
 
@@ -102,7 +101,7 @@ class PatientCreateApi(APIView):
         birth_date = serializers.DateField()
         sex = serializers.ChoiceField(choices=["F", "M", "O"])
         identifiers = IdentifierSerializer(many=True, required=False, default=list)
-        username = serializers.RegexField(r"^[\w.@+-]{1,150}$", required=False, allow_null=True)
+        username = serializers.RegexField(USERNAME, required=False, allow_null=True)
 
     @extend_schema(request=InputSerializer, responses={201: dict})
     def post(self, request: Request) -> Response:
