@@ -1,5 +1,7 @@
 """Access helpers on top of the gate: fetch a study, ask the gate, return it or raise."""
 
+from typing import NoReturn
+
 from django.db.models import Exists, OuterRef, Q
 
 from anim_gateway.errors import NotFound
@@ -7,7 +9,7 @@ from audit.actions import Action
 from consent import gate
 from consent.actors import Actor
 from consent.models import Patient, Role, StudyVisibility
-from studies import qido, selectors
+from studies import lookups, qido, selectors
 from studies.dicom import is_valid_uid
 from studies.models import Instance, Series, Study
 
@@ -32,41 +34,45 @@ def access_study(
         study = Study.objects.select_related("patient", "institution").filter(study_uid=study_uid)
         study = study.first()
     if study is None:
-        # Only a valid UID is quoted in the audit detail; anything else is not worth keeping.
-        quoted = study_uid if is_valid_uid(study_uid) else "invalid"
-        gate.deny_unknown(actor, audit_action=audit_action, detail={"study_uid": quoted})
-        raise NotFound(gate.NOT_FOUND_MESSAGE)
+        _unknown_study(actor, study_uid=study_uid, audit_action=audit_action)
     gate.authorize(
         actor, action, patient=study.patient, study=study, audit_action=audit_action, detail=detail
     )
     return study
 
 
-_RETRIEVE_FIELDS = (
-    "storage_key",
-    "series__series_uid",
-    "study__study_uid",
-    "study__institution_id",
-    "study__patient__national_id",
-)
+def access_study_row(
+    actor: Actor, *, study_uid: str, action: str, audit_action: str
+) -> lookups.StudyRow:
+    """As ``access_study``, for WADO-RS: the study's row from one prepared statement.
+
+    Raises
+    ------
+    AccessDenied, NotFound
+        As ``access_study``.
+    """
+    row = lookups.study_row(study_uid) if is_valid_uid(study_uid) else None
+    if row is None:
+        _unknown_study(actor, study_uid=study_uid, audit_action=audit_action)
+    gate.authorize(actor, action, patient=row.patient, study=row, audit_action=audit_action)
+    return row
+
+
+def _unknown_study(actor: Actor, *, study_uid: str, audit_action: str) -> NoReturn:
+    # Only a valid UID is quoted in the audit detail; anything else is not worth keeping.
+    quoted = study_uid if is_valid_uid(study_uid) else "invalid"
+    gate.deny_unknown(actor, audit_action=audit_action, detail={"study_uid": quoted})
+    raise NotFound(gate.NOT_FOUND_MESSAGE)
 
 
 def access_instance(
-    actor: Actor,
-    *,
-    study_uid: str,
-    series_uid: str,
-    sop_uid: str,
-    action: str,
-    audit_action: str,
-    metadata: bool = True,
+    actor: Actor, *, study_uid: str, series_uid: str, sop_uid: str, action: str, audit_action: str
 ) -> Instance:
     """An instance, if the gate permits the action on its study; in one query when it exists.
 
     The gate decides on the study before anything about the instance is answered: an
     instance of a hidden study is the same 404 as an unknown study; a missing instance of a
-    permitted study is 404 "No such instance". ``metadata=False`` leaves the instance's
-    DICOM JSON and most columns unloaded (WADO-RS serves the stored bytes).
+    permitted study is 404 "No such instance".
 
     Raises
     ------
@@ -78,9 +84,6 @@ def access_instance(
         qs = Instance.objects.select_related("study__patient", "series").filter(
             sop_instance_uid=sop_uid, series__series_uid=series_uid, study__study_uid=study_uid
         )
-        if not metadata:
-            # What WADO-RS and the gate read; every other column stays unloaded.
-            qs = qs.only(*_RETRIEVE_FIELDS)
         instance = next(iter(qs[:1]), None)
     if instance is None:
         # Decided (and audited) on the study alone, as for any request on it.
@@ -91,11 +94,35 @@ def access_instance(
     return instance
 
 
-def series_in(study: Study, series_uid: str) -> Series:
+def access_stored_object(
+    actor: Actor, *, study_uid: str, series_uid: str, sop_uid: str, action: str, audit_action: str
+) -> lookups.StoredObject:
+    """The stored object of an instance (WADO-RS serves its bytes), decided as
+    ``access_instance``, in one prepared statement when it exists.
+
+    Raises
+    ------
+    AccessDenied, NotFound
+        As ``access_instance``.
+    """
+    found = None
+    if is_valid_uid(study_uid) and is_valid_uid(series_uid) and is_valid_uid(sop_uid):
+        found = lookups.instance_object(study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid)
+    if found is None:
+        # Decided (and audited) on the study alone; a permitted study lacks this instance,
+        # since the statement above matched all three UIDs.
+        access_study_row(actor, study_uid=study_uid, action=action, audit_action=audit_action)
+        raise NotFound("No such instance in this series.")
+    study, stored = found
+    gate.authorize(actor, action, patient=study.patient, study=study, audit_action=audit_action)
+    return stored
+
+
+def series_in(study: Study | lookups.StudyRow, series_uid: str) -> Series:
     """A series of an already authorized study, or 404."""
     series = None
     if is_valid_uid(series_uid):
-        series = Series.objects.filter(study=study, series_uid=series_uid).first()
+        series = Series.objects.filter(study_id=study.pk, series_uid=series_uid).first()
     if series is None:
         raise NotFound("No such series in this study.")
     return series

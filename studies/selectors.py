@@ -1,10 +1,8 @@
 """Reads of the study index: lookups, QIDO queries and the portal's study lists."""
 
-from collections.abc import Iterator
-
 from django.db.models import F, Q
 
-from studies import qido
+from studies import lookups, qido
 from studies.models import Instance, Series, Study
 
 
@@ -60,19 +58,10 @@ def instance_list(*, study: Study, series: Series | None, query: qido.Query) -> 
     return list(qs[query.offset : query.offset + query.limit])
 
 
-def instance_keys(*, study: Study, series: Series | None = None) -> list[str]:
+def instance_keys(*, study: Study | lookups.StudyRow, series: Series | None = None) -> list[str]:
     """Storage keys of a study's (or series') instances, in display order."""
-    qs = Instance.objects.filter(study=study)
+    qs = Instance.objects.filter(study_id=study.pk)
     if series is not None:
         qs = qs.filter(series=series)
     qs = qs.order_by("series_id", F("instance_number").asc(nulls_last=True), "pk")
     return list(qs.values_list("storage_key", flat=True))
-
-
-def instance_metadata(*, study: Study, series: Series | None = None) -> Iterator[dict]:
-    """DICOM JSON of a study's (or series') instances, streamed from the database."""
-    qs = Instance.objects.filter(study=study)
-    if series is not None:
-        qs = qs.filter(series=series)
-    qs = qs.order_by("series_id", F("instance_number").asc(nulls_last=True), "pk")
-    return qs.values_list("metadata", flat=True).iterator(chunk_size=200)

@@ -1,5 +1,6 @@
 """DICOMweb (PS3.18): QIDO-RS, WADO-RS and STOW-RS, every request through the gate."""
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 
@@ -16,8 +17,8 @@ from audit.actions import Action
 from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
-from studies import access, dicom_json, qido, selectors, storage
-from studies.ingest import IngestResult, IngestSession, instance_ingest
+from studies import access, dicom_json, lookups, qido, selectors, storage
+from studies.ingest import IngestResult, IngestSession, study_ingest
 from studies.multipart import (
     BodyTooLarge,
     MalformedMultipart,
@@ -26,6 +27,7 @@ from studies.multipart import (
     new_boundary,
     parse_content_type,
 )
+from studies.spool import Spooled
 
 DICOM_JSON = "application/dicom+json"
 
@@ -84,13 +86,6 @@ def _dicom_parts(keys: list[str]) -> Iterator[tuple[str, Iterator[bytes]]]:
     # The bytes served are the bytes stored, read chunk by chunk as the client takes them.
     for key in keys:
         yield "application/dicom", storage.object_chunks(key=key)
-
-
-def _json_array(items: Iterable[dict]) -> Iterator[bytes]:
-    yield b"["
-    for n, item in enumerate(items):
-        yield (b"," if n else b"") + json.dumps(item).encode()
-    yield b"]"
 
 
 # --- QIDO-RS -----------------------------------------------------------------------------
@@ -175,21 +170,34 @@ def _stow_boundary(request: Request) -> str:
 
 
 def _store_parts(session: IngestSession, reader: MultipartReader) -> list[IngestResult]:
-    results = []
+    """Spool every part, then ingest them together (one transaction for the request)."""
+    results: list[IngestResult | None] = []  # None: a DICOM part, answered by study_ingest
+    spooled: list[Spooled] = []
     try:
         for part in reader.parts():
             if parse_content_type(part.content_type)[0] != "application/dicom":
                 part.spooled.discard()
                 results.append(_failed(f"A part of type {part.content_type[:60]} was skipped."))
                 continue
-            results.append(instance_ingest(session=session, spooled=part.spooled))
+            results.append(None)
+            spooled.append(part.spooled)
     except MalformedMultipart as exc:
         if not results:
             raise ApplicationError(f"Malformed multipart body: {exc}") from exc
         results.append(_failed(f"Malformed multipart body: {exc}"))
     except BodyTooLarge as exc:
+        _discard(spooled)
         raise ApplicationError(str(exc), code="TOO_LARGE", status_code=413) from exc
-    return results
+    except BaseException:
+        _discard(spooled)
+        raise
+    ingested = iter(study_ingest(session=session, spooled=spooled))
+    return [result or next(ingested) for result in results]
+
+
+def _discard(spooled: list[Spooled]) -> None:
+    for item in spooled:
+        item.discard()
 
 
 def _failed(reason: str) -> IngestResult:
@@ -260,25 +268,49 @@ class RetrieveApi(DicomWebApi):
     ) -> HttpResponse:
         multipart = _wants_multipart(request)
         if instance:
-            one = access.access_instance(
+            stored = access.access_stored_object(
                 actor_of(request),
                 study_uid=study,
                 series_uid=series,
                 sop_uid=instance,
                 action=gate.VIEW_IMAGES,
                 audit_action=Action.STUDY_RETRIEVE,
-                metadata=False,
             )
-            keys = [one.storage_key]
-            if not multipart:
-                return StreamingHttpResponse(
-                    storage.object_chunks(key=keys[0]), content_type="application/dicom"
-                )
-        else:
-            found = _study(request, study, gate.VIEW_IMAGES, Action.STUDY_RETRIEVE)
-            in_series = access.series_in(found, series) if series else None
-            keys = selectors.instance_keys(study=found, series=in_series)
+            return _instance_response(stored, multipart=multipart)
+        found = _study_row(request, study, Action.STUDY_RETRIEVE)
+        in_series = access.series_in(found, series) if series else None
+        keys = selectors.instance_keys(study=found, series=in_series)
         return multipart_response(_dicom_parts(keys), "application/dicom")
+
+
+def _study_row(request: Request, study_uid: str, audit_action: str) -> lookups.StudyRow:
+    return access.access_study_row(
+        actor_of(request), study_uid=study_uid, action=gate.VIEW_IMAGES, audit_action=audit_action
+    )
+
+
+def _instance_response(stored: lookups.StoredObject, *, multipart: bool) -> HttpResponse:
+    """One instance's stored bytes: a small one in one piece with its length, a larger one
+    streamed chunk by chunk."""
+    if stored.size > lookups.SMALL_OBJECT:
+        if not multipart:
+            chunks = storage.object_chunks(key=stored.key)
+            return StreamingHttpResponse(chunks, content_type="application/dicom")
+        return multipart_response(_dicom_parts([stored.key]), "application/dicom")
+    data = b"".join(storage.object_chunks(key=stored.key))
+    if not multipart:
+        return _whole(data, "application/dicom")
+    boundary = new_boundary()
+    body = b"".join(multipart_stream([("application/dicom", [data])], boundary=boundary))
+    return _whole(body, f'multipart/related; type="application/dicom"; boundary={boundary}')
+
+
+def _whole(body: bytes, content_type: str) -> StreamingHttpResponse:
+    """A body already in memory, as one chunk with its Content-Length (no chunked encoding),
+    in the same response class as the streamed ones."""
+    response = StreamingHttpResponse([body], content_type=content_type)
+    response["Content-Length"] = str(len(body))
+    return response
 
 
 @serves_patient_data
@@ -297,9 +329,29 @@ class MetadataApi(DicomWebApi):
                 action=gate.VIEW_IMAGES,
                 audit_action=Action.STUDY_METADATA,
             )
-            items: Iterable[dict] = [one.metadata]
-        else:
-            found = _study(request, study, gate.VIEW_IMAGES, Action.STUDY_METADATA)
-            in_series = access.series_in(found, series) if series else None
-            items = selectors.instance_metadata(study=found, series=in_series)
-        return StreamingHttpResponse(_json_array(items), content_type=DICOM_JSON)
+            return _json_array_response(iter([[json.dumps(one.metadata)]]))
+        found = _study_row(request, study, Action.STUDY_METADATA)
+        in_series = access.series_in(found, series) if series else None
+        texts = lookups.metadata_texts(study=found, series_id=in_series.pk if in_series else None)
+        return _json_array_response(texts)
+
+
+def _json_array_response(chunks: Iterator[list[str]]) -> StreamingHttpResponse:
+    """A JSON array of items already encoded, from lists of them: in one piece when there is
+    one list, streamed list by list otherwise."""
+    first = next(chunks, [])
+    second = next(chunks, None)
+    if second is None:
+        return _whole(f"[{','.join(first)}]".encode(), DICOM_JSON)
+    pieces = _json_array_pieces([first, second], chunks)
+    return StreamingHttpResponse(pieces, content_type=DICOM_JSON)
+
+
+def _json_array_pieces(head: list[list[str]], rest: Iterator[list[str]]) -> Iterator[bytes]:
+    yield b"["
+    separator = ""
+    for texts in itertools.chain(head, rest):
+        if texts:
+            yield (separator + ",".join(texts)).encode()
+            separator = ","
+    yield b"]"

@@ -272,6 +272,79 @@ def test_it_serves_metadata_without_opening_the_files(alice, xavier_studies, pri
     assert one[0]["00080018"]["Value"] == [shown.sop_instance_uid]
 
 
+@pytest.fixture
+def three_instances(cast, tmp_path):
+    """One CHEM study of Xavier, one series of three instances stored out of order."""
+    share_with_alice(cast)
+    study_uid, series_uid = generate_uid(), generate_uid()
+    results = {
+        number: ingest(
+            dicom_copy(
+                tmp_path,
+                patient_id="CHEM-X1",
+                study_uid=study_uid,
+                series_uid=series_uid,
+                InstanceNumber=number,
+            )
+        )
+        for number in (3, 1, 2)
+    }
+    return results
+
+
+def _numbers(items: list[dict]) -> list[int]:
+    return [item["00200013"]["Value"][0] for item in items]
+
+
+@pytest.mark.parametrize("chunk", [200, 2, 1])
+def test_metadata_comes_in_display_order_whatever_the_chunk(three_instances, chunk, monkeypatch):
+    from studies import lookups
+
+    monkeypatch.setattr(lookups, "METADATA_CHUNK", chunk)
+    one = three_instances[1]
+    alice = client_for("alice", "CHL")
+    for path in (
+        f"/dicomweb/studies/{one.study_uid}/metadata",
+        f"/dicomweb/studies/{one.study_uid}/series/{one.series_uid}/metadata",
+    ):
+        response = alice.get(path)
+        assert response.status_code == 200
+        pieces = list(response.streaming_content)
+        assert _numbers(json.loads(b"".join(pieces))) == [1, 2, 3]
+        # In one piece with its length when it fits in one chunk, streamed otherwise.
+        assert (len(pieces) == 1) == (chunk >= 3)
+        assert response.has_header("Content-Length") == (chunk >= 3)
+
+
+def test_a_small_instance_is_served_in_one_piece_with_its_length(alice, xavier_studies):
+    shown = xavier_studies["shown"]
+    stored = Instance.objects.get(sop_instance_uid=shown.sop_instance_uid)
+    expected = b"".join(storage.object_chunks(key=stored.storage_key))
+    for accept in ("application/dicom", 'multipart/related; type="application/dicom"'):
+        response = alice.get(_path(shown), HTTP_ACCEPT=accept)
+        pieces = list(response.streaming_content)
+        assert len(pieces) == 1
+        assert response["Content-Length"] == str(len(pieces[0]))
+        assert expected in pieces[0]
+
+
+def test_a_larger_instance_is_streamed(alice, xavier_studies, monkeypatch):
+    from studies import lookups
+
+    monkeypatch.setattr(lookups, "SMALL_OBJECT", 100)
+    monkeypatch.setattr(storage, "CHUNK_SIZE", 1000)
+    shown = xavier_studies["shown"]
+    stored = Instance.objects.get(sop_instance_uid=shown.sop_instance_uid)
+    expected = b"".join(storage.object_chunks(key=stored.storage_key))
+    response = alice.get(_path(shown), HTTP_ACCEPT="application/dicom")
+    pieces = list(response.streaming_content)
+    assert len(pieces) > 1
+    assert not response.has_header("Content-Length")
+    assert b"".join(pieces) == expected
+    ((_, data),) = multipart_parts(alice.get(_path(shown)))
+    assert data == expected
+
+
 def test_it_serves_a_native_frame(alice, xavier_studies):
     shown = xavier_studies["shown"]
     ((part_type, data),) = multipart_parts(alice.get(_path(shown, "/frames/1")))
