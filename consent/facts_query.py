@@ -1,76 +1,94 @@
 """The gate's facts about one practitioner and some patients in ONE round trip (UNION ALL).
 
-Every decision runs this, so it is plain SQL prepared once per shape rather than seven ORM
-querysets compiled on every call. Rows already over at ``now`` are skipped here; the policy
-still checks every period against the clock. Portable across PostgreSQL and SQLite.
+Every decision runs this, so it is plain SQL rather than seven ORM querysets compiled on
+every call. On PostgreSQL it is one statement whatever the number of patients or studies
+(``= ANY`` of arrays), prepared server-side once per connection; SQLite gets an ``IN``
+list per shape. Rows already over at ``now`` are skipped here; the policy still checks
+every period against the clock.
 """
 
 import datetime
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from typing import NamedTuple
 
-from django.db import connection
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import dateparse
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
+    # A NamedTuple, not a dataclass: a decision builds a few of these, and every
+    # microsecond of a decision counts (bench/bench_gate.py).
     kind: str  # aff, rec, exc, hid, emg, con, car
     id: int | None
     patient_id: int | None
     start: datetime.datetime | None
     end: datetime.datetime | None
     revoked: datetime.datetime | None
-    flag: bool
-    flag2: bool
+    flag: bool | None
+    flag2: bool | None
     text: str | None
     ref: int | None
 
 
-@lru_cache(maxsize=256)
-def _sql(patients: int, uids: int) -> str:
-    p = ", ".join(["%s"] * patients)
-    u = ", ".join(["%s"] * max(uids, 1))
-    # Only "%s" placeholders are interpolated; every value travels as a parameter.
-    hidden = (
-        ""
-        if not uids
-        else f"""
-UNION ALL SELECT 'hid', NULL, patient_id, NULL, NULL, NULL, NULL, NULL, study_uid, NULL
-  FROM consent_studyvisibility
-  WHERE patient_id IN ({p}) AND study_uid IN ({u}) AND unhidden_at IS NULL"""  # noqa: S608
-    )
-    # The first branch types every column (PostgreSQL resolves UNION types left to right).
-    return f"""
+# Named parameters: each value travels once, however many branches use it. {patients} and
+# {uids} become "= ANY(array)" on PostgreSQL and "IN (...)" on SQLite.
+_TEMPLATE = """
 SELECT 'aff' AS kind, id, CAST(NULL AS bigint) AS patient_id, start AS t_start,
        "end" AS t_end, CAST(NULL AS timestamp with time zone) AS t_revoked,
        CAST(NULL AS boolean) AS flag, CAST(NULL AS boolean) AS flag2,
        CAST(NULL AS varchar(64)) AS text, CAST(NULL AS bigint) AS ref
-  FROM consent_affiliation WHERE practitioner_id = %s AND institution_id = %s
+  FROM consent_affiliation
+  WHERE practitioner_id = %(practitioner)s AND institution_id = %(institution)s
 UNION ALL SELECT 'rec', NULL, patient_id, NULL, NULL, NULL, NULL, NULL, status, NULL
-  FROM consent_sharedrecord WHERE patient_id IN ({p})
+  FROM consent_sharedrecord WHERE patient_id {patients}
 UNION ALL SELECT 'exc', id, patient_id, created_at, removed_at, NULL, NULL, NULL, NULL, NULL
   FROM consent_exclusion
-  WHERE practitioner_id = %s AND patient_id IN ({p})
-    AND (removed_at IS NULL OR removed_at > %s){hidden}
+  WHERE practitioner_id = %(practitioner)s AND patient_id {patients}
+    AND (removed_at IS NULL OR removed_at > %(now)s)
+UNION ALL SELECT 'hid', NULL, patient_id, NULL, NULL, NULL, NULL, NULL, study_uid, NULL
+  FROM consent_studyvisibility
+  WHERE patient_id {patients} AND study_uid {uids} AND unhidden_at IS NULL
 UNION ALL SELECT 'emg', id, patient_id, start, expires_at, NULL, NULL, NULL, NULL, NULL
   FROM consent_emergencyaccess
-  WHERE practitioner_id = %s AND institution_id = %s AND patient_id IN ({p})
-    AND expires_at > %s
+  WHERE practitioner_id = %(practitioner)s AND institution_id = %(institution)s
+    AND patient_id {patients} AND expires_at > %(now)s
 UNION ALL SELECT 'con', c.id, c.patient_id, c.valid_from, c.valid_until, c.revoked_at,
        c.all_members, c.allow_emergency, NULL, ci.institution_id
   FROM consent_consent c
   LEFT JOIN consent_consent_institutions ci ON ci.consent_id = c.id
-  WHERE c.patient_id IN ({p})
-    AND (c.revoked_at IS NULL OR c.revoked_at > %s)
-    AND (c.valid_until IS NULL OR c.valid_until > %s)
+  WHERE c.patient_id {patients}
+    AND (c.revoked_at IS NULL OR c.revoked_at > %(now)s)
+    AND (c.valid_until IS NULL OR c.valid_until > %(now)s)
 UNION ALL SELECT 'car', id, patient_id, start, "end", ended_at, NULL, NULL, NULL, NULL
   FROM consent_carerelationship
-  WHERE practitioner_id = %s AND patient_id IN ({p}) AND "end" > %s
-    AND (ended_at IS NULL OR ended_at > %s)
-"""  # noqa: S608
+  WHERE practitioner_id = %(practitioner)s AND patient_id {patients} AND "end" > %(now)s
+    AND (ended_at IS NULL OR ended_at > %(now)s)
+"""
+
+# The first branch types every column (PostgreSQL resolves UNION types left to right). The
+# arrays travel as typed array literals (see _array_literal), so that the one prepared
+# statement fits any number of ids.
+_POSTGRESQL = _TEMPLATE.format(
+    patients="= ANY(CAST(CAST(%(patients)s AS text) AS bigint[]))",
+    uids="= ANY(CAST(CAST(%(uids)s AS text) AS text[]))",
+)
+
+# Django leaves psycopg's prepare_threshold at None, which makes prepare=True a no-op.
+# A threshold no statement reaches prepares exactly those that ask (Django's own client-side
+# cursors never prepare).
+_EXPLICIT_ONLY = 1 << 62
+
+
+@lru_cache(maxsize=64)
+def _sqlite_sql(patients: int, uids: int) -> str:
+    def marks(prefix: str, count: int) -> str:
+        # An empty IN () is not SQL; NULL matches nothing.
+        return "IN (%s)" % (", ".join(f"%({prefix}{n})s" for n in range(count)) or "NULL")
+
+    return _TEMPLATE.format(patients=marks("p", patients), uids=marks("u", uids))
 
 
 def practitioner_rows(
@@ -84,58 +102,57 @@ def practitioner_rows(
     """Affiliations at the institution, then per patient: record status, exclusions, hidden
     studies among ``study_uids``, emergency accesses, consents (one row per covered
     institution) and care relationships."""
-    pids, uids = list(patient_ids), list(study_uids)
-    at = connection.ops.adapt_datetimefield_value(now)
-    params: list = [practitioner_id, institution_id, *pids, practitioner_id, *pids, at]
-    if uids:
-        params += [*pids, *uids]
-    params += [practitioner_id, institution_id, *pids, at, *pids, at, at]
-    params += [practitioner_id, *pids, at, at]
-    sql = _sql(len(pids), len(uids))
-    if connection.vendor == "postgresql":
-        raw = _fetch_prepared(sql, params)
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            raw = cursor.fetchall()
-    convert = _from_sqlite if connection.vendor == "sqlite" else _as_is
-    return [
-        Row(
-            kind=r[0],
-            id=r[1],
-            patient_id=r[2],
-            start=convert(r[3]),
-            end=convert(r[4]),
-            revoked=convert(r[5]),
-            flag=bool(r[6]),
-            flag2=bool(r[7]),
-            text=r[8],
-            ref=r[9],
-        )
-        for r in raw
-    ]
+    # The proxy `django.db.connection` costs a thread-local lookup on every attribute.
+    db = connections[DEFAULT_DB_ALIAS]
+    params = {"practitioner": practitioner_id, "institution": institution_id, "now": now}
+    if db.vendor == "postgresql":
+        params["patients"] = _array_literal(str(int(pid)) for pid in patient_ids)
+        params["uids"] = _array_literal(map(_quoted, study_uids))
+        return list(map(Row._make, _fetch_prepared(db, _POSTGRESQL, params)))
+    params["now"] = db.ops.adapt_datetimefield_value(now)
+    params.update((f"p{n}", pid) for n, pid in enumerate(patient_ids))
+    params.update((f"u{n}", uid) for n, uid in enumerate(study_uids))
+    with db.cursor() as cursor:
+        cursor.execute(_sqlite_sql(len(patient_ids), len(study_uids)), params)
+        return [_from_sqlite(r) for r in cursor.fetchall()]
 
 
-def _fetch_prepared(sql: str, params: list) -> list[tuple]:
-    """PostgreSQL: a server-side prepared statement on Django's own connection, planned once
-    per connection (Django's client-side cursors would plan this UNION on every call)."""
-    import psycopg
-
-    connection.ensure_connection()
+def _fetch_prepared(db, sql: str, params: dict) -> list[tuple]:
+    """PostgreSQL: a server-side prepared statement on Django's own connection, parsed and
+    planned once per connection instead of on every decision."""
+    db.ensure_connection()
     began = time.monotonic()
-    with psycopg.Cursor(connection.connection) as cursor:
-        raw = cursor.execute(sql, params, prepare=True).fetchall()
-    if connection.queries_logged:
+    raw = db.connection
+    saved, raw.prepare_threshold = raw.prepare_threshold, _EXPLICIT_ONLY
+    try:
+        with psycopg.Cursor(raw) as cursor:
+            rows = cursor.execute(sql, params, prepare=True).fetchall()
+    finally:
+        # Only this statement: the rest of the connection keeps Django's settings.
+        raw.prepare_threshold = saved
+    if db.queries_logged:
         # Counted like any query (django_assert_num_queries pins the gate's queries).
-        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - began:.3f}"})
-    return raw
+        db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - began:.3f}"})
+    return rows
 
 
-def _as_is(value: datetime.datetime | None) -> datetime.datetime | None:
-    return value
+def _array_literal(elements: Iterable[str]) -> str:
+    # A PostgreSQL array literal, still a bound parameter: psycopg's own list adaptation
+    # inspects every element to choose a type, which cost a third of the query's client CPU.
+    return "{" + ",".join(elements) + "}"
 
 
-def _from_sqlite(value: str | datetime.datetime | None) -> datetime.datetime | None:
+def _quoted(text: str) -> str:
+    # Inside double quotes, a backslash escapes the next character (PostgreSQL, "Array Value
+    # Input"): any text, commas and braces included, stays one element.
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _from_sqlite(r: tuple) -> Row:
+    return Row(r[0], r[1], r[2], _sqlite_time(r[3]), _sqlite_time(r[4]), _sqlite_time(r[5]), *r[6:])
+
+
+def _sqlite_time(value: str | datetime.datetime | None) -> datetime.datetime | None:
     # SQLite hands back the stored text (or a naive datetime when it knows the column's
     # declared type); Django stores UTC without an offset.
     if value is None:

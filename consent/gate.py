@@ -14,12 +14,10 @@ with the not-found body; ``GATE_ERROR`` (deciding failed) is 403; ``AUDIT_UNAVAI
 """
 
 import contextvars
-import dataclasses
-import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
 from django.conf import settings
@@ -334,20 +332,20 @@ def load_facts(
     """The facts of the rule for the actor and each patient, at one instant, in a fixed
     number of queries (one for a practitioner, whatever the number of patients or studies)."""
     now = timezone.now()
-    pids = {pid for pid in patient_ids if pid is not None}
-    base = Facts(
-        role=actor.role,
-        now=now,
-        acting_institution_id=actor.institution.pk if actor.institution else None,
-        institution_codes=_codes(actor, set(institution_ids)),
-    )
-    per_patient: dict[int, dict] = {pid: {} for pid in pids}
+    common = {
+        "role": actor.role,
+        "now": now,
+        "acting_institution_id": actor.institution.pk if actor.institution else None,
+        "institution_codes": _codes(actor, set(institution_ids)),
+    }
+    per_patient: dict[int, dict] = {pid: {} for pid in patient_ids if pid is not None}
     if actor.role == Role.PRACTITIONER and actor.practitioner is not None:
-        base = _practitioner_facts(actor, base, per_patient, sorted(set(study_uids)), now)
+        common.update(_practitioner_facts(actor, per_patient, sorted(set(study_uids)), now))
     elif actor.role == Role.PATIENT and actor.patient is not None:
-        base = _patient_base(actor, base, pids)
-    facts = {pid: replace(base, patient_id=pid, **changes) for pid, changes in per_patient.items()}
-    facts[None] = base
+        common.update(_patient_base(actor))
+    # Built once each, not copied with dataclasses.replace: this runs on every decision.
+    facts = {pid: Facts(**common, patient_id=pid, **own) for pid, own in per_patient.items()}
+    facts[None] = Facts(**common)
     return facts
 
 
@@ -359,61 +357,76 @@ def _codes(actor: Actor, institution_ids: set[int]) -> dict[int, str]:
     return codes
 
 
+# The Facts field each kind of dated row of the fact query fills.
+_PERIODS = {"exc": "exclusions", "emg": "emergencies", "car": "care_relationships"}
+
+
 def _practitioner_facts(
-    actor: Actor, base: Facts, per_patient: dict[int, dict], study_uids: list[str], now
-) -> Facts:
+    actor: Actor, per_patient: dict[int, dict], study_uids: list[str], now
+) -> dict:
+    """Fill ``per_patient`` from the one fact query; return the practitioner's own facts."""
     rows = facts_query.practitioner_rows(
         practitioner_id=actor.practitioner.pk,
         institution_id=actor.institution.pk if actor.institution else None,
-        # -1 matches no patient: the query then still answers the affiliations.
-        patient_ids=sorted(per_patient) or [-1],
+        patient_ids=sorted(per_patient),
         study_uids=study_uids,
         now=now,
     )
-    grouped: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
-    consents: dict[int, dict] = {}
-    for row in map(functools.partial(_in_effect, now=now), rows):
+    affiliations, consents = [], {}
+    for row in rows:
+        row = _in_effect(row, now=now)
+        if row.kind == "aff":
+            affiliations.append(Period(row.id, row.start, row.end))
+            continue
+        own = per_patient[row.patient_id]
         if row.kind == "rec":
-            per_patient[row.patient_id]["record_active"] = row.text == "active"
+            own["record_active"] = row.text == "active"
         elif row.kind == "hid":
-            grouped["hidden_study_uids"][row.patient_id].append(row.text)
+            own.setdefault("hidden_study_uids", set()).add(row.text)
         elif row.kind == "con":
-            consent = consents.setdefault(row.id, {"row": row, "institutions": set()})
-            if row.ref is not None:
-                consent["institutions"].add(row.ref)
+            # One row per covered institution (LEFT JOIN): gather them per consent.
+            consents.setdefault(row.id, (row, set()))[1].add(row.ref)
         else:
-            grouped[row.kind][row.patient_id].append(
+            own.setdefault(_PERIODS[row.kind], []).append(
                 Period(row.id, row.start, row.end, row.revoked)
             )
-    for consent in consents.values():
-        row = consent["row"]
-        grouped["consents"][row.patient_id].append(
+    _add_consents(per_patient, consents.values())
+    for own in per_patient.values():
+        _freeze(own)
+    return {
+        "affiliations": tuple(affiliations),
+        "profession": actor.practitioner.profession,
+        "profession_actions": settings.PROFESSION_ACTIONS,
+    }
+
+
+def _add_consents(per_patient: dict[int, dict], consents: Iterable[tuple]) -> None:
+    by_patient = defaultdict(list)
+    for row, institutions in consents:
+        institutions.discard(None)  # a consent for all members covers no listed institution
+        by_patient[row.patient_id].append(
             ConsentFact(
                 id=row.id,
                 start=row.start,
                 end=row.end,
                 revoked_at=row.revoked,
-                all_members=row.flag,
-                allow_emergency=row.flag2,
-                institution_ids=frozenset(consent["institutions"]),
+                all_members=bool(row.flag),
+                allow_emergency=bool(row.flag2),
+                institution_ids=frozenset(institutions),
             )
         )
-    names = {"exc": "exclusions", "emg": "emergencies", "car": "care_relationships"}
-    for kind, by_patient in grouped.items():
-        for pid, items in by_patient.items():
-            if kind == "hidden_study_uids":
-                per_patient[pid][kind] = frozenset(items)
-            elif kind == "consents":
-                # Newest first, so the decision cites the latest covering consent.
-                per_patient[pid][kind] = tuple(sorted(items, key=lambda c: (c.start, c.id))[::-1])
-            elif kind != "aff":
-                per_patient[pid][names[kind]] = tuple(items)
-    return replace(
-        base,
-        affiliations=tuple(grouped["aff"][None]),
-        profession=actor.practitioner.profession,
-        profession_actions=settings.PROFESSION_ACTIONS,
-    )
+    for pid, items in by_patient.items():
+        # Newest first, so the decision cites the latest covering consent.
+        per_patient[pid]["consents"] = tuple(sorted(items, key=lambda c: (c.start, c.id))[::-1])
+
+
+def _freeze(own: dict) -> None:
+    """Facts are immutable: tuples and frozensets, as the policy's tests build them."""
+    for name, value in own.items():
+        if isinstance(value, list):
+            own[name] = tuple(value)
+        elif isinstance(value, set):
+            own[name] = frozenset(value)
 
 
 def _load_consents(pids: set[int], out: dict[int, list], now) -> None:
@@ -459,23 +472,22 @@ def _in_effect(row: facts_query.Row, *, now) -> facts_query.Row:
     even when this worker's clock lags the one that wrote it (revocation holds from the next
     request, whatever the skew between web workers)."""
     if row.revoked is not None and row.revoked > now:
-        row = dataclasses.replace(row, revoked=now)
+        row = row._replace(revoked=now)
     if row.kind == "exc" and row.start > now:
-        row = dataclasses.replace(row, start=now)
+        row = row._replace(start=now)
     return row
 
 
-def _patient_base(actor: Actor, base: Facts, pids: set[int]) -> Facts:
+def _patient_base(actor: Actor) -> dict:
     granted = False
     if actor.representative is not None and actor.user is not None:
         # django-guardian: the administrator grants consent.act_for_patient on the child.
         granted = actor.user.has_perm("consent.act_for_patient", actor.patient)
-    return replace(
-        base,
-        actor_patient_id=actor.patient.pk,
-        via_representative=actor.representative is not None,
-        representation_granted=granted,
-    )
+    return {
+        "actor_patient_id": actor.patient.pk,
+        "via_representative": actor.representative is not None,
+        "representation_granted": granted,
+    }
 
 
 def _national_ids(pids: set[int]) -> dict[int, str]:

@@ -1,0 +1,70 @@
+"""The gate's one fact query: any patient ids and study UIDs, one prepared statement."""
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from consent import facts_query, gate
+from tests.conftest import require_postgres
+
+from .conftest import actor, hide, inst
+
+# Texts an array literal could split or unquote, were they not escaped.
+AWKWARD_UIDS = ["1.2", 'a,"b', "back\\slash", "{brace}", " spaced ", "NULL", ""]
+
+
+def rows(cast, patients, uids) -> list[facts_query.Row]:
+    return facts_query.practitioner_rows(
+        practitioner_id=cast.alice.pk,
+        institution_id=inst("CHL").pk,
+        patient_ids=[p.pk for p in patients],
+        study_uids=uids,
+        now=timezone.now(),
+    )
+
+
+@pytest.mark.parametrize("uid", AWKWARD_UIDS)
+def test_it_finds_exactly_the_hidden_study_whatever_its_uid(cast, uid):
+    hide(cast.xavier, uid)
+    hide(cast.xavier, "1.2.3")
+    others = [u for u in AWKWARD_UIDS if u != uid]
+    facts = gate.load_facts(
+        actor(cast.alice.user, "CHL"), patient_ids=[cast.xavier.pk], study_uids=[uid, *others]
+    )
+    assert facts[cast.xavier.pk].hidden_study_uids == {uid}
+
+
+def test_it_answers_each_patient_of_a_list_and_no_other(cast):
+    hide(cast.yvonne, "9.9")
+    found = rows(cast, [cast.xavier, cast.yvonne], ["9.9"])
+    assert {r.patient_id for r in found if r.kind == "rec"} == {cast.xavier.pk, cast.yvonne.pk}
+    assert [(r.kind, r.patient_id) for r in found if r.kind == "hid"] == [("hid", cast.yvonne.pk)]
+    only_xavier = rows(cast, [cast.xavier], ["9.9"])
+    assert {r.patient_id for r in only_xavier if r.kind != "aff"} == {cast.xavier.pk}
+
+
+def test_without_patients_it_still_answers_the_affiliations(cast):
+    found = rows(cast, [], [])
+    assert [r.kind for r in found] == ["aff"]
+
+
+def prepared_runs() -> list[int]:
+    """How often the server ran each prepared statement of the fact query."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans + custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE %s",
+            ["%consent_affiliation%"],
+        )
+        return [n for (n,) in cursor.fetchall()]
+
+
+def test_on_postgresql_the_statement_is_prepared_once_and_reused(cast):
+    require_postgres()
+    rows(cast, [cast.xavier], ["1.2"])
+    before = prepared_runs()
+    for patients in ([cast.xavier], [cast.xavier, cast.yvonne], []):
+        rows(cast, patients, ["1.2", "1.3"][: len(patients)])
+    # One statement for every shape of the call, run by the server as prepared.
+    assert len(before) == 1
+    assert prepared_runs() == [before[0] + 3]
