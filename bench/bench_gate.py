@@ -2,7 +2,9 @@
 
 Prints, for SQLite (a scratch file) and for PostgreSQL when DATABASE_URL names a dedicated
 database whose name contains "bench" (it is flushed, audit log included): median and p99
-per decision, then decisions per second with 1 and 8 concurrent client processes.
+per decision, how a decision's time splits between loading the facts, the policy, the audit
+append and the rest, then decisions per second with 1 and 8 concurrent client processes
+(each client runs for the same window, so that stragglers do not dilute the figure).
 
     createdb -h 127.0.0.1 -U postgres bench_gate
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_gate .venv/bin/python bench/bench_gate.py
@@ -104,55 +106,94 @@ def latency(count: int) -> tuple[float, float]:
     return statistics.median(times) * 1000, times[int(len(times) * 0.99) - 1] * 1000
 
 
-def _client(count: int, start, results) -> None:
+def split(count: int) -> dict[str, float]:
+    """Mean milliseconds of each part of a decision, timed inside real decisions."""
+    from consent import gate
+
+    parts = {"facts": 0.0, "policy": 0.0, "audit": 0.0}
+    wrapped = {"facts": (gate, "load_facts"), "policy": (gate.policy, "decide")}
+    wrapped["audit"] = (gate, "_audited")
+    originals = {name: getattr(owner, attr) for name, (owner, attr) in wrapped.items()}
+
+    def timed(name: str, function):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                parts[name] += time.perf_counter() - start
+
+        return run
+
+    decide = one_decision_factory()
+    for name, (owner, attr) in wrapped.items():
+        setattr(owner, attr, timed(name, originals[name]))
+    try:
+        start = time.perf_counter()
+        for _ in range(count):
+            decide()
+        total = time.perf_counter() - start
+    finally:
+        for name, (owner, attr) in wrapped.items():
+            setattr(owner, attr, originals[name])
+    parts["other"] = total - sum(parts.values())
+    return {name: seconds * 1000 / count for name, seconds in parts.items()}
+
+
+def _client(began: float, seconds: float, results) -> None:
     from django.db import connections
 
     connections.close_all()
     decide = one_decision_factory()
     decide()
-    start.wait()
-    began = time.perf_counter()
-    for _ in range(count):
+    # Every client decides within the same window, so the rate is that of all of them at
+    # once (perf_counter is CLOCK_MONOTONIC on Linux: one clock for every forked client).
+    time.sleep(max(0.0, began - time.perf_counter()))
+    done = 0
+    while time.perf_counter() < began + seconds:
         decide()
-    results.put((count, began, time.perf_counter()))
+        done += 1
+    results.put((done, time.perf_counter()))
     connections.close_all()
 
 
-def throughput(clients: int, count: int) -> float:
+def throughput(clients: int, seconds: float) -> float:
     from django.db import connections
 
     connections.close_all()
     ctx = mp.get_context("fork")
-    start, results = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_client, args=(count, start, results)) for _ in range(clients)]
+    results = ctx.Queue()
+    began = time.perf_counter() + 1.0  # time for every client to connect and warm up
+    procs = [ctx.Process(target=_client, args=(began, seconds, results)) for _ in range(clients)]
     for proc in procs:
         proc.start()
-    time.sleep(1.0)  # let every client connect and warm up
-    start.set()
     finished = [results.get(timeout=600) for _ in procs]
     for proc in procs:
         proc.join()
-    total = sum(n for n, _, _ in finished)
-    elapsed = max(end for _, _, end in finished) - min(began for _, began, _ in finished)
-    return total / elapsed
+    # The last decision of each client may overrun the window a little: count it in.
+    return sum(done for done, _ in finished) / (max(end for _, end in finished) - began)
 
 
-def run_one(label: str, count: int) -> None:
+def run_one(label: str, count: int, seconds: float) -> None:
     import django
 
     django.setup()
     from django.db import connection
 
+    # Other work on the machine skews every figure: say how busy it was, before and after.
+    print(f"{label}: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     prepare()
     median, p99 = latency(count)
     print(
         f"{label} ({connection.vendor}): one audited decision: median {median:.2f} ms, "
         f"p99 {p99:.2f} ms over {count}"
     )
+    parts = split(count)
+    shares = ", ".join(f"{name} {ms:.3f} ms" for name, ms in parts.items())
+    print(f"{label}: a decision's mean time: {shares}")
     for clients in (1, 8):
-        rate = throughput(clients, max(count // clients, 200))
-        print(f"{label}: {clients} client(s): {rate:,.0f} audited decisions/s")
-    # Other work on the machine skews every figure: say how busy it was.
+        rate = throughput(clients, seconds)
+        print(f"{label}: {clients} client(s): {rate:,.0f} audited decisions/s over {seconds:g} s")
     print(f"{label}: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     sys.stdout.flush()
 
@@ -160,11 +201,12 @@ def run_one(label: str, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=5.0, help="window of each rate")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        run_one(args.worker, args.decisions)
+        run_one(args.worker, args.decisions, args.seconds)
         return
     runs = []
     if args.only in (None, "sqlite"):
@@ -180,7 +222,8 @@ def main() -> None:
             runs.append(("PostgreSQL", url))
     for label, database_url in runs:
         env = dict(os.environ, DATABASE_URL=database_url)
-        cmd = [sys.executable, __file__, "--worker", label, "--decisions", str(args.decisions)]
+        cmd = [sys.executable, __file__, "--worker", label]
+        cmd += ["--decisions", str(args.decisions), "--seconds", str(args.seconds)]
         subprocess.run(cmd, env=env, check=True)
 
 
