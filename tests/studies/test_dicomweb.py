@@ -134,6 +134,27 @@ def test_a_hidden_study_leaves_no_gap_in_a_page(alice, xavier_studies):
     ]
 
 
+def test_a_hidden_study_is_still_found_at_the_institution_that_made_it(cast, xavier_studies):
+    import datetime
+
+    from django.utils import timezone
+
+    from consent.models import CareRelationship
+
+    # Rule 5 hides a study from the other institutions only: Bob works at CHEM, where the
+    # hidden MR study was made.
+    CareRelationship.objects.create(
+        practitioner=cast.bob,
+        patient=cast.xavier,
+        kind="admission",
+        asserted_by="test",
+        end=timezone.now() + datetime.timedelta(days=30),
+    )
+    found = json.loads(client_for("bob", "CHEM").get("/dicomweb/studies").content)
+    uids = {s["0020000D"]["Value"][0] for s in found}
+    assert uids == {xavier_studies["shown"].study_uid, xavier_studies["hidden"].study_uid}
+
+
 def test_a_page_counts_the_studies_in_scope_and_the_gate_withholds_within_it(cast, tmp_path):
     """Alice cares for Xavier, who has not consented: his CHL study (her institution) is
     listed, his newer CHEM study is withheld in its page, and paging goes on after it."""
