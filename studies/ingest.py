@@ -4,9 +4,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.utils import timezone
+from django.db import IntegrityError
 
 from anim_gateway.errors import Forbidden
 from audit.actions import Action
@@ -14,9 +12,22 @@ from consent import gate
 from consent.actors import Actor
 from consent.auditing import audit_event
 from consent.models import Institution, Patient
-from studies import reconcile, storage
 from studies.dicom import Header, InvalidDicom, read_header
-from studies.models import Instance, Series, Study
+from studies.ingest_index import (
+    Identity,
+    IndexCache,
+    InstanceRow,
+    Planned,
+    SeriesRow,
+    StudyRow,
+    identity_of,
+    index_batch,
+    instances_find,
+    objects_delete,
+    objects_put,
+    series_find,
+    studies_find,
+)
 from studies.spool import Spooled
 
 logger = logging.getLogger(__name__)
@@ -60,11 +71,13 @@ class IngestResult:
 class IngestSession:
     """One STOW-RS request, DICOM association or import run: the writer and what it may write.
 
-    The gate is asked once per study per session, so a 2,000-image series is one audit event.
+    The gate is asked once per study per session, so a 2,000-image series is one audit event;
+    the studies and series the session indexed are not looked up again.
     """
 
     actor: Actor
     authorized: set[str] = field(default_factory=set)
+    cache: IndexCache = field(default_factory=IndexCache)
 
     @classmethod
     def for_writer(cls, actor: Actor) -> "IngestSession":
@@ -81,38 +94,100 @@ class IngestSession:
 
 
 def study_ingest(*, session: IngestSession, spooled: Iterable[Spooled]) -> list[IngestResult]:
-    """Ingest several spooled objects (one STOW-RS body, one import run).
+    """Ingest several spooled objects (one STOW-RS body, one import batch); all are consumed.
+
+    Every object is validated and authorized first (the gate writes its audit events outside
+    any transaction), then the accepted ones are stored and indexed in one transaction. A
+    failure of one object never stops the others; nothing is half-stored.
 
     Returns
     -------
     list[IngestResult]
-        One per object, in order; a failure never stops the others.
+        One per object, in order.
     """
-    return [instance_ingest(session=session, spooled=item) for item in spooled]
+    items = list(spooled)
+    try:
+        return _ingest_all(session=session, items=items)
+    finally:
+        for item in items:
+            item.discard()  # already gone when it was moved into storage
 
 
 def instance_ingest(*, session: IngestSession, spooled: Spooled) -> IngestResult:
     """Validate, authorize, store and index one spooled DICOM object; the spool is consumed.
 
-    Nothing is half-stored: on any failure the stored object is deleted and the database
-    transaction rolled back.
+    Returns only once the object is stored and its index committed (a C-STORE is then
+    acknowledged).
 
     Returns
     -------
     IngestResult
         ``stored`` or ``duplicate`` (success), ``rejected`` or ``conflict`` with a reason.
     """
+    return study_ingest(session=session, spooled=[spooled])[0]
+
+
+def _ingest_all(*, session: IngestSession, items: list[Spooled]) -> list[IngestResult]:
+    results: list[IngestResult | None] = [None] * len(items)
+    parsed: list[tuple[int, Planned]] = []
+    for position, spooled in enumerate(items):
+        try:
+            parsed.append((position, Planned(spooled=spooled, header=read_header(spooled.path))))
+        except InvalidDicom as exc:
+            results[position] = IngestResult(
+                status="rejected", reason=str(exc), failure_code=FailureReason.CANNOT_UNDERSTAND
+            )
+    known = _Known.load([item.header for _, item in parsed], cache=session.cache)
+    accepted: list[tuple[int, Planned]] = []
+    for position, item in parsed:
+        results[position] = _check(session=session, item=item, known=known)
+        if results[position] is None:
+            known.plan(item)
+            accepted.append((position, item))
+    stored = _store_and_index(session=session, items=[item for _, item in accepted])
+    for (position, _), result in zip(accepted, stored, strict=True):
+        results[position] = result
+    return [r for r in results if r is not None]
+
+
+def _store_and_index(*, session: IngestSession, items: list[Planned]) -> list[IngestResult]:
+    """Move the accepted objects into storage and index them in one transaction; on any
+    failure delete the stored objects, so that nothing is half-stored."""
+    if not items:
+        return []
+    objects_put(items)
     try:
-        header = read_header(spooled.path)
-    except InvalidDicom as exc:
-        spooled.discard()
-        return IngestResult(
-            status="rejected", reason=str(exc), failure_code=FailureReason.CANNOT_UNDERSTAND
-        )
-    try:
-        return _ingest_valid(session=session, spooled=spooled, header=header)
-    finally:
-        spooled.discard()
+        index_batch(institution=session.institution, items=items, cache=session.cache)
+    except IntegrityError:
+        # A row changed since it was looked up (a concurrent writer): one at a time, afresh.
+        return _index_each(session=session, items=items)
+    except BaseException:
+        objects_delete(items)
+        raise
+    return [_result(item.header, "stored") for item in items]
+
+
+def _index_each(*, session: IngestSession, items: list[Planned]) -> list[IngestResult]:
+    results = []
+    for position, item in enumerate(items):
+        try:
+            results.append(_index_one(session=session, item=item))
+        except BaseException:
+            objects_delete(items[position:])  # this one and those not indexed yet
+            raise
+    return results
+
+
+def _index_one(*, session: IngestSession, item: Planned) -> IngestResult:
+    """Check again against fresh rows (the concurrent writer may own the UIDs now), index."""
+    session.cache.forget(item.header)
+    known = _Known.load([item.header], cache=session.cache)
+    refusal = _check(session=session, item=item, known=known)
+    if refusal is not None:
+        objects_delete([item])
+        return refusal
+    index_batch(institution=session.institution, items=[item], cache=session.cache)
+    return _result(item.header, "stored")
 
 
 def _result(header: Header, status: str, reason: str = "", code: int = 0) -> IngestResult:
@@ -127,108 +202,74 @@ def _result(header: Header, status: str, reason: str = "", code: int = 0) -> Ing
     )
 
 
-@dataclass(frozen=True)
-class _Identity:
-    institution: Institution | None  # whose identifier space the PatientID belongs to
-    patient: Patient | None
+@dataclass
+class _Known:
+    """What the index holds for the UIDs of one batch (a few queries), and what it plans."""
+
+    instances: dict[str, InstanceRow]
+    studies: dict[str, StudyRow]
+    series: dict[str, SeriesRow]
+    planned: dict[str, Planned] = field(default_factory=dict)  # by SOP Instance UID
+    new_studies: dict[str, Planned] = field(default_factory=dict)  # first item of each
+    new_series: dict[str, str] = field(default_factory=dict)  # series UID -> study UID
+
+    @classmethod
+    def load(cls, headers: list[Header], *, cache: IndexCache) -> "_Known":
+        if not headers:
+            return cls(instances={}, studies={}, series={})
+        return cls(
+            instances=instances_find(h.sop_instance_uid for h in headers),
+            studies=studies_find({h.study_uid for h in headers}, cache=cache),
+            series=series_find({h.series_uid for h in headers}, cache=cache),
+        )
+
+    def plan(self, item: Planned) -> None:
+        header = item.header
+        self.planned[header.sop_instance_uid] = item
+        self.new_series.setdefault(header.series_uid, header.study_uid)
+        if header.study_uid not in self.studies:
+            self.new_studies.setdefault(header.study_uid, item)
 
 
-def _identity_of(*, session: IngestSession, header: Header) -> _Identity:
-    institution = reconcile.identifier_institution(
-        issuer=header.issuer, performing=session.institution
-    )
-    patient = reconcile.patient_for(institution=institution, patient_id=header.patient_id)
-    return _Identity(institution=institution, patient=patient)
-
-
-def _ingest_valid(*, session: IngestSession, spooled: Spooled, header: Header) -> IngestResult:
-    existing = Instance.objects.filter(sop_instance_uid=header.sop_instance_uid).first()
-    study = Study.objects.filter(study_uid=header.study_uid).select_related("patient").first()
-    series = Series.objects.filter(series_uid=header.series_uid).first()
-    if _owned_elsewhere(session=session, study=study, rows=(existing, series)):
+def _check(*, session: IngestSession, item: Planned, known: _Known) -> IngestResult | None:
+    """Why this object cannot be stored (a result to answer with), or None to store it."""
+    header = item.header
+    existing = known.instances.get(header.sop_instance_uid)
+    study = known.studies.get(header.study_uid)
+    series = known.series.get(header.series_uid)
+    owners = {row.institution_id for row in (existing, study, series) if row is not None}
+    if owners - {session.institution.pk}:
         return _refuse_foreign(session=session, header=header)
     if existing is not None:
-        return _same_or_conflict(session=session, header=header, existing=existing, spooled=spooled)
-    problem = _inconsistency(session=session, header=header, study=study, series=series)
+        return _same_or_conflict(
+            session=session, header=header, existing=existing, spooled=item.spooled
+        )
+    twin = known.planned.get(header.sop_instance_uid)
+    if twin is not None:
+        return _same_as_planned(session=session, item=item, twin=twin, known=known)
+    problem = _inconsistency(header=header, study=study, series=series, known=known)
     if problem:
         return _result(header, "rejected", problem, FailureReason.CANNOT_UNDERSTAND)
-    identity = None if study else _identity_of(session=session, header=header)
-    patient = study.patient if study else identity.patient
+    if study is None:
+        item.identity = _new_study_identity(session=session, header=header, known=known)
     try:
-        _authorize(session=session, header=header, study=study, patient=patient)
+        if study is None:
+            _authorize_new(session=session, header=header, patient=item.identity.patient)
+        else:
+            _authorize(session=session, study=study)
     except gate.AccessDenied as exc:
         return _result(header, "rejected", exc.message, FailureReason.NOT_AUTHORIZED)
-    key = storage.object_put(
-        key=storage.object_key(
-            study_uid=header.study_uid,
-            series_uid=header.series_uid,
-            sop_uid=header.sop_instance_uid,
-        ),
-        spooled=spooled,
-    )
-    return _index_or_undo(
-        session=session, header=header, spooled=spooled, key=key, identity=identity
-    )
+    return None
 
 
-def _index_or_undo(
-    *,
-    session: IngestSession,
-    header: Header,
-    spooled: Spooled,
-    key: str,
-    identity: _Identity | None,
-) -> IngestResult:
-    """Index the stored object; on any failure delete it, so nothing is half-stored."""
-    try:
-        for attempt in (1, 2):
-            try:
-                instance, preview = _index(
-                    session=session, header=header, spooled=spooled, key=key, identity=identity
-                )
-                break
-            except IntegrityError:
-                # A concurrent writer indexed the same UID (compare with it), or created the
-                # same study or series first (index again, joining them).
-                winner = Instance.objects.filter(sop_instance_uid=header.sop_instance_uid).first()
-                if winner is not None:
-                    storage.object_delete(key=key)
-                    return _same_or_conflict(
-                        session=session, header=header, existing=winner, spooled=spooled
-                    )
-                if attempt == 2:
-                    raise
-                identity = None  # the study may exist now: look it up
-    except BaseException:
-        storage.object_delete(key=key)
-        raise
-    if preview:
-        transaction.on_commit(lambda: _after_store(instance_id=instance.pk))
-    return _result(header, "stored")
-
-
-def _after_store(*, instance_id: int) -> None:
-    from studies import tasks  # tasks render images: imported when needed
-
-    # Only a worker makes previews: run inline (no broker), decoding an image would sit on
-    # the store path and halve the ingest rate, for a thumbnail the portal does not need
-    # (its pages use /rendered).
-    if not tasks.series_preview.app.conf.task_always_eager:
-        tasks.series_preview.delay(instance_id)
+def _new_study_identity(*, session: IngestSession, header: Header, known: _Known) -> Identity:
+    first = known.new_studies.get(header.study_uid)
+    if first is not None and first.identity is not None:
+        return first.identity
+    return identity_of(performing=session.institution, header=header)
 
 
 FOREIGN_UIDS = "These UIDs cannot be stored for your institution."
-
-
-def _owned_elsewhere(*, session: IngestSession, study: Study | None, rows: tuple) -> bool:
-    """Whether a stored study, or the study of a stored series or instance with these UIDs,
-    is another institution's (usually the same study: no extra query)."""
-    owners = {study.institution_id} if study else set()
-    for row in rows:
-        if row is None or (study is not None and row.study_id == study.pk):
-            continue
-        owners.add(Study.objects.values_list("institution_id", flat=True).get(pk=row.study_id))
-    return bool(owners - {session.institution.pk})
 
 
 def _refuse_foreign(*, session: IngestSession, header: Header) -> IngestResult:
@@ -245,29 +286,50 @@ def _refuse_foreign(*, session: IngestSession, header: Header) -> IngestResult:
     return _result(header, "rejected", FOREIGN_UIDS, FailureReason.NOT_AUTHORIZED)
 
 
+SERIES_OF_ANOTHER_STUDY = "SeriesInstanceUID already belongs to another study."
+PATIENT_DIFFERS = "PatientID differs from the PatientID of the stored study."
+
+
 def _inconsistency(
-    *, session: IngestSession, header: Header, study: Study | None, series: Series | None
+    *, header: Header, study: StudyRow | None, series: SeriesRow | None, known: _Known
 ) -> str:
-    """A reason to refuse an instance that contradicts its stored study, or ''."""
+    """A reason to refuse an instance that contradicts its stored (or batched) study, or ''."""
     if series is not None and (study is None or series.study_id != study.pk):
-        return "SeriesInstanceUID already belongs to another study."
-    if study is None:
-        return ""
-    if study.dicom_patient_id != header.patient_id:
-        return "PatientID differs from the PatientID of the stored study."
+        return SERIES_OF_ANOTHER_STUDY
+    if known.new_series.get(header.series_uid, header.study_uid) != header.study_uid:
+        return SERIES_OF_ANOTHER_STUDY
+    first = known.new_studies.get(header.study_uid)
+    patient_id = study.dicom_patient_id if study else first.header.patient_id if first else None
+    if patient_id is not None and patient_id != header.patient_id:
+        return PATIENT_DIFFERS
     return ""
 
 
-def _authorize(
-    *, session: IngestSession, header: Header, study: Study | None, patient: Patient | None
-) -> None:
+def _authorize_new(*, session: IngestSession, header: Header, patient: Patient | None) -> None:
+    """The gate, once per session, for a study not indexed yet."""
     if header.study_uid in session.authorized:
         return
-    ref = study or StudyKey(
+    ref = StudyKey(
         study_uid=header.study_uid,
         institution_id=session.institution.pk,
         patient_id=patient.pk if patient else None,
     )
+    _gate(session=session, ref=ref, patient=patient)
+
+
+def _authorize(*, session: IngestSession, study: StudyRow | InstanceRow) -> None:
+    """The gate, once per session, for an indexed study."""
+    if study.study_uid in session.authorized:
+        return
+    ref = StudyKey(
+        study_uid=study.study_uid,
+        institution_id=study.institution_id,
+        patient_id=study.patient_id,
+    )
+    _gate(session=session, ref=ref, patient=_patient(study.patient_id))
+
+
+def _gate(*, session: IngestSession, ref: StudyKey, patient: Patient | None) -> None:
     gate.authorize(
         session.actor,
         "store",
@@ -276,122 +338,69 @@ def _authorize(
         audit_action=Action.STUDY_STORE,
         detail={"channel": session.actor.channel},
     )
-    session.authorized.add(header.study_uid)
+    session.authorized.add(ref.study_uid)
+
+
+def _patient(pk: int | None) -> Patient | None:
+    return Patient.objects.filter(pk=pk).first() if pk is not None else None
 
 
 def _same_or_conflict(
-    *, session: IngestSession, header: Header, existing: Instance, spooled: Spooled
+    *, session: IngestSession, header: Header, existing: InstanceRow, spooled: Spooled
 ) -> IngestResult:
-    study = existing.study
+    """The answer for an object whose SOP Instance UID is indexed already."""
+    if existing.institution_id != session.institution.pk:
+        return _refuse_foreign(session=session, header=header)
     if existing.sha256 == spooled.sha256:
         # Only the study's own institution learns that it already holds this instance.
         try:
-            _authorize(session=session, header=header, study=study, patient=study.patient)
+            _authorize(session=session, study=existing)
         except gate.AccessDenied as exc:
             return _result(header, "rejected", exc.message, FailureReason.NOT_AUTHORIZED)
         return _result(header, "duplicate", "The same instance is already stored.")
+    patient = _patient(existing.patient_id)
+    return _conflict(
+        session=session,
+        header=header,
+        study_uid=existing.study_uid,
+        patient=patient.national_id if patient else "",
+        sha256=spooled.sha256,
+    )
+
+
+def _same_as_planned(
+    *, session: IngestSession, item: Planned, twin: Planned, known: _Known
+) -> IngestResult:
+    """The same SOP Instance UID twice in one batch: the first one is stored."""
+    header = item.header
+    if twin.spooled.sha256 == item.spooled.sha256:
+        return _result(header, "duplicate", "The same instance is already stored.")
+    study = known.studies.get(twin.header.study_uid)
+    patient = _patient(study.patient_id) if study else twin.identity.patient
+    return _conflict(
+        session=session,
+        header=header,
+        study_uid=twin.header.study_uid,
+        patient=patient.national_id if patient else "",
+        sha256=item.spooled.sha256,
+    )
+
+
+def _conflict(
+    *, session: IngestSession, header: Header, study_uid: str, patient: str, sha256: str
+) -> IngestResult:
     audit_event(
         session.actor,
         action=Action.STUDY_STORE_CONFLICT,
         outcome="deny",
         reason_code="SOP_INSTANCE_CONFLICT",
-        patient=study.patient.national_id if study.patient else "",
-        study_uid=study.study_uid,
-        detail={"sop_instance_uid": header.sop_instance_uid, "sha256": spooled.sha256},
+        patient=patient,
+        study_uid=study_uid,
+        detail={"sop_instance_uid": header.sop_instance_uid, "sha256": sha256},
     )
     return _result(
         header,
         "conflict",
         "An instance with this SOP Instance UID is already stored with different content.",
         FailureReason.DUPLICATE_CONFLICT,
-    )
-
-
-@transaction.atomic
-def _index(
-    *,
-    session: IngestSession,
-    header: Header,
-    spooled: Spooled,
-    key: str,
-    identity: _Identity | None,
-) -> tuple[Instance, bool]:
-    """Study, series and instance rows in one transaction; (instance, needs a preview).
-
-    ``identity`` is given when the study did not exist a moment ago: it is then created
-    outright (a concurrent creation raises IntegrityError, and the caller indexes again).
-    """
-    study = None
-    if identity is None:
-        study = Study.objects.select_for_update().filter(study_uid=header.study_uid).first()
-    new_study = study is None
-    if new_study:
-        study = _study_create(
-            session=session,
-            header=header,
-            identity=identity or _identity_of(session=session, header=header),
-        )
-    series = None if new_study else Series.objects.filter(series_uid=header.series_uid).first()
-    if series is None:
-        series = Series.objects.create(
-            study=study,
-            series_uid=header.series_uid,
-            modality=header.modality,
-            series_number=header.series_number,
-            description=header.series_description,
-            attributes=header.series_attributes(),
-            instance_count=1,
-        )
-        if not new_study:
-            _count(study=study, header=header, series_created=True)
-    else:
-        Series.objects.filter(pk=series.pk).update(instance_count=F("instance_count") + 1)
-        _count(study=study, header=header, series_created=False)
-    instance = Instance.objects.create(
-        study=study,
-        series=series,
-        sop_instance_uid=header.sop_instance_uid,
-        sop_class_uid=header.sop_class_uid,
-        transfer_syntax_uid=header.transfer_syntax_uid,
-        instance_number=header.instance_number,
-        number_of_frames=header.number_of_frames,
-        storage_key=key,
-        size=spooled.size,
-        sha256=spooled.sha256,
-        pixel_data_offset=header.pixel_data_offset,
-        pixel_data_length=header.pixel_data_length,
-        metadata=header.metadata,
-    )
-    return instance, bool(header.number_of_frames and not series.preview_key)
-
-
-def _study_create(*, session: IngestSession, header: Header, identity: _Identity) -> Study:
-    """A new study holding its first series and instance."""
-    return Study.objects.create(
-        study_uid=header.study_uid,
-        institution=session.institution,
-        patient=identity.patient,
-        dicom_patient_id=header.patient_id,
-        issuer=header.issuer or session.institution.default_issuer,
-        identifier_institution=identity.institution,
-        study_date=header.study_date,
-        study_time=header.study_time,
-        accession_number=header.accession_number,
-        description=header.study_description,
-        modalities=header.modality,
-        series_count=1,
-        instance_count=1,
-        attributes=header.study_attributes(),
-    )
-
-
-def _count(*, study: Study, header: Header, series_created: bool) -> None:
-    modalities = study.modality_list()
-    if header.modality and header.modality not in modalities:
-        modalities.append(header.modality)
-    Study.objects.filter(pk=study.pk).update(
-        instance_count=F("instance_count") + 1,
-        series_count=F("series_count") + (1 if series_created else 0),
-        modalities="\\".join(sorted(modalities))[:128],
-        updated_at=timezone.now(),
     )

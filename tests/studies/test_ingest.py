@@ -168,7 +168,7 @@ def test_it_leaves_nothing_when_indexing_fails(cast, tmp_path, private_storage, 
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(Instance.objects, "create", broken)
+    monkeypatch.setattr(Instance.objects, "bulk_create", broken)
     with pytest.raises(RuntimeError):
         ingest(dicom_copy(tmp_path))
     assert not Study.objects.exists()
@@ -277,22 +277,40 @@ def test_an_adopted_file_is_hashed_and_sanitised_in_place(cast, tmp_path):
 
 
 def test_it_indexes_again_when_a_concurrent_writer_created_the_study(cast, tmp_path, monkeypatch):
-    from django.db import IntegrityError
-
     from studies import ingest as ingest_module
 
-    original = ingest_module._study_create
-    calls = []
+    study_uid = "1.2.826.0.1.3680043.8.498.77"
+    ours = dicom_copy(tmp_path, patient_id="CHEM-X1", study_uid=study_uid)
+    theirs = dicom_copy(tmp_path, patient_id="CHEM-X1", study_uid=study_uid)
+    original = ingest_module.objects_put
 
-    def racing(**kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise IntegrityError("duplicate key value violates unique constraint")
-        return original(**kwargs)
+    def racing(items):
+        # Another writer indexes the same study after our checks, before our transaction.
+        monkeypatch.setattr(ingest_module, "objects_put", original)
+        assert ingest(theirs).status == "stored"
+        original(items)
 
-    monkeypatch.setattr(ingest_module, "_study_create", racing)
-    result = ingest(dicom_copy(tmp_path, patient_id="CHEM-X1"))
+    monkeypatch.setattr(ingest_module, "objects_put", racing)
+    result = ingest(ours)
     assert result.status == "stored"
-    assert len(calls) == 2
     study = Study.objects.get()
-    assert (study.patient, study.instance_count, study.series_count) == (cast.xavier, 1, 1)
+    assert (study.patient, study.instance_count, study.series_count) == (cast.xavier, 2, 2)
+
+
+def test_it_answers_a_duplicate_when_a_concurrent_writer_stored_the_same_instance(
+    cast, tmp_path, monkeypatch, private_storage
+):
+    from studies import ingest as ingest_module
+
+    path = dicom_copy(tmp_path, patient_id="CHEM-X1")
+    original = ingest_module.objects_put
+
+    def racing(items):
+        monkeypatch.setattr(ingest_module, "objects_put", original)
+        assert ingest(path).status == "stored"
+        original(items)
+
+    monkeypatch.setattr(ingest_module, "objects_put", racing)
+    assert ingest(path).status == "duplicate"
+    assert Instance.objects.count() == 1
+    assert len(stored_files(private_storage)) == 1

@@ -1,0 +1,373 @@
+"""The index side of ingest: light rows of what is stored, and one transaction per batch."""
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from consent.models import Institution, Patient
+from studies import reconcile, storage
+from studies.dicom import Header
+from studies.models import Instance, Series, Study
+from studies.spool import Spooled
+
+
+@dataclass(frozen=True)
+class Identity:
+    institution: Institution | None  # whose identifier space the PatientID belongs to
+    patient: Patient | None
+
+
+@dataclass
+class StudyRow:
+    """A stored study as ingest needs it (a StudyRef for the gate)."""
+
+    pk: int
+    study_uid: str
+    institution_id: int
+    dicom_patient_id: str
+    patient_id: int | None
+    modalities: set[str]
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    pk: int
+    study_id: int
+    institution_id: int
+    has_preview: bool
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    sha256: str
+    study_uid: str
+    institution_id: int
+    patient_id: int | None
+
+
+@dataclass
+class IndexCache:
+    """Studies and series a session has indexed or seen, not looked up again: their UID,
+    institution, PatientID and study never change (a stale row fails on write, and the
+    object is then indexed again from fresh rows)."""
+
+    studies: dict[str, StudyRow] = field(default_factory=dict)
+    series: dict[str, SeriesRow] = field(default_factory=dict)
+
+    def forget(self, header: Header) -> None:
+        self.studies.pop(header.study_uid, None)
+        self.series.pop(header.series_uid, None)
+
+
+@dataclass
+class Planned:
+    """An object that passed every check: to be moved into storage and indexed."""
+
+    spooled: Spooled
+    header: Header
+    identity: Identity | None = None  # known when its study was not indexed yet
+    key: str = ""  # its storage key once stored
+
+
+def identity_of(*, performing: Institution, header: Header) -> Identity:
+    """Whose identifier the PatientID is, and the patient it names (None: unreconciled)."""
+    institution = reconcile.identifier_institution(issuer=header.issuer, performing=performing)
+    patient = reconcile.patient_for(institution=institution, patient_id=header.patient_id)
+    return Identity(institution=institution, patient=patient)
+
+
+def instances_find(sop_uids: Iterable[str]) -> dict[str, InstanceRow]:
+    rows = Instance.objects.filter(sop_instance_uid__in=set(sop_uids)).values_list(
+        "sop_instance_uid",
+        "sha256",
+        "study__study_uid",
+        "study__institution_id",
+        "study__patient_id",
+    )
+    return {sop: InstanceRow(*rest) for sop, *rest in rows}
+
+
+def studies_find(uids: Iterable[str], *, cache: IndexCache) -> dict[str, StudyRow]:
+    found = {uid: cache.studies[uid] for uid in uids if uid in cache.studies}
+    missing = set(uids) - set(found)
+    if missing:
+        rows = Study.objects.filter(study_uid__in=missing).values_list(
+            "pk", "study_uid", "institution_id", "dicom_patient_id", "patient_id", "modalities"
+        )
+        for *head, modalities in rows:
+            row = StudyRow(*head, modalities={m for m in modalities.split("\\") if m})
+            found[row.study_uid] = cache.studies[row.study_uid] = row
+    return found
+
+
+def series_find(uids: Iterable[str], *, cache: IndexCache) -> dict[str, SeriesRow]:
+    found = {uid: cache.series[uid] for uid in uids if uid in cache.series}
+    missing = set(uids) - set(found)
+    if missing:
+        rows = Series.objects.filter(series_uid__in=missing).values_list(
+            "series_uid", "pk", "study_id", "study__institution_id", "preview_key"
+        )
+        for uid, pk, study_id, institution_id, preview in rows:
+            found[uid] = cache.series[uid] = SeriesRow(pk, study_id, institution_id, bool(preview))
+    return found
+
+
+def objects_put(items: list[Planned]) -> None:
+    """Move each spool file into storage; on a failure, delete those already moved."""
+    try:
+        for item in items:
+            header = item.header
+            key = storage.object_key(
+                study_uid=header.study_uid,
+                series_uid=header.series_uid,
+                sop_uid=header.sop_instance_uid,
+            )
+            item.key = storage.object_put(key=key, spooled=item.spooled)
+    except BaseException:
+        objects_delete(items)
+        raise
+
+
+def objects_delete(items: list[Planned]) -> None:
+    for item in items:
+        if item.key:
+            storage.object_delete(key=item.key)
+            item.key = ""
+
+
+@dataclass
+class _Tally:
+    """What one batch adds to one study."""
+
+    instances: int = 0
+    series: int = 0
+    modalities: set[str] = field(default_factory=set)
+
+
+def index_batch(*, institution: Institution, items: list[Planned], cache: IndexCache) -> None:
+    """Index stored objects in one transaction, joining the studies and series of ``cache``
+    (rows looked up before) and creating the others.
+
+    Raises IntegrityError when a row changed since it was looked up (a concurrent writer
+    created the same study, series or instance): the caller indexes again from fresh rows.
+    """
+    studies = {
+        uid: cache.studies[uid]
+        for uid in {i.header.study_uid for i in items}
+        if uid in cache.studies
+    }
+    series = {
+        uid: cache.series[uid]
+        for uid in {i.header.series_uid for i in items}
+        if uid in cache.series
+    }
+    created_studies, created_series = _index(
+        institution=institution, items=items, studies=studies, series=series
+    )
+    # Committed: what the session knows now.
+    for uid, tally in _tallies(items, new_series=set(created_series)).items():
+        if uid in studies:
+            studies[uid].modalities |= tally.modalities
+    cache.studies |= created_studies
+    cache.series |= created_series
+
+
+@transaction.atomic
+def _index(
+    *,
+    institution: Institution,
+    items: list[Planned],
+    studies: dict[str, StudyRow],
+    series: dict[str, SeriesRow],
+) -> tuple[dict[str, StudyRow], dict[str, SeriesRow]]:
+    fresh: dict[str, Planned] = {}  # the first object of each series to create
+    for item in items:
+        if item.header.series_uid not in series:
+            fresh.setdefault(item.header.series_uid, item)
+    tallies = _tallies(items, new_series=set(fresh))
+    for row in sorted(studies.values(), key=lambda r: r.pk):  # a fixed lock order
+        _study_count(row, tallies[row.study_uid])
+    new_studies = _studies_create(
+        institution=institution, items=items, tallies=tallies, known=studies
+    )
+    study_pks = {uid: row.pk for uid, row in (studies | new_studies).items()}
+    counts = Counter(item.header.series_uid for item in items)
+    for uid, row in sorted(series.items(), key=lambda kv: kv[1].pk):
+        _series_count(row, count=counts[uid], study_pk=study_pks[_study_of(items, uid)])
+    new_series = _series_create(fresh, study_pks=study_pks, counts=counts, institution=institution)
+    instances = Instance.objects.bulk_create(
+        [
+            _instance(
+                item,
+                study_pk=study_pks[item.header.study_uid],
+                series_pk=(series | new_series)[item.header.series_uid].pk,
+            )
+            for item in items
+        ]
+    )
+    _queue_previews(instances, items=items, series=series)
+    return new_studies, new_series
+
+
+def _study_of(items: list[Planned], series_uid: str) -> str:
+    return next(i.header.study_uid for i in items if i.header.series_uid == series_uid)
+
+
+def _tallies(items: list[Planned], *, new_series: set[str]) -> dict[str, _Tally]:
+    tallies: dict[str, _Tally] = defaultdict(_Tally)
+    seen = set()
+    for item in items:
+        header = item.header
+        tally = tallies[header.study_uid]
+        tally.instances += 1
+        if header.modality:
+            tally.modalities.add(header.modality)
+        if header.series_uid in new_series and header.series_uid not in seen:
+            seen.add(header.series_uid)
+            tally.series += 1
+    return tallies
+
+
+def _joined(modalities: set[str]) -> str:
+    return "\\".join(sorted(modalities))[:128]
+
+
+def _study_count(row: StudyRow, tally: _Tally) -> None:
+    changes = {
+        "instance_count": F("instance_count") + tally.instances,
+        "series_count": F("series_count") + tally.series,
+        "updated_at": timezone.now(),
+    }
+    if not tally.modalities <= row.modalities:
+        # Modalities only grow: read them under a lock only when this batch adds one.
+        stored = Study.objects.select_for_update().filter(pk=row.pk).values_list("modalities")
+        current = {m for m in (stored.first() or [""])[0].split("\\") if m}
+        changes["modalities"] = _joined(current | tally.modalities)
+    if Study.objects.filter(pk=row.pk).update(**changes) != 1:
+        raise IntegrityError("The study is no longer indexed.")
+
+
+def _series_count(row: SeriesRow, *, count: int, study_pk: int) -> None:
+    if row.study_id != study_pk:
+        raise IntegrityError("SeriesInstanceUID already belongs to another study.")
+    if Series.objects.filter(pk=row.pk).update(instance_count=F("instance_count") + count) != 1:
+        raise IntegrityError("The series is no longer indexed.")
+
+
+def _studies_create(
+    *,
+    institution: Institution,
+    items: list[Planned],
+    tallies: dict[str, _Tally],
+    known: dict[str, StudyRow],
+) -> dict[str, StudyRow]:
+    first: dict[str, Planned] = {}
+    for item in items:
+        if item.header.study_uid not in known:
+            first.setdefault(item.header.study_uid, item)
+    created = Study.objects.bulk_create(
+        [_study(item, institution=institution, tally=tallies[uid]) for uid, item in first.items()]
+    )
+    return {
+        s.study_uid: StudyRow(
+            s.pk,
+            s.study_uid,
+            institution.pk,
+            s.dicom_patient_id,
+            s.patient_id,
+            set(tallies[s.study_uid].modalities),
+        )
+        for s in created
+    }
+
+
+def _study(item: Planned, *, institution: Institution, tally: _Tally) -> Study:
+    header = item.header
+    identity = item.identity or identity_of(performing=institution, header=header)
+    return Study(
+        study_uid=header.study_uid,
+        institution=institution,
+        patient=identity.patient,
+        dicom_patient_id=header.patient_id,
+        issuer=header.issuer or institution.default_issuer,
+        identifier_institution=identity.institution,
+        study_date=header.study_date,
+        study_time=header.study_time,
+        accession_number=header.accession_number,
+        description=header.study_description,
+        modalities=_joined(tally.modalities),
+        series_count=tally.series,
+        instance_count=tally.instances,
+        attributes=header.study_attributes(),
+    )
+
+
+def _series_create(
+    fresh: dict[str, Planned],
+    *,
+    study_pks: dict[str, int],
+    counts: Counter,
+    institution: Institution,
+) -> dict[str, SeriesRow]:
+    created = Series.objects.bulk_create(
+        [
+            Series(
+                study_id=study_pks[item.header.study_uid],
+                series_uid=uid,
+                modality=item.header.modality,
+                series_number=item.header.series_number,
+                description=item.header.series_description,
+                attributes=item.header.series_attributes(),
+                instance_count=counts[uid],
+            )
+            for uid, item in fresh.items()
+        ]
+    )
+    return {s.series_uid: SeriesRow(s.pk, s.study_id, institution.pk, False) for s in created}
+
+
+def _instance(item: Planned, *, study_pk: int, series_pk: int) -> Instance:
+    header = item.header
+    return Instance(
+        study_id=study_pk,
+        series_id=series_pk,
+        sop_instance_uid=header.sop_instance_uid,
+        sop_class_uid=header.sop_class_uid,
+        transfer_syntax_uid=header.transfer_syntax_uid,
+        instance_number=header.instance_number,
+        number_of_frames=header.number_of_frames,
+        storage_key=item.key,
+        size=item.spooled.size,
+        sha256=item.spooled.sha256,
+        pixel_data_offset=header.pixel_data_offset,
+        pixel_data_length=header.pixel_data_length,
+        metadata=header.metadata,
+    )
+
+
+def _queue_previews(
+    instances: list[Instance], *, items: list[Planned], series: dict[str, SeriesRow]
+) -> None:
+    """One preview per series that has none yet, made once the batch is committed."""
+    first: dict[str, int] = {}
+    for instance, item in zip(instances, items, strict=True):
+        uid = item.header.series_uid
+        has_preview = uid in series and series[uid].has_preview
+        if instance.number_of_frames and not has_preview:
+            first.setdefault(uid, instance.pk)
+    for instance_id in first.values():
+        transaction.on_commit(lambda pk=instance_id: _after_store(instance_id=pk))
+
+
+def _after_store(*, instance_id: int) -> None:
+    from studies import tasks  # tasks render images: imported when needed
+
+    # Only a worker makes previews: run inline (no broker), decoding an image would sit on
+    # the store path and halve the ingest rate, for a thumbnail the portal does not need
+    # (its pages use /rendered).
+    if not tasks.series_preview.app.conf.task_always_eager:
+        tasks.series_preview.delay(instance_id)

@@ -1,0 +1,126 @@
+"""Ingest of several objects at once (a STOW-RS body): one transaction, each object answered."""
+
+import json
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from pydicom import dcmread
+
+from audit.models import AuditEvent
+from studies.ingest import IngestSession, study_ingest
+from studies.models import Instance, Series, Study
+from studies.spool import spool_path
+from tests.conftest import client_for
+
+from .conftest import dicom_copy, stored_files, system_actor
+from .test_dicomweb import stow
+
+
+def ingest_all(paths, code="CHEM"):
+    session = IngestSession(actor=system_actor(code))
+    return study_ingest(session=session, spooled=[spool_path(p) for p in paths])
+
+
+def changed_copy(path, tmp_path):
+    ds = dcmread(path)
+    ds.StudyDescription = "Other content, same UID"
+    out = tmp_path / "changed.dcm"
+    ds.save_as(out)
+    return out
+
+
+def test_it_indexes_a_batch_of_several_studies_and_series(cast, tmp_path):
+    a, b = "1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.12"
+    paths = [dicom_copy(tmp_path, study_uid=a, patient_id="CHEM-X1") for _ in range(3)]
+    paths += [dicom_copy(tmp_path, study_uid=b, Modality="MR") for _ in range(2)]
+    assert [r.status for r in ingest_all(paths)] == ["stored"] * 5
+    counts = dict(Study.objects.values_list("study_uid", "instance_count"))
+    assert counts == {a: 3, b: 2}
+    assert Study.objects.get(study_uid=a).patient == cast.xavier
+    assert Study.objects.get(study_uid=b).modalities == "MR"
+    assert Series.objects.count() == 5
+    assert sorted(Series.objects.values_list("instance_count", flat=True)) == [1] * 5
+
+
+def test_a_batch_joins_a_stored_study_and_series(cast, tmp_path):
+    study, series = "1.2.826.0.1.3680043.8.498.13", "1.2.826.0.1.3680043.8.498.14"
+    ingest_all([dicom_copy(tmp_path, study_uid=study, series_uid=series)])
+    more = [dicom_copy(tmp_path, study_uid=study, series_uid=series) for _ in range(2)]
+    more.append(dicom_copy(tmp_path, study_uid=study, Modality="MR"))
+    assert [r.status for r in ingest_all(more)] == ["stored"] * 3
+    row = Study.objects.get()
+    assert (row.instance_count, row.series_count, row.modalities) == (4, 2, "CT\\MR")
+    assert Series.objects.get(series_uid=series).instance_count == 3
+
+
+def test_a_batch_costs_the_same_queries_whatever_its_size(cast, tmp_path):
+    def queries(count):
+        uid = f"1.2.826.0.1.3680043.8.498.2{count}"
+        paths = [dicom_copy(tmp_path, study_uid=uid, series_uid=uid + ".1") for _ in range(count)]
+        with CaptureQueriesContext(connection) as captured:
+            assert all(r.ok for r in ingest_all(paths))
+        return len(captured)
+
+    assert queries(2) == queries(8)
+
+
+def test_the_same_uid_twice_in_one_batch_is_one_instance(cast, tmp_path, private_storage):
+    path = dicom_copy(tmp_path)
+    results = ingest_all([path, path])
+    assert [r.status for r in results] == ["stored", "duplicate"]
+    assert Instance.objects.count() == 1
+    assert len(stored_files(private_storage)) == 1
+
+
+def test_other_bytes_under_a_uid_of_the_same_batch_are_refused_and_audited(cast, tmp_path):
+    path = dicom_copy(tmp_path)
+    results = ingest_all([path, changed_copy(path, tmp_path)])
+    assert [r.status for r in results] == ["stored", "conflict"]
+    assert results[1].failure_code == 0x0111
+    assert AuditEvent.objects.filter(action="study.store_conflict").count() == 1
+
+
+def test_a_series_claimed_by_two_studies_of_one_batch_is_refused_once(cast, tmp_path):
+    series = "1.2.826.0.1.3680043.8.498.15"
+    paths = [dicom_copy(tmp_path, series_uid=series), dicom_copy(tmp_path, series_uid=series)]
+    assert [r.status for r in ingest_all(paths)] == ["stored", "rejected"]
+    assert Study.objects.count() == 1
+
+
+def test_a_patient_change_within_a_new_study_of_one_batch_is_refused(cast, tmp_path):
+    uid = "1.2.826.0.1.3680043.8.498.16"
+    paths = [
+        dicom_copy(tmp_path, study_uid=uid, patient_id="CHEM-X1"),
+        dicom_copy(tmp_path, study_uid=uid, patient_id="CHEM-OTHER"),
+    ]
+    results = ingest_all(paths)
+    assert [r.status for r in results] == ["stored", "rejected"]
+    assert "PatientID" in results[1].reason
+
+
+def test_a_failing_batch_leaves_nothing(cast, tmp_path, private_storage, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(Instance.objects, "bulk_create", broken)
+    paths = [dicom_copy(tmp_path) for _ in range(3)]
+    try:
+        ingest_all(paths)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the failure was swallowed")
+    assert not Study.objects.exists()
+    assert stored_files(private_storage) == []
+
+
+def test_a_stow_body_answers_each_part_in_order(cast, tmp_path):
+    good = dicom_copy(tmp_path).read_bytes()
+    other = dicom_copy(tmp_path).read_bytes()
+    response = stow(client_for("chl-pacs", "CHL"), [good, b"not dicom", other, good])
+    assert response.status_code == 202
+    body = json.loads(response.content)
+    assert len(body["00081199"]["Value"]) == 3
+    (failed,) = body["00081198"]["Value"]
+    assert failed["00081197"]["Value"] == [0xC000]
+    assert Instance.objects.count() == 2
