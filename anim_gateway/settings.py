@@ -117,12 +117,20 @@ SQLITE_OPTIONS = {
 }
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'anim.sqlite3'}")
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
 }
 # No ATOMIC_REQUESTS: a denied request must still commit its audit row. Every service that
 # writes is @transaction.atomic instead, so nothing is half-written.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+else:
+    # Django turns psycopg's prepared statements off (for transaction-mode poolers), which
+    # also ignores prepare=True: the audit append and the gate's fact query would then be
+    # parsed and planned on every call. Off again with DB_PREPARED_STATEMENTS=False.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        5 if env_bool("DB_PREPARED_STATEMENTS", True) else None
+    )
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [

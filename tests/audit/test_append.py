@@ -1,7 +1,7 @@
 """append(): gapless sequence numbers, a verifiable chain, the caller's transaction, failures."""
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from audit import canonical
 from audit.errors import AuditUnavailable, InvalidAuditEvent
@@ -9,6 +9,7 @@ from audit.events import EVENT_FIELDS
 from audit.models import AuditEvent, AuditHead
 from audit.services import append
 from audit.verification import verify_chain
+from tests.conftest import require_postgres
 
 from .conftest import execute, sample_event
 
@@ -131,3 +132,18 @@ def test_it_raises_audit_unavailable_inside_a_broken_transaction(append_events):
             execute("SELECT * FROM no_such_table")
         with pytest.raises(AuditUnavailable):
             append(sample_event(2))
+
+
+def test_postgresql_plans_the_append_once_per_connection():
+    """Django turns psycopg's prepared statements off by default; the settings turn them
+    back on, or the append's statement would be parsed and planned on every call."""
+    require_postgres()
+    append(sample_event(1))
+    append(sample_event(2))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%audit_audithead%"],
+        )
+        (prepared,) = cursor.fetchone()
+    assert prepared >= 1
