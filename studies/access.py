@@ -142,7 +142,7 @@ def instance_of(study: Study, *, series_uid: str, sop_uid: str) -> Instance:
     return instance
 
 
-def studies_search(actor: Actor, *, query: qido.Query) -> list[Study]:
+def studies_search(actor: Actor, *, query: qido.Query) -> list[selectors.StudyHit]:
     """The page of studies matching a QIDO-RS query that the actor may see.
 
     SQL selects the page (ORDER BY, OFFSET, LIMIT) among the studies in the actor's scope

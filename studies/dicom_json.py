@@ -1,10 +1,12 @@
 """DICOM JSON (PS3.18 F.2) results of QIDO-RS and the STOW-RS response dataset."""
 
+import json
 from collections.abc import Callable
 
 from studies.dicom import INSTANCE_TAGS, SERIES_TAGS, STUDY_TAGS
 from studies.ingest import IngestResult
-from studies.models import Instance, Series, Study
+from studies.models import Instance, Series
+from studies.selectors import StudyHit
 
 # A private block for the human reason of a failure (PS3.5 7.8): creator and element.
 PRIVATE_CREATOR = ("00090010", "ANIM_GATEWAY")
@@ -32,15 +34,31 @@ def _included(attributes: dict, metadata: dict, includefield: frozenset[str]) ->
     return {**extra, **attributes}
 
 
-def study_result(study: Study, *, url: str, includefield: frozenset[str] = frozenset()) -> dict:
-    attributes = {
-        **study.attributes,
-        "00080061": _element("CS", *study.modality_list()),
+def study_result_json(
+    study: StudyHit, *, url: str, includefield: frozenset[str] = frozenset()
+) -> str:
+    """A QIDO-RS study result as JSON text: the stored attributes and the computed ones."""
+    computed = {
+        "00080061": _element("CS", *[m for m in study.modalities.split("\\") if m]),
         "00081190": _element("UR", url),
         "00201206": _element("IS", study.series_count),
         "00201208": _element("IS", study.instance_count),
     }
-    return _included(attributes, study.attributes, includefield)
+    stored = study.attributes_json.strip()
+    if includefield or not _splices(stored, computed):
+        attributes = json.loads(stored)
+        return json.dumps(_included({**attributes, **computed}, attributes, includefield))
+    extra = json.dumps(computed)[1:-1]
+    if not stored[1:-1].strip():
+        return "{" + extra + "}"
+    return f"{stored[:-1]}, {extra}}}"
+
+
+def _splices(stored: str, computed: dict) -> bool:
+    """Whether the computed attributes may be appended to the stored object's text: it is
+    an object and holds none of them (which would then appear twice)."""
+    is_object = stored.startswith("{") and stored.endswith("}")
+    return is_object and not any(f'"{tag}"' in stored for tag in computed)
 
 
 def series_result(series: Series, *, url: str, includefield: frozenset[str] = frozenset()) -> dict:

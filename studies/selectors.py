@@ -1,9 +1,12 @@
 """Reads of the study index: lookups, QIDO queries and the portal's study lists."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from django.db.models import F, Q
+from django.core.exceptions import EmptyResultSet
+from django.db.models import F, Q, TextField
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast
 
 from studies import lookups, qido
 from studies.models import Instance, Series, Study
@@ -27,19 +30,25 @@ def study_list(*, scope: Q, query: qido.Query | None, limit: int) -> list[Study]
 
 
 _NEWEST_FIRST = (F("study_date").desc(nulls_last=True), F("id").desc())
-# What the gate (a StudyRef) and a QIDO-RS study result read.
-_QIDO_FIELDS = (
-    "study_uid",
-    "institution_id",
-    "patient_id",
-    "modalities",
-    "series_count",
-    "instance_count",
-    "attributes",
-)
 
 
-def study_page(*, scopes: Sequence[Q], query: qido.Query, offset: int, limit: int) -> list[Study]:
+@dataclass(frozen=True)
+class StudyHit:
+    """A QIDO-RS study result as the index holds it; a StudyRef for the gate."""
+
+    study_uid: str
+    institution_id: int
+    patient_id: int | None
+    modalities: str
+    series_count: int
+    instance_count: int
+    # The study-level DICOM JSON as stored: served without decoding and encoding it again.
+    attributes_json: str
+
+
+def study_page(
+    *, scopes: Sequence[Q], query: qido.Query, offset: int, limit: int
+) -> list[StudyHit]:
     """A page of the studies in scope matching the query, newest first, with the columns of
     a QIDO-RS result only.
 
@@ -53,11 +62,26 @@ def study_page(*, scopes: Sequence[Q], query: qido.Query, offset: int, limit: in
     ]
     ids = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
     ids = ids.order_by(*_NEWEST_FIRST)[offset : offset + limit]
-    sql, params = ids.query.get_compiler(ids.db).as_sql()
+    try:
+        sql, params = ids.query.get_compiler(ids.db).as_sql()
+    except EmptyResultSet:
+        return []  # nothing can match (no patient in scope, say): no query at all
     # The ORM's own SQL of the id page, its values still parameters.
     page = RawSQL(f"SELECT id FROM ({sql}) page", params)  # noqa: S608, S611
-    qs = Study.objects.filter(pk__in=page).only(*_QIDO_FIELDS).order_by(*_NEWEST_FIRST)
-    return list(qs)
+    rows = (
+        Study.objects.filter(pk__in=page)
+        .order_by(*_NEWEST_FIRST)
+        .values_list(
+            "study_uid",
+            "institution_id",
+            "patient_id",
+            "modalities",
+            "series_count",
+            "instance_count",
+            Cast("attributes", output_field=TextField()),
+        )
+    )
+    return [StudyHit(*row) for row in rows]
 
 
 def series_list(*, study: Study, query: qido.Query) -> list[Series]:

@@ -100,16 +100,13 @@ class StudiesApi(DicomWebApi):
         studies = access.studies_search(actor_of(request), query=query)
         # UIDs are digits and dots: one reverse() for the base, not one per result.
         base = _url(request, "studies")
-        return _json(
-            [
-                dicom_json.study_result(
-                    s,
-                    url=f"{base}/{s.study_uid}",
-                    includefield=query.includefield,
-                )
-                for s in studies
-            ]
+        results = (
+            dicom_json.study_result_json(
+                s, url=f"{base}/{s.study_uid}", includefield=query.includefield
+            )
+            for s in studies
         )
+        return HttpResponse(f"[{','.join(results)}]", content_type=DICOM_JSON)
 
     def post(self, request: Request) -> HttpResponse:
         session = IngestSession.for_writer(actor_of(request))
