@@ -403,7 +403,7 @@ def _practitioner_facts(
 def _add_consents(per_patient: dict[int, dict], consents: Iterable[tuple]) -> None:
     by_patient = defaultdict(list)
     for row, institutions in consents:
-        institutions.discard(None)  # a consent for all members covers no listed institution
+        institutions.discard(None)  # the LEFT JOIN row of a consent listing no institution
         by_patient[row.patient_id].append(
             ConsentFact(
                 id=row.id,
