@@ -786,3 +786,15 @@ def test_only_practitioners_and_patients_search_studies(cast, username, institut
         "deny",
         "ROLE_NOT_ALLOWED",
     )
+
+
+def test_a_search_without_any_patient_in_scope_finds_nothing(cast, xavier_studies):
+    from consent.actors import Actor
+    from consent.models import Role
+    from studies import access, qido
+
+    # No care relationship and no acting institution: nothing can match, and the search is
+    # still decided and audited.
+    actor = Actor(role=Role.PRACTITIONER, practitioner=cast.bob, username="bob")
+    assert access.studies_search(actor, query=qido.Query()) == []
+    assert AuditEvent.objects.filter(action="study.search").count() == 1
