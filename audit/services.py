@@ -1,5 +1,7 @@
 """The one writer of the audit log: append an event under the head lock, chained by hash."""
 
+import weakref
+
 import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -48,22 +50,25 @@ def _validated_values(event: Event) -> dict:
     if event.outcome not in Outcome.values:
         raise InvalidAuditEvent(f"Unknown audit outcome {event.outcome!r}")
     # Not dataclasses.asdict: its deep copy is slow, and dicts are copied by _checked anyway.
-    return {name: _checked(name, getattr(event, name)) for name in EVENT_FIELDS}
+    fields = vars(event)
+    return {name: _checked(name, fields[name]) for name in EVENT_FIELDS}
 
 
 def _checked(name: str, value: object) -> object:
+    if type(value) is str:  # the common case first: this runs 17 times per event
+        limit = _MAX_LENGTHS.get(name)
+        if limit and len(value) > limit:
+            raise InvalidAuditEvent(f"{name} is longer than {limit} characters")
+        # PostgreSQL text cannot hold NUL; replace it so that both databases store the same.
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
     if isinstance(value, dict):
         try:
             return canonical.normalise_json(value, name=name)
         except (TypeError, ValueError) as exc:
             raise InvalidAuditEvent(f"{name} is not plain JSON: {exc}") from exc
-    if not isinstance(value, str):
-        raise InvalidAuditEvent(f"{name} must be a string")
-    limit = _MAX_LENGTHS.get(name)
-    if limit and len(value) > limit:
-        raise InvalidAuditEvent(f"{name} is longer than {limit} characters")
-    # PostgreSQL text cannot hold NUL; replace it so that both databases store the same.
-    return value.replace("\x00", "\ufffd")
+    if isinstance(value, str):
+        return _checked(name, str(value))
+    raise InvalidAuditEvent(f"{name} must be a string")
 
 
 # PostgreSQL: lock the head, number, time-stamp, link, insert and move the head in ONE
@@ -120,30 +125,42 @@ def _append_postgresql(values: dict, content: str) -> AuditEvent:
         else:
             # Autocommit: the statement is its own transaction; then the flush barrier.
             found = _execute_append(_PG_APPEND_ALONE, params)
-            with _prepared_cursor() as cursor:
-                cursor.execute(_PG_FLUSH_BARRIER, prepare=True)
+            _prepared_cursor().execute(_PG_FLUSH_BARRIER, prepare=True)
     except psycopg.Error as exc:
         raise AuditUnavailable(f"The audit log could not be written: {exc}") from exc
     seq, time, prev_hash, digest = found
-    row = AuditEvent(seq=seq, time=time, version=1, prev_hash=prev_hash, hash=digest, **values)
+    # Positional arguments in field order: Model.__init__'s fast path (keywords cost more).
+    chain = {"seq": seq, "time": time, "version": 1, "prev_hash": prev_hash, "hash": digest}
+    row = AuditEvent(*[chain[name] if name in chain else values[name] for name in _COLUMNS])
     row._state.adding, row._state.db = False, connection.alias
     return row
+
+
+_COLUMNS = [f.attname for f in AuditEvent._meta.concrete_fields]
+# One server-side-binding cursor per database connection, kept as long as the connection.
+_cursors: "weakref.WeakKeyDictionary[psycopg.Connection, psycopg.Cursor]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _prepared_cursor() -> "psycopg.Cursor":
     """A server-side-binding cursor on Django's own connection: the statement is planned
     once per connection (Django's client-side cursors re-plan it on every call)."""
     connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
+    raw = connection.connection
+    cursor = _cursors.get(raw)
+    if cursor is None or cursor.closed:
+        cursor = _cursors[raw] = psycopg.Cursor(raw)
+    return cursor
 
 
 def _execute_append(sql: str, params: list) -> tuple:
-    with _prepared_cursor() as cursor:
+    cursor = _prepared_cursor()
+    found = cursor.execute(sql, params, prepare=True).fetchone()
+    if found is None:
+        # No head row (a fresh flush): rebuild it from the chain, then append.
+        _ensure_head()
         found = cursor.execute(sql, params, prepare=True).fetchone()
-        if found is None:
-            # No head row (a fresh flush): rebuild it from the chain, then append.
-            _ensure_head()
-            found = cursor.execute(sql, params, prepare=True).fetchone()
     if found is None:
         raise AuditUnavailable("The audit head row is missing and could not be rebuilt.")
     return found
