@@ -192,9 +192,11 @@ def _search_scopes(actor: Actor) -> list[Q]:
 
 def _hidden_from_others(patients: Q, own: Institution | None) -> QuerySet:
     """Ids of the studies in scope that their patient hid, made at another institution than
-    ``own``: found from the (few) open hides, not by checking every study in scope."""
+    ``own``: found from the (few) open hides of these patients, not by checking every
+    study in scope."""
     open_hides = StudyVisibility.objects.filter(unhidden_at__isnull=True)
-    hidden = Study.objects.filter(patients, study_uid__in=open_hides.values("study_uid"))
+    of_these_patients = open_hides.filter(patients).values("study_uid")
+    hidden = Study.objects.filter(patients, study_uid__in=of_these_patients)
     by_its_patient = open_hides.filter(
         patient_id=OuterRef("patient_id"), study_uid=OuterRef("study_uid")
     )
