@@ -17,6 +17,14 @@ class Action(models.TextChoices):
         "patient.identifier_add",
         "Added a hospital identifier to the patient",
     )
+    REPRESENTATION_GRANT = (
+        "representation.grant",
+        "Granted a legal representative the right to act for the patient",
+    )
+    REPRESENTATION_REVOKE = (
+        "representation.revoke",
+        "Ended a legal representative's right to act for the patient",
+    )
     RECORD_VIEW = "record.view", "Viewed the shared record status"
     RECORD_CLOSE = "record.close", "Closed the shared record"
     RECORD_REOPEN = "record.reopen", "Reopened the shared record"

@@ -1,9 +1,15 @@
 """Django admin: institutions, practitioners, affiliations; consent history read-only."""
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
-from guardian.admin import GuardedModelAdmin
+from guardian.admin import (
+    AdminGroupObjectPermissionsForm,
+    AdminUserObjectPermissionsForm,
+    GuardedModelAdmin,
+)
 
+from anim_gateway.portal import portal_actor
 from consent.models import (
     Account,
     Affiliation,
@@ -17,6 +23,7 @@ from consent.models import (
     Practitioner,
     StudyVisibility,
 )
+from consent.services import representation
 
 
 class AETitleInline(admin.TabularInline):
@@ -73,6 +80,48 @@ class PatientAdmin(GuardedModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Patient | None = None) -> bool:
         return False
+
+    def get_obj_perms_manage_user_form(self, request: HttpRequest) -> type[forms.Form]:
+        """Grants and revocations go through the audited representation service."""
+        actor = portal_actor(request)
+
+        class RepresentationForm(AdminUserObjectPermissionsForm):
+            def save_obj_perms(self) -> None:
+                chosen = (
+                    representation.CODENAME in self.cleaned_data[self.get_obj_perms_field_name()]
+                )
+                held = representation.represents(self.user, self.obj)
+                # clean() refused an invalid representative; the service checks again.
+                if chosen and not held:
+                    representation.representation_grant(
+                        actor=actor, patient=self.obj, user=self.user
+                    )
+                elif held and not chosen:
+                    representation.representation_revoke(
+                        actor=actor, patient=self.obj, user=self.user
+                    )
+
+            def clean(self) -> dict:
+                cleaned = super().clean()
+                if representation.CODENAME in cleaned.get(self.get_obj_perms_field_name(), []):
+                    problem = representation.grant_problem(patient=self.obj, user=self.user)
+                    if problem:
+                        raise forms.ValidationError(problem)
+                return cleaned
+
+        return RepresentationForm
+
+    def get_obj_perms_manage_group_form(self, request: HttpRequest) -> type[forms.Form]:
+        return GroupRepresentationRefused
+
+
+class GroupRepresentationRefused(AdminGroupObjectPermissionsForm):
+    """A legal representative is a person: no group may act for a patient."""
+
+    def clean(self) -> dict:
+        raise forms.ValidationError(
+            "Legal representation is granted to one person's login, never to a group."
+        )
 
 
 class ReadOnlyHistoryAdmin(admin.ModelAdmin):
