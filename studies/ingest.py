@@ -20,7 +20,7 @@ from studies.ingest_index import (
     Planned,
     SeriesRow,
     StudyRow,
-    identity_of,
+    identities_of,
     index_batch,
     instances_find,
     objects_delete,
@@ -137,7 +137,9 @@ def _ingest_all(*, session: IngestSession, items: list[Spooled]) -> list[IngestR
             results[position] = IngestResult(
                 status="rejected", reason=str(exc), failure_code=FailureReason.CANNOT_UNDERSTAND
             )
-    known = _Known.load([item.header for _, item in parsed], cache=session.cache)
+    known = _Known.load(
+        [item.header for _, item in parsed], cache=session.cache, performing=session.institution
+    )
     accepted: list[tuple[int, Planned]] = []
     for position, item in parsed:
         results[position] = _check(session=session, item=item, known=known)
@@ -181,7 +183,7 @@ def _index_each(*, session: IngestSession, items: list[Planned]) -> list[IngestR
 def _index_one(*, session: IngestSession, item: Planned) -> IngestResult:
     """Check again against fresh rows (the concurrent writer may own the UIDs now), index."""
     session.cache.forget(item.header)
-    known = _Known.load([item.header], cache=session.cache)
+    known = _Known.load([item.header], cache=session.cache, performing=session.institution)
     refusal = _check(session=session, item=item, known=known)
     if refusal is not None:
         objects_delete([item])
@@ -212,15 +214,21 @@ class _Known:
     planned: dict[str, Planned] = field(default_factory=dict)  # by SOP Instance UID
     new_studies: dict[str, Planned] = field(default_factory=dict)  # first item of each
     new_series: dict[str, str] = field(default_factory=dict)  # series UID -> study UID
+    # (issuer, PatientID) -> identity, for the studies not indexed yet
+    identities: dict[tuple[str, str], Identity] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, headers: list[Header], *, cache: IndexCache) -> "_Known":
+    def load(cls, headers: list[Header], *, cache: IndexCache, performing: Institution) -> "_Known":
         if not headers:
             return cls(instances={}, studies={}, series={})
+        studies = studies_find({h.study_uid for h in headers}, cache=cache)
         return cls(
             instances=instances_find(h.sop_instance_uid for h in headers),
-            studies=studies_find({h.study_uid for h in headers}, cache=cache),
+            studies=studies,
             series=series_find({h.series_uid for h in headers}, cache=cache),
+            identities=identities_of(
+                performing=performing, headers=[h for h in headers if h.study_uid not in studies]
+            ),
         )
 
     def plan(self, item: Planned) -> None:
@@ -251,7 +259,7 @@ def _check(*, session: IngestSession, item: Planned, known: _Known) -> IngestRes
     if problem:
         return _result(header, "rejected", problem, FailureReason.CANNOT_UNDERSTAND)
     if study is None:
-        item.identity = _new_study_identity(session=session, header=header, known=known)
+        item.identity = known.identities[header.issuer, header.patient_id]
     try:
         if study is None:
             _authorize_new(session=session, header=header, patient=item.identity.patient)
@@ -260,13 +268,6 @@ def _check(*, session: IngestSession, item: Planned, known: _Known) -> IngestRes
     except gate.AccessDenied as exc:
         return _result(header, "rejected", exc.message, FailureReason.NOT_AUTHORIZED)
     return None
-
-
-def _new_study_identity(*, session: IngestSession, header: Header, known: _Known) -> Identity:
-    first = known.new_studies.get(header.study_uid)
-    if first is not None and first.identity is not None:
-        return first.identity
-    return identity_of(performing=session.institution, header=header)
 
 
 FOREIGN_UIDS = "These UIDs cannot be stored for your institution."

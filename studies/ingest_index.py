@@ -80,6 +80,28 @@ def identity_of(*, performing: Institution, header: Header) -> Identity:
     return Identity(institution=institution, patient=patient)
 
 
+def identities_of(
+    *, performing: Institution, headers: list[Header]
+) -> dict[tuple[str, str], Identity]:
+    """The identity of each (issuer, PatientID) of a batch, in a query or two."""
+    issuers = {h.issuer for h in headers}
+    institutions = {
+        issuer: reconcile.identifier_institution(issuer=issuer, performing=performing)
+        for issuer in issuers
+    }
+    patients = {}
+    for institution in {i for i in institutions.values() if i is not None}:
+        wanted = {h.patient_id for h in headers if institutions[h.issuer] == institution}
+        found = reconcile.patients_for(institution=institution, patient_ids=wanted)
+        patients |= {(institution.pk, value): patient for value, patient in found.items()}
+    identities = {}
+    for header in headers:
+        institution = institutions[header.issuer]
+        key = (institution.pk if institution else None, header.patient_id)
+        identities[header.issuer, header.patient_id] = Identity(institution, patients.get(key))
+    return identities
+
+
 def instances_find(sop_uids: Iterable[str]) -> dict[str, InstanceRow]:
     rows = Instance.objects.filter(sop_instance_uid__in=set(sop_uids)).values_list(
         "sop_instance_uid",

@@ -34,6 +34,17 @@ def patient_for(*, institution: Institution | None, patient_id: str) -> Patient 
     return identifier.patient if identifier else None
 
 
+def patients_for(*, institution: Institution | None, patient_ids: set[str]) -> dict[str, Patient]:
+    """The patients that several local identifiers of one institution name (one query)."""
+    values = {value for value in patient_ids if value}
+    if institution is None or not values:
+        return {}
+    identifiers = PatientIdentifier.objects.select_related("patient").filter(
+        institution=institution, value__in=values
+    )
+    return {identifier.value: identifier.patient for identifier in identifiers}
+
+
 @transaction.atomic
 def studies_reconcile(*, identifier: PatientIdentifier) -> list[Study]:
     """Link the unreconciled studies waiting under a newly registered identifier.

@@ -124,3 +124,17 @@ def test_a_stow_body_answers_each_part_in_order(cast, tmp_path):
     (failed,) = body["00081198"]["Value"]
     assert failed["00081197"]["Value"] == [0xC000]
     assert Instance.objects.count() == 2
+
+
+def test_each_study_of_a_batch_is_linked_to_its_own_patient(cast, tmp_path):
+    paths = [
+        dicom_copy(tmp_path, patient_id="CHEM-X1"),
+        dicom_copy(tmp_path, patient_id="CHL-Y1", issuer="CHL"),
+        dicom_copy(tmp_path, patient_id="CHEM-UNKNOWN"),
+        dicom_copy(tmp_path, patient_id="CHL-Y1"),  # a CHEM identifier nobody has
+    ]
+    results = ingest_all(paths, "CHEM")
+    patients = [Study.objects.get(study_uid=r.study_uid).patient for r in results]
+    assert patients == [cast.xavier, cast.yvonne, None, None]
+    identifier_of = Study.objects.get(study_uid=results[1].study_uid).identifier_institution
+    assert identifier_of.code == "CHL"
