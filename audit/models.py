@@ -1,5 +1,7 @@
 """The append-only audit table, its one-row head, signed checkpoints and forwarding state."""
 
+from contextvars import ContextVar
+
 from django.db import models
 from django.db.models import Q
 
@@ -42,6 +44,19 @@ def _filled(field: str) -> Q:
     return ~Q(**{field: ""})
 
 
+# Set by audit.services while it inserts a chained row: the only way in through the ORM.
+APPENDING: ContextVar[bool] = ContextVar("audit_appending", default=False)
+
+
+class ChainedQuerySet(AppendOnlyQuerySet):
+    """No create() or bulk_create() either: a row written beside append() breaks the chain."""
+
+    def bulk_create(self, *args: object, **kwargs: object) -> list:
+        raise AuditImmutable("Audit events are written by audit.services.append only.")
+
+    bulk_create.queryset_only = True
+
+
 class AuditEvent(AppendOnlyModel):
     """One audited event; `hash` chains it to the event before (audit.canonical)."""
 
@@ -68,6 +83,8 @@ class AuditEvent(AppendOnlyModel):
     detail = CanonicalJSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
+
+    objects = ChainedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-seq"]
@@ -106,6 +123,11 @@ class AuditEvent(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.outcome}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self._state.adding and not APPENDING.get():
+            raise AuditImmutable("Audit events are written by audit.services.append only.")
+        super().save(*args, **kwargs)
 
 
 class AuditHead(models.Model):

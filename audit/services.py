@@ -10,7 +10,7 @@ from audit import canonical
 from audit.actions import Outcome, is_known
 from audit.errors import AuditUnavailable, InvalidAuditEvent
 from audit.events import EVENT_FIELDS, Event
-from audit.models import AuditEvent, AuditHead
+from audit.models import APPENDING, AuditEvent, AuditHead
 
 # Codes and identifiers are short; an oversized value is a caller's bug, refused loudly.
 _MAX_LENGTHS = {
@@ -187,7 +187,11 @@ def _append_locked(values: dict, content: str) -> AuditEvent:
         hash=digest,
         **values,
     )
-    row.save(force_insert=True)
+    token = APPENDING.set(True)
+    try:
+        row.save(force_insert=True)
+    finally:
+        APPENDING.reset(token)
     AuditHead.objects.filter(pk=1).update(seq=seq, hash=digest)
     return row
 

@@ -43,6 +43,17 @@ def test_it_refuses_bulk_update_and_delete_through_the_orm(append_events):
     assert AuditEvent.objects.count() == 2
 
 
+def test_it_refuses_rows_written_beside_append_through_the_orm(append_events):
+    (row,) = append_events(1)
+    forged = {"seq": 2, "time": row.time, "version": 1, "prev_hash": row.hash, "hash": "0" * 64}
+    fields = {name: getattr(row, name) for name in ("action", "outcome", "message")}
+    with pytest.raises(AuditImmutable):
+        AuditEvent.objects.create(**forged, **fields)
+    with pytest.raises(AuditImmutable):
+        AuditEvent.objects.bulk_create([AuditEvent(**forged, **fields)])
+    assert AuditEvent.objects.count() == 1
+
+
 def test_it_refuses_raw_sql_update(append_events):
     append_events(2)
     assert "append-only" in refused("UPDATE audit_auditevent SET message = 'x' WHERE seq = 1")
