@@ -60,10 +60,25 @@ def on_db_thread(fn: Callable[..., T], /, *args: object) -> T:
     return _db.submit(_with_usable_connection, fn, *args).result()
 
 
+# A connection idle longer than this is checked (a round trip) before it is used again;
+# one that raised a database error is checked at once.
+IDLE_CHECK = 10.0
+_last_used = threading.local()
+
+
 def _with_usable_connection(fn: Callable[..., T], *args: object) -> T:
-    if connection.connection is not None and not connection.is_usable():
+    if connection.connection is not None and _suspect() and not connection.is_usable():
         connection.close()  # the server went away: reconnect on the next query
-    return fn(*args)
+    connection.errors_occurred = False
+    try:
+        return fn(*args)
+    finally:
+        _last_used.at = time.monotonic()
+
+
+def _suspect() -> bool:
+    idle = time.monotonic() - getattr(_last_used, "at", 0.0)
+    return connection.errors_occurred or idle > IDLE_CHECK
 
 
 def close_db_connections() -> None:

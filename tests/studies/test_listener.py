@@ -178,3 +178,20 @@ def test_pynetdicom_storescu_stores_a_folder(listener, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert Instance.objects.count() == 3, result.stdout + result.stderr
+
+
+def test_a_database_connection_is_checked_only_when_idle_or_after_an_error(db, monkeypatch):
+    from django.db import connection
+
+    from studies import dicom_net
+
+    checks = []
+    connection.ensure_connection()
+    monkeypatch.setattr(connection, "is_usable", lambda: checks.append(1) or True)
+    monkeypatch.setattr(dicom_net._last_used, "at", 0.0, raising=False)
+    dicom_net._with_usable_connection(lambda: None)  # idle since ever: checked
+    dicom_net._with_usable_connection(lambda: None)  # just used: not checked again
+    assert len(checks) == 1
+    connection.errors_occurred = True
+    dicom_net._with_usable_connection(lambda: None)
+    assert len(checks) == 2
