@@ -9,6 +9,7 @@ every period against the clock.
 
 import datetime
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple
@@ -76,11 +77,6 @@ _POSTGRESQL = _TEMPLATE.format(
     uids="= ANY(CAST(CAST(%(uids)s AS text) AS text[]))",
 )
 
-# Django leaves psycopg's prepare_threshold at None, which makes prepare=True a no-op.
-# A threshold no statement reaches prepares exactly those that ask (Django's own client-side
-# cursors never prepare).
-_EXPLICIT_ONLY = 1 << 62
-
 
 @lru_cache(maxsize=64)
 def _sqlite_sql(patients: int, uids: int) -> str:
@@ -119,21 +115,29 @@ def practitioner_rows(
 
 def _fetch_prepared(db, sql: str, params: dict) -> list[tuple]:
     """PostgreSQL: a server-side prepared statement on Django's own connection, parsed and
-    planned once per connection instead of on every decision."""
-    db.ensure_connection()
+    planned once per connection instead of on every decision. The settings decide whether
+    psycopg may prepare at all (DB_PREPARED_STATEMENTS: not behind a transaction pooler)."""
     began = time.monotonic()
-    raw = db.connection
-    saved, raw.prepare_threshold = raw.prepare_threshold, _EXPLICIT_ONLY
-    try:
-        with psycopg.Cursor(raw) as cursor:
-            rows = cursor.execute(sql, params, prepare=True).fetchall()
-    finally:
-        # Only this statement: the rest of the connection keeps Django's settings.
-        raw.prepare_threshold = saved
+    rows = _cursor(db).execute(sql, params, prepare=True).fetchall()
     if db.queries_logged:
         # Counted like any query (django_assert_num_queries pins the gate's queries).
         db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - began:.3f}"})
     return rows
+
+
+# One server-side-binding cursor per database connection, kept as long as the connection:
+# creating one on every call was a measurable part of the query's client CPU.
+_cursors: "weakref.WeakKeyDictionary[psycopg.Connection, psycopg.Cursor]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _cursor(db) -> psycopg.Cursor:
+    db.ensure_connection()
+    cursor = _cursors.get(db.connection)
+    if cursor is None or cursor.closed:
+        cursor = _cursors[db.connection] = psycopg.Cursor(db.connection)
+    return cursor
 
 
 def _array_literal(elements: Iterable[str]) -> str:

@@ -1,6 +1,7 @@
 """The gate's one fact query: any patient ids and study UIDs, one prepared statement."""
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -61,6 +62,8 @@ def prepared_runs() -> list[int]:
 
 def test_on_postgresql_the_statement_is_prepared_once_and_reused(cast):
     require_postgres()
+    if settings.DATABASES["default"]["OPTIONS"].get("prepare_threshold") is None:
+        pytest.skip("prepared statements are turned off (DB_PREPARED_STATEMENTS=False)")
     rows(cast, [cast.xavier], ["1.2"])
     before = prepared_runs()
     for patients in ([cast.xavier], [cast.xavier, cast.yvonne], []):
@@ -68,3 +71,18 @@ def test_on_postgresql_the_statement_is_prepared_once_and_reused(cast):
     # One statement for every shape of the call, run by the server as prepared.
     assert len(before) == 1
     assert prepared_runs() == [before[0] + 3]
+
+
+def test_on_postgresql_it_prepares_nothing_when_the_settings_say_so(cast):
+    """Behind a pooler in transaction mode (DB_PREPARED_STATEMENTS=False)."""
+    require_postgres()
+    connection.ensure_connection()
+    raw = connection.connection
+    before = prepared_runs()
+    saved, raw.prepare_threshold = raw.prepare_threshold, None
+    try:
+        found = rows(cast, [cast.xavier], ["1.2"])
+    finally:
+        raw.prepare_threshold = saved
+    assert [r.kind for r in found] == ["aff", "rec"]
+    assert prepared_runs() == before
