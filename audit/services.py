@@ -72,8 +72,9 @@ def _checked(name: str, value: object) -> object:
 
 
 # PostgreSQL: lock the head, number, time-stamp, link, insert and move the head in ONE
-# statement, so that other writers wait for one statement only. The link line is
-# canonical.link_hash, in SQL.
+# statement, so that other writers wait for one statement only. The time is the clock's, or
+# the previous event's when the clock was set back: it never decreases along the chain. The
+# link line is canonical.link_hash, in SQL.
 _TABLE = AuditEvent._meta.db_table
 _JSON_FIELDS = {"basis_ids", "detail"}
 
@@ -87,7 +88,8 @@ def _pg_append_sql(*, deferred_flush: bool) -> str:
     marks = ", ".join("%s" for _ in EVENT_FIELDS)
     return f"""
 WITH old AS (SELECT seq, hash FROM audit_audithead WHERE id = 1 FOR UPDATE),
-new AS (SELECT seq + 1 AS seq, hash AS prev, clock_timestamp() AS t{config} FROM old),
+new AS (SELECT seq + 1 AS seq, hash AS prev, greatest(clock_timestamp(),
+            (SELECT time FROM {_TABLE} WHERE {_TABLE}.seq = old.seq)) AS t{config} FROM old),
 link AS (
     SELECT seq, prev, t, encode(sha256(convert_to(
         prev || '|1|' || seq::text || '|'
@@ -170,8 +172,12 @@ def _append_locked(values: dict, content: str) -> AuditEvent:
     """SQLite (and any other database): the same chain, computed in Python under the lock."""
     head_seq, head_hash = _lock_head()
     seq = head_seq + 1
-    # The time is read under the lock so that time never goes backwards along the chain.
+    # Read under the lock, and never before the previous event's: time never goes backwards
+    # along the chain, even when the clock is set back (selectors rely on it).
     now = timezone.now()
+    last = AuditEvent.objects.filter(seq=head_seq).values_list("time", flat=True).first()
+    if last is not None and last > now:
+        now = last
     digest = canonical.link_hash(
         prev_hash=head_hash,
         version=canonical.CURRENT_VERSION,

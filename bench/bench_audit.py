@@ -4,13 +4,15 @@ Run against a dedicated PostgreSQL database (never the test one); it is flushed,
 included:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_audit \\
-        .venv/bin/python bench/bench_audit.py [--appends 8000] [--verify-events 1000000]
+        .venv/bin/python bench/bench_audit.py [--appends 8000] [--verify-events 1000000] \\
+        [--search-events 10000000]
 """
 
 import argparse
 import multiprocessing as mp
 import os
 import resource
+import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -191,12 +193,95 @@ def bench_verify(total: int, workers: list[int]) -> None:
         )
 
 
+SEARCH_START = datetime(2026, 1, 1, tzinfo=UTC)
+# One event a second; 100,000 patients, 16 actors, 4 institutions, one in 7 a deny, and of
+# the actions one in a hundred a consent grant. The DPO's filters see realistic selectivity.
+_SEARCH_LOG_SQL = """
+INSERT INTO audit_auditevent (seq, time, version, prev_hash, hash, action, outcome,
+    reason_code, basis, basis_ids, actor_role, actor_username, actor_display, actor_profession,
+    acting_institution, on_behalf_of, patient, study_uid, client_address, request_id, message,
+    detail)
+SELECT g, %s::timestamptz + g * interval '1 second', 1, repeat('0', 64), repeat('0', 64),
+    CASE WHEN g %% 100 = 0 THEN 'consent.grant' WHEN g %% 100 < 60 THEN 'study.retrieve'
+         WHEN g %% 100 < 90 THEN 'study.search' ELSE 'study.metadata' END,
+    CASE WHEN g %% 7 = 0 THEN 'deny' ELSE 'permit' END,
+    CASE WHEN g %% 7 = 0 THEN 'NO_CONSENT' ELSE '' END, 'CONSENT', '{}', 'practitioner',
+    'dr' || (g %% 16), 'Dr Writer ' || (g %% 16), 'physician',
+    (ARRAY['CHL', 'CHdN', 'CHEM', 'HRS'])[g %% 4 + 1], '',
+    '19800517' || lpad((g %% 100000)::text, 5, '0'), '1.2.826.0.1.3680043.8.498.' || g,
+    '192.0.2.10', 'req-' || g, 'Permitted.', '{}'
+FROM generate_series(%s::bigint, %s::bigint) AS g
+"""
+
+
+def generate_search_log(total: int) -> float:
+    """`total` events in SQL, in batches, with the indexes rebuilt afterwards (as a restore
+    would); the chain's hashes are placeholders: this phase measures searches, not verify."""
+    from django.db import connection
+
+    erase()
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'audit_auditevent' "
+            "AND indexname <> 'audit_auditevent_pkey'"
+        )
+        indexes = cursor.fetchall()
+        for name, _ in indexes:
+            cursor.execute(f'DROP INDEX "{name}"')
+        step = 1_000_000
+        for first in range(1, total + 1, step):
+            last = min(total, first + step - 1)
+            cursor.execute(_SEARCH_LOG_SQL, [SEARCH_START, first, last])
+        for _, definition in indexes:
+            cursor.execute(definition)
+        cursor.execute("UPDATE audit_audithead SET seq = %s", [total])
+        cursor.execute("VACUUM ANALYZE audit_auditevent")
+    return time.perf_counter() - started
+
+
+def bench_search(total: int, repeat: int) -> None:
+    """The DPO's searches (audit.selectors.event_list, one page of 50, newest first) on a log
+    of `total` events: p50 and p95 per filter, first page and a page deep in the log."""
+    from audit.selectors import EventFilters, event_list
+
+    generated = generate_search_log(total)
+    print(f"generated {total:,} events (one a second, hashes not chained) in {generated:.1f} s")
+    day = SEARCH_START + timedelta(seconds=total // 4)  # a quarter into the log
+    searches = {
+        "newest events": EventFilters(),
+        "one patient": EventFilters(patient="1980051712345"),
+        "one actor": EventFilters(actor="dr3"),
+        "denies": EventFilters(outcome="deny"),
+        "consent grants (1%)": EventFilters(action="consent.grant"),
+        "actor + denies": EventFilters(actor="dr3", outcome="deny"),
+        "one hour": EventFilters(since=day, until=day + timedelta(hours=1)),
+    }
+    for name, filters in searches.items():
+        for label, before in (("first page", None), ("deep page", total // 2)):
+            timings = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                rows = event_list(filters=filters, before=before, limit=50)
+                timings.append((time.perf_counter() - started) * 1000)
+            timings.sort()
+            p95 = timings[min(len(timings) - 1, int(len(timings) * 0.95))]
+            print(
+                f"search  {name:20s} {label:10s} rows={len(rows):2d}  "
+                f"p50 {statistics.median(timings):6.2f} ms  p95 {p95:6.2f} ms"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--appends", type=int, default=8000)
     parser.add_argument("--writers", default="1,16")
     parser.add_argument("--verify-events", type=int, default=1_000_000)
     parser.add_argument("--verify-workers", default="1,2")
+    parser.add_argument(
+        "--search-events", type=int, default=0, help="e.g. 10000000 for the DPO search phase"
+    )
+    parser.add_argument("--search-repeat", type=int, default=20)
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
@@ -207,6 +292,8 @@ def main() -> None:
         bench_appends(writers, args.appends)
     if args.verify_events:
         bench_verify(args.verify_events, [int(w) for w in args.verify_workers.split(",") if w])
+    if args.search_events:
+        bench_search(args.search_events, args.search_repeat)
     print(f"load average over the last minute at the end: {os.getloadavg()[0]:.1f}")
 
 

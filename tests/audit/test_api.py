@@ -84,6 +84,26 @@ def test_it_filters_by_a_time_range(dpo, mixed_log):
     assert seqs(dpo.get("/api/v1/audit/events/", query)) == [5, 4, 3]
 
 
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        ((None, 1), []),  # until the first event: nothing
+        ((8, None), [8]),  # since the last event
+        ((None, 4), [3, 2, 1]),
+        ((2, 3), [2]),
+    ],
+)
+def test_a_time_range_keeps_exactly_its_events(dpo, mixed_log, window, expected):
+    times = dict(AuditEvent.objects.values_list("seq", "time"))
+    since, until = window
+    query = {}
+    if since:
+        query["since"] = times[since].isoformat()
+    if until:
+        query["until"] = times[until].isoformat()
+    assert seqs(dpo.get("/api/v1/audit/events/", query)) == expected
+
+
 def test_it_pages_by_keyset_with_a_next_link(dpo, mixed_log):
     first = dpo.get("/api/v1/audit/events/", {"page_size": 3})
     assert seqs(first) == [8, 7, 6]
@@ -175,9 +195,9 @@ def test_it_lists_events_in_a_fixed_number_of_queries(
 
     append_events(60)
     # One SELECT for the page, then the audit row of the search itself (SQLite: savepoint,
-    # head, insert, head, release; PostgreSQL: savepoint, release, and one statement on a
-    # prepared cursor that Django does not log).
-    expected = 3 if connection.vendor == "postgresql" else 6
+    # head, the previous event's time, insert, head, release; PostgreSQL: savepoint, release,
+    # and one statement on a prepared cursor that Django does not log).
+    expected = 3 if connection.vendor == "postgresql" else 7
     with django_assert_num_queries(expected):
         dpo.get("/api/v1/audit/events/", {"page_size": 5})
     with django_assert_num_queries(expected):

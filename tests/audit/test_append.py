@@ -1,5 +1,7 @@
 """append(): gapless sequence numbers, a verifiable chain, the caller's transaction, failures."""
 
+import datetime
+
 import pytest
 from django.db import connection, transaction
 
@@ -147,3 +149,13 @@ def test_postgresql_plans_the_append_once_per_connection():
         )
         (prepared,) = cursor.fetchone()
     assert prepared >= 1
+
+
+def test_time_never_goes_backwards_along_the_chain(append_events, triggers_dropped):
+    """As if the clock had been set back: the next event takes the previous event's time."""
+    (first,) = append_events(1)
+    future = first.time + datetime.timedelta(days=1)
+    execute("UPDATE audit_auditevent SET time = %s WHERE seq = 1", [future])
+    second = append(sample_event(2))
+    assert second.time == future
+    assert AuditEvent.objects.get(seq=2).time == future
