@@ -253,7 +253,7 @@ def to_json(ds: Dataset) -> dict:
     options = {"bulk_data_threshold": 1024, "bulk_data_element_handler": lambda _elem: ""}
     try:
         # What Dataset.to_json_dict(suppress_invalid_tags=True) gives, at half its cost.
-        raw = header_json(ds, fallback=lambda tag: pydicom_element_json(ds, tag, **options))
+        raw = header_json(ds, encode=lambda data, tag: pydicom_element_json(data, tag, **options))
     except Exception as exc:
         raise InvalidDicom(f"The header cannot be expressed as DICOM JSON: {exc}") from exc
     return _clean(raw)

@@ -8,6 +8,7 @@ from pydicom import config
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.valuerep import DS, IS, PersonName, validate_value
 
@@ -23,38 +24,41 @@ _PRINTABLE = re.compile(rb"[\x20-\x7e]*\x00?")
 _INT = re.compile(r" *[+-]?\d+ *")
 _DECIMAL = re.compile(r" *[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)? *")
 
-Fallback = Callable[[int], dict | None]
+# encode(dataset, tag): pydicom's DICOM JSON of one element, None when it cannot encode it.
+Encode = Callable[[Dataset, int], dict | None]
 
 
-def header_json(ds: Dataset, *, fallback: Fallback) -> dict:
-    """The DICOM JSON of ``ds``'s top-level elements; ``fallback(tag)`` encodes (or drops,
-    returning None) an element this module leaves to pydicom."""
+def header_json(ds: Dataset, *, encode: Encode) -> dict:
+    """The DICOM JSON of ``ds``'s top-level elements; ``encode`` encodes an element this
+    module leaves to pydicom (dropped when it returns None)."""
     out = {}
     for elem in ds.elements():
-        encoded = _element(elem, fallback=fallback)
+        encoded = _element(elem, fallback=lambda tag: encode(ds, tag), encode=encode)
         if encoded is not None:
             out[f"{elem.tag:08X}"] = encoded
     return out
 
 
-def _element(elem: object, *, fallback: Fallback) -> dict | None:
+def _element(
+    elem: object, *, fallback: Callable[[int], dict | None], encode: Encode
+) -> dict | None:
     if isinstance(elem, RawDataElement):
         encoded = _plain(elem)
     elif elem.VR == "SQ" and isinstance(elem.value, Sequence):
-        encoded = _sequence(elem.value, fallback=fallback)
+        encoded = _sequence(elem.value, encode=encode)
     else:
-        encoded = None
+        encoded = _converted(elem.VR, elem.value)
     return encoded if encoded is not None else fallback(elem.tag)
 
 
-def _sequence(items: Sequence, *, fallback: Fallback) -> dict | None:
-    """A sequence's items; None (pydicom then decides) when one of their elements is not
-    plain: an item element pydicom cannot encode fails the whole sequence."""
+def _sequence(items: Sequence, *, encode: Encode) -> dict | None:
+    """A sequence's items; None (pydicom then decides for the whole sequence) when pydicom
+    cannot encode one of their elements, as its to_json_dict then fails the sequence."""
     values = []
     for item in items:
         encoded = {}
         for elem in item.elements():
-            value = _element(elem, fallback=lambda _tag: None)
+            value = _element(elem, fallback=lambda tag, item=item: encode(item, tag), encode=encode)
             if value is None:
                 return None
             encoded[f"{elem.tag:08X}"] = value
@@ -76,6 +80,28 @@ def _plain(elem: RawDataElement) -> dict | None:
     if values is None:
         return None
     return {"vr": vr, "Value": values} if values else {"vr": vr}
+
+
+_CONVERTED = _SPLIT_STRIP | _TEXT | _SINGLE | {"AE", "IS", "DS"} | set(_NUMBERS)
+
+
+def _converted(vr: str, value: object) -> dict | None:
+    """An element pydicom has converted already (read_header asked for it): its values as
+    its to_json_dict gives them, or None to leave it to it."""
+    if vr not in _CONVERTED or value is None or value == "":
+        return {"vr": vr} if vr in _CONVERTED else None
+    values = list(value) if isinstance(value, MultiValue) else [value]
+    if vr in ("IS", "DS"):
+        kind = int if vr == "IS" else float
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            return None
+        return {"vr": vr, "Value": [kind(v) for v in values]}
+    plain = int | float if vr in _NUMBERS else str
+    if not all(isinstance(v, plain) for v in values):
+        return None
+    if vr in ("FL", "FD"):
+        values = [float(v) for v in values]
+    return {"vr": vr, "Value": [v if vr in _NUMBERS else str(v) for v in values]}
 
 
 def _dictionary_vr(tag: int) -> str | None:
