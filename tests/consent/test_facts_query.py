@@ -1,5 +1,7 @@
 """The gate's one fact query: any patient ids and study UIDs, one prepared statement."""
 
+import datetime
+
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -8,7 +10,7 @@ from django.utils import timezone
 from consent import facts_query, gate
 from tests.conftest import require_postgres
 
-from .conftest import actor, hide, inst
+from .conftest import actor, care, consent_for, hide, inst
 
 # Texts an array literal could split or unquote, were they not escaped.
 AWKWARD_UIDS = ["1.2", 'a,"b', "back\\slash", "{brace}", " spaced ", "NULL", ""]
@@ -86,3 +88,16 @@ def test_on_postgresql_it_prepares_nothing_when_the_settings_say_so(cast):
         raw.prepare_threshold = saved
     assert [r.kind for r in found] == ["aff", "rec"]
     assert prepared_runs() == before
+
+
+def test_it_loads_the_stored_values_exactly(cast):
+    consent = consent_for(cast.xavier, ["CHL"], allow_emergency=False)
+    link = care(cast.alice, cast.xavier)
+    found = {r.kind: r for r in rows(cast, [cast.xavier], [])}
+    con, car = found["con"], found["car"]
+    assert (con.id, con.patient_id, con.ref) == (consent.pk, cast.xavier.pk, inst("CHL").pk)
+    assert (con.start, con.end, con.revoked) == (consent.valid_from, None, None)
+    assert (con.flag, con.flag2) == (False, False)
+    assert (car.start, car.end) == (link.start, link.end)
+    assert car.start.utcoffset() == datetime.timedelta(0)
+    assert found["rec"].text == "active"
