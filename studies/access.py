@@ -2,14 +2,14 @@
 
 from typing import NoReturn
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q
 
 from anim_gateway.errors import NotFound
 from audit.actions import Action
 from consent import gate
 from consent.actors import Actor
-from consent.models import Institution, Patient, Role, StudyVisibility
-from studies import lookups, qido, selectors
+from consent.models import Patient, Role
+from studies import lookups, qido, qido_sql, selectors
 from studies.dicom import is_valid_uid
 from studies.models import Instance, Series, Study
 
@@ -146,7 +146,7 @@ def studies_search(actor: Actor, *, query: qido.Query) -> list[selectors.StudyHi
     """The page of studies matching a QIDO-RS query that the actor may see.
 
     SQL selects the page (ORDER BY, OFFSET, LIMIT) among the studies in the actor's scope
-    (``_search_scopes``), with the columns of a result only, in one query; the gate then
+    (``_search_scope``), with the columns of a result only, in one query; the gate then
     decides each study of the page, in one audited decision. Offset and limit therefore
     count studies in scope: a page holds fewer than ``limit`` studies when the gate
     withholds some of it (an institution the patient's consent does not cover, say), and
@@ -163,8 +163,8 @@ def studies_search(actor: Actor, *, query: qido.Query) -> list[selectors.StudyHi
             audit_action=Action.STUDY_SEARCH,
             detail=query.describe(),
         )
-    scopes = _search_scopes(actor)
-    page = selectors.study_page(scopes=scopes, query=query, offset=query.offset, limit=query.limit)
+    scope = _search_scope(actor)
+    page = selectors.study_page(scope=scope, query=query, offset=query.offset, limit=query.limit)
     decision = gate.authorize_studies(
         actor,
         gate.LIST_STUDIES,
@@ -175,35 +175,17 @@ def studies_search(actor: Actor, *, query: qido.Query) -> list[selectors.StudyHi
     return decision.permitted
 
 
-def _search_scopes(actor: Actor) -> list[Q]:
-    """Studies of the patients the actor may possibly see, less the studies their patient hid
-    from other institutions (rule 5); and, for a practitioner, the unreconciled studies of
-    the acting institution. Disjoint parts, so that SQL takes each from its own index. A
-    pre-filter: the gate decides every study."""
-    patients = Q(patient_id__in=gate.visible_patient_ids(actor))
+def _search_scope(actor: Actor) -> qido_sql.Scope:
+    """Studies of the patients the actor may possibly see; for a practitioner, less the
+    studies their patient hid from other institutions (rule 5), plus the unreconciled
+    studies of the acting institution. A pre-filter: the gate decides every study."""
+    patients = tuple(sorted(gate.visible_patient_ids(actor)))
     if actor.role != Role.PRACTITIONER:
-        return [patients]  # a patient sees their own studies, hidden ones included
-    own = actor.institution
-    hidden = _hidden_from_others(patients, own)
-    if own is None:
-        return [patients & ~Q(pk__in=hidden)]
-    return [patients & ~Q(pk__in=hidden), Q(patient__isnull=True, institution=own)]
-
-
-def _hidden_from_others(patients: Q, own: Institution | None) -> QuerySet:
-    """Ids of the studies in scope that their patient hid, made at another institution than
-    ``own``: found from the (few) open hides of these patients, not by checking every
-    study in scope."""
-    open_hides = StudyVisibility.objects.filter(unhidden_at__isnull=True)
-    of_these_patients = open_hides.filter(patients).values("study_uid")
-    hidden = Study.objects.filter(patients, study_uid__in=of_these_patients)
-    by_its_patient = open_hides.filter(
-        patient_id=OuterRef("patient_id"), study_uid=OuterRef("study_uid")
+        return qido_sql.Scope(patient_ids=patients)  # a patient sees their own, hidden or not
+    own = actor.institution.pk if actor.institution else None
+    return qido_sql.Scope(
+        patient_ids=patients, leave_out_hidden=True, institution_id=own, unreconciled=True
     )
-    hidden = hidden.filter(Exists(by_its_patient))
-    if own is not None:
-        hidden = hidden.exclude(institution=own)
-    return hidden.values("pk")
 
 
 def patient_studies(actor: Actor, *, patient: Patient, audit_action: str) -> gate.StudyListDecision:

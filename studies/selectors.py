@@ -1,14 +1,10 @@
 """Reads of the study index: lookups, QIDO queries and the portal's study lists."""
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.core.exceptions import EmptyResultSet
-from django.db.models import F, Q, TextField
-from django.db.models.expressions import RawSQL
-from django.db.models.functions import Cast
+from django.db.models import F, Q
 
-from studies import lookups, qido
+from studies import lookups, qido, qido_sql
 from studies.models import Instance, Series, Study
 
 
@@ -29,9 +25,6 @@ def study_list(*, scope: Q, query: qido.Query | None, limit: int) -> list[Study]
     return list(qs.order_by(F("study_date").desc(nulls_last=True), "-pk")[:limit])
 
 
-_NEWEST_FIRST = (F("study_date").desc(nulls_last=True), F("id").desc())
-
-
 @dataclass(frozen=True)
 class StudyHit:
     """A QIDO-RS study result as the index holds it; a StudyRef for the gate."""
@@ -47,40 +40,11 @@ class StudyHit:
 
 
 def study_page(
-    *, scopes: Sequence[Q], query: qido.Query, offset: int, limit: int
+    *, scope: qido_sql.Scope, query: qido.Query, offset: int, limit: int
 ) -> list[StudyHit]:
     """A page of the studies in scope matching the query, newest first, with the columns of
-    a QIDO-RS result only.
-
-    ``scopes`` are disjoint parts of the scope. SQL pages their ids (UNION ALL) from
-    narrow indexes on (patient or institution, date, id) without visiting the table, then
-    reads the page's rows alone: the cost grows with the ids in scope, not with the rows.
-    """
-    parts = [
-        qido.filter_studies(Study.objects.filter(scope), query).values_list("id", "study_date")
-        for scope in scopes
-    ]
-    ids = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
-    ids = ids.order_by(*_NEWEST_FIRST)[offset : offset + limit]
-    try:
-        sql, params = ids.query.get_compiler(ids.db).as_sql()
-    except EmptyResultSet:
-        return []  # nothing can match (no patient in scope, say): no query at all
-    # The ORM's own SQL of the id page, its values still parameters.
-    page = RawSQL(f"SELECT id FROM ({sql}) page", params)  # noqa: S608, S611
-    rows = (
-        Study.objects.filter(pk__in=page)
-        .order_by(*_NEWEST_FIRST)
-        .values_list(
-            "study_uid",
-            "institution_id",
-            "patient_id",
-            "modalities",
-            "series_count",
-            "instance_count",
-            Cast("attributes", output_field=TextField()),
-        )
-    )
+    a QIDO-RS result only (one statement; see ``studies.qido_sql``)."""
+    rows = qido_sql.page(scope=scope, query=query, offset=offset, limit=limit)
     return [StudyHit(*row) for row in rows]
 
 

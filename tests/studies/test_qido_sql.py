@@ -1,0 +1,146 @@
+"""The QIDO-RS page in plain SQL selects what the ORM's reading of the same rules selects."""
+
+import datetime
+import itertools
+
+import pytest
+from django.db.models import Exists, F, OuterRef, Q
+
+from consent.models import Institution, StudyVisibility
+from studies import qido, qido_sql
+from studies.models import Study
+
+
+@pytest.fixture
+def index(cast):
+    """Studies of Xavier and Yvonne at CHL and CHEM, unreconciled ones, and hidden ones."""
+    chl, chem = Institution.objects.get(code="CHL"), Institution.objects.get(code="CHEM")
+    rows = [
+        # (institution, patient, PatientID, date, accession, modalities)
+        (chem, cast.xavier, "CHEM-X1", "2024-01-05", "A_1", "CT"),
+        (chem, cast.xavier, "CHEM-X1", "2024-02-10", "A%2", "MR\\CT"),
+        (chl, cast.xavier, "CHL-X1", "2024-02-10", "B1", "CTA\\PT"),
+        (chl, cast.xavier, "CHL-X1", None, "B2", "OT"),
+        (chem, cast.yvonne, "CHEM-Y1", "2023-12-31", "C1", "US"),
+        (chl, None, "CHL-U1", "2024-03-01", "U1", "CT"),
+        (chem, None, "CHEM-U1", "2024-03-02", "U2", "CT"),
+    ]
+    studies = [
+        Study.objects.create(
+            study_uid=f"1.2.3.{n}",
+            institution=institution,
+            patient=patient,
+            dicom_patient_id=pid,
+            study_date=datetime.date.fromisoformat(day) if day else None,
+            accession_number=accession,
+            modalities=modalities,
+        )
+        for n, (institution, patient, pid, day, accession, modalities) in enumerate(rows)
+    ]
+    # Xavier hid his MR study (made at CHEM) and his CHL study of 2024-02-10; the second
+    # hide was lifted for the OT study.
+    for number in (1, 2):
+        StudyVisibility.objects.create(
+            patient=cast.xavier, study_uid=studies[number].study_uid, hidden_by="test"
+        )
+    StudyVisibility.objects.create(
+        patient=cast.xavier,
+        study_uid=studies[3].study_uid,
+        hidden_by="test",
+        unhidden_at=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
+    )
+    return {"chl": chl, "chem": chem, "studies": studies}
+
+
+def _orm(scope: qido_sql.Scope, query: qido.Query) -> list[str]:
+    """The same rules through the ORM (an Exists per study), as QIDO-RS read them before."""
+    in_scope = Q(patient_id__in=scope.patient_ids)
+    if scope.leave_out_hidden:
+        hidden = Exists(
+            StudyVisibility.objects.filter(
+                patient_id=OuterRef("patient_id"),
+                study_uid=OuterRef("study_uid"),
+                unhidden_at__isnull=True,
+            )
+        )
+        if scope.institution_id is not None:
+            hidden = hidden & ~Q(institution_id=scope.institution_id)
+        in_scope &= ~hidden
+    if scope.unreconciled and scope.institution_id is not None:
+        in_scope |= Q(patient__isnull=True, institution_id=scope.institution_id)
+    qs = qido.filter_studies(Study.objects.filter(in_scope), query)
+    qs = qs.order_by(F("study_date").desc(nulls_last=True), "-pk")
+    return list(qs.values_list("study_uid", flat=True)[query.offset : query.offset + query.limit])
+
+
+def _sql(scope: qido_sql.Scope, query: qido.Query) -> list[str]:
+    rows = qido_sql.page(scope=scope, query=query, offset=query.offset, limit=query.limit)
+    return [row[0] for row in rows]
+
+
+QUERIES = [
+    {},
+    {"patient_id": "CHEM-X1"},
+    {"patient_id": "CHEM-?1"},
+    {"patient_id": "*X*"},
+    {"patient_id": "CHEM-X"},
+    {"date_from": datetime.date(2024, 1, 1)},
+    {"date_to": datetime.date(2024, 2, 10)},
+    {"date_from": datetime.date(2024, 2, 10), "date_to": datetime.date(2024, 2, 10)},
+    {"accession_number": "A_1"},
+    {"accession_number": "A?1"},
+    {"accession_number": "A%2"},
+    {"accession_number": "A_2"},
+    {"modality": "CT"},
+    {"modality": "C_"},
+    {"modality": "PT"},
+    {"modality": "%"},
+    {"study_uids": ("1.2.3.0", "1.2.3.2", "1.2.3.6")},
+    {"limit": 2, "offset": 1},
+    {"limit": 1, "offset": 6},
+]
+
+
+@pytest.mark.parametrize("keys", QUERIES, ids=[str(q) for q in QUERIES])
+@pytest.mark.parametrize("who", ["practitioner at CHL", "no institution", "patient"])
+def test_it_selects_what_the_orm_selects(cast, index, keys, who):
+    patients = (cast.xavier.pk, cast.yvonne.pk)
+    scope = {
+        "practitioner at CHL": qido_sql.Scope(
+            patient_ids=patients,
+            leave_out_hidden=True,
+            institution_id=index["chl"].pk,
+            unreconciled=True,
+        ),
+        "no institution": qido_sql.Scope(patient_ids=patients, leave_out_hidden=True),
+        "patient": qido_sql.Scope(patient_ids=(cast.xavier.pk,)),
+    }[who]
+    query = qido.Query(**keys)
+    assert _sql(scope, query) == _orm(scope, query)
+
+
+def test_it_leaves_out_only_the_studies_hidden_from_other_institutions(cast, index):
+    scope = qido_sql.Scope(
+        patient_ids=(cast.xavier.pk,),
+        leave_out_hidden=True,
+        institution_id=index["chl"].pk,
+        unreconciled=True,
+    )
+    found = _sql(scope, qido.Query())
+    uids = [s.study_uid for s in index["studies"]]
+    # The MR study hidden at CHEM is left out; the hidden CHL one stays for CHL; the lifted
+    # hide counts for nothing; CHL's unreconciled study is in, CHEM's is not.
+    assert found == [uids[5], uids[2], uids[0], uids[3]]
+
+
+def test_pages_put_together_are_the_whole_list(cast, index):
+    scope = qido_sql.Scope(patient_ids=(cast.xavier.pk, cast.yvonne.pk))
+    whole = _sql(scope, qido.Query())
+    pages = [_sql(scope, qido.Query(limit=2, offset=o)) for o in range(0, 8, 2)]
+    assert list(itertools.chain(*pages)) == whole
+    assert len(whole) == 5
+
+
+def test_nothing_in_scope_runs_no_query(db, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert _sql(qido_sql.Scope(patient_ids=()), qido.Query()) == []
