@@ -121,19 +121,24 @@ class MultipartReader:
             raise
         return writer.finish()
 
+    def _write(self, writer: SpoolWriter, length: int) -> None:
+        """The buffer's first bytes to the spool, without copying them first."""
+        with memoryview(self._buffer) as view, view[:length] as body:
+            writer.write(body)
+
     def _copy_body(self, writer: SpoolWriter) -> None:
         keep = len(self._separator) - 1
         while True:
             index = self._buffer.find(self._separator)
             if index >= 0:
-                writer.write(bytes(self._buffer[:index]))
+                self._write(writer, index)
                 del self._buffer[: index + len(self._separator)]
                 self._after_delimiter()
                 return
             if len(self._buffer) > keep:
                 # Everything but a possible partial separator at the end is body.
-                writer.write(bytes(self._buffer[:-keep]))
-                del self._buffer[:-keep]
+                self._write(writer, len(self._buffer) - keep)
+                del self._buffer[: len(self._buffer) - keep]
             if not self._fill():
                 raise MalformedMultipart("The body ends before the closing boundary.")
 

@@ -13,6 +13,10 @@ from django.conf import settings
 from studies.dicom import PREAMBLE_LENGTH, sanitise_preamble
 
 CHUNK_SIZE = 1024 * 1024
+# Every this many bytes the spool file's new pages are handed to the kernel for writing
+# (POSIX_FADV_DONTNEED starts their writeback on Linux): a large body is written to disk
+# while the rest of it arrives, and the final fsync waits for the last few MiB only.
+WRITEBACK_BYTES = 8 * 1024 * 1024
 _HEAD = PREAMBLE_LENGTH + 4
 
 
@@ -41,8 +45,9 @@ class SpoolWriter:
         self._head = b""
         self._head_done = False
         self.size = 0
+        self._handed = 0  # bytes handed to the kernel for writeback
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         if not self._head_done:
             self._head += chunk
             if len(self._head) < _HEAD:
@@ -52,6 +57,15 @@ class SpoolWriter:
         self._hash.update(chunk)
         self._fp.write(chunk)
         self.size += len(chunk)
+        if self.size - self._handed >= WRITEBACK_BYTES:
+            self._start_writeback()
+
+    def _start_writeback(self) -> None:
+        self._fp.flush()
+        if hasattr(os, "posix_fadvise"):
+            length = self.size - self._handed
+            os.posix_fadvise(self._fp.fileno(), self._handed, length, os.POSIX_FADV_DONTNEED)
+        self._handed = self.size
 
     def finish(self) -> Spooled:
         if not self._head_done:

@@ -57,3 +57,28 @@ def test_it_stops_reading_past_the_maximum(settings, tmp_path):
     with pytest.raises(multipart.BodyTooLarge):
         _read(body, max_bytes=1000)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_spool_handed_to_the_kernel_while_written_keeps_every_byte(
+    settings, tmp_path, monkeypatch
+):
+    import hashlib
+
+    from studies import spool
+
+    settings.SPOOL_DIR = tmp_path
+    monkeypatch.setattr(spool, "WRITEBACK_BYTES", 1000)
+    handed = []
+    original = spool.SpoolWriter._start_writeback
+
+    def counting(self):
+        handed.append(self.size)
+        original(self)
+
+    monkeypatch.setattr(spool.SpoolWriter, "_start_writeback", counting)
+    payload = bytes(range(256)) * 100
+    spooled = spool.spool_chunks(payload[i : i + 700] for i in range(0, len(payload), 700))
+    assert len(handed) > 10
+    assert spooled.path.read_bytes() == payload
+    assert spooled.sha256 == hashlib.sha256(payload).hexdigest()
+    spooled.discard()
