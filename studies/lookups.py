@@ -139,7 +139,8 @@ def _fetch(sql: str, params: list) -> list[tuple]:
 
 def _fetch_prepared(sql: str, params: list) -> list[tuple]:
     """A server-side prepared statement on Django's own connection (Django's client-side
-    cursors would plan the statement again on every call)."""
+    cursors would plan the statement again on every call); psycopg ignores prepare=True
+    when DB_PREPARED_STATEMENTS=False turns prepared statements off (a transaction pooler)."""
     import psycopg
 
     connection.ensure_connection()
