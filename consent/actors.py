@@ -51,10 +51,6 @@ class Actor:
         }
 
 
-# Reverse one-to-one relations of a user; authentication select_related()s them all at once.
-USER_ROLE_RELATIONS = ("practitioner", "patient", "account__institution")
-
-
 def _related(user: AbstractBaseUser, name: str) -> Practitioner | Patient | Account | None:
     try:
         return getattr(user, name)

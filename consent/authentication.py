@@ -8,9 +8,10 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from anim_gateway.middleware import client_address
-from consent.actors import USER_ROLE_RELATIONS, Actor, actor_for
-from consent.models import ApiToken, Institution
+from consent.actors import Actor, actor_for
+from consent.models import Institution
 from consent.models.tokens import hash_token
+from consent.token_lookup import token_for_hash
 
 
 def _context(request: Request) -> dict:
@@ -30,11 +31,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         if scheme != self.keyword or not raw.strip():
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <token>'.")
-        tokens = ApiToken.objects.select_related(
-            "institution", *(f"user__{name}" for name in USER_ROLE_RELATIONS)
-        )
-        # A slice, not first(): key_hash is unique, and first() would add an ORDER BY.
-        token = next(iter(tokens.filter(key_hash=hash_token(raw.strip()))[:1]), None)
+        token = token_for_hash(hash_token(raw.strip()))
         if token is None or not token.is_usable(at=timezone.now()) or not token.user.is_active:
             raise exceptions.AuthenticationFailed("The token is unknown, expired or revoked.")
         actor = actor_for(token.user, institution=token.institution, **_context(request))

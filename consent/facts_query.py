@@ -104,7 +104,7 @@ def practitioner_rows(
     if db.vendor == "postgresql":
         params["patients"] = _array_literal(str(int(pid)) for pid in patient_ids)
         params["uids"] = _array_literal(map(_quoted, study_uids))
-        return list(map(Row._make, _fetch_prepared(db, _POSTGRESQL, params)))
+        return list(map(Row._make, fetch_prepared(db, _POSTGRESQL, params)))
     params["now"] = db.ops.adapt_datetimefield_value(now)
     params.update((f"p{n}", pid) for n, pid in enumerate(patient_ids))
     params.update((f"u{n}", uid) for n, uid in enumerate(study_uids))
@@ -113,10 +113,11 @@ def practitioner_rows(
         return [_from_sqlite(r) for r in cursor.fetchall()]
 
 
-def _fetch_prepared(db, sql: str, params: dict) -> list[tuple]:
+def fetch_prepared(db, sql: str, params: dict) -> list[tuple]:
     """PostgreSQL: a server-side prepared statement on Django's own connection, parsed and
-    planned once per connection instead of on every decision. The settings decide whether
-    psycopg may prepare at all (DB_PREPARED_STATEMENTS: not behind a transaction pooler)."""
+    planned once per connection instead of on every decision (the token look-up uses it too).
+    The settings decide whether psycopg may prepare at all (DB_PREPARED_STATEMENTS: not
+    behind a transaction pooler)."""
     began = time.monotonic()
     # Binary results: Django loads text timestamps in Python, psycopg's binary loaders are C
     # (the same aware UTC datetimes, a quarter less client CPU for the query).
