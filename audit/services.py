@@ -1,7 +1,5 @@
 """The one writer of the audit log: append an event under the head lock, chained by hash."""
 
-import weakref
-
 import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -67,7 +65,7 @@ def _checked(name: str, value: object) -> object:
         except (TypeError, ValueError) as exc:
             raise InvalidAuditEvent(f"{name} is not plain JSON: {exc}") from exc
     if isinstance(value, str):
-        return _checked(name, str(value))
+        return _checked(name, str.__str__(value))  # an exact str (SafeString is its own str)
     raise InvalidAuditEvent(f"{name} must be a string")
 
 
@@ -139,20 +137,20 @@ def _append_postgresql(values: dict, content: str) -> AuditEvent:
 
 
 _COLUMNS = [f.attname for f in AuditEvent._meta.concrete_fields]
+
+
 # One server-side-binding cursor per database connection, kept as long as the connection.
-_cursors: "weakref.WeakKeyDictionary[psycopg.Connection, psycopg.Cursor]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def _prepared_cursor() -> "psycopg.Cursor":
     """A server-side-binding cursor on Django's own connection: the statement is planned
     once per connection (Django's client-side cursors re-plan it on every call)."""
     connection.ensure_connection()
     raw = connection.connection
-    cursor = _cursors.get(raw)
-    if cursor is None or cursor.closed:
-        cursor = _cursors[raw] = psycopg.Cursor(raw)
+    # Kept on Django's connection wrapper, replaced with the connection it belongs to (a
+    # module-level map would keep every closed connection alive through its cursor).
+    cursor = getattr(connection, "_audit_cursor", None)
+    if cursor is None or cursor.closed or cursor.connection is not raw:
+        cursor = psycopg.Cursor(raw)
+        connection._audit_cursor = cursor
     return cursor
 
 

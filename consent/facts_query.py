@@ -9,7 +9,6 @@ every period against the clock.
 
 import datetime
 import time
-import weakref
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple
@@ -121,25 +120,23 @@ def fetch_prepared(db, sql: str, params: dict) -> list[tuple]:
     began = time.monotonic()
     # Binary results: Django loads text timestamps in Python, psycopg's binary loaders are C
     # (the same aware UTC datetimes, a quarter less client CPU for the query).
-    rows = _cursor(db).execute(sql, params, prepare=True, binary=True).fetchall()
+    with db.wrap_database_errors:  # marks the connection unusable on a lost server, as Django does
+        rows = _cursor(db).execute(sql, params, prepare=True, binary=True).fetchall()
     if db.queries_logged:
         # Counted like any query (django_assert_num_queries pins the gate's queries).
         db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - began:.3f}"})
     return rows
 
 
-# One server-side-binding cursor per database connection, kept as long as the connection:
-# creating one on every call was a measurable part of the query's client CPU.
-_cursors: "weakref.WeakKeyDictionary[psycopg.Connection, psycopg.Cursor]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def _cursor(db) -> psycopg.Cursor:
+    """One server-side-binding cursor per database connection, kept as long as the
+    connection (creating one on every call was a measurable part of the query's client CPU).
+    Kept on Django's connection wrapper: a module-level map would keep every closed
+    connection alive through its cursor."""
     db.ensure_connection()
-    cursor = _cursors.get(db.connection)
-    if cursor is None or cursor.closed:
-        cursor = _cursors[db.connection] = psycopg.Cursor(db.connection)
+    cursor = getattr(db, "_facts_cursor", None)
+    if cursor is None or cursor.closed or cursor.connection is not db.connection:
+        cursor = db._facts_cursor = psycopg.Cursor(db.connection)
     return cursor
 
 

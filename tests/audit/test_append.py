@@ -1,9 +1,12 @@
 """append(): gapless sequence numbers, a verifiable chain, the caller's transaction, failures."""
 
 import datetime
+import gc
+import weakref
 
 import pytest
 from django.db import connection, transaction
+from django.utils.safestring import mark_safe
 
 from audit import canonical
 from audit.errors import AuditUnavailable, InvalidAuditEvent
@@ -159,3 +162,21 @@ def test_time_never_goes_backwards_along_the_chain(append_events, triggers_dropp
     second = append(sample_event(2))
     assert second.time == future
     assert AuditEvent.objects.get(seq=2).time == future
+
+
+@pytest.mark.django_db(transaction=True)  # a connection closed inside a test's transaction stays
+def test_a_closed_connection_is_not_kept_alive_by_its_cursor():
+    require_postgres()
+    append(sample_event(1))
+    closed = weakref.ref(connection.connection)
+    connection.close()
+    append(sample_event(2))
+    gc.collect()
+    assert closed() is None
+    assert connection._audit_cursor.connection is connection.connection
+
+
+def test_a_string_subclass_is_stored_as_a_plain_string():
+    row = append(sample_event(reason_code=mark_safe("NO_CONSENT")))
+    assert type(row.reason_code) is str
+    assert AuditEvent.objects.get(seq=row.seq).reason_code == "NO_CONSENT"
