@@ -116,12 +116,16 @@ class PatientAdmin(GuardedModelAdmin):
 
 
 class GroupRepresentationRefused(AdminGroupObjectPermissionsForm):
-    """A legal representative is a person: no group may act for a patient."""
+    """A legal representative is a person: no group may be granted to act for a patient (the
+    gate ignores group permissions); one granted before can still be removed here."""
 
     def clean(self) -> dict:
-        raise forms.ValidationError(
-            "Legal representation is granted to one person's login, never to a group."
-        )
+        cleaned = super().clean()
+        if representation.CODENAME in cleaned.get(self.get_obj_perms_field_name(), []):
+            raise forms.ValidationError(
+                "Legal representation is granted to one person's login, never to a group."
+            )
+        return cleaned
 
 
 class ReadOnlyHistoryAdmin(admin.ModelAdmin):

@@ -28,7 +28,7 @@ from rest_framework import status
 
 from anim_gateway.errors import ApplicationError
 from audit.errors import AuditUnavailable
-from consent import facts_query, policy
+from consent import facts_query, policy, selectors
 from consent.actors import Actor
 from consent.auditing import audit_event
 from consent.models import (
@@ -481,8 +481,9 @@ def _in_effect(row: facts_query.Row, *, now) -> facts_query.Row:
 def _patient_base(actor: Actor) -> dict:
     granted = False
     if actor.representative is not None and actor.user is not None:
-        # django-guardian: the administrator grants consent.act_for_patient on the child.
-        granted = actor.user.has_perm("consent.act_for_patient", actor.patient)
+        # The administrator grants consent.act_for_patient on the child to this login
+        # (django-guardian); a group's permission is never a representation.
+        granted = selectors.represents(actor.user, actor.patient)
     return {
         "actor_patient_id": actor.patient.pk,
         "via_representative": actor.representative is not None,

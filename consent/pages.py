@@ -34,7 +34,7 @@ ACCESS_LOG_PAGE = 50
 def represented_patients(user: object) -> list[Patient]:
     """Patients this login may act for as legal representative (django-guardian)."""
     rows = get_objects_for_user(
-        user, "consent.act_for_patient", klass=Patient, with_superuser=False
+        user, "consent.act_for_patient", klass=Patient, with_superuser=False, use_groups=False
     )
     return list(rows.exclude(user=user).order_by("birth_date"))
 

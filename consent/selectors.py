@@ -1,6 +1,8 @@
 """Reads of the consent app: the patient's consents, links, exclusions; the DPO's queue."""
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
+from guardian.models import UserObjectPermission
 
 from consent.models import (
     CareRelationship,
@@ -12,6 +14,18 @@ from consent.models import (
     SharedRecordChange,
     StudyVisibility,
 )
+
+
+def represents(user: AbstractBaseUser, patient: Patient) -> bool:
+    """Whether this login holds legal representation of the patient now: a permission given
+    to the user itself (through consent.services.representation, audited), never through a
+    group, read fresh on every call."""
+    return UserObjectPermission.objects.filter(
+        user=user,
+        permission__codename="act_for_patient",
+        permission__content_type__app_label="consent",
+        object_pk=str(patient.pk),
+    ).exists()
 
 
 def consent_list(*, patient: Patient) -> QuerySet[Consent]:

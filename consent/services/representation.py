@@ -2,7 +2,6 @@
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
 from anim_gateway.errors import ApplicationError, Conflict, NotFound
@@ -10,19 +9,10 @@ from audit.actions import Action
 from consent.actors import Actor, role_of
 from consent.auditing import audit_event
 from consent.models import Patient, Role
+from consent.selectors import represents
 
 CODENAME = "act_for_patient"
 PERMISSION = f"consent.{CODENAME}"
-
-
-def represents(user: AbstractBaseUser, patient: Patient) -> bool:
-    """Whether the user holds the representation now (read fresh, never from a cache)."""
-    return UserObjectPermission.objects.filter(
-        user=user,
-        permission__codename=CODENAME,
-        permission__content_type__app_label="consent",
-        object_pk=str(patient.pk),
-    ).exists()
 
 
 def grant_problem(*, patient: Patient, user: AbstractBaseUser) -> str:

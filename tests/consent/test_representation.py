@@ -2,11 +2,14 @@
 
 import pytest
 from django.contrib.auth.models import Group
+from guardian.shortcuts import assign_perm
 
 from anim_gateway.errors import ApplicationError, Conflict, NotFound
 from audit.models import AuditEvent
 from consent.actors import Actor
 from consent.services import representation
+from tests.conftest import XAVIER_ID as XAVIER
+from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -99,4 +102,24 @@ def test_the_admin_refuses_a_group_as_representative(
     response = admin_client_verified.post(url, {"permissions": [representation.CODENAME]})
     assert response.status_code == 200
     assert "never to a group" in str(response.context["form"].errors)
+    assert not group.groupobjectpermission_set.exists()
+
+
+def test_a_groups_permission_is_never_a_representation(cast) -> None:
+    group = Group.objects.create(name="parents")
+    cast.yvonne.user.groups.add(group)
+    assign_perm(representation.PERMISSION, group, cast.xavier)
+
+    response = client_for("yvonne").get("/api/v1/me/record/", HTTP_X_ACT_FOR=XAVIER)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "NOT_REPRESENTATIVE"
+    assert not representation.represents(cast.yvonne.user, cast.xavier)
+
+
+def test_the_admin_removes_a_group_grant_made_before(cast, admin_user, admin_client_verified):
+    group = Group.objects.create(name="parents")
+    assign_perm(representation.PERMISSION, group, cast.xavier)
+    url = f"/admin/consent/patient/{cast.xavier.pk}/permissions/group-manage/{group.pk}/"
+    response = admin_client_verified.post(url, {"csrfmiddlewaretoken": "unchecked-in-tests"})
+    assert response.status_code == 302
     assert not group.groupobjectpermission_set.exists()
