@@ -73,7 +73,7 @@ def walk(
     basis_mark, detail_mark = _MARKS[_BASIS_IDS], _MARKS[_DETAIL]
     basis_token, detail_token = _TOKENS[_BASIS_IDS], _TOKENS[_DETAIL]
     want_seq, prev, first_prev = start, start_prev, None
-    count, last_time = 0, ""
+    count = 0
     for seq, version, time, prev_hash, stored, *fields in rows:
         if prev is None:
             prev = first_prev = prev_hash
@@ -91,11 +91,6 @@ def walk(
         else:
             if not isinstance(time, str):
                 time = encode_time(time)
-            if time < last_time:
-                # Canonical UTC text sorts like time. Searches rely on this order (selectors).
-                findings.add(seq, f"event #{seq} is dated before event #{seq - 1}")
-                break
-            last_time = time
             head = f"{prev}|1|{seq}|{time}|"
             basis_ids, detail = fields[_BASIS_IDS], fields[_DETAIL]
             if basis_ids.__class__ is str and detail.__class__ is str:

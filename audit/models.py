@@ -118,7 +118,8 @@ class AuditEvent(AppendOnlyModel):
                 name="audit_basis_seq",
                 condition=_filled("basis"),
             ),
-            models.Index(fields=["time"], name="audit_time"),
+            # (time, seq): a time window's first and last seq from the index alone.
+            models.Index(fields=["time", "seq"], name="audit_time_seq"),
         ]
 
     def __str__(self) -> str:

@@ -3,7 +3,7 @@
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from django.db.models import Q, QuerySet, Subquery
+from django.db.models import Max, Min, Q, QuerySet
 
 from audit.models import AuditEvent
 
@@ -50,25 +50,25 @@ def event_filtered(*, filters: EventFilters) -> QuerySet[AuditEvent]:
     if filters.until:
         # Exclusive, like every validity period in the project.
         rows = rows.filter(time__lt=filters.until)
-    return _within_seq_bounds(rows, since=filters.since, until=filters.until)
-
-
-def _within_seq_bounds(
-    rows: QuerySet[AuditEvent], *, since: datetime | None, until: datetime | None
-) -> QuerySet[AuditEvent]:
-    """Add the sequence numbers a time window spans, found on the time index.
-
-    Time never decreases along the chain (audit.services), so the window's events lie
-    between these bounds: the newest-first walk then starts at the window instead of
-    passing every newer event first (seconds on ten million events)."""
-    events = AuditEvent.objects.order_by()
-    if since:
-        first = events.filter(time__gte=since).order_by("time", "seq").values("seq")[:1]
-        rows = rows.filter(seq__gte=Subquery(first))
-    if until:
-        last = events.filter(time__lt=until).order_by("-time", "-seq").values("seq")[:1]
-        rows = rows.filter(seq__lte=Subquery(last))
+    if filters.since and filters.until:
+        rows = _within_seq_span(rows, since=filters.since, until=filters.until)
     return rows
+
+
+def _within_seq_span(
+    rows: QuerySet[AuditEvent], *, since: datetime, until: datetime
+) -> QuerySet[AuditEvent]:
+    """Add the lowest and highest sequence numbers of the window's events.
+
+    Exact whatever the clock did (a time set back leaves an event's seq out of time order):
+    the span is read from the window's own entries in the (time, seq) index. The newest-first
+    walk then starts at the window instead of passing every newer event (a window months
+    back in ten million events would otherwise read millions of rows)."""
+    window = AuditEvent.objects.filter(time__gte=since, time__lt=until).order_by()
+    span = window.aggregate(first=Min("seq"), last=Max("seq"))
+    if span["first"] is None:
+        return rows.none()
+    return rows.filter(seq__gte=span["first"], seq__lte=span["last"])
 
 
 def event_list(

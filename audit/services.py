@@ -2,6 +2,7 @@
 
 import psycopg
 from django.db import DatabaseError, connection, transaction
+from django.db.backends.signals import connection_created
 from django.utils import timezone
 
 from audit import canonical
@@ -70,9 +71,8 @@ def _checked(name: str, value: object) -> object:
 
 
 # PostgreSQL: lock the head, number, time-stamp, link, insert and move the head in ONE
-# statement, so that other writers wait for one statement only. The time is the clock's, or
-# the previous event's when the clock was set back: it never decreases along the chain. The
-# link line is canonical.link_hash, in SQL.
+# statement, so that other writers wait for one statement only. The link line is
+# canonical.link_hash, in SQL.
 _TABLE = AuditEvent._meta.db_table
 _JSON_FIELDS = {"basis_ids", "detail"}
 
@@ -86,8 +86,7 @@ def _pg_append_sql(*, deferred_flush: bool) -> str:
     marks = ", ".join("%s" for _ in EVENT_FIELDS)
     return f"""
 WITH old AS (SELECT seq, hash FROM audit_audithead WHERE id = 1 FOR UPDATE),
-new AS (SELECT seq + 1 AS seq, hash AS prev, greatest(clock_timestamp(),
-            (SELECT time FROM {_TABLE} WHERE {_TABLE}.seq = old.seq)) AS t{config} FROM old),
+new AS (SELECT seq + 1 AS seq, hash AS prev, clock_timestamp() AS t{config} FROM old),
 link AS (
     SELECT seq, prev, t, encode(sha256(convert_to(
         prev || '|1|' || seq::text || '|'
@@ -154,6 +153,14 @@ def _prepared_cursor() -> "psycopg.Cursor":
     return cursor
 
 
+def _forget_cursor(sender: object, connection: object, **kwargs: object) -> None:
+    # A new connection: drop the old one's cursor, and with it the old connection.
+    connection._audit_cursor = None
+
+
+connection_created.connect(_forget_cursor, dispatch_uid="audit.services.forget_cursor")
+
+
 def _execute_append(sql: str, params: list) -> tuple:
     cursor = _prepared_cursor()
     found = cursor.execute(sql, params, prepare=True).fetchone()
@@ -170,12 +177,9 @@ def _append_locked(values: dict, content: str) -> AuditEvent:
     """SQLite (and any other database): the same chain, computed in Python under the lock."""
     head_seq, head_hash = _lock_head()
     seq = head_seq + 1
-    # Read under the lock, and never before the previous event's: time never goes backwards
-    # along the chain, even when the clock is set back (selectors rely on it).
+    # The clock's time, read under the lock: what the event says is when it was recorded,
+    # even if the clock was set back (searches do not assume time grows with seq).
     now = timezone.now()
-    last = AuditEvent.objects.filter(seq=head_seq).values_list("time", flat=True).first()
-    if last is not None and last > now:
-        now = last
     digest = canonical.link_hash(
         prev_hash=head_hash,
         version=canonical.CURRENT_VERSION,

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.signals import connection_created
 from django.utils import dateparse
 
 
@@ -138,6 +139,14 @@ def _cursor(db) -> psycopg.Cursor:
     if cursor is None or cursor.closed or cursor.connection is not db.connection:
         cursor = db._facts_cursor = psycopg.Cursor(db.connection)
     return cursor
+
+
+def _forget_cursor(sender: object, connection: object, **kwargs: object) -> None:
+    # A new connection: drop the old one's cursor, and with it the old connection.
+    connection._facts_cursor = None
+
+
+connection_created.connect(_forget_cursor, dispatch_uid="consent.facts_query.forget_cursor")
 
 
 def _array_literal(elements: Iterable[str]) -> str:
