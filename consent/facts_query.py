@@ -113,6 +113,54 @@ def practitioner_rows(
         return [_from_sqlite(r) for r in cursor.fetchall()]
 
 
+# The gate's other per-request reads, as prepared statements on PostgreSQL (on SQLite the
+# gate keeps its ORM queries): planning them cost more than running them.
+_VISIBLE_PATIENTS = """
+SELECT patient_id FROM consent_carerelationship
+  WHERE practitioner_id = %(practitioner)s AND start <= %(now)s AND "end" > %(now)s
+    AND (ended_at IS NULL OR ended_at > %(now)s)
+UNION SELECT patient_id FROM consent_emergencyaccess
+  WHERE practitioner_id = %(practitioner)s AND institution_id = %(institution)s
+    AND start <= %(now)s AND expires_at > %(now)s
+"""
+_INSTITUTION_CODES = (
+    "SELECT id, code FROM consent_institution WHERE id = ANY(CAST(%(ids)s AS bigint[]))"
+)
+_NATIONAL_IDS = (
+    "SELECT id, national_id FROM consent_patient WHERE id = ANY(CAST(%(ids)s AS bigint[]))"
+)
+
+
+def visible_patient_ids(
+    *, practitioner_id: int, institution_id: int | None, now: datetime.datetime
+) -> set[int] | None:
+    """PostgreSQL: patients in a care relationship with the practitioner, or under their
+    emergency access at the institution, now. None on other databases (the caller's ORM)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        return None
+    params = {"practitioner": practitioner_id, "institution": institution_id, "now": now}
+    return {pid for (pid,) in fetch_prepared(db, _VISIBLE_PATIENTS, params)}
+
+
+def institution_codes(ids: Iterable[int]) -> dict[int, str] | None:
+    """PostgreSQL: {id: code}; None on other databases (the caller's ORM)."""
+    return _pairs(_INSTITUTION_CODES, ids)
+
+
+def national_ids(ids: Iterable[int]) -> dict[int, str] | None:
+    """PostgreSQL: {patient id: national id}; None on other databases (the caller's ORM)."""
+    return _pairs(_NATIONAL_IDS, ids)
+
+
+def _pairs(sql: str, ids: Iterable[int]) -> dict | None:
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        return None
+    literal = _array_literal(str(int(i)) for i in ids)
+    return dict(fetch_prepared(db, sql, {"ids": literal}))
+
+
 def fetch_prepared(db, sql: str, params: dict) -> list[tuple]:
     """PostgreSQL: a server-side prepared statement on Django's own connection, parsed and
     planned once per connection instead of on every decision (the token look-up uses it too).

@@ -246,6 +246,12 @@ def visible_patient_ids(actor: Actor) -> set[int]:
     if actor.role != Role.PRACTITIONER or actor.practitioner is None:
         return set()
     now = timezone.now()
+    institution_id = actor.institution.pk if actor.institution else None
+    prepared = facts_query.visible_patient_ids(
+        practitioner_id=actor.practitioner.pk, institution_id=institution_id, now=now
+    )
+    if prepared is not None:
+        return prepared
     care = CareRelationship.objects.filter(practitioner=actor.practitioner, start__lte=now)
     care = care.filter(end__gt=now).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=now))
     emergencies = EmergencyAccess.objects.filter(
@@ -353,7 +359,10 @@ def _codes(actor: Actor, institution_ids: set[int]) -> dict[int, str]:
     codes = {actor.institution.pk: actor.institution.code} if actor.institution else {}
     missing = institution_ids - set(codes)
     if missing:
-        codes.update(Institution.objects.filter(pk__in=missing).values_list("pk", "code"))
+        found = facts_query.institution_codes(missing)
+        if found is None:
+            found = Institution.objects.filter(pk__in=missing).values_list("pk", "code")
+        codes.update(found)
     return codes
 
 
@@ -492,7 +501,10 @@ def _patient_base(actor: Actor) -> dict:
 
 
 def _national_ids(pids: set[int]) -> dict[int, str]:
-    return dict(Patient.objects.filter(pk__in=pids).values_list("pk", "national_id"))
+    found = facts_query.national_ids(pids)
+    if found is None:
+        found = dict(Patient.objects.filter(pk__in=pids).values_list("pk", "national_id"))
+    return found
 
 
 def _audited(
