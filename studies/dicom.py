@@ -137,6 +137,12 @@ def read_header(path: Path) -> Header:
         ds = dcmread(path, stop_before_pixels=True, force=False)
     except InvalidDicomError as exc:
         raise InvalidDicom(f"Not a DICOM Part 10 file: {exc}") from exc
+    except OSError as exc:
+        # The spooled copy could not be read: the server's problem, and its message would
+        # show the client a server path.
+        raise InvalidDicom(
+            f"The instance could not be read back from the spool ({type(exc).__name__})."
+        ) from exc
     except Exception as exc:  # pydicom raises many types on malformed input
         raise InvalidDicom(f"Unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
     syntax = _transfer_syntax(ds)

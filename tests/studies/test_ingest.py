@@ -314,3 +314,13 @@ def test_it_answers_a_duplicate_when_a_concurrent_writer_stored_the_same_instanc
     assert ingest(path).status == "duplicate"
     assert Instance.objects.count() == 1
     assert len(stored_files(private_storage)) == 1
+
+
+def test_a_spool_file_that_cannot_be_read_is_refused_without_showing_its_path(tmp_path):
+    from studies.dicom import InvalidDicom, read_header
+
+    missing = tmp_path / "spool" / "gone.dcm"
+    with pytest.raises(InvalidDicom) as caught:
+        read_header(missing)
+    assert str(tmp_path) not in str(caught.value)
+    assert "FileNotFoundError" in str(caught.value)
