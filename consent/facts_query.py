@@ -8,15 +8,14 @@ every period against the clock.
 """
 
 import datetime
-import time
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
-import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.backends.signals import connection_created
 from django.utils import dateparse
+
+from consent.prepared import fetch_prepared
 
 
 class Row(NamedTuple):
@@ -104,7 +103,7 @@ def practitioner_rows(
     if db.vendor == "postgresql":
         params["patients"] = _array_literal(str(int(pid)) for pid in patient_ids)
         params["uids"] = _array_literal(map(_quoted, study_uids))
-        return list(map(Row._make, fetch_prepared(db, _POSTGRESQL, params)))
+        return list(map(Row._make, fetch_prepared(_POSTGRESQL, params, binary=True)))
     params["now"] = db.ops.adapt_datetimefield_value(now)
     params.update((f"p{n}", pid) for n, pid in enumerate(patient_ids))
     params.update((f"u{n}", uid) for n, uid in enumerate(study_uids))
@@ -140,7 +139,7 @@ def visible_patient_ids(
     if db.vendor != "postgresql":
         return None
     params = {"practitioner": practitioner_id, "institution": institution_id, "now": now}
-    return {pid for (pid,) in fetch_prepared(db, _VISIBLE_PATIENTS, params)}
+    return {pid for (pid,) in fetch_prepared(_VISIBLE_PATIENTS, params, binary=True)}
 
 
 def institution_codes(ids: Iterable[int]) -> dict[int, str] | None:
@@ -158,43 +157,7 @@ def _pairs(sql: str, ids: Iterable[int]) -> dict | None:
     if db.vendor != "postgresql":
         return None
     literal = _array_literal(str(int(i)) for i in ids)
-    return dict(fetch_prepared(db, sql, {"ids": literal}))
-
-
-def fetch_prepared(db, sql: str, params: dict) -> list[tuple]:
-    """PostgreSQL: a server-side prepared statement on Django's own connection, parsed and
-    planned once per connection instead of on every decision (the token look-up uses it too).
-    The settings decide whether psycopg may prepare at all (DB_PREPARED_STATEMENTS: not
-    behind a transaction pooler)."""
-    began = time.monotonic()
-    # Binary results: Django loads text timestamps in Python, psycopg's binary loaders are C
-    # (the same aware UTC datetimes, a quarter less client CPU for the query).
-    with db.wrap_database_errors:  # marks the connection unusable on a lost server, as Django does
-        rows = _cursor(db).execute(sql, params, prepare=True, binary=True).fetchall()
-    if db.queries_logged:
-        # Counted like any query (django_assert_num_queries pins the gate's queries).
-        db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - began:.3f}"})
-    return rows
-
-
-def _cursor(db) -> psycopg.Cursor:
-    """One server-side-binding cursor per database connection, kept as long as the
-    connection (creating one on every call was a measurable part of the query's client CPU).
-    Kept on Django's connection wrapper: a module-level map would keep every closed
-    connection alive through its cursor."""
-    db.ensure_connection()
-    cursor = getattr(db, "_facts_cursor", None)
-    if cursor is None or cursor.closed or cursor.connection is not db.connection:
-        cursor = db._facts_cursor = psycopg.Cursor(db.connection)
-    return cursor
-
-
-def _forget_cursor(sender: object, connection: object, **kwargs: object) -> None:
-    # A new connection: drop the old one's cursor, and with it the old connection.
-    connection._facts_cursor = None
-
-
-connection_created.connect(_forget_cursor, dispatch_uid="consent.facts_query.forget_cursor")
+    return dict(fetch_prepared(sql, {"ids": literal}, binary=True))
 
 
 def _array_literal(elements: Iterable[str]) -> str:

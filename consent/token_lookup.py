@@ -15,8 +15,8 @@ from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 
-from consent.facts_query import fetch_prepared
 from consent.models import Account, ApiToken, Institution, Patient, Practitioner
+from consent.prepared import fetch_prepared
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def token_for_hash(key_hash: str) -> ApiToken | None:
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql":
         return _token_through_orm(key_hash)
-    rows = fetch_prepared(db, _sql(), {"key_hash": key_hash})
+    rows = fetch_prepared(_sql(), {"key_hash": key_hash}, binary=True)
     return _assembled(db.alias, rows[0]) if rows else None
 
 

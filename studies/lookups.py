@@ -5,13 +5,13 @@ Python and a plan in PostgreSQL each time (about 2 ms together), as prepared sta
 fraction of that. Values always travel as parameters; table names come from the models.
 """
 
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from django.db import connection
 
 from consent.models import Patient
+from consent.prepared import fetch_prepared
 from studies.models import Instance, Series, Study
 
 _STUDY = Study._meta.db_table
@@ -134,20 +134,4 @@ def _fetch(sql: str, params: list) -> list[tuple]:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
-    return _fetch_prepared(sql, params)
-
-
-def _fetch_prepared(sql: str, params: list) -> list[tuple]:
-    """A server-side prepared statement on Django's own connection (Django's client-side
-    cursors would plan the statement again on every call); psycopg ignores prepare=True
-    when DB_PREPARED_STATEMENTS=False turns prepared statements off (a transaction pooler)."""
-    import psycopg
-
-    connection.ensure_connection()
-    began = time.monotonic()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        rows = cursor.execute(sql, params, prepare=True).fetchall()
-    if connection.queries_logged:
-        # Counted like any query (django_assert_num_queries pins the read path's statements).
-        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - began:.3f}"})
-    return rows
+    return fetch_prepared(sql, params)
