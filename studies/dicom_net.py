@@ -42,6 +42,7 @@ _STATUS_OF_FAILURE = {
     FailureReason.NOT_AUTHORIZED: Status.NOT_AUTHORIZED,
     FailureReason.DUPLICATE_CONFLICT: Status.CANNOT_UNDERSTAND,
     FailureReason.CANNOT_UNDERSTAND: Status.CANNOT_UNDERSTAND,
+    FailureReason.PROCESSING_FAILURE: Status.OUT_OF_RESOURCES,  # transient: the SCU may retry
 }
 
 

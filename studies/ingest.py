@@ -180,16 +180,30 @@ def _index_each(*, session: IngestSession, items: list[Planned]) -> list[IngestR
     return results
 
 
+# Each retry re-reads the rows a concurrent writer changed; several writers racing on the
+# same new study settle within a few rounds.
+INDEX_ATTEMPTS = 3
+BUSY = "A concurrent store of the same study kept changing it; send this instance again."
+
+
 def _index_one(*, session: IngestSession, item: Planned) -> IngestResult:
-    """Check again against fresh rows (the concurrent writer may own the UIDs now), index."""
-    session.cache.forget(item.header)
-    known = _Known.load([item.header], cache=session.cache, performing=session.institution)
-    refusal = _check(session=session, item=item, known=known)
-    if refusal is not None:
-        objects_delete([item])
-        return refusal
-    index_batch(institution=session.institution, items=[item], cache=session.cache)
-    return _result(item.header, "stored")
+    """Check again against fresh rows (the concurrent writer may own the UIDs now), index;
+    an object that keeps losing the race is refused (retryable), never a server error."""
+    for _ in range(INDEX_ATTEMPTS):
+        session.cache.forget(item.header)
+        known = _Known.load([item.header], cache=session.cache, performing=session.institution)
+        refusal = _check(session=session, item=item, known=known)
+        if refusal is not None:
+            objects_delete([item])
+            return refusal
+        try:
+            index_batch(institution=session.institution, items=[item], cache=session.cache)
+        except IntegrityError:
+            continue
+        return _result(item.header, "stored")
+    objects_delete([item])
+    logger.warning("Ingest gave up indexing an instance after %d conflicts", INDEX_ATTEMPTS)
+    return _result(item.header, "rejected", BUSY, FailureReason.PROCESSING_FAILURE)
 
 
 def _result(header: Header, status: str, reason: str = "", code: int = 0) -> IngestResult:

@@ -2,12 +2,13 @@
 
 import json
 
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 from pydicom import dcmread
 
 from audit.models import AuditEvent
-from studies.ingest import IngestSession, study_ingest
+from studies import ingest
+from studies.ingest import FailureReason, IngestSession, study_ingest
 from studies.models import Instance, Series, Study
 from studies.spool import spool_path
 from tests.conftest import client_for
@@ -138,3 +139,39 @@ def test_each_study_of_a_batch_is_linked_to_its_own_patient(cast, tmp_path):
     assert patients == [cast.xavier, cast.yvonne, None, None]
     identifier_of = Study.objects.get(study_uid=results[1].study_uid).identifier_institution
     assert identifier_of.code == "CHL"
+
+
+def _racing_index(monkeypatch, losses):
+    """index_batch as if a concurrent writer won the first `losses` times."""
+    real, calls = ingest.index_batch, []
+
+    def racing(**kwargs):
+        calls.append(len(kwargs["items"]))
+        if len(calls) <= losses:
+            raise IntegrityError("duplicate key value violates unique constraint")
+        return real(**kwargs)
+
+    monkeypatch.setattr(ingest, "index_batch", racing)
+    return calls
+
+
+def test_an_instance_that_loses_a_race_is_indexed_again_from_fresh_rows(
+    cast, tmp_path, monkeypatch
+):
+    calls = _racing_index(monkeypatch, losses=2)
+    paths = [dicom_copy(tmp_path) for _ in range(2)]
+    assert [r.status for r in ingest_all(paths)] == ["stored", "stored"]
+    assert calls == [2, 1, 1, 1]  # the batch, then one at a time (the first one twice more)
+    assert Instance.objects.count() == 2
+
+
+def test_an_instance_that_keeps_losing_the_race_is_refused_not_a_server_error(
+    cast, tmp_path, private_storage, monkeypatch
+):
+    _racing_index(monkeypatch, losses=100)
+    results = ingest_all([dicom_copy(tmp_path) for _ in range(2)])
+    assert [r.status for r in results] == ["rejected", "rejected"]
+    assert {r.failure_code for r in results} == {FailureReason.PROCESSING_FAILURE}
+    assert "send this instance again" in results[0].reason
+    assert not Instance.objects.exists()
+    assert stored_files(private_storage) == []
