@@ -161,6 +161,9 @@ WHITENOISE_USE_FINDERS = True
 STORAGE_BACKEND = env_str("STORAGE_BACKEND", "local")
 STORAGE_ROOT = Path(env_str("STORAGE_ROOT", str(VAR_DIR / "storage")))
 SPOOL_DIR = Path(env_str("SPOOL_DIR", str(VAR_DIR / "spool")))
+# The daily sweep deletes spool files older than this (left by a killed process); it must
+# exceed the longest upload, whose first parts wait spooled while the rest arrives.
+SPOOL_MAX_AGE_HOURS = env_int("SPOOL_MAX_AGE_HOURS", 24)
 AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
 AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL") or None
 AWS_ACCESS_KEY_ID = env_secret("AWS_ACCESS_KEY_ID")

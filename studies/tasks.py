@@ -2,6 +2,7 @@
 
 import datetime
 import logging
+import time
 from pathlib import Path
 
 from celery import shared_task
@@ -97,9 +98,12 @@ def orphans_sweep(*, older_than: datetime.timedelta = datetime.timedelta(hours=1
             storage.object_delete(key=key)
             logger.warning("Deleted an unindexed stored object: %s", key)
             deleted.append(key)
+    # A spool file may wait, complete, while the rest of a slow upload arrives: only files
+    # older than any request can last are left over from a killed process.
+    spool_cutoff = time.time() - settings.SPOOL_MAX_AGE_HOURS * 3600
     spool_dir = Path(settings.SPOOL_DIR)
     for path in spool_dir.glob("*.dcm") if spool_dir.exists() else []:
-        if path.stat().st_mtime < cutoff.timestamp():
+        if path.stat().st_mtime < min(spool_cutoff, cutoff.timestamp()):
             path.unlink(missing_ok=True)
     return deleted
 

@@ -114,10 +114,14 @@ def test_the_sweep_deletes_only_old_unindexed_objects(cast, tmp_path, settings):
     for key in (indexed, orphan):
         os.utime(storage.object_local_path(key=key), (old, old))
     stale_spool = Path(settings.SPOOL_DIR) / "stale.dcm"
+    waiting_spool = Path(settings.SPOOL_DIR) / "waiting.dcm"  # a slow upload's first part
     stale_spool.parent.mkdir(parents=True, exist_ok=True)
-    stale_spool.write_bytes(b"x")
-    os.utime(stale_spool, (old, old))
+    for path, age_hours in ((stale_spool, 25), (waiting_spool, 2)):
+        path.write_bytes(b"x")
+        then = time.time() - age_hours * 3600
+        os.utime(path, (then, then))
     assert orphans_sweep(older_than=datetime.timedelta(hours=1)) == [orphan]
     assert storage.storage().exists(indexed)
     assert storage.storage().exists(fresh)
     assert not stale_spool.exists()
+    assert waiting_spool.exists()
