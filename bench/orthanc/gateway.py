@@ -145,16 +145,18 @@ class Gateway:
         python = sys.executable
         gunicorn = Path(python).with_name("gunicorn")
         if gunicorn.exists():
-            self.server = f"gunicorn {_version(gunicorn)} ({self.workers} sync workers, --preload)"
+            self.server = (
+                f"gunicorn {_version(gunicorn)} (gunicorn.conf.py: {self.workers} gthread workers, "
+                "4 threads, keep-alive)"
+            )
             args = [
                 str(gunicorn),
                 "anim_gateway.wsgi:application",
                 f"--bind=127.0.0.1:{self.http_port}",
+                # The production settings (threaded workers, keep-alive, preload), with the
+                # bench's own port and worker count.
+                f"--config={ROOT / 'gunicorn.conf.py'}",
                 f"--workers={self.workers}",
-                "--timeout=900",
-                # Import the code once, at start: every worker runs the revision recorded in
-                # the header, and no first request pays for the imports.
-                "--preload",
                 "--graceful-timeout=5",
             ]
         else:

@@ -1,0 +1,20 @@
+"""Production web server settings: `gunicorn -c gunicorn.conf.py anim_gateway.wsgi`."""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+# Threaded workers keep viewers' connections alive between requests (sync workers close
+# every connection, so each DICOMweb request would pay a new TCP connection).
+worker_class = "gthread"
+workers = int(os.environ.get("GUNICORN_WORKERS", (os.cpu_count() or 1) * 2))
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+keepalive = 30
+# A 600 MB STOW-RS body on a slow link takes minutes; gthread workers stay responsive to the
+# arbiter meanwhile, so this bounds only a request that makes no progress at all.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 900))
+graceful_timeout = 30
+# Import the code once, before forking: workers start fast and share its memory.
+preload_app = True
+# Behind the hospital's reverse proxy, which terminates TLS and sets X-Forwarded-For.
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = None  # access is in the audit log; the proxy keeps its own request log

@@ -1,0 +1,71 @@
+"""The production web server settings: gunicorn serves the gateway and keeps connections alive."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(sock: socket.socket, path: str) -> bytes:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+@pytest.fixture
+def served(tmp_path):
+    port = _free_port()
+    env = dict(
+        os.environ,
+        DEBUG="True",
+        DJANGO_SETTINGS_MODULE="anim_gateway.settings",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        VAR_DIR=str(tmp_path),
+        GUNICORN_BIND=f"127.0.0.1:{port}",
+        GUNICORN_WORKERS="1",
+    )
+    proc = subprocess.Popen(
+        [str(GUNICORN), "-c", str(ROOT / "gunicorn.conf.py"), "anim_gateway.wsgi"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.2)
+    yield port
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_gunicorn_serves_the_gateway_and_keeps_the_connection_alive(served):
+    with socket.create_connection(("127.0.0.1", served), timeout=30) as sock:
+        first = _get(sock, "/dicomweb/studies")
+        second = _get(sock, "/dicomweb/studies")  # the same connection, not closed
+    assert first.startswith(b"HTTP/1.1 401")
+    assert second.startswith(b"HTTP/1.1 401")
+    assert b"connection: close" not in first.lower()
