@@ -40,6 +40,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--only", default="", help="comma-separated request labels (prefixes)")
     p.add_argument("--reuse", action="store_true", help="keep the existing database")
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    p.add_argument(
+        "--http", action="store_true", help="also through gunicorn (gunicorn.conf.py) over HTTP"
+    )
     return p.parse_args()
 
 
@@ -191,7 +194,56 @@ def main() -> int:
         if only and not any(label.startswith(o) for o in only):
             continue
         measure_kind(app, label, calls, parties["reader_token"], args)
+        if args.http:
+            measure_http(env, label, calls, parties["reader_token"], args)
     return 0
+
+
+def measure_http(env: dict, label: str, calls: list, token: str, args) -> None:
+    """The same requests through gunicorn with the production settings, one client."""
+    import os
+    import subprocess
+
+    import requests
+
+    port = 8199
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            f"--config={BENCH.parent / 'gunicorn.conf.py'}",
+            f"--bind=127.0.0.1:{port}",
+            "--workers=2",
+            "anim_gateway.wsgi",
+        ],
+        cwd=BENCH.parent,
+        env=dict(os.environ, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        session = requests.Session()
+        session.headers.update({"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"})
+        for _ in range(100):
+            try:
+                session.get(f"http://127.0.0.1:{port}/dicomweb/studies?limit=1", timeout=5)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        times = []
+        for n in range(args.repeat + 10):
+            path, query, headers = calls[n % len(calls)]
+            accept = {"Accept": headers["HTTP_ACCEPT"]}
+            begin = time.perf_counter()
+            response = session.get(f"http://127.0.0.1:{port}{path}?{query}", headers=accept)
+            response.content  # noqa: B018 (read the whole body, as a viewer does)
+            if n >= 10:  # the first requests warm both workers up
+                times.append((time.perf_counter() - begin) * 1000)
+            assert response.status_code == 200, (label, response.status_code)
+        s = measure.summary_ms([t / 1000 for t in times])
+        print(f"{label:12s} HTTP p50 {s['p50']:6.2f} ms  p95 {s['p95']:6.2f} ms", flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

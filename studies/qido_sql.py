@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 from consent.models import StudyVisibility
+from consent.prepared import fetch_prepared
 from studies import qido
 from studies.models import Study
 
@@ -53,6 +54,10 @@ def page(*, scope: Scope, query: qido.Query, offset: int, limit: int) -> list[tu
         f") ORDER BY {_NEWEST_FIRST}"
     )
     params = [p for _, part_params in parts for p in part_params] + [limit, offset]
+    if connection.vendor == "postgresql":
+        # Prepared: lists travel as one array each, so the statement's text depends only
+        # on which keys the query has (a client-side cursor re-parsed a mark per patient).
+        return fetch_prepared(sql, params)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
@@ -62,8 +67,9 @@ def _parts(scope: Scope, query: qido.Query) -> list[tuple[str, list]]:
     keys, key_params = _keys(query)
     parts = []
     if scope.patient_ids:
-        where = [f"patient_id IN ({_marks(scope.patient_ids)})", *keys]
-        params = [*scope.patient_ids, *key_params]
+        patients, patient_params = _among("patient_id", scope.patient_ids)
+        where = [patients, *keys]
+        params = [*patient_params, *key_params]
         if scope.leave_out_hidden:
             hidden, hidden_params = _hidden(scope)
             where.append(f"id NOT IN ({hidden})")
@@ -82,12 +88,12 @@ def _select_ids(where: list[str]) -> str:
 def _hidden(scope: Scope) -> tuple[str, list]:
     """Ids of the studies in scope that their patient hid (an open hide by the study's own
     patient), made elsewhere than the acting institution: from the few open hides."""
+    patients, params = _among("v.patient_id", scope.patient_ids)
     sql = (
         f"SELECT h.id FROM {_HIDES} v JOIN {_STUDY} h"  # noqa: S608 (names and marks only)
         " ON h.study_uid = v.study_uid AND h.patient_id = v.patient_id"
-        f" WHERE v.unhidden_at IS NULL AND v.patient_id IN ({_marks(scope.patient_ids)})"
+        f" WHERE v.unhidden_at IS NULL AND {patients}"
     )
-    params: list = list(scope.patient_ids)
     if scope.institution_id is not None:
         sql += " AND h.institution_id <> %s"
         params.append(scope.institution_id)
@@ -109,8 +115,9 @@ def _keys(query: qido.Query) -> tuple[list[str], list]:
     if query.accession_number:
         _text(where, params, "accession_number", query.accession_number)
     if query.study_uids:
-        where.append(f"study_uid IN ({_marks(query.study_uids)})")
-        params += query.study_uids
+        uids, uid_params = _among("study_uid", query.study_uids)
+        where.append(uids)
+        params += uid_params
     if query.modality:
         _modality(where, params, query.modality)
     return where, params
@@ -145,5 +152,8 @@ def _modality(where: list[str], params: list, modality: str) -> None:
     ]
 
 
-def _marks(values: Sequence) -> str:
-    return ", ".join(["%s"] * len(values))
+def _among(column: str, values: Sequence) -> tuple[str, list]:
+    """`column` is one of `values`: one array parameter on PostgreSQL, a mark each elsewhere."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [list(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
