@@ -1,7 +1,10 @@
 """The DICOM listener (pynetdicom): C-ECHO, and C-STORE from member institutions into ingest."""
 
 import contextlib
+import gc
 import logging
+import os
+import signal
 import socket
 import threading
 import time
@@ -14,6 +17,7 @@ from django.db import connection
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.sop_class import Verification
+from pynetdicom.transport import AssociationServer
 
 from consent.actors import Actor
 from consent.models import Institution, InstitutionAETitle, Role
@@ -51,9 +55,10 @@ _STATUS_OF_FAILURE = {
 # would cost a connect and an authentication each time).
 DB_THREADS = 4
 _db = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="dicom-db")
-# Calling AE titles are re-read at most this often: an admin change holds within seconds.
+# Calling AE titles (with their institutions and admitted networks) are re-read at most
+# this often: an admin change holds within seconds, and an association costs no query.
 TITLES_TTL = 5.0
-_titles: tuple[float, list[str]] = (0.0, [])
+_titles: tuple[float, dict[str, InstitutionAETitle]] = (0.0, {})
 
 
 def on_db_thread(fn: Callable[..., T], /, *args: object) -> T:
@@ -96,8 +101,25 @@ def close_db_connections() -> None:
         future.result()
 
 
-def _member_titles() -> list[str]:
-    return list(InstitutionAETitle.objects.values_list("ae_title", flat=True))
+def _member_titles() -> dict[str, InstitutionAETitle]:
+    titles = InstitutionAETitle.objects.select_related("institution")
+    return {title.ae_title: title for title in titles}
+
+
+def member_titles() -> dict[str, InstitutionAETitle]:
+    """The member AE titles, from a cache at most TITLES_TTL seconds old."""
+    global _titles
+    fetched_at, titles = _titles
+    if time.monotonic() - fetched_at > TITLES_TTL:
+        titles = on_db_thread(_member_titles)
+        _titles = (time.monotonic(), titles)
+    return titles
+
+
+def forget_member_titles() -> None:
+    """Drop the cache: the next association reads the titles afresh."""
+    global _titles
+    _titles = (0.0, {})
 
 
 class GatewayAE(AE):
@@ -106,13 +128,8 @@ class GatewayAE(AE):
 
     @property
     def require_calling_aet(self) -> list[str]:
-        global _titles
-        fetched_at, titles = _titles
-        if time.monotonic() - fetched_at > TITLES_TTL:
-            titles = on_db_thread(_member_titles)
-            _titles = (time.monotonic(), titles)
         # An empty list would mean "anyone"; with no member titles, nobody is accepted.
-        return titles or ["NO-MEMBER-AE"]
+        return list(member_titles()) or ["NO-MEMBER-AE"]
 
     @require_calling_aet.setter
     def require_calling_aet(self, ae_titles: list[str]) -> None:
@@ -173,7 +190,7 @@ def _session(event: evt.Event) -> IngestSession | None:
         if key in _sessions:
             return _sessions[key]
     calling = event.assoc.requestor.ae_title.strip()
-    institution = on_db_thread(_institution_of, calling, event.assoc.requestor.address)
+    institution = _institution_of(calling, event.assoc.requestor.address)
     if institution is None:
         return None
     actor = Actor(
@@ -190,8 +207,7 @@ def _session(event: evt.Event) -> IngestSession | None:
 
 def _institution_of(calling: str, address: str) -> Institution | None:
     """The member institution of a calling AE title, if it calls from an admitted address."""
-    title = InstitutionAETitle.objects.select_related("institution").filter(ae_title=calling)
-    title = title.first()
+    title = member_titles().get(calling)
     if title is None or not title.admits(address):
         logger.warning(
             "C-STORE refused: AE title %s from an address it is not admitted from", calling
@@ -226,6 +242,7 @@ HANDLERS = [
 def start_listener(*, ae_title: str, host: str, port: int, block: bool):
     """Start the listener; blocking, or in background threads (returns the server)."""
     ae = make_ae(ae_title=ae_title)
+    forget_member_titles()
     try:
         return ae.start_server((host, port), block=block, evt_handlers=HANDLERS)
     finally:
@@ -237,3 +254,174 @@ def stop_listener(server) -> None:
     """Stop a listener started with block=False, and close its database connections."""
     server.shutdown()
     close_db_connections()
+
+
+# Several listener processes (pre-fork, as gunicorn does): the parent binds the socket, then
+# forks children that each accept on it with their own interpreter, so that ingest is not
+# serialised behind one GIL. The parent only supervises: it starts no thread and opens no
+# database connection, so that a fork copies nothing a child could share by mistake.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# A child stopping finishes its associations for at most this long, then aborts them.
+DRAIN_SECONDS = 30.0
+# A child that dies sooner than this after its start is restarted only after this delay,
+# so that a listener that cannot start does not fork in a tight loop.
+RESTART_DELAY = 1.0
+
+
+class _Stop(Exception):
+    """Raised in a child's accept loop once it is asked to stop."""
+
+
+class InheritedSocketServer(AssociationServer):
+    """An association server that accepts on a listening socket it was given (by its parent)
+    instead of binding its own; it leaves its accept loop, between requests, once asked to."""
+
+    def __init__(self, *args: object, listening: socket.socket, **kwargs: object) -> None:
+        self.listening = listening
+        self.stopping = False
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        self.socket.close()
+        self.socket = self.listening
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        pass  # the parent listens already
+
+    def server_close(self) -> None:
+        # Only this process's descriptor: shutdown() would stop the socket for every child.
+        self.socket.close()
+
+    def service_actions(self) -> None:
+        if self.stopping:
+            raise _Stop
+        super().service_actions()
+
+
+def serve_processes(*, ae_title: str, host: str, port: int, processes: int) -> None:
+    """Listen with `processes` child processes sharing one socket, until SIGTERM or SIGINT."""
+    from django.db import connections
+
+    listening = socket.create_server((host, port), backlog=128)
+    # Every child wakes for a new connection; the ones that lose the race must not block.
+    listening.setblocking(False)
+    connections.close_all()
+    try:
+        _Supervisor(lambda: _child(listening, ae_title), processes).run()
+    finally:
+        listening.close()
+
+
+class _Supervisor:
+    """Keeps `count` children running; stops them all when it is asked to stop."""
+
+    def __init__(self, target: Callable[[], int], count: int) -> None:
+        self.target = target
+        self.count = count
+        self.children: dict[int, float] = {}  # pid: when it started
+        self.restart_at: list[float] = []
+
+    def run(self) -> None:
+        signals = {signal.SIGCHLD, *STOP_SIGNALS}
+        # Blocked and waited for: no handler runs between a fork and its bookkeeping.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        try:
+            self.restart_at = [0.0] * self.count
+            while True:
+                self._start_due()
+                received = signal.sigtimedwait(signals, self._wait())
+                self._reap()
+                if received is not None and received.si_signo in STOP_SIGNALS:
+                    break
+            self._stop()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+    def _wait(self) -> float:
+        if not self.restart_at:
+            return 1.0
+        return max(0.01, min(self.restart_at) - time.monotonic())
+
+    def _start_due(self) -> None:
+        now = time.monotonic()
+        for when in [t for t in self.restart_at if t <= now]:
+            self.restart_at.remove(when)
+            self.children[self._fork()] = time.monotonic()
+
+    def _fork(self) -> int:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child never returns
+            code = 1
+            try:
+                code = self.target()
+            except BaseException:
+                logger.exception("DICOM listener process failed")
+            finally:
+                os._exit(code)
+        logger.info("DICOM listener process %d started", pid)
+        return pid
+
+    def _reap(self) -> None:
+        """Collect children that ended; schedule their replacements."""
+        while self.children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            started = self.children.pop(pid, None)
+            if started is None:
+                continue
+            logger.warning("DICOM listener process %d ended (status %d)", pid, status)
+            early = time.monotonic() - started < RESTART_DELAY
+            self.restart_at.append(time.monotonic() + (RESTART_DELAY if early else 0.0))
+
+    def _stop(self) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + DRAIN_SECONDS + 5
+        while self.children and time.monotonic() < deadline:
+            signal.sigtimedwait({signal.SIGCHLD}, 0.2)
+            self._reap()
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self.children.clear()
+
+
+def _child(listening: socket.socket, ae_title: str) -> int:
+    """A listener process: accept on the inherited socket until SIGTERM or SIGINT."""
+    server = make_ae(ae_title=ae_title).make_server(
+        listening.getsockname(),
+        evt_handlers=HANDLERS,
+        server_class=InheritedSocketServer,
+        listening=listening,
+    )
+
+    def stop(signum: int, frame: object) -> None:
+        server.stopping = True
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    # What Django and the apps loaded is kept for good: the collector need not walk it.
+    gc.freeze()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except _Stop:
+        _drain(server)
+    finally:
+        server.server_close()
+        for assoc in server.active_associations:
+            assoc.abort()
+        close_db_connections()
+    return 0
+
+
+def _drain(server: AssociationServer) -> None:
+    """Let the associations in progress finish (for at most DRAIN_SECONDS)."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while server.active_associations and time.monotonic() < deadline:
+        time.sleep(0.1)

@@ -1,7 +1,9 @@
 """manage.py dicom_listener: the C-STORE and C-ECHO listener for the member hospitals."""
 
+import os
+
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -11,12 +13,26 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.DICOM_LISTENER_PORT)
         parser.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
         parser.add_argument("--ae-title", default=settings.DICOM_LISTENER_AE_TITLE)
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=os.cpu_count() or 1,
+            help="listener processes sharing the port (default: the CPU count); 1: no fork",
+        )
 
-    def handle(self, *args, port: int, host: str, ae_title: str, **options) -> None:
-        from studies.dicom_net import start_listener
+    def handle(self, *args, port: int, host: str, ae_title: str, processes: int, **options) -> None:
+        from studies.dicom_net import serve_processes, start_listener
 
-        self.stdout.write(f"DICOM listener {ae_title} on {host}:{port} (Ctrl-C to stop)")
+        if processes < 1:
+            raise CommandError("--processes must be at least 1")
+        self.stdout.write(
+            f"DICOM listener {ae_title} on {host}:{port}, {processes} process(es) (Ctrl-C to stop)"
+        )
         try:
-            start_listener(ae_title=ae_title, host=host, port=port, block=True)
+            if processes == 1:
+                start_listener(ae_title=ae_title, host=host, port=port, block=True)
+            else:
+                serve_processes(ae_title=ae_title, host=host, port=port, processes=processes)
         except KeyboardInterrupt:
-            self.stdout.write("Stopped.")
+            pass
+        self.stdout.write("Stopped.")
