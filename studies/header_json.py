@@ -33,22 +33,38 @@ def header_json(ds: Dataset, *, encode: Encode) -> dict:
     module leaves to pydicom (dropped when it returns None)."""
     out = {}
     for elem in ds.elements():
-        encoded = _element(elem, fallback=lambda tag: encode(ds, tag), encode=encode)
+        encoded = _element(elem, data=ds, encode=encode)
         if encoded is not None:
             out[f"{elem.tag:08X}"] = encoded
     return out
 
 
-def _element(
-    elem: object, *, fallback: Callable[[int], dict | None], encode: Encode
-) -> dict | None:
+def _element(elem: object, *, data: Dataset, encode: Encode) -> dict | None:
+    if isinstance(elem, RawDataElement) and _vr(elem) == "SQ":
+        # Its items are parsed (their elements stay raw) and encoded here, not by pydicom,
+        # whose conversion of every nested element cost most of a sequence's encoding.
+        elem = _converted_sequence(data, elem.tag) or elem
     if isinstance(elem, RawDataElement):
         encoded = _plain(elem)
     elif elem.VR == "SQ" and isinstance(elem.value, Sequence):
         encoded = _sequence(elem.value, encode=encode)
     else:
         encoded = _converted(elem.VR, elem.value)
-    return encoded if encoded is not None else fallback(elem.tag)
+    return encoded if encoded is not None else encode(data, elem.tag)
+
+
+def _vr(elem: RawDataElement) -> str | None:
+    return elem.VR or _dictionary_vr(elem.tag)
+
+
+def _converted_sequence(data: Dataset, tag: int) -> object | None:
+    """The raw sequence ``tag`` of ``data`` parsed as pydicom's to_json_dict parses it
+    (strictly), or None when it cannot be (pydicom then decides)."""
+    try:
+        with config.strict_reading():
+            return data[tag]
+    except Exception:
+        return None
 
 
 def _sequence(items: Sequence, *, encode: Encode) -> dict | None:
@@ -58,7 +74,7 @@ def _sequence(items: Sequence, *, encode: Encode) -> dict | None:
     for item in items:
         encoded = {}
         for elem in item.elements():
-            value = _element(elem, fallback=lambda tag, item=item: encode(item, tag), encode=encode)
+            value = _element(elem, data=item, encode=encode)
             if value is None:
                 return None
             encoded[f"{elem.tag:08X}"] = value
@@ -67,7 +83,7 @@ def _sequence(items: Sequence, *, encode: Encode) -> dict | None:
 
 
 def _plain(elem: RawDataElement) -> dict | None:
-    vr = elem.VR or _dictionary_vr(elem.tag)
+    vr = _vr(elem)
     value = elem.value
     if vr is None or not isinstance(value, bytes):
         return None
