@@ -324,3 +324,23 @@ def test_a_spool_file_that_cannot_be_read_is_refused_without_showing_its_path(tm
         read_header(missing)
     assert str(tmp_path) not in str(caught.value)
     assert "FileNotFoundError" in str(caught.value)
+
+
+def test_the_metadata_has_no_nul_no_non_finite_number_and_no_bulk_data_reference():
+    from pydicom.dataset import Dataset
+
+    from studies.dicom import to_json
+
+    ds = Dataset()
+    ds.StudyDescription = "a\x00b"
+    ds.add_new(0x00189087, "FD", float("nan"))  # DiffusionBValue
+    ds.add_new(0x00431029, "OB", bytes(4096))  # private bulk data
+    ds.Modality = "CT"
+    assert to_json(ds) == {
+        "00081030": {"vr": "LO", "Value": ["ab"]},
+        "00080060": {"vr": "CS", "Value": ["CT"]},
+        "00189087": {"vr": "FD", "Value": [None]},
+    }
+    clean = Dataset()
+    clean.Modality = "MR"
+    assert to_json(clean) == {"00080060": {"vr": "CS", "Value": ["MR"]}}
