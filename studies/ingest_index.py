@@ -139,7 +139,8 @@ def series_find(uids: Iterable[str], *, cache: IndexCache) -> dict[str, SeriesRo
 
 
 def objects_put(items: list[Planned]) -> None:
-    """Move each spool file into storage; on a failure, delete those already moved."""
+    """Move each spool file into storage and make them all durable (before their index
+    commits); on a failure, delete those already moved."""
     try:
         for item in items:
             header = item.header
@@ -149,6 +150,7 @@ def objects_put(items: list[Planned]) -> None:
                 sop_uid=header.sop_instance_uid,
             )
             item.key = storage.object_put(key=key, spooled=item.spooled)
+        storage.objects_sync([item.key for item in items])
     except BaseException:
         objects_delete(items)
         raise

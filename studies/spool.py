@@ -68,11 +68,11 @@ class SpoolWriter:
         self._handed = self.size
 
     def finish(self) -> Spooled:
+        """The complete spool file, not durable yet: storage makes it so once it is in place
+        (studies.storage.objects_sync), one fsync per object, all of a batch at once."""
         if not self._head_done:
             self._head_done = True
             self.write(self._head)
-        self._fp.flush()
-        os.fsync(self._fp.fileno())
         self._fp.close()
         return Spooled(path=self.path, size=self.size, sha256=self._hash.hexdigest())
 
@@ -122,5 +122,4 @@ def spool_adopt(path: Path) -> Spooled:
         for chunk in iter(lambda: fp.read(CHUNK_SIZE), b""):
             digest.update(chunk)
         size = fp.tell()
-        os.fsync(fp.fileno())
     return Spooled(path=path, size=size, sha256=digest.hexdigest())

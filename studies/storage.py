@@ -1,10 +1,13 @@
 """Object storage of DICOM files through Django's storage API (local folder or S3)."""
 
 import contextlib
+import functools
 import hashlib
+import os
 import secrets
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from django.core.files import File
@@ -39,6 +42,39 @@ def object_put(*, key: str, spooled: Spooled) -> str:
         name = storage().save(key, _SpoolFile(fp, name=str(spooled.path)))
     spooled.discard()  # already gone when it was moved
     return name
+
+
+def objects_sync(keys: list[str]) -> None:
+    """Make stored objects durable before their index commits: each file and the folders
+    that name it are fsynced, all of them at once (the file system commits them together,
+    where one after the other each would wait for a commit of its own).
+
+    A storage without local paths (S3) has made an object durable when it answered.
+    """
+    paths = set()
+    for key in keys:
+        path = object_local_path(key=key)
+        if path is not None:
+            # The file, and each folder up to the storage's root: a new folder or a name
+            # moved into one is durable only once the folder holding it is synced.
+            paths |= {path, *path.parents[: key.count("/") + 1]}
+    if paths:
+        # Sorted: files before folders is not needed, one order keeps runs comparable.
+        list(_sync_pool().map(_fsync, sorted(paths)))
+
+
+@functools.cache
+def _sync_pool() -> ThreadPoolExecutor:
+    # Made in the process that syncs (a gunicorn worker), never before the fork.
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="fsync")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def object_delete(*, key: str) -> None:

@@ -344,3 +344,36 @@ def test_the_metadata_has_no_nul_no_non_finite_number_and_no_bulk_data_reference
     clean = Dataset()
     clean.Modality = "MR"
     assert to_json(clean) == {"00080060": {"vr": "CS", "Value": ["MR"]}}
+
+
+def test_it_syncs_each_stored_object_and_its_folders_before_indexing(
+    cast, tmp_path, private_storage, monkeypatch
+):
+    synced: list[tuple[Path, bool]] = []
+    original = storage._fsync
+
+    def recording(path: Path) -> None:
+        synced.append((path, Study.objects.exists()))  # indexed yet?
+        original(path)
+
+    monkeypatch.setattr(storage, "_fsync", recording)
+    result = ingest(dicom_copy(tmp_path))
+    assert result.status == "stored"
+    stored = storage.object_local_path(key=Instance.objects.get().storage_key)
+    paths = {path for path, _ in synced}
+    assert {stored, stored.parent, stored.parent.parent, private_storage / "dicom"} <= paths
+    assert private_storage in paths
+    assert not any(indexed for _, indexed in synced)
+
+
+def test_it_leaves_nothing_when_an_object_cannot_be_synced(
+    cast, tmp_path, private_storage, monkeypatch
+):
+    def failing(path: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(storage, "_fsync", failing)
+    with pytest.raises(OSError, match="Input/output"):
+        ingest(dicom_copy(tmp_path))
+    assert not Study.objects.exists()
+    assert stored_files(private_storage) == []
