@@ -21,7 +21,7 @@ from consent.prepared import fetch_prepared
 class Row(NamedTuple):
     # A NamedTuple, not a dataclass: a decision builds a few of these, and every
     # microsecond of a decision counts (bench/bench_gate.py).
-    kind: str  # aff, rec, exc, hid, emg, con, car
+    kind: str  # aff, rec, exc, hid, emg, con, car; ins (institution code), nid (national id)
     id: int | None
     patient_id: int | None
     start: datetime.datetime | None
@@ -66,6 +66,10 @@ UNION ALL SELECT 'car', id, patient_id, start, "end", ended_at, NULL, NULL, NULL
   FROM consent_carerelationship
   WHERE practitioner_id = %(practitioner)s AND patient_id {patients} AND "end" > %(now)s
     AND (ended_at IS NULL OR ended_at > %(now)s)
+UNION ALL SELECT 'ins', id, NULL, NULL, NULL, NULL, NULL, NULL, code, NULL
+  FROM consent_institution WHERE id {institutions}
+UNION ALL SELECT 'nid', NULL, id, NULL, NULL, NULL, NULL, NULL, national_id, NULL
+  FROM consent_patient WHERE id {patients}
 """
 
 # The first branch types every column (PostgreSQL resolves UNION types left to right). The
@@ -74,16 +78,21 @@ UNION ALL SELECT 'car', id, patient_id, start, "end", ended_at, NULL, NULL, NULL
 _POSTGRESQL = _TEMPLATE.format(
     patients="= ANY(CAST(%(patients)s AS bigint[]))",
     uids="= ANY(CAST(%(uids)s AS text[]))",
+    institutions="= ANY(CAST(%(institutions)s AS bigint[]))",
 )
 
 
 @lru_cache(maxsize=64)
-def _sqlite_sql(patients: int, uids: int) -> str:
+def _sqlite_sql(patients: int, uids: int, institutions: int) -> str:
     def marks(prefix: str, count: int) -> str:
         # An empty IN () is not SQL; NULL matches nothing.
         return "IN (%s)" % (", ".join(f"%({prefix}{n})s" for n in range(count)) or "NULL")
 
-    return _TEMPLATE.format(patients=marks("p", patients), uids=marks("u", uids))
+    return _TEMPLATE.format(
+        patients=marks("p", patients),
+        uids=marks("u", uids),
+        institutions=marks("i", institutions),
+    )
 
 
 def practitioner_rows(
@@ -93,22 +102,27 @@ def practitioner_rows(
     patient_ids: Sequence[int],
     study_uids: Sequence[str],
     now: datetime.datetime,
+    institution_ids: Sequence[int] = (),
 ) -> list[Row]:
     """Affiliations at the institution, then per patient: record status, exclusions, hidden
     studies among ``study_uids``, emergency accesses, consents (one row per covered
-    institution) and care relationships."""
+    institution), care relationships and national identifier; and the codes of
+    ``institution_ids``."""
     # The proxy `django.db.connection` costs a thread-local lookup on every attribute.
     db = connections[DEFAULT_DB_ALIAS]
     params = {"practitioner": practitioner_id, "institution": institution_id, "now": now}
     if db.vendor == "postgresql":
         params["patients"] = _array_literal(str(int(pid)) for pid in patient_ids)
         params["uids"] = _array_literal(map(_quoted, study_uids))
+        params["institutions"] = _array_literal(str(int(i)) for i in institution_ids)
         return list(map(Row._make, fetch_prepared(_POSTGRESQL, params, binary=True)))
     params["now"] = db.ops.adapt_datetimefield_value(now)
     params.update((f"p{n}", pid) for n, pid in enumerate(patient_ids))
     params.update((f"u{n}", uid) for n, uid in enumerate(study_uids))
+    params.update((f"i{n}", iid) for n, iid in enumerate(institution_ids))
     with db.cursor() as cursor:
-        cursor.execute(_sqlite_sql(len(patient_ids), len(study_uids)), params)
+        sql = _sqlite_sql(len(patient_ids), len(study_uids), len(institution_ids))
+        cursor.execute(sql, params)
         return [_from_sqlite(r) for r in cursor.fetchall()]
 
 

@@ -18,7 +18,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn, Protocol
+from typing import NamedTuple, NoReturn, Protocol
 
 from django.conf import settings
 from django.db import transaction
@@ -173,13 +173,15 @@ def authorize_studies(
     national_id = ""
     try:
         _refuse_inside_transaction()
-        result, hidden = _decide_many(actor, action, studies)
+        national_ids: dict[int, str] = {}
+        result, hidden = _decide_many(actor, action, studies, national_ids=national_ids)
         message = f"{len(result.permitted)} of {len(studies)} studies permitted."
         outcome = Decision(permit=True, reason_code="", message=message)
         patients = {s.patient_id for s in studies}
         if len(patients) == 1 and None not in patients:
             # One patient (a patient's list): the event is about them.
-            national_id = _national_ids(patients).get(patients.pop(), "")
+            (pid,) = patients
+            national_id = national_ids.get(pid) or _national_ids({pid}).get(pid, "")
     except Exception:
         logger.exception("The gate failed while deciding a list of %s", action)
         result, hidden = StudyListDecision([], []), 0
@@ -301,13 +303,14 @@ def _hidden_from(facts: Facts, study: StudyRef) -> bool:
 
 
 def _decide_many(
-    actor: Actor, action: str, studies: Sequence[StudyRef]
+    actor: Actor, action: str, studies: Sequence[StudyRef], *, national_ids: dict[int, str]
 ) -> tuple[StudyListDecision, int]:
     facts = load_facts(
         actor,
         patient_ids=[s.patient_id for s in studies],
         study_uids=[s.study_uid for s in studies],
         institution_ids=[s.institution_id for s in studies],
+        national_ids=national_ids,
     )
     permitted, withheld, hidden = [], set(), 0
     for study in studies:
@@ -334,55 +337,79 @@ def load_facts(
     patient_ids: Iterable[int | None],
     study_uids: Iterable[str] = (),
     institution_ids: Iterable[int] = (),
+    national_ids: dict[int, str] | None = None,
 ) -> dict[int | None, Facts]:
     """The facts of the rule for the actor and each patient, at one instant, in a fixed
-    number of queries (one for a practitioner, whatever the number of patients or studies)."""
+    number of queries (one for a practitioner, whatever the number of patients or studies).
+
+    For a practitioner, ``national_ids`` (when given) is filled with the patients' national
+    identifiers, read by the same query for the audit event."""
     now = timezone.now()
+    codes = {actor.institution.pk: actor.institution.code} if actor.institution else {}
+    missing_codes = set(institution_ids) - set(codes) - {None}
     common = {
         "role": actor.role,
         "now": now,
         "acting_institution_id": actor.institution.pk if actor.institution else None,
-        "institution_codes": _codes(actor, set(institution_ids)),
+        "institution_codes": codes,
     }
     per_patient: dict[int, dict] = {pid: {} for pid in patient_ids if pid is not None}
     if actor.role == Role.PRACTITIONER and actor.practitioner is not None:
-        common.update(_practitioner_facts(actor, per_patient, sorted(set(study_uids)), now))
-    elif actor.role == Role.PATIENT and actor.patient is not None:
-        common.update(_patient_base(actor))
+        wanted = _Wanted(sorted(set(study_uids)), sorted(missing_codes), codes, national_ids)
+        common.update(_practitioner_facts(actor, per_patient, wanted, now))
+    else:
+        codes.update(_codes(missing_codes))
+        if actor.role == Role.PATIENT and actor.patient is not None:
+            common.update(_patient_base(actor))
     # Built once each, not copied with dataclasses.replace: this runs on every decision.
     facts = {pid: Facts(**common, patient_id=pid, **own) for pid, own in per_patient.items()}
     facts[None] = Facts(**common)
     return facts
 
 
-def _codes(actor: Actor, institution_ids: set[int]) -> dict[int, str]:
-    codes = {actor.institution.pk: actor.institution.code} if actor.institution else {}
-    missing = institution_ids - set(codes)
-    if missing:
-        found = facts_query.institution_codes(missing)
-        if found is None:
-            found = Institution.objects.filter(pk__in=missing).values_list("pk", "code")
-        codes.update(found)
-    return codes
+def _codes(institution_ids: set[int]) -> dict[int, str]:
+    if not institution_ids:
+        return {}
+    found = facts_query.institution_codes(institution_ids)
+    if found is None:
+        found = Institution.objects.filter(pk__in=institution_ids).values_list("pk", "code")
+    return dict(found)
+
+
+class _Wanted(NamedTuple):
+    """What the practitioner's fact query reads besides the rule's own facts, and where
+    it puts them."""
+
+    study_uids: list[str]
+    institution_ids: list[int]  # whose codes are missing from `codes`
+    codes: dict[int, str]
+    national_ids: dict[int, str] | None
 
 
 # The Facts field each kind of dated row of the fact query fills.
 _PERIODS = {"exc": "exclusions", "emg": "emergencies", "car": "care_relationships"}
 
 
-def _practitioner_facts(
-    actor: Actor, per_patient: dict[int, dict], study_uids: list[str], now
-) -> dict:
-    """Fill ``per_patient`` from the one fact query; return the practitioner's own facts."""
+def _practitioner_facts(actor: Actor, per_patient: dict[int, dict], wanted: _Wanted, now) -> dict:
+    """Fill ``per_patient`` (and the codes and national identifiers ``wanted``) from the
+    one fact query; return the practitioner's own facts."""
     rows = facts_query.practitioner_rows(
         practitioner_id=actor.practitioner.pk,
         institution_id=actor.institution.pk if actor.institution else None,
         patient_ids=sorted(per_patient),
-        study_uids=study_uids,
+        study_uids=wanted.study_uids,
+        institution_ids=wanted.institution_ids,
         now=now,
     )
     affiliations, consents = [], {}
     for row in rows:
+        if row.kind == "ins":
+            wanted.codes[row.id] = row.text
+            continue
+        if row.kind == "nid":
+            if wanted.national_ids is not None:
+                wanted.national_ids[row.patient_id] = row.text
+            continue
         row = _in_effect(row, now=now)
         if row.kind == "aff":
             affiliations.append(Period(row.id, row.start, row.end))

@@ -86,7 +86,7 @@ def test_on_postgresql_it_prepares_nothing_when_the_settings_say_so(cast):
         found = rows(cast, [cast.xavier], ["1.2"])
     finally:
         raw.prepare_threshold = saved
-    assert [r.kind for r in found] == ["aff", "rec"]
+    assert [r.kind for r in found] == ["aff", "rec", "nid"]
     assert prepared_runs() == before
 
 
@@ -101,3 +101,21 @@ def test_it_loads_the_stored_values_exactly(cast):
     assert (car.start, car.end) == (link.start, link.end)
     assert car.start.utcoffset() == datetime.timedelta(0)
     assert found["rec"].text == "active"
+
+
+def test_it_reads_the_codes_asked_for_and_each_patients_national_id(cast):
+    found = facts_query.practitioner_rows(
+        practitioner_id=cast.alice.pk,
+        institution_id=inst("CHL").pk,
+        patient_ids=[cast.xavier.pk, cast.yvonne.pk],
+        study_uids=[],
+        institution_ids=[inst("CHEM").pk, inst("HRS").pk],
+        now=timezone.now(),
+    )
+    codes = {r.id: r.text for r in found if r.kind == "ins"}
+    national_ids = {r.patient_id: r.text for r in found if r.kind == "nid"}
+    assert codes == {inst("CHEM").pk: "CHEM", inst("HRS").pk: "HRS"}
+    assert national_ids == {
+        cast.xavier.pk: cast.xavier.national_id,
+        cast.yvonne.pk: cast.yvonne.national_id,
+    }

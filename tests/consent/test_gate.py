@@ -191,11 +191,27 @@ def test_a_list_costs_the_same_queries_for_2_or_20_patients(
     few = [study("2.1", "CHEM", cast.xavier), study("2.2", "CHL", cast.yvonne)]
     many = [study(f"2.{n}", "HRS", p) for n, p in enumerate([cast.xavier, cast.yvonne, *others])]
     audit = audit_append_queries(django_assert_max_num_queries)
-    # Institution codes, the fact query, the audit append.
-    with django_assert_num_queries(2 + audit):
+    # The fact query (the institution codes included), the audit append.
+    with django_assert_num_queries(1 + audit):
         gate.authorize_studies(alice, gate.LIST_STUDIES, studies=few, audit_action="study.search")
-    with django_assert_num_queries(2 + audit):
+    with django_assert_num_queries(1 + audit):
         gate.authorize_studies(alice, gate.LIST_STUDIES, studies=many, audit_action="study.search")
+
+
+def test_a_list_of_one_patient_is_audited_with_their_national_id_in_one_fact_query(
+    cast, django_assert_num_queries, django_assert_max_num_queries
+):
+    alice = actor(cast.alice.user, "CHL")
+    one = [study("2.1", "CHEM", cast.xavier), study("2.2", "HRS", cast.xavier)]
+    audit = audit_append_queries(django_assert_max_num_queries)
+    with django_assert_num_queries(1 + audit):
+        decision = gate.authorize_studies(
+            alice, gate.LIST_STUDIES, studies=one, audit_action="study.search"
+        )
+    event = AuditEvent.objects.order_by("-seq").first()
+    assert event.patient == cast.xavier.national_id
+    # The withheld institutions are named by their codes, read by the same query.
+    assert decision.withheld == [("CHEM", "NO_CONSENT"), ("HRS", "NO_CONSENT")]
 
 
 def test_an_excluded_practitioner_is_denied_even_with_consent_and_care(shared):
