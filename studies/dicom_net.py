@@ -279,6 +279,7 @@ class InheritedSocketServer(AssociationServer):
     def __init__(self, *args: object, listening: socket.socket, **kwargs: object) -> None:
         self.listening = listening
         self.stopping = False
+        self.parent = os.getppid()
         super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
@@ -294,7 +295,8 @@ class InheritedSocketServer(AssociationServer):
         self.socket.close()
 
     def service_actions(self) -> None:
-        if self.stopping:
+        # A child whose parent died (SIGKILL, a crash) stops too, rather than serve unsupervised.
+        if self.stopping or os.getppid() != self.parent:
             raise _Stop
         super().service_actions()
 
