@@ -82,3 +82,52 @@ def test_a_spool_handed_to_the_kernel_while_written_keeps_every_byte(
     assert spooled.path.read_bytes() == payload
     assert spooled.sha256 == hashlib.sha256(payload).hexdigest()
     spooled.discard()
+
+
+def test_a_large_spool_hashed_and_written_in_the_background_keeps_every_byte(
+    settings, tmp_path, monkeypatch
+):
+    import hashlib
+    import threading
+
+    from studies import spool
+
+    settings.SPOOL_DIR = tmp_path
+    monkeypatch.setattr(spool, "BACKGROUND_AFTER", 1000)
+    monkeypatch.setattr(spool, "WRITEBACK_BYTES", 3000)
+    threads = []
+    original = spool.SpoolWriter._consume
+
+    def recording(self, chunk):
+        threads.append(threading.current_thread())
+        original(self, chunk)
+
+    monkeypatch.setattr(spool.SpoolWriter, "_consume", recording)
+    payload = bytes(range(256)) * 400
+    spooled = spool.spool_chunks(payload[i : i + 700] for i in range(0, len(payload), 700))
+    assert threads[0] is threading.main_thread()
+    assert threads[-1] is not threading.main_thread()
+    assert spooled.path.read_bytes() == payload
+    assert (spooled.size, spooled.sha256) == (len(payload), hashlib.sha256(payload).hexdigest())
+    spooled.discard()
+
+
+def test_a_write_error_in_the_background_reaches_the_writer_and_leaves_no_spool(
+    settings, tmp_path, monkeypatch
+):
+    from studies import spool
+
+    settings.SPOOL_DIR = tmp_path
+    monkeypatch.setattr(spool, "BACKGROUND_AFTER", 1000)
+    original = spool.SpoolWriter._consume
+
+    def failing(self, chunk):
+        if self._written > 5000:
+            raise OSError(28, "No space left on device")
+        original(self, chunk)
+
+    monkeypatch.setattr(spool.SpoolWriter, "_consume", failing)
+    payload = bytes(100_000)
+    with pytest.raises(OSError, match="No space"):
+        spool.spool_chunks(payload[i : i + 700] for i in range(0, len(payload), 700))
+    assert list(tmp_path.iterdir()) == []
