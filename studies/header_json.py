@@ -82,6 +82,13 @@ def _sequence(items: Sequence, *, encode: Encode) -> dict | None:
     return {"vr": "SQ", "Value": values}
 
 
+def raw_values(elem: RawDataElement) -> list | None:
+    """The values pydicom would convert a raw element to (as in its DICOM JSON), decoded
+    here without converting it; None when this module leaves the element to pydicom."""
+    encoded = _plain(elem)
+    return None if encoded is None else encoded.get("Value", [])
+
+
 def _plain(elem: RawDataElement) -> dict | None:
     vr = _vr(elem)
     value = elem.value

@@ -377,3 +377,16 @@ def test_it_leaves_nothing_when_an_object_cannot_be_synced(
         ingest(dicom_copy(tmp_path))
     assert not Study.objects.exists()
     assert stored_files(private_storage) == []
+
+
+@pytest.mark.parametrize("path", pydicom_files(), ids=lambda p: Path(p).name)
+def test_the_header_values_are_those_pydicom_converts(path, monkeypatch):
+    from studies import dicom
+
+    try:
+        fast = dicom.read_header(Path(path))
+    except dicom.InvalidDicom:
+        return
+    monkeypatch.setattr(dicom, "_get", lambda ds, keyword: ds.get(keyword))
+    slow = dicom.read_header(Path(path))
+    assert fast == slow
