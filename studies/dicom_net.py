@@ -143,6 +143,10 @@ def make_ae(*, ae_title: str) -> GatewayAE:
     no storage context is listed: a list of 170 classes x 45 syntaxes would be deep-copied
     for every association (about 100 ms). What cannot be parsed is refused at ingest.
     """
+    # pynetdicom's standard handlers format every PDU and DIMSE message for its debug log,
+    # even when that log is off: bind them only when it is on.
+    debug = logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG)
+    _config.LOG_HANDLER_LEVEL = "standard" if debug else "none"
     ae = GatewayAE(ae_title=ae_title)
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
     ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs for big instances
