@@ -1,5 +1,6 @@
 """DICOM JSON (PS3.18 F.2) of a header, plain elements encoded straight from their bytes."""
 
+import functools
 import re
 import struct
 from collections.abc import Callable
@@ -158,21 +159,34 @@ def _strings(text: str, vr: str) -> list | None:
         return _names(text)
     elif vr == "AE":
         values = [v.strip() for v in text.split("\\")]
-    elif vr == "IS":
-        return _parsed(text, _INT, lambda v: int(IS(v, config.RAISE)))
-    elif vr == "DS":
-        return _parsed(text, _DECIMAL, lambda v: float(DS(v, False, config.RAISE)))
+    elif vr in ("IS", "DS"):
+        return _parsed(text, vr)
     else:
         return None
     if values == [""]:
         return []
+    # What pydicom refuses (an over-long CS, a lowercase code...) is left to it.
+    return values if all(_valid(vr, v) for v in values) else None
+
+
+# Values repeat from header to header (codes, dates, a study's UIDs, pixel spacings):
+# pydicom's validation and number parsing of each, a sixth of the encoding, are remembered.
+@functools.lru_cache(maxsize=16384)
+def _valid(vr: str, value: str) -> bool:
     try:
-        for v in values:
-            # What pydicom refuses (an over-long CS, a lowercase code...) is left to it.
-            validate_value(vr, v, config.RAISE)
+        validate_value(vr, value, config.RAISE)
     except ValueError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=16384)
+def _number(vr: str, value: str) -> int | float | None:
+    """An IS or DS value as pydicom reads it strictly, None when it refuses it."""
+    try:
+        return int(IS(value, config.RAISE)) if vr == "IS" else float(DS(value, False, config.RAISE))
+    except (ValueError, OverflowError):
         return None
-    return values
 
 
 def _names(text: str) -> list | None:
@@ -191,17 +205,16 @@ def _names(text: str) -> list | None:
     return values
 
 
-def _parsed(text: str, pattern: re.Pattern, kind: Callable[[str], object]) -> list | None:
+def _parsed(text: str, vr: str) -> list | None:
     text = text.rstrip("\0 ")
     if not text:
         return []
     values = text.split("\\")
+    pattern = _INT if vr == "IS" else _DECIMAL
     if not all(pattern.fullmatch(v) for v in values):
         return None
-    try:
-        return [kind(v) for v in values]
-    except (ValueError, OverflowError):
-        return None
+    numbers = [_number(vr, v) for v in values]
+    return None if None in numbers else numbers
 
 
 def pydicom_element_json(ds: Dataset, tag: int, **options: object) -> dict | None:
