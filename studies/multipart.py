@@ -51,17 +51,22 @@ class MultipartReader:
         self._done = False
 
     def _fill(self) -> bool:
+        chunk = self._next()
+        self._buffer += chunk
+        return bool(chunk)
+
+    def _next(self) -> bytes:
+        """The next chunk of the body, b"" at its end."""
         if self._eof:
-            return False
+            return b""
         chunk = self._read(CHUNK_SIZE)
         if not chunk:
             self._eof = True
-            return False
+            return b""
         self._total += len(chunk)
         if self._total > self._max:
             raise BodyTooLarge(f"The body is larger than {self._max} bytes.")
-        self._buffer += chunk
-        return True
+        return chunk
 
     def parts(self) -> Iterator[Part]:
         self._skip_preamble()
@@ -139,8 +144,25 @@ class MultipartReader:
                 # Everything but a possible partial separator at the end is body.
                 self._write(writer, len(self._buffer) - keep)
                 del self._buffer[: len(self._buffer) - keep]
-            if not self._fill():
+            chunk = self._next()
+            if not chunk:
                 raise MalformedMultipart("The body ends before the closing boundary.")
+            if not self._pass_through(writer, chunk, keep=keep):
+                self._buffer += chunk
+
+    def _pass_through(self, writer: SpoolWriter, chunk: bytes, *, keep: int) -> bool:
+        """Write a chunk that holds no separator straight from itself, not through the
+        buffer (two copies less of a large body); False, writing nothing, when it may."""
+        if len(chunk) <= keep or self._separator in chunk:
+            return False
+        if self._separator in self._buffer + chunk[:keep]:
+            return False
+        if self._buffer:
+            writer.write(bytes(self._buffer))
+        # A view of the immutable chunk: the spool may keep it queued without a copy.
+        writer.write(memoryview(chunk)[: len(chunk) - keep])
+        self._buffer = bytearray(chunk[len(chunk) - keep :])
+        return True
 
 
 def _header_dict(raw: str) -> dict[str, str]:

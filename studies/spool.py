@@ -65,7 +65,7 @@ class SpoolWriter:
             self._head_done = True
         self.size += len(chunk)
         if self._sink is not None:
-            self._sink.put(bytes(chunk))  # the caller reuses its buffer
+            self._sink.put(chunk if _immutable(chunk) else bytes(chunk))
             return
         self._consume(chunk)
         if self.size >= BACKGROUND_AFTER:
@@ -135,6 +135,11 @@ class _Sink:
     def _raise(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def _immutable(chunk: bytes | memoryview) -> bool:
+    """Whether a chunk can wait in the queue as it is (a mutable buffer may be reused)."""
+    return isinstance(chunk, bytes) or (isinstance(chunk, memoryview) and chunk.readonly)
 
 
 def _spool_dir() -> Path:

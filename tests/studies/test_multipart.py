@@ -131,3 +131,27 @@ def test_a_write_error_in_the_background_reaches_the_writer_and_leaves_no_spool(
     with pytest.raises(OSError, match="No space"):
         spool.spool_chunks(payload[i : i + 700] for i in range(0, len(payload), 700))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("chunk", [12, 13, 50, 4096, 65536])
+def test_large_parts_written_straight_from_the_chunks_keep_every_byte(
+    settings, tmp_path, monkeypatch, chunk
+):
+    import random
+
+    settings.SPOOL_DIR = tmp_path
+    monkeypatch.setattr(multipart, "CHUNK_SIZE", chunk)
+    rng = random.Random(chunk)
+    near = b"\r\n--b0undar"  # a separator but for its last byte
+    filler = [b for b in range(256) if b != ord("y")]  # never completes one
+    bodies = [
+        b"".join(
+            rng.choice([near, bytes([rng.choice(filler)]) * rng.randrange(1, 300)])
+            for _ in range(400)
+        )
+        for _ in range(3)
+    ]
+    data = b"".join(
+        multipart_stream([("application/dicom", [b]) for b in bodies], boundary="b0undary")
+    )
+    assert _read(data) == [("application/dicom", b) for b in bodies]
