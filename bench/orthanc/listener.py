@@ -17,4 +17,8 @@ if __name__ == "__main__":
     from orthanc.clients import enable_tcp_nodelay
 
     enable_tcp_nodelay()
-    call_command("dicom_listener", port=int(sys.argv[1]), host="127.0.0.1")
+    options = {}
+    # The command's default is one process per CPU; BENCH_LISTENER_PROCESSES=1 compares.
+    if os.environ.get("BENCH_LISTENER_PROCESSES"):
+        options["processes"] = int(os.environ["BENCH_LISTENER_PROCESSES"])
+    call_command("dicom_listener", port=int(sys.argv[1]), host="127.0.0.1", **options)
