@@ -1,6 +1,7 @@
 """The production web server settings: gunicorn serves the gateway and keeps connections alive."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,13 +21,19 @@ def _free_port() -> int:
 
 
 def _get(sock: socket.socket, path: str) -> bytes:
+    """One request on the open connection; its response's head (the body is read and
+    dropped, so that the next response starts clean)."""
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
+    received = b""
+    while b"\r\n\r\n" not in received:
         chunk = sock.recv(65536)
         if not chunk:
-            break
-        head += chunk
+            return received
+        received += chunk
+    head, body = received.split(b"\r\n\r\n", 1)
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    while length and len(body) < int(length.group(1)):
+        body += sock.recv(65536)
     return head
 
 
