@@ -225,10 +225,13 @@ def test_member_titles_are_read_at_most_once_per_ttl(cast, monkeypatch):
     read = dicom_net._member_titles
     monkeypatch.setattr(dicom_net, "_member_titles", lambda: reads.append(1) or read())
     dicom_net.forget_member_titles()
-    assert dicom_net.member_titles()["CHEM_PACS"].institution.code == "CHEM"
-    assert "CHEM_PACS" in dicom_net.member_titles()
-    assert len(reads) == 1
-    fetched_at, titles = dicom_net._titles
-    monkeypatch.setattr(dicom_net, "_titles", (fetched_at - dicom_net.TITLES_TTL - 1, titles))
-    dicom_net.member_titles()
-    assert len(reads) == 2
+    try:
+        assert dicom_net.member_titles()["CHEM_PACS"].institution.code == "CHEM"
+        assert "CHEM_PACS" in dicom_net.member_titles()
+        assert len(reads) == 1
+        fetched_at, titles = dicom_net._titles
+        monkeypatch.setattr(dicom_net, "_titles", (fetched_at - dicom_net.TITLES_TTL - 1, titles))
+        dicom_net.member_titles()
+        assert len(reads) == 2
+    finally:
+        dicom_net.close_db_connections()  # the reads ran on the listener's database threads

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,12 @@ def _database_url(tmp_path: Path) -> str:
     if connection.vendor == "sqlite":
         # The test database lives in this process's memory: hand the listener a copy.
         path = tmp_path / "listener.sqlite3"
-        with sqlite3.connect(path) as copy:
+        with closing(sqlite3.connect(path)) as copy:
             connection.ensure_connection()
             connection.connection.backup(copy)
-        copy.close()
+            # As a migrated file database is. Otherwise the listener's connections would each
+            # switch the copy to WAL, which waits for every other connection to let go.
+            copy.execute("PRAGMA journal_mode=WAL")
         return f"sqlite:///{path}"
     db = connection.settings_dict
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
@@ -49,7 +52,7 @@ def _database_url(tmp_path: Path) -> str:
 
 def _instance_count(url: str) -> int:
     if url.startswith("sqlite:///"):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
             table = Instance._meta.db_table
             return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
     return Instance.objects.count()
