@@ -52,7 +52,7 @@ class MultipartBody:
             len(p) if isinstance(p, bytes) else os.path.getsize(p) for p in self._pieces
         )
         self._iter = self._chunks()
-        self._buffer = b""
+        self._chunk = memoryview(b"")  # the rest of the current chunk, not copied
 
     def __len__(self) -> int:
         return self.length
@@ -67,16 +67,19 @@ class MultipartBody:
                     yield chunk
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            try:
-                self._buffer += next(self._iter)
-            except StopIteration:
-                break
+        """Up to `size` bytes (http.client reads 8 KiB at a time): sliced off the current
+        chunk without copying its rest, so the client does not limit what it measures."""
         if size < 0:
-            out, self._buffer = self._buffer, b""
-        else:
-            out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return out
+            rest = bytes(self._chunk) + b"".join(self._iter)
+            self._chunk = memoryview(b"")
+            return rest
+        while not self._chunk:
+            chunk = next(self._iter, None)
+            if chunk is None:
+                return b""
+            self._chunk = memoryview(chunk)
+        out, self._chunk = self._chunk[:size], self._chunk[size:]
+        return out.tobytes()
 
 
 @dataclass
