@@ -157,7 +157,7 @@ def bench_stow_small(ctx: Context, studies: list[corpus.StudySpec]) -> None:
     batches = _batches(studies, ctx.args.batch)
     count = sum(len(b) for b in batches)
     megabytes = sum(s.size for s in studies) / MB
-    rates = {}
+    rates, complete = {}, True
     for name, web in (("orthanc", ctx.or_web), ("gateway", ctx.gw_store)):
         if name == "gateway":
             ctx.profile_start("stow_small")
@@ -165,6 +165,7 @@ def bench_stow_small(ctx: Context, studies: list[corpus.StudySpec]) -> None:
         if name == "gateway":
             ctx.profile_stop()
         failed = sum(f for _, f in results)
+        complete = complete and not failed
         statuses = sorted({s for s, _ in results})
         rates[name] = (count - failed) / elapsed
         ctx.log(
@@ -179,8 +180,8 @@ def bench_stow_small(ctx: Context, studies: list[corpus.StudySpec]) -> None:
             rates["gateway"],
             rates["orthanc"],
             "inst/s",
-            ">= 1x",
-            rates["gateway"] >= rates["orthanc"],
+            ">= 1x" if complete else "invalid: failures",
+            rates["gateway"] >= rates["orthanc"] if complete else None,
         )
     )
 
@@ -188,7 +189,7 @@ def bench_stow_small(ctx: Context, studies: list[corpus.StudySpec]) -> None:
 def bench_cstore(ctx: Context, studies: list[corpus.StudySpec]) -> None:
     jobs = [[(item.path, *clients.read_meta(item.path)) for item in s.items] for s in studies]
     count = sum(len(j) for j in jobs)
-    rates = {}
+    rates, complete = {}, True
     targets = {
         "orthanc": dict(port=ctx.orthanc.dicom_port, calling="BENCH_SCU", called=ctx.orthanc.aet),
         "gateway": dict(port=ctx.gateway.dicom_port, calling="CHL_PACS", called="ANIM_GATEWAY"),
@@ -204,6 +205,7 @@ def bench_cstore(ctx: Context, studies: list[corpus.StudySpec]) -> None:
         ctx.profile_stop()
         stored = sum(s for s, _ in results)
         rates[name] = stored / elapsed
+        complete = complete and stored == count
         ctx.log(
             f"C-STORE {name}: {stored}/{count} stored in {elapsed:.1f}s ({len(jobs)} associations)"
         )
@@ -215,8 +217,9 @@ def bench_cstore(ctx: Context, studies: list[corpus.StudySpec]) -> None:
             rates["gateway"],
             rates["orthanc"],
             "inst/s",
-            ">= 1x",
-            rates["gateway"] >= rates["orthanc"],
+            # A run where either server lost an instance (a client timeout, say) judges nothing.
+            ">= 1x" if complete else "invalid: failures",
+            rates["gateway"] >= rates["orthanc"] if complete else None,
         )
     )
 
