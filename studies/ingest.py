@@ -1,6 +1,7 @@
 """The one ingest service behind STOW-RS, the C-STORE listener and import_dicom."""
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -31,6 +32,9 @@ from studies.ingest_index import (
 from studies.spool import Spooled
 
 logger = logging.getLogger(__name__)
+# Seconds a session (a DICOM association, a STOW-RS request, an import) relies on the gate's
+# permit to store a study before asking again.
+AUTHORIZATION_TTL = 60.0
 
 
 class FailureReason:
@@ -76,8 +80,15 @@ class IngestSession:
     """
 
     actor: Actor
-    authorized: set[str] = field(default_factory=set)
+    # Study UID -> when the gate permitted storing it (time.monotonic()).
+    authorized: dict[str, float] = field(default_factory=dict)
     cache: IndexCache = field(default_factory=IndexCache)
+
+    def is_authorized(self, study_uid: str) -> bool:
+        """Whether the gate permitted this study lately: a long DICOM association asks it
+        again after AUTHORIZATION_TTL, so that a revoked account or title takes effect."""
+        permitted_at = self.authorized.get(study_uid)
+        return permitted_at is not None and time.monotonic() - permitted_at < AUTHORIZATION_TTL
 
     @classmethod
     def for_writer(cls, actor: Actor) -> "IngestSession":
@@ -322,7 +333,7 @@ def _inconsistency(
 
 def _authorize_new(*, session: IngestSession, header: Header, patient: Patient | None) -> None:
     """The gate, once per session, for a study not indexed yet."""
-    if header.study_uid in session.authorized:
+    if session.is_authorized(header.study_uid):
         return
     ref = StudyKey(
         study_uid=header.study_uid,
@@ -334,7 +345,7 @@ def _authorize_new(*, session: IngestSession, header: Header, patient: Patient |
 
 def _authorize(*, session: IngestSession, study: StudyRow | InstanceRow) -> None:
     """The gate, once per session, for an indexed study."""
-    if study.study_uid in session.authorized:
+    if session.is_authorized(study.study_uid):
         return
     ref = StudyKey(
         study_uid=study.study_uid,
@@ -353,7 +364,7 @@ def _gate(*, session: IngestSession, ref: StudyKey, patient: Patient | None) -> 
         audit_action=Action.STUDY_STORE,
         detail={"channel": session.actor.channel},
     )
-    session.authorized.add(ref.study_uid)
+    session.authorized[ref.study_uid] = time.monotonic()
 
 
 def _patient(pk: int | None) -> Patient | None:

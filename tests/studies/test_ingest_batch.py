@@ -175,3 +175,26 @@ def test_an_instance_that_keeps_losing_the_race_is_refused_not_a_server_error(
     assert "send this instance again" in results[0].reason
     assert not Instance.objects.exists()
     assert stored_files(private_storage) == []
+
+
+def test_a_long_session_asks_the_gate_again_once_its_permit_is_old(cast, tmp_path, monkeypatch):
+    uid = "1.2.826.0.1.3680043.8.498.77"
+    session = IngestSession(actor=system_actor("CHEM"))
+    clock = [1000.0]
+    monkeypatch.setattr(ingest.time, "monotonic", lambda: clock[0])
+
+    def store_one():
+        (result,) = study_ingest(
+            session=session, spooled=[spool_path(dicom_copy(tmp_path, study_uid=uid))]
+        )
+        assert result.status == "stored"
+
+    def permits():
+        return AuditEvent.objects.filter(action="study.store", outcome="permit").count()
+
+    store_one()
+    store_one()
+    assert permits() == 1  # the association's second instance: the permit still holds
+    clock[0] += ingest.AUTHORIZATION_TTL + 1
+    store_one()
+    assert permits() == 2  # asked again
