@@ -139,3 +139,18 @@ def admin_client_verified(client, admin_user):
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_droppable(django_db_setup, django_db_blocker):
+    """At the end of the run, end the sessions that processes started by the tests (DICOM
+    listener children, say) may still hold on the PostgreSQL test database, which PostgreSQL
+    would otherwise refuse to drop (it would be left behind on the machine)."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
