@@ -15,7 +15,7 @@ from typing import NamedTuple
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import dateparse
 
-from consent.prepared import fetch_prepared
+from consent.prepared import fetch_prepared, int_array, text_array
 
 
 class Row(NamedTuple):
@@ -73,7 +73,7 @@ UNION ALL SELECT 'nid', NULL, id, NULL, NULL, NULL, NULL, NULL, national_id, NUL
 """
 
 # The first branch types every column (PostgreSQL resolves UNION types left to right). The
-# arrays travel as typed array literals (see _array_literal), so that the one prepared
+# arrays travel as typed array literals (see consent.prepared.int_array), so that the one prepared
 # statement fits any number of ids.
 _POSTGRESQL = _TEMPLATE.format(
     patients="= ANY(CAST(%(patients)s AS bigint[]))",
@@ -112,9 +112,9 @@ def practitioner_rows(
     db = connections[DEFAULT_DB_ALIAS]
     params = {"practitioner": practitioner_id, "institution": institution_id, "now": now}
     if db.vendor == "postgresql":
-        params["patients"] = _array_literal(str(int(pid)) for pid in patient_ids)
-        params["uids"] = _array_literal(map(_quoted, study_uids))
-        params["institutions"] = _array_literal(str(int(i)) for i in institution_ids)
+        params["patients"] = int_array(patient_ids)
+        params["uids"] = text_array(study_uids)
+        params["institutions"] = int_array(institution_ids)
         return list(map(Row._make, fetch_prepared(_POSTGRESQL, params, binary=True)))
     params["now"] = db.ops.adapt_datetimefield_value(now)
     params.update((f"p{n}", pid) for n, pid in enumerate(patient_ids))
@@ -170,20 +170,8 @@ def _pairs(sql: str, ids: Iterable[int]) -> dict | None:
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql":
         return None
-    literal = _array_literal(str(int(i)) for i in ids)
+    literal = int_array(ids)
     return dict(fetch_prepared(sql, {"ids": literal}, binary=True))
-
-
-def _array_literal(elements: Iterable[str]) -> str:
-    # A PostgreSQL array literal, still a bound parameter (typed by the statement's CAST):
-    # psycopg's own list adaptation inspects every element to choose a type, on every call.
-    return "{" + ",".join(elements) + "}"
-
-
-def _quoted(text: str) -> str:
-    # Inside double quotes, a backslash escapes the next character (PostgreSQL, "Array Value
-    # Input"): any text, commas and braces included, stays one element.
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _from_sqlite(r: tuple) -> Row:

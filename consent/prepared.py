@@ -7,7 +7,7 @@ behind a transaction pooler). The audit app keeps its own cursor: it imports no 
 """
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -25,6 +25,21 @@ def fetch_prepared(sql: str, params: Mapping | Sequence, *, binary: bool = False
         # Counted like any query (django_assert_num_queries pins the per-request statements).
         db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - began:.3f}"})
     return rows
+
+
+def int_array(values: Iterable[int]) -> str:
+    """Integers as a PostgreSQL array literal, for a parameter the statement casts to
+    bigint[]: psycopg's own list adaptation inspects every element to choose a type, on
+    every call (a search passes every patient in the practitioner's care)."""
+    return "{" + ",".join(str(int(v)) for v in values) + "}"
+
+
+def text_array(values: Iterable[str]) -> str:
+    """Texts as a PostgreSQL array literal, for a parameter cast to text[]. Inside double
+    quotes a backslash escapes the next character ("Array Value Input"), so any text,
+    commas, braces and quotes included, stays one element."""
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
 
 
 def _cursor(db) -> psycopg.Cursor:

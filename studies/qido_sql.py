@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 from consent.models import StudyVisibility
-from consent.prepared import fetch_prepared
+from consent.prepared import fetch_prepared, int_array, text_array
 from studies import qido
 from studies.models import Study
 
@@ -155,5 +155,7 @@ def _modality(where: list[str], params: list, modality: str) -> None:
 def _among(column: str, values: Sequence) -> tuple[str, list]:
     """`column` is one of `values`: one array parameter on PostgreSQL, a mark each elsewhere."""
     if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s)", [list(values)]
+        if all(isinstance(v, int) for v in values):
+            return f"{column} = ANY(CAST(%s AS bigint[]))", [int_array(values)]
+        return f"{column} = ANY(CAST(%s AS text[]))", [text_array(values)]
     return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
