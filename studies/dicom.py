@@ -285,9 +285,12 @@ def to_json(ds: Dataset) -> dict:
     try:
         # What Dataset.to_json_dict(suppress_invalid_tags=True) gives, at half its cost.
         raw = header_json(ds, encode=lambda data, tag: pydicom_element_json(data, tag, **options))
+        return raw if _is_clean(raw) else _clean(raw)
+    except RecursionError as exc:
+        # Sequences nested hundreds deep (a crafted file): refused, never a server error.
+        raise InvalidDicom("The header's sequences are nested too deeply.") from exc
     except Exception as exc:
         raise InvalidDicom(f"The header cannot be expressed as DICOM JSON: {exc}") from exc
-    return raw if _is_clean(raw) else _clean(raw)
 
 
 def _is_clean(raw: dict) -> bool:

@@ -1,9 +1,11 @@
 """DICOM JSON (PS3.18 F.2) of a header, plain elements encoded straight from their bytes."""
 
+import contextlib
 import functools
 import re
 import struct
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from pydicom import config
 from pydicom.datadict import dictionary_VR
@@ -40,7 +42,7 @@ def header_json(ds: Dataset, *, encode: Encode) -> dict:
     return out
 
 
-def _element(elem: object, *, data: Dataset, encode: Encode) -> dict | None:
+def _element(elem: object, *, data: Dataset, encode: Encode, depth: int = 0) -> dict | None:
     if isinstance(elem, RawDataElement) and _vr(elem) == "SQ":
         # Its items are parsed (their elements stay raw) and encoded here, not by pydicom,
         # whose conversion of every nested element cost most of a sequence's encoding.
@@ -48,7 +50,7 @@ def _element(elem: object, *, data: Dataset, encode: Encode) -> dict | None:
     if isinstance(elem, RawDataElement):
         encoded = _plain(elem)
     elif elem.VR == "SQ" and isinstance(elem.value, Sequence):
-        encoded = _sequence(elem.value, encode=encode)
+        encoded = _sequence(elem.value, encode=encode, depth=depth + 1)
     else:
         encoded = _converted(elem.VR, elem.value)
     return encoded if encoded is not None else encode(data, elem.tag)
@@ -62,20 +64,39 @@ def _converted_sequence(data: Dataset, tag: int) -> object | None:
     """The raw sequence ``tag`` of ``data`` parsed as pydicom's to_json_dict parses it
     (strictly), or None when it cannot be (pydicom then decides)."""
     try:
-        with config.strict_reading():
+        with _strict_reading():
             return data[tag]
     except Exception:
         return None
 
 
-def _sequence(items: Sequence, *, encode: Encode) -> dict | None:
+# pydicom's reading mode is one setting for the whole process: two threads toggling it at
+# once could leave it strict for good (each restoring what the other set). Toggled under a
+# lock, every strict section restores the mode it found.
+_STRICT_MODE = threading.Lock()
+
+
+@contextlib.contextmanager
+def _strict_reading() -> Iterator[None]:
+    with _STRICT_MODE, config.strict_reading():
+        yield
+
+
+# Deeper nesting than this is refused (read_header: "nested too deeply"); real headers nest
+# a few levels, a crafted one hundreds.
+MAX_SEQUENCE_DEPTH = 32
+
+
+def _sequence(items: Sequence, *, encode: Encode, depth: int = 1) -> dict | None:
     """A sequence's items; None (pydicom then decides for the whole sequence) when pydicom
     cannot encode one of their elements, as its to_json_dict then fails the sequence."""
+    if depth > MAX_SEQUENCE_DEPTH:
+        raise RecursionError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH}")
     values = []
     for item in items:
         encoded = {}
         for elem in item.elements():
-            value = _element(elem, data=item, encode=encode)
+            value = _element(elem, data=item, encode=encode, depth=depth)
             if value is None:
                 return None
             encoded[f"{elem.tag:08X}"] = value
@@ -170,9 +191,18 @@ def _strings(text: str, vr: str) -> list | None:
 
 
 # Values repeat from header to header (codes, dates, a study's UIDs, pixel spacings):
-# pydicom's validation and number parsing of each, a sixth of the encoding, are remembered.
-@functools.lru_cache(maxsize=16384)
+# pydicom's validation and number parsing of each, a sixth of the encoding, are remembered;
+# only short ones, so that the caches stay small whatever texts the senders send.
+CACHED_VALUE_LENGTH = 64
+
+
 def _valid(vr: str, value: str) -> bool:
+    if len(value) > CACHED_VALUE_LENGTH:
+        return _validated(vr, value)
+    return _validated_cached(vr, value)
+
+
+def _validated(vr: str, value: str) -> bool:
     try:
         validate_value(vr, value, config.RAISE)
     except ValueError:
@@ -180,13 +210,24 @@ def _valid(vr: str, value: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=16384)
+_validated_cached = functools.lru_cache(maxsize=16384)(_validated)
+
+
 def _number(vr: str, value: str) -> int | float | None:
     """An IS or DS value as pydicom reads it strictly, None when it refuses it."""
+    if len(value) > CACHED_VALUE_LENGTH:
+        return _parsed_number(vr, value)
+    return _parsed_number_cached(vr, value)
+
+
+def _parsed_number(vr: str, value: str) -> int | float | None:
     try:
         return int(IS(value, config.RAISE)) if vr == "IS" else float(DS(value, False, config.RAISE))
     except (ValueError, OverflowError):
         return None
+
+
+_parsed_number_cached = functools.lru_cache(maxsize=16384)(_parsed_number)
 
 
 def _names(text: str) -> list | None:
@@ -221,7 +262,9 @@ def pydicom_element_json(ds: Dataset, tag: int, **options: object) -> dict | Non
     """pydicom's DICOM JSON of one element, None when it cannot be encoded (it is dropped,
     as ``Dataset.to_json_dict(suppress_invalid_tags=True)`` drops it)."""
     try:
-        with config.strict_reading():
+        with _strict_reading():
             return ds[tag].to_json_dict(**options)
+    except RecursionError:
+        raise  # a crafted nesting: read_header refuses the file
     except Exception:
         return None

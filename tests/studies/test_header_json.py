@@ -1,15 +1,19 @@
 """The header's DICOM JSON is exactly what pydicom's Dataset.to_json_dict gives."""
 
 import contextlib
+import struct
+import threading
 import warnings
 from pathlib import Path
 
 import pytest
-from pydicom import dcmread
+from pydicom import config, dcmread
 from pydicom.data import get_testdata_files
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian
 
+from studies import header_json as header_json_module
+from studies.dicom import InvalidDicom, read_header
 from studies.header_json import header_json, pydicom_element_json
 
 OPTIONS = {"bulk_data_threshold": 1024, "bulk_data_element_handler": lambda _elem: ""}
@@ -75,3 +79,85 @@ def test_it_reads_big_endian_numbers_and_names_as_pydicom_does(tmp_path):
     assert got["00100010"]["Value"] == [{"Alphabetic": "Doe^Jane", "Ideographic": "Do^Ja"}]
     assert got["00280010"] == {"vr": "US", "Value": [512]}
     assert got["00180050"] == {"vr": "DS", "Value": [0.625]}
+
+
+def _element(tag: int, vr: bytes, value: bytes) -> bytes:
+    group, number = tag >> 16, tag & 0xFFFF
+    if vr in (b"SQ", b"OB"):
+        return (
+            struct.pack("<HH", group, number) + vr + b"\0\0" + struct.pack("<L", len(value)) + value
+        )
+    return struct.pack("<HH", group, number) + vr + struct.pack("<H", len(value)) + value
+
+
+def _nested_file(tmp_path, depth: int):
+    """An explicit VR file whose sequences (of defined length) nest `depth` deep."""
+    inner = _element(0x00100010, b"PN", b"X\0")
+    for _ in range(depth):
+        item = struct.pack("<HHL", 0xFFFE, 0xE000, len(inner)) + inner
+        inner = _element(0x00081115, b"SQ", item)
+    sop_class, sop, syntax = b"1.2.840.10008.5.1.4.1.1.7\0", b"1.2.3.4\0", b"1.2.840.10008.1.2.1\0"
+    meta = (
+        _element(0x00020001, b"OB", b"\0\1")
+        + _element(0x00020002, b"UI", sop_class)
+        + _element(0x00020003, b"UI", sop)
+        + _element(0x00020010, b"UI", syntax)
+    )
+    body = (
+        _element(0x00080016, b"UI", sop_class)
+        + _element(0x00080018, b"UI", sop)
+        + inner
+        + _element(0x00100020, b"LO", b"PID1")
+        + _element(0x0020000D, b"UI", b"1.2.3\0")
+        + _element(0x0020000E, b"UI", b"1.2.3.5\0")
+    )
+    path = tmp_path / f"nested{depth}.dcm"
+    group_length = _element(0x00020000, b"UL", struct.pack("<L", len(meta)))
+    path.write_bytes(b"\0" * 128 + b"DICM" + group_length + meta + body)
+    return path
+
+
+@pytest.mark.parametrize("depth", [40, 400, 3000])
+def test_sequences_nested_too_deep_are_refused_not_a_server_error(tmp_path, depth):
+    with pytest.raises(InvalidDicom, match="nested too deeply"):
+        read_header(_nested_file(tmp_path, depth))
+
+
+def test_sequences_nested_a_few_levels_are_read(tmp_path):
+    header = read_header(_nested_file(tmp_path, 5))
+    assert header.patient_id == "PID1"
+
+
+def test_long_values_are_validated_without_being_remembered():
+    before = header_json_module._validated_cached.cache_info().currsize
+    assert header_json_module._valid("LT", "x" * 10_000)
+    assert header_json_module._valid("LO", "short and often repeated")
+    assert header_json_module._validated_cached.cache_info().currsize == before + 1
+
+
+def test_a_strict_section_waits_for_another_threads_to_end():
+    """pydicom's reading mode is process-wide: sections toggling it never interleave."""
+    inside, release, entered = threading.Event(), threading.Event(), []
+
+    def first():
+        with header_json_module._strict_reading():
+            inside.set()
+            release.wait(5)
+            entered.append("first leaves")
+
+    def second():
+        with header_json_module._strict_reading():
+            entered.append("second enters")
+
+    one = threading.Thread(target=first)
+    one.start()
+    inside.wait(5)
+    two = threading.Thread(target=second)
+    two.start()
+    two.join(0.2)
+    assert entered == []  # the second waits while the first is strict
+    release.set()
+    one.join(5)
+    two.join(5)
+    assert entered == ["first leaves", "second enters"]
+    assert config.settings.reading_validation_mode == config.IGNORE
