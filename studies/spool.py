@@ -88,12 +88,17 @@ class SpoolWriter:
     def finish(self) -> Spooled:
         """The complete spool file, not durable yet: storage makes it so once it is in place
         (studies.storage.objects_sync), one fsync per object, all of a batch at once."""
-        if not self._head_done:
-            self._head_done = True
-            self.write(self._head)
-        if self._sink is not None:
-            self._sink.close()
-        self._fp.close()
+        try:
+            if not self._head_done:
+                self._head_done = True
+                self.write(self._head)
+            if self._sink is not None:
+                self._sink.close()  # raises the writer thread's error, if any
+            self._fp.close()
+        except BaseException:
+            # A late write error (a full disk on the last chunks): nothing is left behind.
+            self.abort()
+            raise
         return Spooled(path=self.path, size=self.size, sha256=self._hash.hexdigest())
 
     def abort(self) -> None:

@@ -133,6 +133,29 @@ def test_a_write_error_in_the_background_reaches_the_writer_and_leaves_no_spool(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_write_error_on_the_last_chunks_leaves_no_spool_either(settings, tmp_path, monkeypatch):
+    """The error reaches the writer only when it finishes (the chunks were all queued)."""
+    from studies import spool
+
+    settings.SPOOL_DIR = tmp_path
+    monkeypatch.setattr(spool, "BACKGROUND_AFTER", 1000)
+    original = spool.SpoolWriter._consume
+    payload = bytes(100_000)
+
+    def failing_late(self, chunk):
+        if self._written + len(chunk) >= len(payload):
+            raise OSError(28, "No space left on device")
+        original(self, chunk)
+
+    monkeypatch.setattr(spool.SpoolWriter, "_consume", failing_late)
+    writer = spool.SpoolWriter()
+    for i in range(0, len(payload), 700):
+        writer.write(payload[i : i + 700])
+    with pytest.raises(OSError, match="No space"):
+        writer.finish()
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("chunk", [12, 13, 50, 4096, 65536])
 def test_large_parts_written_straight_from_the_chunks_keep_every_byte(
     settings, tmp_path, monkeypatch, chunk
