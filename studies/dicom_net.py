@@ -188,15 +188,19 @@ _sessions_lock = threading.Lock()
 
 
 def _session(event: evt.Event) -> IngestSession | None:
-    """One ingest session per association: the gate is asked once per study."""
+    """One ingest session per association: the gate is asked once per study. The calling
+    title is checked on every C-STORE (from the titles cached a few seconds), so that a
+    title removed or narrowed in the admin stops an association already open."""
     key = event.assoc
-    with _sessions_lock:
-        if key in _sessions:
-            return _sessions[key]
     calling = event.assoc.requestor.ae_title.strip()
     institution = _institution_of(calling, event.assoc.requestor.address)
-    if institution is None:
-        return None
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if institution is None or (session and session.institution.pk != institution.pk):
+            _sessions.pop(key, None)
+            return None
+        if session is not None:
+            return session
     actor = Actor(
         role=Role.SYSTEM,
         institution=institution,

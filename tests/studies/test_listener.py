@@ -72,6 +72,23 @@ def test_a_known_ae_title_from_an_unadmitted_address_stores_nothing(listener, tm
     assert not Instance.objects.exists()
 
 
+def test_an_open_association_stops_storing_once_its_title_is_narrowed(listener, tmp_path):
+    from consent.models import InstitutionAETitle
+    from studies import dicom_net
+
+    assoc = _associate(listener)
+    first = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
+    assert assoc.send_c_store(first).Status == 0x0000
+    # The admin narrows the title to the PACS's network; the cached titles expire.
+    InstitutionAETitle.objects.filter(ae_title="CHEM_PACS").update(peer_networks="10.20.0.0/16")
+    dicom_net.forget_member_titles()
+    second = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
+    status = assoc.send_c_store(second)
+    assoc.release()
+    assert status.Status == 0x0124  # not authorized, on the association already open
+    assert not Instance.objects.filter(sop_instance_uid=second.SOPInstanceUID).exists()
+
+
 def test_it_refuses_an_unknown_calling_ae(listener):
     assoc = _associate(listener, calling="STRANGER")
     assert assoc.is_rejected
