@@ -280,6 +280,9 @@ class _Stop(Exception):
     """Raised in a child's accept loop once it is asked to stop."""
 
 
+_supervisor_pid = 0
+
+
 class InheritedSocketServer(AssociationServer):
     """An association server that accepts on a listening socket it was given (by its parent)
     instead of binding its own; it leaves its accept loop, between requests, once asked to."""
@@ -287,7 +290,9 @@ class InheritedSocketServer(AssociationServer):
     def __init__(self, *args: object, listening: socket.socket, **kwargs: object) -> None:
         self.listening = listening
         self.stopping = False
-        self.parent = os.getppid()
+        # The supervisor's pid, taken before the fork: had it died since, getppid() here
+        # would name init, and the child would never notice it is unsupervised.
+        self.parent = _supervisor_pid or os.getppid()
         super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
@@ -360,6 +365,8 @@ class _Supervisor:
             self.children[self._fork()] = time.monotonic()
 
     def _fork(self) -> int:
+        global _supervisor_pid
+        _supervisor_pid = os.getpid()  # inherited by the child
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns
             code = 1
