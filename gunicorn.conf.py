@@ -9,12 +9,15 @@ worker_class = "gthread"
 workers = int(os.environ.get("GUNICORN_WORKERS", (os.cpu_count() or 1) * 2))
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
 keepalive = 30
-# A 600 MB STOW-RS body on a slow link takes minutes; gthread workers stay responsive to the
-# arbiter meanwhile, so this bounds only a request that makes no progress at all.
+# The workers' heartbeat to the arbiter (a worker silent this long is restarted). It does
+# not bound a request: a client that stops sending mid-body holds its thread, so the
+# reverse proxy must buffer request bodies or time them out.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 900))
 graceful_timeout = 30
 # Import the code once, before forking: workers start fast and share its memory.
 preload_app = True
-# Behind the hospital's reverse proxy, which terminates TLS and sets X-Forwarded-For.
+# Behind the hospital's reverse proxy, which terminates TLS: X-Forwarded-Proto is trusted
+# from these addresses (the scheme). REMOTE_ADDR stays the proxy's address, and the audit
+# log records it as the client's (docs/configuration.md).
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = None  # access is in the audit log; the proxy keeps its own request log
