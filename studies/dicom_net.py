@@ -314,11 +314,19 @@ class InheritedSocketServer(AssociationServer):
         super().service_actions()
 
 
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on host:port, IPv4 or IPv6 as the host is written ("::" also
+    takes IPv4 where the system allows both on one socket)."""
+    family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+    dualstack = family == socket.AF_INET6 and host in ("::", "") and socket.has_dualstack_ipv6()
+    return socket.create_server((host, port), family=family, backlog=128, dualstack_ipv6=dualstack)
+
+
 def serve_processes(*, ae_title: str, host: str, port: int, processes: int) -> None:
     """Listen with `processes` child processes sharing one socket, until SIGTERM or SIGINT."""
     from django.db import connections
 
-    listening = socket.create_server((host, port), backlog=128)
+    listening = _listening_socket(host, port)
     # Every child wakes for a new connection; the ones that lose the race must not block.
     listening.setblocking(False)
     connections.close_all()

@@ -74,8 +74,10 @@ def _wait_for(condition, timeout: float = 30.0):
 
 
 @pytest.fixture
-def listener(cast, tmp_path):
-    """The listener command in its own process, with 2 children; yields (pid, port, db url)."""
+def listener(cast, tmp_path, request):
+    """The listener command in its own process, with 2 children; yields (pid, port, db url).
+    Listens on 127.0.0.1, or on the host given as the fixture's parameter."""
+    host = getattr(request, "param", "127.0.0.1")
     port = _free_port()
     url = _database_url(tmp_path)
     env = dict(
@@ -86,7 +88,7 @@ def listener(cast, tmp_path):
         STORAGE_ROOT=str(tmp_path / "listener-storage"),
         SPOOL_DIR=str(tmp_path / "listener-spool"),
     )
-    args = ["dicom_listener", "--processes=2", "--host=127.0.0.1", f"--port={port}"]
+    args = ["dicom_listener", "--processes=2", f"--host={host}", f"--port={port}"]
     proc = subprocess.Popen(
         [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), *args],
         env=env,
@@ -103,11 +105,13 @@ def listener(cast, tmp_path):
         proc.stdout.close()
 
 
-def _send(port: int, paths: list[Path], calling: str = "CHEM_PACS") -> list[int]:
+def _send(
+    port: int, paths: list[Path], calling: str = "CHEM_PACS", host: str = "127.0.0.1"
+) -> list[int]:
     """C-STORE the files over one association; their statuses."""
     ae = AE(ae_title=calling)
     ae.add_requested_context(CTImageStorage)
-    assoc = ae.associate("127.0.0.1", port, ae_title="ANIM_GATEWAY")
+    assoc = ae.associate(host, port, ae_title="ANIM_GATEWAY")
     if not assoc.is_established:
         return []
     try:
@@ -124,6 +128,13 @@ def test_every_instance_of_concurrent_associations_is_stored(listener, tmp_path)
     assert statuses == [[0x0000, 0x0000]] * 8
     assert _instance_count(url) == 16
     assert _send(port, [dicom_copy(tmp_path)], calling="STRANGER") == []
+
+
+@pytest.mark.parametrize("listener", ["::1"], indirect=True)
+def test_the_processes_listen_on_an_ipv6_address(listener, tmp_path):
+    _, port, url = listener
+    assert _send(port, [dicom_copy(tmp_path, patient_id="CHEM-X1")], host="::1") == [0x0000]
+    assert _instance_count(url) == 1
 
 
 def test_each_child_serves_on_the_shared_port(listener, tmp_path):
