@@ -200,3 +200,15 @@ def test_sigterm_stops_the_parent_and_all_its_children(listener, tmp_path):
     # Nothing listens any more.
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
         pass
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_port_in_use_is_a_clear_command_error(cast, processes):
+    from django.core.management import CommandError, call_command
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError, match=f"127.0.0.1:{port} cannot run"):
+            call_command(
+                "dicom_listener", f"--processes={processes}", "--host=127.0.0.1", f"--port={port}"
+            )

@@ -35,4 +35,6 @@ class Command(BaseCommand):
                 serve_processes(ae_title=ae_title, host=host, port=port, processes=processes)
         except KeyboardInterrupt:
             pass
+        except OSError as exc:  # a port in use, an unknown host: said plainly, no traceback
+            raise CommandError(f"The listener on {host}:{port} cannot run: {exc}") from exc
         self.stdout.write("Stopped.")
