@@ -123,8 +123,7 @@ def _append_postgresql(values: dict, content: str) -> AuditEvent:
                 found = _execute_append(_PG_APPEND_IN_TRANSACTION, params)
         else:
             # Autocommit: the statement is its own transaction; then the flush barrier.
-            found = _execute_append(_PG_APPEND_ALONE, params)
-            _prepared_cursor().execute(_PG_FLUSH_BARRIER, prepare=True)
+            found = _append_then_barrier(params)
     except psycopg.Error as exc:
         raise AuditUnavailable(f"The audit log could not be written: {exc}") from exc
     seq, time, prev_hash, digest = found
@@ -153,12 +152,44 @@ def _prepared_cursor() -> "psycopg.Cursor":
     return cursor
 
 
+def _barrier_cursor() -> "psycopg.Cursor":
+    """A second cursor for the barrier: in a pipeline, a cursor keeps only its last result,
+    and the append's must be read."""
+    raw = connection.connection
+    cursor = getattr(connection, "_barrier_cursor", None)
+    if cursor is None or cursor.closed or cursor.connection is not raw:
+        cursor = psycopg.Cursor(raw)
+        connection._barrier_cursor = cursor
+    return cursor
+
+
 def _forget_cursor(sender: object, connection: object, **kwargs: object) -> None:
-    # A new connection: drop the old one's cursor, and with it the old connection.
+    # A new connection: drop the old one's cursors, and with them the old connection.
     connection._audit_cursor = None
+    connection._barrier_cursor = None
 
 
 connection_created.connect(_forget_cursor, dispatch_uid="audit.services.forget_cursor")
+
+
+def _append_then_barrier(params: list) -> tuple:
+    """The append, then the flush barrier in a transaction of its own, sent together in one
+    round trip (a pipeline): both results are read before this returns, so the row is
+    durable before any caller goes on."""
+    cursor, barrier = _prepared_cursor(), _barrier_cursor()
+    with cursor.connection.pipeline() as pipeline:
+        cursor.execute(_PG_APPEND_ALONE, params, prepare=True)
+        # A Sync ends the append's transaction: without it both statements would share one
+        # implicit transaction, committed with synchronous_commit off. psycopg offers no
+        # public way to queue a Sync without waiting for it (tests/audit pin this).
+        pipeline._enqueue_sync()
+        barrier.execute(_PG_FLUSH_BARRIER, prepare=True)
+    found = cursor.fetchone()
+    if found is None:
+        # No head row (a fresh flush): the slow path rebuilds it, appends, then flushes.
+        found = _execute_append(_PG_APPEND_ALONE, params)
+        barrier.execute(_PG_FLUSH_BARRIER, prepare=True)
+    return found
 
 
 def _execute_append(sql: str, params: list) -> tuple:

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils.safestring import mark_safe
 
-from audit import canonical
+from audit import canonical, services
 from audit.errors import AuditUnavailable, InvalidAuditEvent
 from audit.events import EVENT_FIELDS
 from audit.models import AuditEvent, AuditHead
@@ -161,6 +161,42 @@ def test_an_event_keeps_the_clocks_time_even_after_a_later_one(append_events, tr
     execute("UPDATE audit_auditevent SET time = %s WHERE seq = 1", [future])
     second = append(sample_event(2))
     assert second.time < future
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction: the append's own commit
+def test_the_flush_barrier_is_a_transaction_of_its_own_with_synchronous_commit(monkeypatch):
+    """The append commits with synchronous_commit off and the barrier goes in the same round
+    trip: it must still be a separate transaction (a Sync between them), whose commit waits
+    for the flush, or the audit row would not be durable before the data is sent."""
+    require_postgres()
+    probe = "SELECT current_setting('synchronous_commit'), pg_current_xact_id_if_assigned()"
+    monkeypatch.setattr(services, "_PG_FLUSH_BARRIER", probe)
+    row = append(sample_event(1))
+    setting, xact = connection._barrier_cursor.fetchone()
+    assert setting == "on"
+    assert xact is None  # nothing of the append's transaction is left in the barrier's
+    assert AuditEvent.objects.filter(seq=row.seq, hash=row.hash).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pipelined_append_rebuilds_a_missing_head(triggers_dropped):
+    require_postgres()
+    append(sample_event(1))
+    execute("DELETE FROM audit_audithead")
+    assert append(sample_event(2)).seq == 2
+    assert verify_chain().valid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pipelined_append_raises_audit_unavailable_when_the_database_fails():
+    require_postgres()
+    execute("ALTER TABLE audit_auditevent RENAME TO audit_gone")
+    try:
+        with pytest.raises(AuditUnavailable, match="could not be written"):
+            append(sample_event(1))
+    finally:
+        execute("ALTER TABLE audit_gone RENAME TO audit_auditevent")
+    assert append(sample_event(2)).seq == 1
 
 
 @pytest.mark.django_db(transaction=True)  # a connection closed inside a test's transaction stays
