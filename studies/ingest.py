@@ -23,11 +23,9 @@ from studies.ingest_index import (
     StudyRow,
     identities_of,
     index_batch,
-    instances_find,
     objects_delete,
     objects_put,
-    series_find,
-    studies_find,
+    rows_find,
 )
 from studies.spool import Spooled
 
@@ -246,11 +244,11 @@ class _Known:
     def load(cls, headers: list[Header], *, cache: IndexCache, performing: Institution) -> "_Known":
         if not headers:
             return cls(instances={}, studies={}, series={})
-        studies = studies_find({h.study_uid for h in headers}, cache=cache)
+        instances, studies, series = rows_find(headers, cache=cache)
         return cls(
-            instances=instances_find(h.sop_instance_uid for h in headers),
+            instances=instances,
             studies=studies,
-            series=series_find({h.series_uid for h in headers}, cache=cache),
+            series=series,
             identities=identities_of(
                 performing=performing, headers=[h for h in headers if h.study_uid not in studies]
             ),

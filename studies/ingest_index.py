@@ -1,15 +1,16 @@
 """The index side of ingest: light rows of what is stored, and one transaction per batch."""
 
+import contextlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, JSONField, Value
 from django.utils import timezone
 
 from consent.models import Institution, Patient
-from studies import reconcile, storage
+from studies import ingest_sql, reconcile, storage
 from studies.dicom import Header
 from studies.models import Instance, Series, Study
 from studies.spool import Spooled
@@ -102,6 +103,42 @@ def identities_of(
     return identities
 
 
+def rows_find(
+    headers: list[Header], *, cache: IndexCache
+) -> tuple[dict[str, InstanceRow], dict[str, StudyRow], dict[str, SeriesRow]]:
+    """The stored instances, studies and series a batch names (in one statement on
+    PostgreSQL); studies and series the session knows are not looked up again."""
+    sops = {h.sop_instance_uid for h in headers}
+    study_uids = {h.study_uid for h in headers}
+    series_uids = {h.series_uid for h in headers}
+    if connection.vendor != "postgresql":
+        return (
+            instances_find(sops),
+            studies_find(study_uids, cache=cache),
+            series_find(series_uids, cache=cache),
+        )
+    studies = {uid: cache.studies[uid] for uid in study_uids if uid in cache.studies}
+    series = {uid: cache.series[uid] for uid in series_uids if uid in cache.series}
+    instances = {}
+    rows = ingest_sql.known_rows(
+        instances=sops, studies=study_uids - set(studies), series=series_uids - set(series)
+    )
+    for kind, uid, a, b, c, text, more in rows:
+        if kind == "i":
+            instances[uid] = InstanceRow(
+                sha256=text, study_uid=more, institution_id=a, patient_id=b
+            )
+        elif kind == "s":
+            studies[uid] = cache.studies[uid] = StudyRow(a, uid, b, text, c, _split(more))
+        else:
+            series[uid] = cache.series[uid] = SeriesRow(a, b, c, bool(text))
+    return instances, studies, series
+
+
+def _split(modalities: str) -> set[str]:
+    return {m for m in modalities.split("\\") if m}
+
+
 def instances_find(sop_uids: Iterable[str]) -> dict[str, InstanceRow]:
     rows = Instance.objects.filter(sop_instance_uid__in=set(sop_uids)).values_list(
         "sop_instance_uid",
@@ -121,7 +158,7 @@ def studies_find(uids: Iterable[str], *, cache: IndexCache) -> dict[str, StudyRo
             "pk", "study_uid", "institution_id", "dicom_patient_id", "patient_id", "modalities"
         )
         for *head, modalities in rows:
-            row = StudyRow(*head, modalities={m for m in modalities.split("\\") if m})
+            row = StudyRow(*head, modalities=_split(modalities))
             found[row.study_uid] = cache.studies[row.study_uid] = row
     return found
 
@@ -189,7 +226,8 @@ def index_batch(*, institution: Institution, items: list[Planned], cache: IndexC
         for uid in {i.header.series_uid for i in items}
         if uid in cache.series
     }
-    created_studies, created_series = _index(
+    write = _index_in_one_statement if connection.vendor == "postgresql" else _index
+    created_studies, created_series = write(
         institution=institution, items=items, studies=studies, series=series
     )
     # Committed: what the session knows now.
@@ -208,10 +246,7 @@ def _index(
     studies: dict[str, StudyRow],
     series: dict[str, SeriesRow],
 ) -> tuple[dict[str, StudyRow], dict[str, SeriesRow]]:
-    fresh: dict[str, Planned] = {}  # the first object of each series to create
-    for item in items:
-        if item.header.series_uid not in series:
-            fresh.setdefault(item.header.series_uid, item)
+    fresh = _fresh_series(items, series)
     tallies = _tallies(items, new_series=set(fresh))
     for row in sorted(studies.values(), key=lambda r: r.pk):  # a fixed lock order
         _study_count(row, tallies[row.study_uid])
@@ -233,8 +268,96 @@ def _index(
             for item in items
         ]
     )
-    _queue_previews(instances, items=items, series=series)
+    _queue_previews([i.pk for i in instances], items=items, series=series)
     return new_studies, new_series
+
+
+def _index_in_one_statement(
+    *,
+    institution: Institution,
+    items: list[Planned],
+    studies: dict[str, StudyRow],
+    series: dict[str, SeriesRow],
+) -> tuple[dict[str, StudyRow], dict[str, SeriesRow]]:
+    """_index on PostgreSQL: the same rows, written by one statement (ingest_sql)."""
+    fresh = _fresh_series(items, series)
+    tallies = _tallies(items, new_series=set(fresh))
+    counts = Counter(item.header.series_uid for item in items)
+    new_studies = _first_of_new_studies(items, known=studies)
+    with _savepoint_when_nested():
+        rows = ingest_sql.index_rows(
+            bump_studies=[
+                {
+                    "id": row.pk,
+                    "instances": tallies[uid].instances,
+                    "series": tallies[uid].series,
+                    "modalities": ""
+                    if tallies[uid].modalities <= row.modalities
+                    else _joined(tallies[uid].modalities),
+                }
+                for uid, row in studies.items()
+            ],
+            new_studies=[
+                _study(item, institution=institution, tally=tallies[uid])
+                for uid, item in new_studies.items()
+            ],
+            bump_series=[
+                {
+                    "id": row.pk,
+                    "study_id": studies[_study_of(items, uid)].pk
+                    if _study_of(items, uid) in studies
+                    else None,
+                    "instances": counts[uid],
+                }
+                for uid, row in series.items()
+            ],
+            new_series=[
+                (item.header.study_uid, _series(item, count=counts[uid]))
+                for uid, item in fresh.items()
+            ],
+            instances=[
+                (item.header.study_uid, item.header.series_uid, _instance(item)) for item in items
+            ],
+        )
+    created = {
+        kind: {uid: (pk, study_pk) for k, pk, uid, study_pk in rows if k == kind} for kind in "sei"
+    }
+    study_rows = {
+        uid: _study_row(item, pk=created["s"][uid][0], institution=institution, tally=tallies[uid])
+        for uid, item in new_studies.items()
+    }
+    series_rows = {
+        uid: SeriesRow(pk, study_pk, institution.pk, False)
+        for uid, (pk, study_pk) in created["e"].items()
+    }
+    by_sop = created["i"]
+    _queue_previews(
+        [by_sop[item.header.sop_instance_uid][0] for item in items], items=items, series=series
+    )
+    return study_rows, series_rows
+
+
+def _savepoint_when_nested():
+    """Inside a caller's transaction, a savepoint keeps it usable after a failed statement;
+    outside one, the statement is its own transaction (no BEGIN/COMMIT round trips)."""
+    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+
+
+def _fresh_series(items: list[Planned], series: dict[str, SeriesRow]) -> dict[str, Planned]:
+    """The first object of each series to create."""
+    fresh: dict[str, Planned] = {}
+    for item in items:
+        if item.header.series_uid not in series:
+            fresh.setdefault(item.header.series_uid, item)
+    return fresh
+
+
+def _first_of_new_studies(items: list[Planned], *, known: dict) -> dict[str, Planned]:
+    first: dict[str, Planned] = {}
+    for item in items:
+        if item.header.study_uid not in known:
+            first.setdefault(item.header.study_uid, item)
+    return first
 
 
 def _study_of(items: list[Planned], series_uid: str) -> str:
@@ -289,24 +412,30 @@ def _studies_create(
     tallies: dict[str, _Tally],
     known: dict[str, StudyRow],
 ) -> dict[str, StudyRow]:
-    first: dict[str, Planned] = {}
-    for item in items:
-        if item.header.study_uid not in known:
-            first.setdefault(item.header.study_uid, item)
+    first = _first_of_new_studies(items, known=known)
     created = Study.objects.bulk_create(
         [_study(item, institution=institution, tally=tallies[uid]) for uid, item in first.items()]
     )
     return {
-        s.study_uid: StudyRow(
-            s.pk,
-            s.study_uid,
-            institution.pk,
-            s.dicom_patient_id,
-            s.patient_id,
-            set(tallies[s.study_uid].modalities),
+        s.study_uid: _study_row(
+            first[s.study_uid], pk=s.pk, institution=institution, tally=tallies[s.study_uid]
         )
         for s in created
     }
+
+
+def _study_row(item: Planned, *, pk: int, institution: Institution, tally: _Tally) -> StudyRow:
+    """What the session knows of a study it created."""
+    identity = item.identity or identity_of(performing=institution, header=item.header)
+    patient_id = identity.patient.pk if identity.patient else None
+    return StudyRow(
+        pk,
+        item.header.study_uid,
+        institution.pk,
+        item.header.patient_id,
+        patient_id,
+        set(tally.modalities),
+    )
 
 
 def _json(value: dict) -> Value:
@@ -344,24 +473,30 @@ def _series_create(
     counts: Counter,
     institution: Institution,
 ) -> dict[str, SeriesRow]:
-    created = Series.objects.bulk_create(
-        [
-            Series(
-                study_id=study_pks[item.header.study_uid],
-                series_uid=uid,
-                modality=item.header.modality,
-                series_number=item.header.series_number,
-                description=item.header.series_description,
-                attributes=_json(item.header.series_attributes()),
-                instance_count=counts[uid],
-            )
-            for uid, item in fresh.items()
-        ]
-    )
+    rows = []
+    for uid, item in fresh.items():
+        row = _series(item, count=counts[uid])
+        row.study_id = study_pks[item.header.study_uid]
+        rows.append(row)
+    created = Series.objects.bulk_create(rows)
     return {s.series_uid: SeriesRow(s.pk, s.study_id, institution.pk, False) for s in created}
 
 
-def _instance(item: Planned, *, study_pk: int, series_pk: int) -> Instance:
+def _series(item: Planned, *, count: int) -> Series:
+    """A new series row, without its study (not always indexed yet)."""
+    header = item.header
+    return Series(
+        series_uid=header.series_uid,
+        modality=header.modality,
+        series_number=header.series_number,
+        description=header.series_description,
+        attributes=_json(header.series_attributes()),
+        instance_count=count,
+    )
+
+
+def _instance(item: Planned, *, study_pk: int | None = None, series_pk: int | None = None):
+    """A new instance row; its study and series are joined by UID on PostgreSQL."""
     header = item.header
     return Instance(
         study_id=study_pk,
@@ -381,15 +516,15 @@ def _instance(item: Planned, *, study_pk: int, series_pk: int) -> Instance:
 
 
 def _queue_previews(
-    instances: list[Instance], *, items: list[Planned], series: dict[str, SeriesRow]
+    instance_pks: list[int], *, items: list[Planned], series: dict[str, SeriesRow]
 ) -> None:
     """One preview per series that has none yet, made once the batch is committed."""
     first: dict[str, int] = {}
-    for instance, item in zip(instances, items, strict=True):
+    for pk, item in zip(instance_pks, items, strict=True):
         uid = item.header.series_uid
         has_preview = uid in series and series[uid].has_preview
-        if instance.number_of_frames and not has_preview:
-            first.setdefault(uid, instance.pk)
+        if item.header.number_of_frames and not has_preview:
+            first.setdefault(uid, pk)
     for instance_id in first.values():
         transaction.on_commit(lambda pk=instance_id: _after_store(instance_id=pk))
 

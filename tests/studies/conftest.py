@@ -4,6 +4,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from django.db import DatabaseError
 from pydicom import dcmread
 from pydicom.data import get_testdata_file, get_testdata_files
 from pydicom.uid import generate_uid
@@ -132,3 +133,30 @@ def hide(patient, study_uid: str) -> None:
     from consent.models import StudyVisibility
 
     StudyVisibility.objects.create(patient=patient, study_uid=study_uid, hidden_by="test")
+
+
+@pytest.fixture
+def failing_instance_insert(monkeypatch):
+    """Indexing fails at the instances, after the study and series are written: a database
+    error on PostgreSQL (its one statement fails mid-way), a broken bulk insert on SQLite."""
+    from django.db import connection
+
+    from studies import ingest_index
+    from studies.models import Instance
+
+    if connection.vendor == "postgresql":
+        original = ingest_index._instance
+
+        def too_long(item, **kwargs):
+            row = original(item, **kwargs)
+            row.sha256 = "f" * 65  # over the column's 64 characters
+            return row
+
+        monkeypatch.setattr(ingest_index, "_instance", too_long)
+        return DatabaseError
+
+    def broken(*args, **kwargs):
+        raise DatabaseError("database went away")
+
+    monkeypatch.setattr(Instance.objects, "bulk_create", broken)
+    return DatabaseError
