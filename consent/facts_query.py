@@ -31,6 +31,18 @@ class Row(NamedTuple):
     flag2: bool | None
     text: str | None
     ref: int | None
+    extra: list[str] | None  # a lookup's own columns (kind "fnd"); None on every other kind
+
+
+class Lookup(NamedTuple):
+    """A SELECT of the studies a request names, run in the fact query's own statement: the
+    facts are then read for its patients and study UIDs, in the same round trip and the
+    same snapshot. Its columns, in order: id, patient_id, institution_id, study_uid and
+    ``extra`` (text[], whatever its caller reads back); named parameters only, prefixed
+    ``l_`` so that they cannot clash with the fact query's."""
+
+    sql: str
+    params: dict
 
 
 # Named parameters: each value travels once, however many branches use it. {patients} and
@@ -39,36 +51,38 @@ _TEMPLATE = """
 SELECT 'aff' AS kind, id, CAST(NULL AS bigint) AS patient_id, start AS t_start,
        "end" AS t_end, CAST(NULL AS timestamp with time zone) AS t_revoked,
        CAST(NULL AS boolean) AS flag, CAST(NULL AS boolean) AS flag2,
-       CAST(NULL AS varchar(64)) AS text, CAST(NULL AS bigint) AS ref
+       CAST(NULL AS varchar(64)) AS text, CAST(NULL AS bigint) AS ref,
+       CAST(NULL AS {text_array}) AS extra
   FROM consent_affiliation
   WHERE practitioner_id = %(practitioner)s AND institution_id = %(institution)s
-UNION ALL SELECT 'rec', NULL, patient_id, NULL, NULL, NULL, NULL, NULL, status, NULL
+UNION ALL SELECT 'rec', NULL, patient_id, NULL, NULL, NULL, NULL, NULL, status, NULL, NULL
   FROM consent_sharedrecord WHERE patient_id {patients}
-UNION ALL SELECT 'exc', id, patient_id, created_at, removed_at, NULL, NULL, NULL, NULL, NULL
+UNION ALL SELECT 'exc', id, patient_id, created_at, removed_at, NULL, NULL, NULL, NULL, NULL,
+       NULL
   FROM consent_exclusion
   WHERE practitioner_id = %(practitioner)s AND patient_id {patients}
     AND (removed_at IS NULL OR removed_at > %(now)s)
-UNION ALL SELECT 'hid', NULL, patient_id, NULL, NULL, NULL, NULL, NULL, study_uid, NULL
+UNION ALL SELECT 'hid', NULL, patient_id, NULL, NULL, NULL, NULL, NULL, study_uid, NULL, NULL
   FROM consent_studyvisibility
   WHERE patient_id {patients} AND study_uid {uids} AND unhidden_at IS NULL
-UNION ALL SELECT 'emg', id, patient_id, start, expires_at, NULL, NULL, NULL, NULL, NULL
+UNION ALL SELECT 'emg', id, patient_id, start, expires_at, NULL, NULL, NULL, NULL, NULL, NULL
   FROM consent_emergencyaccess
   WHERE practitioner_id = %(practitioner)s AND institution_id = %(institution)s
     AND patient_id {patients} AND expires_at > %(now)s
 UNION ALL SELECT 'con', c.id, c.patient_id, c.valid_from, c.valid_until, c.revoked_at,
-       c.all_members, c.allow_emergency, NULL, ci.institution_id
+       c.all_members, c.allow_emergency, NULL, ci.institution_id, NULL
   FROM consent_consent c
   LEFT JOIN consent_consent_institutions ci ON ci.consent_id = c.id
   WHERE c.patient_id {patients}
     AND (c.revoked_at IS NULL OR c.revoked_at > %(now)s)
     AND (c.valid_until IS NULL OR c.valid_until > %(now)s)
-UNION ALL SELECT 'car', id, patient_id, start, "end", ended_at, NULL, NULL, NULL, NULL
+UNION ALL SELECT 'car', id, patient_id, start, "end", ended_at, NULL, NULL, NULL, NULL, NULL
   FROM consent_carerelationship
   WHERE practitioner_id = %(practitioner)s AND patient_id {patients} AND "end" > %(now)s
     AND (ended_at IS NULL OR ended_at > %(now)s)
-UNION ALL SELECT 'ins', id, NULL, NULL, NULL, NULL, NULL, NULL, code, NULL
+UNION ALL SELECT 'ins', id, NULL, NULL, NULL, NULL, NULL, NULL, code, NULL, NULL
   FROM consent_institution WHERE id {institutions}
-UNION ALL SELECT 'nid', NULL, id, NULL, NULL, NULL, NULL, NULL, national_id, NULL
+UNION ALL SELECT 'nid', NULL, id, NULL, NULL, NULL, NULL, NULL, national_id, NULL, NULL
   FROM consent_patient WHERE id {patients}
 """
 
@@ -79,7 +93,28 @@ _POSTGRESQL = _TEMPLATE.format(
     patients="= ANY(CAST(%(patients)s AS bigint[]))",
     uids="= ANY(CAST(%(uids)s AS text[]))",
     institutions="= ANY(CAST(%(institutions)s AS bigint[]))",
+    text_array="text[]",
 )
+
+# With a lookup, its studies are the patients, UIDs and institutions asked about, and come
+# back as rows of kind "fnd". MATERIALIZED: the lookup runs once, not once per branch.
+_FOUND_BRANCH = """
+UNION ALL SELECT 'fnd', id, patient_id, NULL, NULL, NULL, NULL, NULL, study_uid,
+       institution_id, extra
+  FROM found
+"""
+
+
+@lru_cache(maxsize=64)
+def _postgresql_with(lookup_sql: str) -> str:
+    facts = _TEMPLATE.format(
+        patients="IN (SELECT patient_id FROM found)",
+        uids="IN (SELECT study_uid FROM found)",
+        institutions="IN (SELECT institution_id FROM found)",
+        text_array="text[]",
+    )
+    columns = "id, patient_id, institution_id, study_uid, extra"
+    return f"WITH found ({columns}) AS MATERIALIZED ({lookup_sql})\n{facts}{_FOUND_BRANCH}"
 
 
 @lru_cache(maxsize=64)
@@ -92,6 +127,7 @@ def _sqlite_sql(patients: int, uids: int, institutions: int) -> str:
         patients=marks("p", patients),
         uids=marks("u", uids),
         institutions=marks("i", institutions),
+        text_array="text",
     )
 
 
@@ -124,6 +160,24 @@ def practitioner_rows(
         sql = _sqlite_sql(len(patient_ids), len(study_uids), len(institution_ids))
         cursor.execute(sql, params)
         return [_from_sqlite(r) for r in cursor.fetchall()]
+
+
+def folds_lookups() -> bool:
+    """Whether ``rows_with_lookup`` is available: PostgreSQL only (SQLite keeps the
+    look-up and the fact query apart)."""
+    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
+
+
+def rows_with_lookup(
+    *, practitioner_id: int, institution_id: int | None, lookup: Lookup, now: datetime.datetime
+) -> list[Row]:
+    """As ``practitioner_rows`` for the patients, UIDs and institutions of the studies the
+    lookup finds, and those studies (kind "fnd"), in one statement. Rows come in no set
+    order: a lookup whose order matters says it in its id column."""
+    params = {"practitioner": practitioner_id, "institution": institution_id, "now": now}
+    params.update(lookup.params)
+    rows = fetch_prepared(_postgresql_with(lookup.sql), params, binary=True)
+    return list(map(Row._make, rows))
 
 
 # The gate's other per-request reads, as prepared statements on PostgreSQL (on SQLite the

@@ -175,17 +175,44 @@ def authorize_studies(
         _refuse_inside_transaction()
         national_ids: dict[int, str] = {}
         result, hidden = _decide_many(actor, action, studies, national_ids=national_ids)
-        message = f"{len(result.permitted)} of {len(studies)} studies permitted."
-        outcome = Decision(permit=True, reason_code="", message=message)
-        patients = {s.patient_id for s in studies}
-        if len(patients) == 1 and None not in patients:
-            # One patient (a patient's list): the event is about them.
-            (pid,) = patients
-            national_id = national_ids.get(pid) or _national_ids({pid}).get(pid, "")
+        outcome = _permitted_of(result, studies)
+        national_id = _one_patient(studies, national_ids)
     except Exception:
         logger.exception("The gate failed while deciding a list of %s", action)
         result, hidden = StudyListDecision([], []), 0
         outcome = _error_decision("GATE_ERROR", "Access could not be decided; it is denied.")
+    return _list_audited(
+        actor, outcome, result, studies, hidden, audit_action, national_id, detail=detail
+    )
+
+
+def _permitted_of(result: StudyListDecision, studies: Sequence[StudyRef]) -> Decision:
+    message = f"{len(result.permitted)} of {len(studies)} studies permitted."
+    return Decision(permit=True, reason_code="", message=message)
+
+
+def _one_patient(studies: Sequence[StudyRef], national_ids: dict[int, str]) -> str:
+    """The national identifier of the list's one patient (a patient's list: the event is
+    about them), or "" for a list of several patients or unreconciled studies."""
+    patients = {s.patient_id for s in studies}
+    if len(patients) != 1 or None in patients:
+        return ""
+    (pid,) = patients
+    return national_ids.get(pid) or _national_ids({pid}).get(pid, "")
+
+
+def _list_audited(
+    actor: Actor,
+    outcome: Decision,
+    result: StudyListDecision,
+    studies: Sequence[StudyRef],
+    hidden: int,
+    audit_action: str,
+    national_id: str,
+    *,
+    detail: dict | None,
+) -> StudyListDecision:
+    """Audit a list's decision with its counts; raise unless it was permitted."""
     counts = {
         "studies": len(studies),
         "permitted": len(result.permitted),
@@ -198,6 +225,107 @@ def authorize_studies(
     if not outcome.permit:
         raise AccessDenied(outcome)
     return result
+
+
+class Found(NamedTuple):
+    """A study a lookup found (a StudyRef), with the lookup's own columns."""
+
+    pk: int
+    study_uid: str
+    institution_id: int
+    patient_id: int | None
+    extra: list[str]
+
+
+def looks_up_with_facts(actor: Actor) -> bool:
+    """Whether ``authorize_found`` and ``authorize_found_studies`` serve this actor: a
+    practitioner, on PostgreSQL. Otherwise the caller looks the study up, then authorizes."""
+    return (
+        actor.role == Role.PRACTITIONER
+        and actor.practitioner is not None
+        and facts_query.folds_lookups()
+    )
+
+
+def authorize_found(
+    actor: Actor,
+    action: str,
+    *,
+    lookup: facts_query.Lookup,
+    audit_action: str,
+    detail: dict | None = None,
+) -> Found | None:
+    """As ``authorize``, on the one study the lookup finds, found in the fact query's own
+    statement (one round trip less than looking it up first).
+
+    Returns None when the lookup finds nothing, with nothing audited: the caller answers
+    as for any unknown study (``deny_unknown``, or ``authorize`` on what it finds itself).
+
+    Raises
+    ------
+    AccessDenied
+        On every deny, including errors while deciding or auditing.
+    """
+    _mark_consulted()
+    national_ids: dict[int, str] = {}
+    study, conceal = None, False
+    try:
+        _refuse_inside_transaction()
+        facts, found = _facts_and_found(actor, lookup, national_ids=national_ids)
+        if not found:
+            return None
+        study = found[0]
+        decision, conceal = _decide_found(actor, action, facts, study)
+    except Exception:
+        logger.exception("The gate failed while deciding %s", action)
+        decision = _error_decision("GATE_ERROR", "Access could not be decided; it is denied.")
+    national_id = national_ids.get(study.patient_id, "") if study else ""
+    audited = _audited(
+        actor,
+        decision,
+        audit_action,
+        national_id,
+        study_uid=study.study_uid if study else "",
+        detail=detail or {},
+    )
+    if not audited.permit:
+        raise AccessDenied(audited, conceal=conceal and audited is decision)
+    return study
+
+
+def authorize_found_studies(
+    actor: Actor,
+    action: str,
+    *,
+    lookup: facts_query.Lookup,
+    audit_action: str,
+    detail: dict | None = None,
+) -> StudyListDecision:
+    """As ``authorize_studies``, on the studies the lookup finds (ordered by their ``pk``
+    column), found in the fact query's own statement.
+
+    Raises
+    ------
+    AccessDenied
+        When deciding or auditing fails (never because some studies were withheld).
+    """
+    _mark_consulted()
+    try:
+        _refuse_inside_transaction()
+        national_ids: dict[int, str] = {}
+        facts, studies = _facts_and_found(actor, lookup, national_ids=national_ids)
+        studies.sort(key=lambda found: found.pk)
+        result, hidden = _decided_many(action, studies, facts)
+        national_id = _one_patient(studies, national_ids)
+        outcome = _permitted_of(result, studies)
+    except Exception:
+        logger.exception("The gate failed while deciding a list of %s", action)
+        studies, national_id = [], ""
+        result, hidden = StudyListDecision([], []), 0
+        outcome = _error_decision("GATE_ERROR", "Access could not be decided; it is denied.")
+    return _list_audited(
+        actor, outcome, result, studies, hidden, audit_action, national_id, detail=detail
+    )
 
 
 def deny_unknown(actor: Actor, *, audit_action: str, detail: dict | None = None) -> None:
@@ -278,14 +406,24 @@ def _decide_one(
         return Decision(False, "NOT_FOUND", NOT_FOUND_MESSAGE), True
     patient_id = patient.pk if patient else None
     uids = [study.study_uid] if study else []
-    facts = load_facts(actor, patient_ids=[patient_id], study_uids=uids)[patient_id]
+    facts = load_facts(actor, patient_ids=[patient_id], study_uids=uids)
+    if study is not None:
+        return _decide_found(actor, action, facts, study)
+    return policy.decide(facts[patient_id], action=action), False
+
+
+def _decide_found(
+    actor: Actor, action: str, facts: dict[int | None, Facts], study: StudyRef
+) -> tuple[Decision, bool]:
+    """The decision on one study, and whether a deny must look like an unknown study."""
+    facts_of = facts[study.patient_id]
     decision = policy.decide(
-        facts,
+        facts_of,
         action=action,
-        study_institution_id=study.institution_id if study else None,
-        study_uid=study.study_uid if study else None,
+        study_institution_id=study.institution_id,
+        study_uid=study.study_uid,
     )
-    return decision, study is not None and _conceals(actor, facts, study)
+    return decision, _conceals(actor, facts_of, study)
 
 
 def _conceals(actor: Actor, facts: Facts, study: StudyRef) -> bool:
@@ -312,6 +450,12 @@ def _decide_many(
         institution_ids=[s.institution_id for s in studies],
         national_ids=national_ids,
     )
+    return _decided_many(action, studies, facts)
+
+
+def _decided_many(
+    action: str, studies: Sequence[StudyRef], facts: dict[int | None, Facts]
+) -> tuple[StudyListDecision, int]:
     permitted, withheld, hidden = [], set(), 0
     for study in studies:
         facts_of = facts[study.patient_id]
@@ -345,22 +489,60 @@ def load_facts(
     For a practitioner, ``national_ids`` (when given) is filled with the patients' national
     identifiers, read by the same query for the audit event."""
     now = timezone.now()
-    codes = {actor.institution.pk: actor.institution.code} if actor.institution else {}
+    common = _common(actor, now)
+    codes = common["institution_codes"]
     missing_codes = set(institution_ids) - set(codes) - {None}
-    common = {
+    per_patient: dict[int, dict] = {pid: {} for pid in patient_ids if pid is not None}
+    if actor.role == Role.PRACTITIONER and actor.practitioner is not None:
+        wanted = _Wanted(sorted(set(study_uids)), sorted(missing_codes), codes, national_ids)
+        rows = facts_query.practitioner_rows(
+            practitioner_id=actor.practitioner.pk,
+            institution_id=common["acting_institution_id"],
+            patient_ids=sorted(per_patient),
+            study_uids=wanted.study_uids,
+            institution_ids=wanted.institution_ids,
+            now=now,
+        )
+        common.update(_practitioner_facts(actor, rows, per_patient, wanted, now))
+    else:
+        codes.update(_codes(missing_codes))
+        if actor.role == Role.PATIENT and actor.patient is not None:
+            common.update(_patient_base(actor))
+    return _built(common, per_patient)
+
+
+def _facts_and_found(
+    actor: Actor, lookup: facts_query.Lookup, *, national_ids: dict[int, str]
+) -> tuple[dict[int | None, Facts], list[Found]]:
+    """The facts of ``load_facts`` (a practitioner's) for the studies the lookup finds, and
+    those studies, from one statement."""
+    now = timezone.now()
+    common = _common(actor, now)
+    rows = facts_query.rows_with_lookup(
+        practitioner_id=actor.practitioner.pk,
+        institution_id=common["acting_institution_id"],
+        lookup=lookup,
+        now=now,
+    )
+    found = [Found(r.id, r.text, r.ref, r.patient_id, r.extra) for r in rows if r.kind == "fnd"]
+    per_patient: dict[int, dict] = {f.patient_id: {} for f in found if f.patient_id is not None}
+    wanted = _Wanted([], [], common["institution_codes"], national_ids)
+    common.update(_practitioner_facts(actor, rows, per_patient, wanted, now))
+    return _built(common, per_patient), found
+
+
+def _common(actor: Actor, now) -> dict:
+    """The facts every patient shares: who acts, where, when."""
+    codes = {actor.institution.pk: actor.institution.code} if actor.institution else {}
+    return {
         "role": actor.role,
         "now": now,
         "acting_institution_id": actor.institution.pk if actor.institution else None,
         "institution_codes": codes,
     }
-    per_patient: dict[int, dict] = {pid: {} for pid in patient_ids if pid is not None}
-    if actor.role == Role.PRACTITIONER and actor.practitioner is not None:
-        wanted = _Wanted(sorted(set(study_uids)), sorted(missing_codes), codes, national_ids)
-        common.update(_practitioner_facts(actor, per_patient, wanted, now))
-    else:
-        codes.update(_codes(missing_codes))
-        if actor.role == Role.PATIENT and actor.patient is not None:
-            common.update(_patient_base(actor))
+
+
+def _built(common: dict, per_patient: dict[int, dict]) -> dict[int | None, Facts]:
     # Built once each, not copied with dataclasses.replace: this runs on every decision.
     facts = {pid: Facts(**common, patient_id=pid, **own) for pid, own in per_patient.items()}
     facts[None] = Facts(**common)
@@ -390,19 +572,19 @@ class _Wanted(NamedTuple):
 _PERIODS = {"exc": "exclusions", "emg": "emergencies", "car": "care_relationships"}
 
 
-def _practitioner_facts(actor: Actor, per_patient: dict[int, dict], wanted: _Wanted, now) -> dict:
+def _practitioner_facts(
+    actor: Actor,
+    rows: list[facts_query.Row],
+    per_patient: dict[int, dict],
+    wanted: _Wanted,
+    now,
+) -> dict:
     """Fill ``per_patient`` (and the codes and national identifiers ``wanted``) from the
-    one fact query; return the practitioner's own facts."""
-    rows = facts_query.practitioner_rows(
-        practitioner_id=actor.practitioner.pk,
-        institution_id=actor.institution.pk if actor.institution else None,
-        patient_ids=sorted(per_patient),
-        study_uids=wanted.study_uids,
-        institution_ids=wanted.institution_ids,
-        now=now,
-    )
+    rows of the one fact query; return the practitioner's own facts."""
     affiliations, consents = [], {}
     for row in rows:
+        if row.kind == "fnd":  # a lookup's study, read by the caller
+            continue
         if row.kind == "ins":
             wanted.codes[row.id] = row.text
             continue

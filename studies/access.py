@@ -51,6 +51,14 @@ def access_study_row(
     AccessDenied, NotFound
         As ``access_study``.
     """
+    if is_valid_uid(study_uid) and gate.looks_up_with_facts(actor):
+        # The study found and decided in one statement; when it is not there, the usual
+        # path below answers (and audits) as for any unknown study.
+        found = gate.authorize_found(
+            actor, action, lookup=lookups.study_lookup(study_uid), audit_action=audit_action
+        )
+        if found is not None:
+            return lookups.study_of(found)
     row = lookups.study_row(study_uid) if is_valid_uid(study_uid) else None
     if row is None:
         _unknown_study(actor, study_uid=study_uid, audit_action=audit_action)
@@ -107,7 +115,16 @@ def access_stored_object(
     """
     found = None
     if is_valid_uid(study_uid) and is_valid_uid(series_uid) and is_valid_uid(sop_uid):
-        found = lookups.instance_object(study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid)
+        uids = {"study_uid": study_uid, "series_uid": series_uid, "sop_uid": sop_uid}
+        if gate.looks_up_with_facts(actor):
+            # Found and decided in one statement; when the instance is not there, the
+            # study alone is decided below, as for any missing instance.
+            lookup = lookups.instance_lookup(**uids)
+            hit = gate.authorize_found(actor, action, lookup=lookup, audit_action=audit_action)
+            if hit is not None:
+                return lookups.stored_object_of(hit)
+        else:
+            found = lookups.instance_object(**uids)
     if found is None:
         # Decided (and audited) on the study alone; a permitted study lacks this instance,
         # since the statement above matched all three UIDs.

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from django.db import connection
 
+from consent.facts_query import Lookup
+from consent.gate import Found
 from consent.models import Patient
 from consent.prepared import fetch_prepared
 from studies.models import Instance, Series, Study
@@ -66,6 +68,23 @@ SELECT {_STUDY_COLUMNS}, i.storage_key, i.size
   LEFT JOIN {_PATIENT} p ON p.id = s.patient_id
  WHERE i.sop_instance_uid = %s AND se.series_uid = %s AND s.study_uid = %s"""  # noqa: S608
 
+# The same two look-ups as lookups the gate runs inside its fact query (consent.gate
+# .authorize_found): the study's columns for the gate, the rest in `extra`.
+_STUDY_LOOKUP = f"""
+SELECT s.id, s.patient_id, s.institution_id, s.study_uid,
+       ARRAY[CAST(s.instance_count AS text), p.national_id]
+  FROM {_STUDY} s LEFT JOIN {_PATIENT} p ON p.id = s.patient_id
+ WHERE s.study_uid = %(l_study)s"""  # noqa: S608 (model table names; values are parameters)
+
+_INSTANCE_LOOKUP = f"""
+SELECT s.id, s.patient_id, s.institution_id, s.study_uid,
+       ARRAY[i.storage_key, CAST(i.size AS text)]
+  FROM {_INSTANCE} i
+  JOIN {_SERIES} se ON se.id = i.series_id
+  JOIN {_STUDY} s ON s.id = i.study_id
+ WHERE i.sop_instance_uid = %(l_sop)s AND se.series_uid = %(l_series)s
+   AND s.study_uid = %(l_study)s"""  # noqa: S608
+
 _ORDER = "ORDER BY series_id, instance_number IS NULL, instance_number, id"
 _IN_STUDY = {1: "study_id = %s", 2: "study_id = %s AND series_id = %s"}
 # By the number of parameters: a study's instances, or a series' of it.
@@ -94,6 +113,37 @@ def instance_object(
         return None
     row = rows[0]
     return _study_row(row), StoredObject(key=row[6], size=row[7])
+
+
+def study_lookup(study_uid: str) -> Lookup:
+    """The study with this UID, as a lookup for the gate's fact query (``study_of``)."""
+    return Lookup(_STUDY_LOOKUP, {"l_study": study_uid})
+
+
+def instance_lookup(*, study_uid: str, series_uid: str, sop_uid: str) -> Lookup:
+    """The instance's study, when all three UIDs match, as a lookup for the gate's fact
+    query (``stored_object_of``)."""
+    params = {"l_study": study_uid, "l_series": series_uid, "l_sop": sop_uid}
+    return Lookup(_INSTANCE_LOOKUP, params)
+
+
+def study_of(found: Found) -> StudyRow:
+    """The StudyRow of a study ``study_lookup`` found."""
+    instance_count, national_id = found.extra
+    return StudyRow(
+        pk=found.pk,
+        study_uid=found.study_uid,
+        institution_id=found.institution_id,
+        patient_id=found.patient_id,
+        national_id=national_id or "",
+        instance_count=int(instance_count),
+    )
+
+
+def stored_object_of(found: Found) -> StoredObject:
+    """The stored object of an instance ``instance_lookup`` found."""
+    key, size = found.extra
+    return StoredObject(key=key, size=int(size))
 
 
 def metadata_texts(*, study: StudyRow, series_id: int | None = None) -> Iterator[list[str]]:

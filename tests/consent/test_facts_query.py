@@ -56,8 +56,8 @@ def prepared_runs() -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT generic_plans + custom_plans FROM pg_prepared_statements"
-            " WHERE statement LIKE %s",
-            ["%consent_affiliation%"],
+            " WHERE statement LIKE %s AND statement NOT LIKE %s",
+            ["%consent_affiliation%", "%WITH found%"],  # not the gate's lookup variants
         )
         return [n for (n,) in cursor.fetchall()]
 
