@@ -38,8 +38,9 @@ class Lookup(NamedTuple):
     """A SELECT of the studies a request names, run in the fact query's own statement: the
     facts are then read for its patients and study UIDs, in the same round trip and the
     same snapshot. Its columns, in order: id, patient_id, institution_id, study_uid and
-    ``extra`` (text[], whatever its caller reads back); named parameters only, prefixed
-    ``l_`` so that they cannot clash with the fact query's."""
+    ``extra`` (text[], whatever its caller reads back); named parameters only, its own
+    prefixed ``l_`` so that they cannot clash with the fact query's, which it may use
+    (practitioner, institution, now: ``VISIBLE_PATIENTS`` does)."""
 
     sql: str
     params: dict
@@ -182,7 +183,8 @@ def rows_with_lookup(
 
 # The gate's other per-request reads, as prepared statements on PostgreSQL (on SQLite the
 # gate keeps its ORM queries): planning them cost more than running them.
-_VISIBLE_PATIENTS = """
+# Also the patients of a QIDO-RS lookup (studies.qido_sql), with the fact query's parameters.
+VISIBLE_PATIENTS = _VISIBLE_PATIENTS = """
 SELECT patient_id FROM consent_carerelationship
   WHERE practitioner_id = %(practitioner)s AND start <= %(now)s AND "end" > %(now)s
     AND (ended_at IS NULL OR ended_at > %(now)s)

@@ -6,12 +6,14 @@ travels as a parameter; table and column names come from the models; the LIKE, r
 date forms from Django's own connection operations, so PostgreSQL and SQLite agree.
 """
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import connection
 
+from consent.facts_query import Lookup
 from consent.models import StudyVisibility
 from consent.prepared import fetch_prepared, int_array, text_array
 from studies import qido
@@ -25,6 +27,13 @@ _RESULT_COLUMNS = (
     " CAST(attributes AS text)"
 )
 
+# A lookup's columns (consent.facts_query.Lookup): the rank in the page, then StudyHit's.
+_LOOKUP_COLUMNS = (
+    f"row_number() OVER (ORDER BY {_NEWEST_FIRST}), patient_id, institution_id, study_uid,"
+    " ARRAY[modalities, CAST(series_count AS text), CAST(instance_count AS text),"
+    " CAST(attributes AS text)]"
+)
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -36,6 +45,9 @@ class Scope:
     leave_out_hidden: bool = False
     institution_id: int | None = None
     unreconciled: bool = False
+    # Instead of patient_ids, a subquery of them; only in a lookup (``page_lookup``), where
+    # it may use the gate's fact query's own parameters.
+    patients_sql: str = ""
 
 
 def page(*, scope: Scope, query: qido.Query, offset: int, limit: int) -> list[tuple]:
@@ -63,11 +75,37 @@ def page(*, scope: Scope, query: qido.Query, offset: int, limit: int) -> list[tu
         return cursor.fetchall()
 
 
+def page_lookup(*, scope: Scope, query: qido.Query, offset: int, limit: int) -> Lookup:
+    """The page as a lookup for the gate's fact query (PostgreSQL): its studies are found and
+    decided in one statement. Each row's id is its rank in the page; ``extra`` holds the
+    modalities, series and instance counts and the attributes' text (``StudyHit``)."""
+    parts = _parts(scope, query)
+    union = " UNION ALL ".join(sql for sql, _ in parts)
+    ids = f"SELECT id FROM ({union}) page ORDER BY {_NEWEST_FIRST} LIMIT %s OFFSET %s"  # noqa: S608
+    sql = f"SELECT {_LOOKUP_COLUMNS} FROM {_STUDY} WHERE id IN ({ids})"  # noqa: S608 (names, marks)
+    params = [p for _, part_params in parts for p in part_params] + [limit, offset]
+    return Lookup(*_named(sql, params))
+
+
+def _named(sql: str, params: list) -> tuple[str, dict]:
+    """Positional marks as the named ones a lookup takes (l_0, l_1...): the only "%s" in
+    these statements are marks (patterns travel as parameters)."""
+    names = (f"l_{n}" for n in itertools.count())
+    named: dict = {}
+
+    def mark(_: re.Match) -> str:
+        name = next(names)
+        named[name] = params[len(named)]
+        return f"%({name})s"
+
+    return re.sub(r"%s", mark, sql), named
+
+
 def _parts(scope: Scope, query: qido.Query) -> list[tuple[str, list]]:
     keys, key_params = _keys(query)
     parts = []
-    if scope.patient_ids:
-        patients, patient_params = _among("patient_id", scope.patient_ids)
+    if scope.patient_ids or scope.patients_sql:
+        patients, patient_params = _patients("patient_id", scope)
         where = [patients, *keys]
         params = [*patient_params, *key_params]
         if scope.leave_out_hidden:
@@ -88,7 +126,7 @@ def _select_ids(where: list[str]) -> str:
 def _hidden(scope: Scope) -> tuple[str, list]:
     """Ids of the studies in scope that their patient hid (an open hide by the study's own
     patient), made elsewhere than the acting institution: from the few open hides."""
-    patients, params = _among("v.patient_id", scope.patient_ids)
+    patients, params = _patients("v.patient_id", scope)
     sql = (
         f"SELECT h.id FROM {_HIDES} v JOIN {_STUDY} h"  # noqa: S608 (names and marks only)
         " ON h.study_uid = v.study_uid AND h.patient_id = v.patient_id"
@@ -150,6 +188,12 @@ def _modality(where: list[str], params: list, modality: str) -> None:
         "%" + like(f"\\{modality}"),
         "%" + like(f"\\{modality}\\") + "%",
     ]
+
+
+def _patients(column: str, scope: Scope) -> tuple[str, list]:
+    if scope.patients_sql:
+        return f"{column} IN ({scope.patients_sql})", []
+    return _among(column, scope.patient_ids)
 
 
 def _among(column: str, values: Sequence) -> tuple[str, list]:

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from django.db.models import F, Q
 
+from consent.gate import Found
 from studies import lookups, qido, qido_sql
 from studies.models import Instance, Series, Study
 
@@ -46,6 +47,20 @@ def study_page(
     a QIDO-RS result only (one statement; see ``studies.qido_sql``)."""
     rows = qido_sql.page(scope=scope, query=query, offset=offset, limit=limit)
     return [StudyHit(*row) for row in rows]
+
+
+def study_hit_of(found: Found) -> StudyHit:
+    """The StudyHit of a study ``qido_sql.page_lookup`` found."""
+    modalities, series_count, instance_count, attributes = found.extra
+    return StudyHit(
+        study_uid=found.study_uid,
+        institution_id=found.institution_id,
+        patient_id=found.patient_id,
+        modalities=modalities,
+        series_count=int(series_count),
+        instance_count=int(instance_count),
+        attributes_json=attributes,
+    )
 
 
 def series_list(*, study: Study, query: qido.Query) -> list[Series]:

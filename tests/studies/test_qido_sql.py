@@ -1,14 +1,20 @@
 """The QIDO-RS page in plain SQL selects what the ORM's reading of the same rules selects."""
 
+import dataclasses
 import datetime
 import itertools
 
 import pytest
 from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
 
+from consent import facts_query
 from consent.models import Institution, StudyVisibility
+from consent.prepared import fetch_prepared
 from studies import qido, qido_sql
 from studies.models import Study
+from tests.conftest import require_postgres
+from tests.consent.conftest import care
 
 
 @pytest.fixture
@@ -144,3 +150,29 @@ def test_pages_put_together_are_the_whole_list(cast, index):
 def test_nothing_in_scope_runs_no_query(db, django_assert_num_queries):
     with django_assert_num_queries(0):
         assert _sql(qido_sql.Scope(patient_ids=()), qido.Query()) == []
+
+
+def _lookup(scope: qido_sql.Scope, query: qido.Query, **fact_params) -> list[str]:
+    """The page as the gate's fact query reads it (its lookup), in the rank it gives."""
+    lookup = qido_sql.page_lookup(scope=scope, query=query, offset=query.offset, limit=query.limit)
+    rows = fetch_prepared(lookup.sql, {**lookup.params, **fact_params})
+    assert [rank for rank, *_ in sorted(rows)] == list(range(1, len(rows) + 1))
+    return [row[3] for row in sorted(rows)]
+
+
+@pytest.mark.parametrize("keys", QUERIES, ids=[str(q) for q in QUERIES])
+def test_as_a_lookup_it_selects_the_same_page(cast, index, keys):
+    require_postgres()
+    care(cast.alice, cast.xavier)
+    day = datetime.timedelta(days=1)
+    care(cast.alice, cast.yvonne, start=timezone.now() - 2 * day, end=timezone.now() - day)
+    chl = index["chl"].pk
+    scope = qido_sql.Scope(
+        patient_ids=(cast.xavier.pk,), leave_out_hidden=True, institution_id=chl, unreconciled=True
+    )
+    query = qido.Query(**keys)
+    # The practitioner's patients from the fact query's own parameters, as the gate runs it.
+    visible = dataclasses.replace(scope, patient_ids=(), patients_sql=facts_query.VISIBLE_PATIENTS)
+    now = {"practitioner": cast.alice.pk, "institution": chl, "now": timezone.now()}
+    assert _lookup(scope, query) == _sql(scope, query)
+    assert _lookup(visible, query, **now) == _sql(scope, query)
