@@ -286,31 +286,12 @@ def _index_in_one_statement(
     new_studies = _first_of_new_studies(items, known=studies)
     with _savepoint_when_nested():
         rows = ingest_sql.index_rows(
-            bump_studies=[
-                {
-                    "id": row.pk,
-                    "instances": tallies[uid].instances,
-                    "series": tallies[uid].series,
-                    "modalities": ""
-                    if tallies[uid].modalities <= row.modalities
-                    else _joined(tallies[uid].modalities),
-                }
-                for uid, row in studies.items()
-            ],
+            bump_studies=_study_bumps(studies, tallies),
             new_studies=[
                 _study(item, institution=institution, tally=tallies[uid])
                 for uid, item in new_studies.items()
             ],
-            bump_series=[
-                {
-                    "id": row.pk,
-                    "study_id": studies[_study_of(items, uid)].pk
-                    if _study_of(items, uid) in studies
-                    else None,
-                    "instances": counts[uid],
-                }
-                for uid, row in series.items()
-            ],
+            bump_series=_series_bumps(series, items=items, studies=studies, counts=counts),
             new_series=[
                 (item.header.study_uid, _series(item, count=counts[uid]))
                 for uid, item in fresh.items()
@@ -335,6 +316,39 @@ def _index_in_one_statement(
         [by_sop[item.header.sop_instance_uid][0] for item in items], items=items, series=series
     )
     return study_rows, series_rows
+
+
+def _study_bumps(studies: dict[str, StudyRow], tallies: dict[str, _Tally]) -> list[dict]:
+    """What the batch adds to each stored study; modalities only when it adds one."""
+    return [
+        {
+            "id": row.pk,
+            "instances": tallies[uid].instances,
+            "series": tallies[uid].series,
+            "modalities": ""
+            if tallies[uid].modalities <= row.modalities
+            else _joined(tallies[uid].modalities),
+        }
+        for uid, row in studies.items()
+    ]
+
+
+def _series_bumps(
+    series: dict[str, SeriesRow],
+    *,
+    items: list[Planned],
+    studies: dict[str, StudyRow],
+    counts: Counter,
+) -> list[dict]:
+    """What the batch adds to each stored series, with the stored study it must still
+    belong to (None when its study is new: the series then belongs to another one)."""
+    bumps = []
+    for uid, row in series.items():
+        study = studies.get(_study_of(items, uid))
+        bumps.append(
+            {"id": row.pk, "study_id": study.pk if study else None, "instances": counts[uid]}
+        )
+    return bumps
 
 
 def _savepoint_when_nested():
@@ -495,7 +509,9 @@ def _series(item: Planned, *, count: int) -> Series:
     )
 
 
-def _instance(item: Planned, *, study_pk: int | None = None, series_pk: int | None = None):
+def _instance(
+    item: Planned, *, study_pk: int | None = None, series_pk: int | None = None
+) -> Instance:
     """A new instance row; its study and series are joined by UID on PostgreSQL."""
     header = item.header
     return Instance(

@@ -53,7 +53,8 @@ def known_rows(*, instances: Iterable[str], studies: Iterable[str], series: Iter
 # study_id or series_id: the NOT NULL constraint then fails the whole statement with an
 # IntegrityError, and nothing of the batch is written, as with the ORM's transaction.
 _MODALITIES_MERGED = """left(array_to_string(ARRAY(
-    SELECT DISTINCT m COLLATE "C" FROM unnest(string_to_array(s.modalities || '\\' || b.modalities, '\\')) m
+    SELECT DISTINCT m COLLATE "C"
+    FROM unnest(string_to_array(s.modalities || '\\' || b.modalities, '\\')) m
     WHERE m <> '' ORDER BY 1), '\\'), 128)"""
 
 
