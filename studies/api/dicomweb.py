@@ -1,12 +1,13 @@
 """DICOMweb (PS3.18): QIDO-RS, WADO-RS and STOW-RS, every request through the gate."""
 
+import functools
 import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -58,6 +59,18 @@ def _url(request: Request, name: str, **kwargs: str) -> str:
     return request.build_absolute_uri(reverse(f"dicomweb:{name}", kwargs=kwargs))
 
 
+def _studies_url(request: Request) -> str:
+    """The absolute URL of /studies, reversed once per script prefix (every search needs
+    it; the URL configuration does not change while the process runs)."""
+    return request.build_absolute_uri(_studies_path(get_script_prefix()))
+
+
+@functools.cache
+def _studies_path(prefix: str) -> str:
+    # reverse() reads the prefix itself; the argument keys the cache on it.
+    return reverse("dicomweb:studies")
+
+
 def _wants_multipart(request: Request) -> bool:
     """True for multipart/related, False for a bare application/dicom (one instance)."""
     accept = request.headers.get("Accept", "*/*")
@@ -99,7 +112,7 @@ class StudiesApi(DicomWebApi):
         query = qido.parse_query(request.query_params)
         studies = access.studies_search(actor_of(request), query=query)
         # UIDs are digits and dots: one reverse() for the base, not one per result.
-        base = _url(request, "studies")
+        base = _studies_url(request)
         results = (
             dicom_json.study_result_json(
                 s, url=f"{base}/{s.study_uid}", includefield=query.includefield

@@ -79,6 +79,23 @@ def test_it_finds_the_shared_study_but_not_the_hidden_one(alice, xavier_studies)
     )
 
 
+def test_the_result_urls_follow_the_script_prefix_of_each_request(alice, xavier_studies):
+    """Behind a proxy that mounts the gateway under a path: the reversed base is cached per
+    prefix, never shared between them."""
+    from django.urls import set_script_prefix
+
+    uid = xavier_studies["shown"].study_uid
+    try:
+        for prefix in ("", "/pacs", ""):
+            # What the WSGI handler does with SCRIPT_NAME (the test client does not).
+            set_script_prefix(prefix + "/")
+            found = json.loads(alice.get("/dicomweb/studies").content)
+            url = found[0]["00081190"]["Value"][0]
+            assert url == f"http://testserver{prefix}/dicomweb/studies/{uid}"
+    finally:
+        set_script_prefix("/")
+
+
 def test_it_audits_one_search_event_per_query(alice, xavier_studies):
     alice.get("/dicomweb/studies", {"StudyDate": "20240101-20241231"})
     event = AuditEvent.objects.filter(action="study.search").get()
