@@ -528,8 +528,8 @@ def print_table(ctx: Context, header: list[str]) -> None:
     if ctx.query_counts:
         print(
             "SQL statements per gateway request (in-process test client, after one warm-up; "
-            "the audit append and its flush barrier run on a raw psycopg cursor and are not "
-            "counted: add 2 per audited request):"
+            "the audit append and its flush barrier run on a raw psycopg cursor, pipelined, and "
+            "are not counted: add 1 round trip per audited request):"
         )
         for label, count, status in ctx.query_counts:
             print(f"  {label:40} {count:4d}  (HTTP {status})")
