@@ -2,10 +2,11 @@
 
 import contextlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, connection, transaction
+import psycopg
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, JSONField, Value
 from django.utils import timezone
 
@@ -284,7 +285,7 @@ def _index_in_one_statement(
     tallies = _tallies(items, new_series=set(fresh))
     counts = Counter(item.header.series_uid for item in items)
     new_studies = _first_of_new_studies(items, known=studies)
-    with _savepoint_when_nested():
+    with _lock_races_retried(), _savepoint_when_nested():
         rows = ingest_sql.index_rows(
             bump_studies=_study_bumps(studies, tallies),
             new_studies=[
@@ -329,7 +330,7 @@ def _study_bumps(studies: dict[str, StudyRow], tallies: dict[str, _Tally]) -> li
             if tallies[uid].modalities <= row.modalities
             else _joined(tallies[uid].modalities),
         }
-        for uid, row in studies.items()
+        for uid, row in sorted(studies.items(), key=lambda kv: kv[1].pk)  # one lock order
     ]
 
 
@@ -343,12 +344,25 @@ def _series_bumps(
     """What the batch adds to each stored series, with the stored study it must still
     belong to (None when its study is new: the series then belongs to another one)."""
     bumps = []
-    for uid, row in series.items():
+    for uid, row in sorted(series.items(), key=lambda kv: kv[1].pk):  # one lock order
         study = studies.get(_study_of(items, uid))
         bumps.append(
             {"id": row.pk, "study_id": study.pk if study else None, "instances": counts[uid]}
         )
     return bumps
+
+
+@contextlib.contextmanager
+def _lock_races_retried() -> Iterator[None]:
+    """A deadlock with a concurrent writer of the same studies (PostgreSQL chose this
+    statement as its victim, rolled back whole) is a lost race like any other: IntegrityError,
+    and the caller indexes again, one object at a time, from fresh rows."""
+    try:
+        yield
+    except OperationalError as exc:
+        if not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected):
+            raise
+        raise IntegrityError("A concurrent writer locked the same rows.") from exc
 
 
 def _savepoint_when_nested():

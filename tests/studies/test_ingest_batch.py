@@ -2,8 +2,9 @@
 
 import json
 
+import psycopg
 import pytest
-from django.db import DataError, IntegrityError, connection
+from django.db import DataError, IntegrityError, OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from pydicom import dcmread
 
@@ -222,3 +223,27 @@ def test_outside_a_transaction_a_batch_is_written_whole_or_not_at_all(
     assert Series.objects.get().instance_count == 2
     assert Instance.objects.count() == 2
     assert len(stored_files(private_storage)) == 2
+
+
+def test_a_batch_that_loses_a_deadlock_is_indexed_again_not_refused(cast, tmp_path, monkeypatch):
+    # PostgreSQL ends one of two writers that lock the same studies in opposite orders;
+    # its statement is rolled back whole and its objects are indexed again from fresh rows.
+    require_postgres()
+    from studies import ingest_sql
+
+    original, calls = ingest_sql.index_rows, []
+
+    def deadlocked_once(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            try:
+                raise psycopg.errors.DeadlockDetected("deadlock detected")
+            except psycopg.Error as exc:
+                raise OperationalError("deadlock detected") from exc
+        return original(**kwargs)
+
+    monkeypatch.setattr(ingest_sql, "index_rows", deadlocked_once)
+    paths = [dicom_copy(tmp_path) for _ in range(2)]
+    assert [r.status for r in ingest_all(paths)] == ["stored", "stored"]
+    assert len(calls) == 3  # the batch, then each object again
+    assert Instance.objects.count() == 2
