@@ -44,6 +44,8 @@ class Lookup(NamedTuple):
 
     sql: str
     params: dict
+    # The study the request names: audited with a failure to decide (nothing found then).
+    study_uid: str = ""
 
 
 # Named parameters: each value travels once, however many branches use it. {patients} and

@@ -274,6 +274,8 @@ def authorize_found(
         facts, found = _facts_and_found(actor, lookup, national_ids=national_ids)
         if not found:
             return None
+        if len(found) > 1:
+            raise ValueError(f"the lookup found {len(found)} studies where one was asked for")
         study = found[0]
         decision, conceal = _decide_found(actor, action, facts, study)
     except Exception:
@@ -285,7 +287,7 @@ def authorize_found(
         decision,
         audit_action,
         national_id,
-        study_uid=study.study_uid if study else "",
+        study_uid=study.study_uid if study else lookup.study_uid,
         detail=detail or {},
     )
     if not audited.permit:

@@ -117,14 +117,14 @@ def instance_object(
 
 def study_lookup(study_uid: str) -> Lookup:
     """The study with this UID, as a lookup for the gate's fact query (``study_of``)."""
-    return Lookup(_STUDY_LOOKUP, {"l_study": study_uid})
+    return Lookup(_STUDY_LOOKUP, {"l_study": study_uid}, study_uid=study_uid)
 
 
 def instance_lookup(*, study_uid: str, series_uid: str, sop_uid: str) -> Lookup:
     """The instance's study, when all three UIDs match, as a lookup for the gate's fact
     query (``stored_object_of``)."""
     params = {"l_study": study_uid, "l_series": series_uid, "l_sop": sop_uid}
-    return Lookup(_INSTANCE_LOOKUP, params)
+    return Lookup(_INSTANCE_LOOKUP, params, study_uid=study_uid)
 
 
 def study_of(found: Found) -> StudyRow:

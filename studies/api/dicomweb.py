@@ -65,7 +65,7 @@ def _studies_url(request: Request) -> str:
     return request.build_absolute_uri(_studies_path(get_script_prefix()))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)  # bounded: the prefix comes from the (trusted) proxy
 def _studies_path(prefix: str) -> str:
     # reverse() reads the prefix itself; the argument keys the cache on it.
     return reverse("dicomweb:studies")

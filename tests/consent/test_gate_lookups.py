@@ -102,7 +102,7 @@ def test_an_unreconciled_study_of_the_acting_institution_is_permitted(shared):
 
 @pytest.mark.django_db(transaction=True)  # autocommit, as served: the failure aborts nothing
 def test_a_failing_lookup_is_an_audited_gate_error(shared):
-    broken = facts_query.Lookup("SELECT * FROM no_such_table", {})
+    broken = facts_query.Lookup("SELECT * FROM no_such_table", {}, study_uid=UID)
     with pytest.raises(AccessDenied) as info:
         gate.authorize_found(
             actor(shared.alice.user, "CHL"),
@@ -112,6 +112,18 @@ def test_a_failing_lookup_is_an_audited_gate_error(shared):
         )
     assert info.value.code == "GATE_ERROR"
     assert (last_event().outcome, last_event().reason_code) == ("error", "GATE_ERROR")
+    assert last_event().study_uid == UID  # the study asked for, though nothing was found
+
+
+def test_a_lookup_that_finds_two_studies_is_a_gate_error_not_a_pick(shared):
+    with pytest.raises(AccessDenied) as info:
+        found(
+            actor(shared.alice.user, "CHL"),
+            (7, shared.xavier, "CHEM", UID),
+            (8, shared.xavier, "CHEM", UID + ".2"),
+        )
+    assert info.value.code == "GATE_ERROR"
+    assert last_event().reason_code == "GATE_ERROR"
 
 
 def test_only_practitioners_are_served(cast):
