@@ -5,7 +5,7 @@ import os
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Threaded workers keep viewers' connections alive between requests (sync workers close
 # every connection, so each DICOMweb request would pay a new TCP connection).
-worker_class = "gthread"
+worker_class = "anim_gateway.gunicorn_worker.ThreadWorker"  # gthread, balanced
 workers = int(os.environ.get("GUNICORN_WORKERS", (os.cpu_count() or 1) * 2))
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
 keepalive = 30

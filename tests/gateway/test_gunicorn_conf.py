@@ -76,3 +76,26 @@ def test_gunicorn_serves_the_gateway_and_keeps_the_connection_alive(served):
     assert first.startswith(b"HTTP/1.1 401")
     assert second.startswith(b"HTTP/1.1 401")
     assert b"connection: close" not in first.lower()
+
+
+def test_a_busy_worker_leaves_a_new_connection_a_moment_to_idle_workers(monkeypatch):
+    from gunicorn.workers import gthread
+
+    from anim_gateway import gunicorn_worker
+
+    worker = object.__new__(gunicorn_worker.ThreadWorker)  # its policy only, no process
+    accepted, slept = [], []
+    monkeypatch.setattr(gthread.ThreadWorker, "accept", lambda self, sock: accepted.append(sock))
+    monkeypatch.setattr(gthread.ThreadWorker, "enqueue_req", lambda self, conn: None)
+    monkeypatch.setattr(gthread.ThreadWorker, "finish_request", lambda self, conn, fs: None)
+    monkeypatch.setattr(gunicorn_worker.time, "sleep", slept.append)
+    worker.accept("while idle")
+    worker.enqueue_req("a")
+    worker.enqueue_req("b")
+    worker.accept("with two requests in progress")
+    worker.finish_request("a", None)
+    worker.accept("with one")
+    worker.in_flight = 50
+    worker.accept("swamped")
+    assert accepted == ["while idle", "with two requests in progress", "with one", "swamped"]
+    assert slept == [0.004, 0.002, 0.01]
