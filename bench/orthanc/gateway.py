@@ -146,8 +146,8 @@ class Gateway:
         gunicorn = Path(python).with_name("gunicorn")
         if gunicorn.exists():
             self.server = (
-                f"gunicorn {_version(gunicorn)} (gunicorn.conf.py: {self.workers} gthread workers, "
-                "4 threads, keep-alive)"
+                f"gunicorn {_version(gunicorn)} (gunicorn.conf.py: {self.workers} gthread workers "
+                "that leave new connections to idle ones, 4 threads, keep-alive)"
             )
             args = [
                 str(gunicorn),
