@@ -142,24 +142,23 @@ def _prepared_cursor() -> "psycopg.Cursor":
     """A server-side-binding cursor on Django's own connection: the statement is planned
     once per connection (Django's client-side cursors re-plan it on every call)."""
     connection.ensure_connection()
-    raw = connection.connection
-    # Kept on Django's connection wrapper, replaced with the connection it belongs to (a
-    # module-level map would keep every closed connection alive through its cursor).
-    cursor = getattr(connection, "_audit_cursor", None)
-    if cursor is None or cursor.closed or cursor.connection is not raw:
-        cursor = psycopg.Cursor(raw)
-        connection._audit_cursor = cursor
-    return cursor
+    return _kept_cursor("_audit_cursor")
 
 
 def _barrier_cursor() -> "psycopg.Cursor":
     """A second cursor for the barrier: in a pipeline, a cursor keeps only its last result,
     and the append's must be read."""
+    return _kept_cursor("_barrier_cursor")
+
+
+def _kept_cursor(attribute: str) -> "psycopg.Cursor":
+    # Kept on Django's connection wrapper, replaced with the connection it belongs to (a
+    # module-level map would keep every closed connection alive through its cursor).
     raw = connection.connection
-    cursor = getattr(connection, "_barrier_cursor", None)
+    cursor = getattr(connection, attribute, None)
     if cursor is None or cursor.closed or cursor.connection is not raw:
         cursor = psycopg.Cursor(raw)
-        connection._barrier_cursor = cursor
+        setattr(connection, attribute, cursor)
     return cursor
 
 

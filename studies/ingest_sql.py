@@ -51,7 +51,8 @@ def known_rows(*, instances: Iterable[str], studies: Iterable[str], series: Iter
 # each instance joins its study and series by UID. A study or series that changed since it
 # was looked up (deleted, or a series now of another study) leaves an instance without its
 # study_id or series_id: the NOT NULL constraint then fails the whole statement with an
-# IntegrityError, and nothing of the batch is written, as with the ORM's transaction.
+# IntegrityError, and nothing of the batch is written, as with the ORM's transaction. The
+# UPDATEs lock rows in the order of their lists, which the caller sorts by primary key.
 _MODALITIES_MERGED = """left(array_to_string(ARRAY(
     SELECT DISTINCT m COLLATE "C"
     FROM unnest(string_to_array(s.modalities || '\\' || b.modalities, '\\')) m
