@@ -143,6 +143,28 @@ def authorize(
         decision = _error_decision("GATE_ERROR", "Access could not be decided; it is denied.")
     if decision.permit and not audit_permit:
         return decision
+    return _audited_or_denied(
+        actor,
+        decision,
+        audit_action,
+        national_id,
+        study_uid=study_uid,
+        detail=detail,
+        conceal=conceal,
+    )
+
+
+def _audited_or_denied(
+    actor: Actor,
+    decision: Decision,
+    audit_action: str,
+    national_id: str,
+    *,
+    study_uid: str,
+    detail: dict | None,
+    conceal: bool,
+) -> Decision:
+    """Audit one decision; raise AccessDenied unless it (and its audit) permitted."""
     audited = _audited(
         actor, decision, audit_action, national_id, study_uid=study_uid, detail=detail or {}
     )
@@ -281,17 +303,15 @@ def authorize_found(
     except Exception:
         logger.exception("The gate failed while deciding %s", action)
         decision = _error_decision("GATE_ERROR", "Access could not be decided; it is denied.")
-    national_id = national_ids.get(study.patient_id, "") if study else ""
-    audited = _audited(
+    _audited_or_denied(
         actor,
         decision,
         audit_action,
-        national_id,
+        national_ids.get(study.patient_id, "") if study else "",
         study_uid=study.study_uid if study else lookup.study_uid,
-        detail=detail or {},
+        detail=detail,
+        conceal=conceal,
     )
-    if not audited.permit:
-        raise AccessDenied(audited, conceal=conceal and audited is decision)
     return study
 
 
