@@ -199,6 +199,21 @@ def test_the_pipelined_append_raises_audit_unavailable_when_the_database_fails()
     assert append(sample_event(2)).seq == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_pipelined_append_raises_audit_unavailable_when_the_barrier_fails(monkeypatch):
+    """The append's own transaction commits before the barrier runs (a Sync between them);
+    a barrier that fails means the row is not known to be flushed: AuditUnavailable, never
+    a returned row, and the connection stays usable for the next append."""
+    require_postgres()
+    append(sample_event(1))
+    with monkeypatch.context() as broken:
+        broken.setattr(services, "_PG_FLUSH_BARRIER", "SELECT 1 / 0")
+        with pytest.raises(AuditUnavailable, match="could not be written"):
+            append(sample_event(2))
+    assert append(sample_event(3)).seq == AuditEvent.objects.count()
+    assert verify_chain().valid
+
+
 @pytest.mark.django_db(transaction=True)  # a connection closed inside a test's transaction stays
 def test_a_closed_connection_is_not_kept_alive_by_its_cursor():
     require_postgres()
