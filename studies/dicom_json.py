@@ -3,6 +3,8 @@
 import json
 from collections.abc import Callable
 
+from pydicom.datadict import tag_for_keyword
+
 from studies.dicom import INSTANCE_TAGS, SERIES_TAGS, STUDY_TAGS
 from studies.ingest import IngestResult
 from studies.models import Instance, Series
@@ -28,10 +30,19 @@ def _included(attributes: dict, metadata: dict, includefield: frozenset[str]) ->
         return {**metadata, **attributes}
     extra = {}
     for item in includefield:
-        tag = _TAGS.get(item, item.upper())
+        tag = _tag_of(item)
         if tag in metadata:
             extra[tag] = metadata[tag]
     return {**extra, **attributes}
+
+
+def _tag_of(item: str) -> str:
+    """An includefield item as the tag key of DICOM JSON: any keyword of the data dictionary
+    (PS3.18 allows keywords as well as tags), else the item read as a tag."""
+    if item in _TAGS:
+        return _TAGS[item]
+    number = tag_for_keyword(item)
+    return f"{number:08X}" if number is not None else item.upper()
 
 
 def study_result_json(
