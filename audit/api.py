@@ -1,5 +1,7 @@
 """The DPO's audit API and the patient's access log: thin views over selectors and services."""
 
+import datetime
+
 from django.core.validators import RegexValidator
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
@@ -67,6 +69,17 @@ class AuditedApi(APIView):
         super().permission_denied(request, message=message, code=code)
 
 
+class DateTimeField(serializers.DateTimeField):
+    """DRF's, with a naive date-time at the very start of year 1 a 400 "out of range": DRF
+    checks that its local time exists by converting it to UTC, which overflows there."""
+
+    def enforce_timezone(self, value: datetime.datetime) -> datetime.datetime:
+        try:
+            return super().enforce_timezone(value)
+        except OverflowError:
+            self.fail("overflow")
+
+
 class EventFilterInput(serializers.Serializer):
     patient = serializers.CharField(
         required=False,
@@ -77,8 +90,8 @@ class EventFilterInput(serializers.Serializer):
     action = serializers.ChoiceField(required=False, choices=Action.choices)
     outcome = serializers.ChoiceField(required=False, choices=Outcome.choices)
     basis = serializers.CharField(required=False, max_length=32)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = DateTimeField(required=False)
+    until = DateTimeField(required=False)
 
     def validate_institution(self, value: str) -> str:
         return value.strip().upper()

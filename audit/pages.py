@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -48,6 +49,11 @@ def _audit(request: HttpRequest, action: str, detail: dict) -> None:
     )
 
 
+# Days whose period (from midnight, to the next midnight) exists in UTC, as the database
+# stores it: neither the first day of the calendar nor the last.
+_DAYS = [MinValueValidator(datetime.date(1, 1, 2)), MaxValueValidator(datetime.date(9999, 12, 30))]
+
+
 class AuditFilterForm(forms.Form):
     patient = forms.CharField(
         required=False, max_length=13, widget=forms.TextInput({"placeholder": "national id"})
@@ -61,8 +67,12 @@ class AuditFilterForm(forms.Form):
     action = forms.ChoiceField(required=False, choices=[("", "Any action"), *Action.choices])
     outcome = forms.ChoiceField(required=False, choices=[("", "Any outcome"), *Outcome.choices])
     basis = forms.ChoiceField(required=False, choices=[("", "Any basis"), *Basis.choices])
-    since = forms.DateField(required=False, widget=forms.DateInput({"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput({"type": "date"}))
+    since = forms.DateField(
+        required=False, validators=_DAYS, widget=forms.DateInput({"type": "date"})
+    )
+    until = forms.DateField(
+        required=False, validators=_DAYS, widget=forms.DateInput({"type": "date"})
+    )
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
 

@@ -7,6 +7,7 @@ from functools import wraps
 
 from django import forms
 from django.contrib import messages
+from django.core.validators import MaxValueValidator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -182,7 +183,11 @@ class ConsentForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
     )
     valid_until = forms.DateField(
-        required=False, label="Until (optional)", widget=forms.DateInput({"type": "date"})
+        required=False,
+        label="Until (optional)",
+        widget=forms.DateInput({"type": "date"}),
+        # The consent ends at the start of the next day, which must exist.
+        validators=[MaxValueValidator(datetime.date(9999, 12, 30))],
     )
     allow_emergency = forms.BooleanField(
         required=False, initial=True, label="Allow emergency access by a doctor who treats me"
@@ -292,11 +297,12 @@ def doctors(request: HttpRequest) -> HttpResponse:
 
 
 def _practitioner_post(request: HttpRequest, audit_action: str, service: Callable, ok: str):
+    # The gate first: a patient page that answers without it is refused as a 500.
+    patient = own_record(request, audit_action, audit_permit=False)
     form = PractitionerForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a practitioner from the list.")
         return redirect("portal:me-doctors")
-    patient = own_record(request, audit_action, audit_permit=False)
     practitioner = form.cleaned_data["practitioner"]
     run_service(
         request,

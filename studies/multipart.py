@@ -4,6 +4,7 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 
 from studies.spool import CHUNK_SIZE, Spooled, SpoolWriter
 
@@ -28,8 +29,14 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     """('multipart/related', {'type': 'application/dicom', 'boundary': ...}) from a header."""
     message = Message()
     message["content-type"] = value
-    params = {k.lower(): v for k, v in message.get_params(failobj=[])[1:]}
+    params = {k.lower(): _text(v) for k, v in message.get_params(failobj=[])[1:]}
     return message.get_content_type(), params
+
+
+def _text(value: str | tuple) -> str:
+    # An RFC 2231 parameter (type*=utf-8''...) comes back as a (charset, language, value)
+    # tuple: its decoded text, so that a parameter is always a string.
+    return value if isinstance(value, str) else collapse_rfc2231_value(value)
 
 
 class MultipartReader:

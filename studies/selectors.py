@@ -6,11 +6,14 @@ from django.db.models import F, Q
 
 from consent.gate import Found
 from studies import lookups, qido, qido_sql
+from studies.dicom import is_valid_uid
 from studies.models import Instance, Series, Study
 
 
 def study_get_ref(study_uid: str) -> Study | None:
     """The study with this UID (a StudyRef for consent), or None."""
+    if not is_valid_uid(study_uid):
+        return None  # never stored; and a NUL byte in the URL is a database error on PostgreSQL
     return (
         Study.objects.filter(study_uid=study_uid)
         .only("study_uid", "institution_id", "patient_id")

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.actions import Action
+from audit.api import DateTimeField
 from consent.access import access_care_assertion, access_care_end, serves_patient_data
 from consent.api.fields import USERNAME
 from consent.api.patients import CareOutput, practitioner_named, valid
@@ -25,8 +26,8 @@ class CareRelationshipCreateApi(APIView):
         patient = NationalIdField(help_text="The patient's national identifier.")
         practitioner = serializers.RegexField(USERNAME, max_length=150)
         kind = serializers.ChoiceField(choices=[CareKind.ADMISSION, CareKind.REFERRAL])
-        start = serializers.DateTimeField(required=False, allow_null=True)
-        end = serializers.DateTimeField(required=False, allow_null=True)
+        start = DateTimeField(required=False, allow_null=True)
+        end = DateTimeField(required=False, allow_null=True)
 
     @extend_schema(request=InputSerializer, responses={201: CareOutput})
     def post(self, request: Request) -> Response:

@@ -27,7 +27,7 @@ class DateOrDateTimeField(serializers.Field):
         except ValueError:
             self.fail("invalid")
         if moment is not None:
-            if timezone.is_naive(moment):
+            if timezone.is_naive(moment) or not _in_utc_range(moment):
                 self.fail("invalid")
             return moment
         if day is None:
@@ -40,3 +40,13 @@ class DateOrDateTimeField(serializers.Field):
 
     def to_representation(self, value: datetime.datetime) -> str:
         return value.isoformat()
+
+
+def _in_utc_range(moment: datetime.datetime) -> bool:
+    # The database stores UTC: year 9999 at -05:00 is past the end of the calendar there
+    # (SQLite refuses to write it; PostgreSQL writes it, then psycopg cannot read it back).
+    try:
+        moment.astimezone(datetime.UTC)
+    except OverflowError:
+        return False
+    return True

@@ -187,7 +187,10 @@ def patient_identifier_add(
 ) -> PatientIdentifier:
     institution = institutions_by_code([institution_code])[0]
     _require_may_provision(actor, [institution])
-    patient = Patient.objects.filter(national_id=national_id.compact(national_id_value)).first()
+    number = national_id.compact(national_id_value)
+    # Only a valid number is looked up (a NUL byte in the URL is a database error on PostgreSQL).
+    valid = national_id.is_valid(number)
+    patient = Patient.objects.filter(national_id=number).first() if valid else None
     if patient is None:
         raise NotFound("No patient with this national_id.")
     return _identifier_add(actor=actor, patient=patient, institution=institution, value=value)

@@ -148,7 +148,8 @@ class StudiesApi(DicomWebApi):
 def _body_reader(request: Request) -> Callable[[int], bytes]:
     """How to read the body: bounded by Content-Length, or chunked where the server allows."""
     length = request.META.get("CONTENT_LENGTH") or ""
-    if length.isdigit():
+    # isdigit() alone takes "²" (a Latin-1 header byte), which int() refuses.
+    if length.isascii() and length.isdigit():
         if int(length) > settings.STOW_MAX_BYTES:
             # Refused before a byte of the body is read.
             raise ApplicationError(
@@ -174,8 +175,9 @@ def _stow_boundary(request: Request) -> str:
             status_code=415,
         )
     boundary = params.get("boundary", "")
-    if not 0 < len(boundary) <= 70:
-        raise ApplicationError("Content-Type: a boundary parameter of 1 to 70 characters.")
+    # RFC 2046 5.1.1: 1 to 70 ASCII characters (the reader looks for its bytes).
+    if not 0 < len(boundary) <= 70 or not boundary.isascii():
+        raise ApplicationError("Content-Type: a boundary parameter of 1 to 70 ASCII characters.")
     return boundary
 
 

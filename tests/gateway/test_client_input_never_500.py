@@ -1,0 +1,343 @@
+"""Whatever a client sends, the answer is a 4xx naming the problem (or a documented 2xx),
+never a 500: a table of malformed requests over DICOMweb, the REST API and the portal."""
+
+import io
+import json
+from dataclasses import dataclass, field, replace
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.conftest import XAVIER_ID, client_for
+from tests.portal.helpers import portal_client
+from tests.studies.conftest import (  # noqa: F401 (autouse fixtures: private storage, inline tasks)
+    dicom_copy,
+    ingest,
+    inline_tasks,
+    private_storage,
+    share_with_alice,
+)
+
+# Who sends the request: a bearer token of the cast (tests/conftest.py), or nobody.
+_USERS = {
+    "alice": ("alice", "CHL"),
+    "xavier": ("xavier", None),
+    "dora": ("dora", None),
+    "system": ("chl-pacs", "CHL"),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    who: str
+    method: str
+    path: str  # {study}, {series}, {sop} and {xavier} are filled in from the world
+    status: int
+    code: str = ""
+    body: bytes | dict | None = None
+    content_type: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def get(who: str, path: str, status: int, code: str = "", **extra: str) -> Case:
+    return Case(who, "get", path, status, code, extra=extra)
+
+
+def post(who: str, path: str, body: dict | None, status: int, code: str = "INVALID") -> Case:
+    return Case(who, "post", path, status, code, body)
+
+
+def raw(who: str, path: str, body: bytes, content_type: str, status: int, code: str) -> Case:
+    return Case(who, "post", path, status, code, body, content_type)
+
+
+@pytest.fixture
+def world(cast, tmp_path) -> dict:
+    """Xavier's CT study at CHEM, shared with Dr Alice at CHL."""
+    share_with_alice(cast)
+    result = ingest(dicom_copy(tmp_path, patient_id="CHEM-X1", StudyDate="20240105"))
+    return {
+        "study": result.study_uid,
+        "series": result.series_uid,
+        "sop": result.sop_instance_uid,
+        "xavier": XAVIER_ID,
+    }
+
+
+def _client(who: str) -> APIClient:
+    client = APIClient() if who == "anon" else client_for(*_USERS[who])
+    client.raise_request_exception = False  # an unhandled exception is the 500 we look for
+    return client
+
+
+def _send(case: Case, world: dict):
+    kwargs = dict(case.extra)
+    if isinstance(case.body, dict):
+        kwargs.update(data=json.dumps(case.body), content_type="application/json")
+    elif case.body is not None:
+        kwargs.update(data=case.body, content_type=case.content_type)
+    return getattr(_client(case.who), case.method)(case.path.format(**world), **kwargs)
+
+
+def _assert_answer(response, case: Case) -> None:
+    assert response.status_code == case.status, (response.status_code, response.content[:300])
+    if response.status_code < 400:
+        return
+    if response["Content-Type"] == "application/dicom+json":
+        # STOW-RS refused every part: the standard dataset, a FailureReason on each.
+        failed = json.loads(response.content)["00081198"]["Value"]
+        assert failed
+        assert all(item["00081197"]["Value"] for item in failed)
+        return
+    body = json.loads(response.content)
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["message"]
+    if case.code:
+        assert body["error"]["code"] == case.code, body
+
+
+def _id(case: Case) -> str:
+    return f"{case.who} {case.method} {case.path[:60]} {str(case.body)[:40]} {case.extra}"[:140]
+
+
+# --- DICOMweb reads ------------------------------------------------------------------------
+
+Q = "/dicomweb/studies"
+INST = "/dicomweb/studies/{study}/series/{series}/instances/{sop}"
+
+DICOMWEB_READS = [
+    # QIDO-RS query parameters
+    get("alice", Q + "?limit=abc", 400, "INVALID"),
+    get("alice", Q + "?limit=0", 400, "INVALID"),
+    get("alice", Q + "?limit=99999999999999999999999", 400, "INVALID"),
+    get("alice", Q + "?offset=-1", 400, "INVALID"),
+    get("alice", Q + "?offset=" + "9" * 5000, 400, "INVALID"),
+    get("alice", Q + "?StudyDate=2024", 400, "INVALID"),
+    get("alice", Q + "?StudyDate=00000101", 400, "INVALID"),
+    get("alice", Q + "?StudyDate=20240101-2024", 400, "INVALID"),
+    get("alice", Q + "?00080020=x", 400, "INVALID"),
+    get("alice", Q + "?StudyDate=20240101-20230101", 200),
+    get("alice", Q + "?StudyDate=-", 200),
+    get("alice", Q + "?PatientID=%00", 400, "INVALID"),
+    get("alice", Q + "?PatientID=" + "A" * 2000, 400, "INVALID"),
+    get("alice", Q + "?PatientID=*" + "%5C(%5B" * 50, 200),
+    get("alice", Q + "?PatientID=" + "*" * 1000, 200),
+    get("alice", Q + "?PatientID=%ED%A0%80*%FF", 200),
+    get("alice", Q + "?ModalitiesInStudy=%25_%5C", 200),
+    get("alice", Q + "?StudyInstanceUID=1..2", 400, "INVALID"),
+    get("alice", Q + "?includefield=%00&includefield=,,&fuzzymatching=maybe", 200),
+    get("alice", Q + "/{study}/series?SeriesInstanceUID=x", 400, "INVALID"),
+    get("alice", Q + "/{study}/instances?SOPInstanceUID=1.02", 400, "INVALID"),
+    get("alice", Q + "/{study}/instances?offset=1000000000", 200),
+    get("dora", Q + "?PatientID=*", 403),
+    # malformed UIDs in paths: the same 404 as an unknown study
+    get("alice", Q + "/not-a-uid/series", 404, "NOT_FOUND"),
+    get("alice", Q + "/1.2%00.3/metadata", 404, "NOT_FOUND"),
+    get("alice", Q + "/" + "9" * 300, 404, "NOT_FOUND"),
+    get("alice", Q + "/{study}/series/%00", 404, "NOT_FOUND"),
+    get("alice", INST + "x%00/metadata", 404, "NOT_FOUND"),
+    # WADO-RS Accept and Range headers
+    get("alice", INST, 406, "NOT_ACCEPTABLE", HTTP_ACCEPT="text/html"),
+    get("alice", INST, 406, "NOT_ACCEPTABLE", HTTP_ACCEPT=";;;,,,q=abc"),
+    get("alice", INST, 200, HTTP_RANGE="bytes=9999999-1"),
+    # frames
+    get("alice", INST + "/frames/0", 400, "INVALID"),
+    get("alice", INST + "/frames/2", 400, "INVALID"),
+    get("alice", INST + "/frames/1,,x", 400, "INVALID"),
+    get("alice", INST + "/frames/" + "9" * 5000, 400, "INVALID"),
+    # rendered: window, Accept, unknown parameters
+    get("alice", INST + "/frames/0/rendered", 400, "INVALID"),
+    get("alice", INST + "/rendered?window=abc", 400, "INVALID"),
+    get("alice", INST + "/rendered?window=40", 400, "INVALID"),
+    get("alice", INST + "/rendered?window=nan,400", 400, "INVALID"),
+    get("alice", INST + "/rendered?window=40,inf", 400, "INVALID"),
+    get("alice", INST + "/rendered?window=40,0", 400, "INVALID"),
+    get("alice", INST + "/rendered?window=-1.7e308,1.7e308", 200),
+    get("alice", INST + "/rendered?window=0,5e-324", 200),
+    get("alice", INST + "/rendered?window=40,400,SIGMOID&quality=x&viewport=a,b", 200),
+    get("alice", INST + "/rendered?accept=image/gif", 406, "NOT_ACCEPTABLE"),
+    get("alice", INST + "/rendered", 200, HTTP_ACCEPT=";q=0, image/*"),
+    get("alice", INST + "/thumbnail", 404, "NOT_FOUND"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("case", DICOMWEB_READS, ids=_id)
+def test_dicomweb_reads_answer_malformed_input_without_a_500(world, case):
+    _assert_answer(_send(case, world), case)
+
+
+# --- STOW-RS -------------------------------------------------------------------------------
+
+STOW_TYPE = 'multipart/related; type="application/dicom"; boundary=b'
+
+
+def stow(body: bytes, status: int, code: str = "", content_type: str = STOW_TYPE, **extra) -> Case:
+    return Case("system", "post", Q, status, code, body, content_type, extra)
+
+
+def part(data: bytes, part_type: str = "application/dicom") -> bytes:
+    return b"--b\r\nContent-Type: " + part_type.encode() + b"\r\n\r\n" + data + b"\r\n"
+
+
+END = b"--b--\r\n"
+
+STOW = [
+    # Content-Type and its parameters
+    stow(b"{}", 415, "UNSUPPORTED_MEDIA_TYPE", "application/json"),
+    stow(b"x", 415, "UNSUPPORTED_MEDIA_TYPE", 'multipart/related; type="image/png"; boundary=b'),
+    stow(b"x", 400, "INVALID", "multipart/related"),
+    stow(b"x", 400, "INVALID", 'multipart/related; type="application/dicom"; boundary='),
+    stow(b"x", 400, "INVALID", "multipart/related; boundary=" + "b" * 71),
+    stow(b"x", 400, "INVALID", "multipart/related; boundary=\xe9\xe9"),
+    # RFC 2231 parameters: decoded, never a tuple where a string is expected
+    stow(b"x", 400, "INVALID", "multipart/related; type*=utf-8''application%2Fdicom; boundary=b"),
+    stow(b"x", 415, "UNSUPPORTED_MEDIA_TYPE", "multipart/related; type*=utf-8''image%2Fpng"),
+    stow(b"x", 400, "INVALID", "multipart/related; boundary*=utf-8''b"),
+    stow(b"x", 400, "INVALID", "multipart/related; boundary*=utf-8''%E2%82%AC"),
+    stow(b"x", 400, "INVALID", "multipart/related; boundary*0=a; boundary*1=b"),
+    # the body
+    stow(b"no boundary here", 400, "INVALID"),
+    stow(END, 400, "INVALID"),
+    stow(b"--b\r\nContent-Type: application/dicom\r\n\r\nabc", 400, "INVALID"),
+    stow(b"--b\r\nContent-Type: application/dicom", 400, "INVALID"),
+    stow(b"--b\r\nno colon\r\n\r\nabc\r\n" + END, 400, "INVALID"),
+    stow(b"--b\r\nX: " + b"y" * (2 << 20) + b"\r\n\r\n\r\n" + END, 400, "INVALID"),
+    # parts that are empty, not DICOM, or of another type: 409, each with its reason
+    stow(part(b"") + END, 409),
+    stow(part(b"not dicom at all") + END, 409),
+    stow(part(b"\x00" * 128 + b"DICM" + b"\xff" * 50) + END, 409),
+    stow(part(b"{}", "application/json") + END, 409),
+    stow(part(b"x", "application/dicom; charset*=a''b") + END, 409),
+    # Content-Length: missing, not a number, too large, shorter than the body
+    stow(b"", 411, "LENGTH_REQUIRED"),
+    stow(part(b"x"), 411, "LENGTH_REQUIRED", CONTENT_LENGTH="abc"),
+    stow(part(b"x"), 411, "LENGTH_REQUIRED", CONTENT_LENGTH="-5"),
+    stow(part(b"x"), 411, "LENGTH_REQUIRED", CONTENT_LENGTH="\xb2"),
+    stow(part(b"x"), 413, "TOO_LARGE", CONTENT_LENGTH="99999999999999999999"),
+    stow(part(b"xyz") + END, 400, "INVALID", CONTENT_LENGTH="10"),
+]
+
+
+@pytest.mark.parametrize("case", STOW, ids=_id)
+def test_stow_rs_answers_malformed_bodies_without_a_500(world, case):
+    _assert_answer(_send(case, world), case)
+
+
+def test_stow_rs_with_a_content_length_longer_than_the_body_is_400(world):
+    body = part(b"x") + END
+    case = stow(body, 400, "INVALID", CONTENT_LENGTH=str(len(body) + 500))
+    # The server hands over what arrived: the body ends early (the test client would assert).
+    case = replace(case, extra={**case.extra, "wsgi.input": io.BytesIO(body[:-8])})
+    _assert_answer(_send(case, world), case)
+
+
+# --- REST API ------------------------------------------------------------------------------
+
+CONSENTS = "/api/v1/me/consents/"
+EVENTS = "/api/v1/audit/events/"
+PATIENT = "/api/v1/patients/{xavier}"
+NUL_PATIENT = "/api/v1/patients/%00/"
+
+
+def bearer(header: str) -> Case:
+    return get("anon", "/api/v1/me/record/", 401, "UNAUTHENTICATED", HTTP_AUTHORIZATION=header)
+
+
+REST = [
+    # bearer token variants
+    bearer("Bearer"),
+    bearer("bearer x"),
+    bearer("Basic Og=="),
+    bearer("Bearer \xff\x00"),
+    bearer("Bearer a b"),
+    bearer("Bearer " + "a" * 100_000),
+    get("xavier", "/api/v1/me/record/", 404, "NOT_FOUND", HTTP_X_ACT_FOR="12345"),
+    get("alice", "/api/v1/me/record/", 400, "INVALID", HTTP_X_ACT_FOR="x"),
+    # bodies that are not the JSON object asked for
+    raw("xavier", CONSENTS, b"{", "application/json", 400, "INVALID"),
+    raw("xavier", CONSENTS, b"[]", "application/json", 400, "INVALID"),
+    raw("xavier", CONSENTS, b"1e999", "application/json", 400, "INVALID"),
+    raw("xavier", CONSENTS, b"x", "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    raw("xavier", CONSENTS, b"x", "multipart/form-data", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    post("xavier", CONSENTS, {"institutions": "CHL"}, 400),
+    post("xavier", CONSENTS, {"institutions": None, "valid_until": 20270101}, 400),
+    # an end of consent the database cannot store in UTC, or in the past
+    post("xavier", CONSENTS, {"institutions": None, "valid_until": "9999-12-31T23:00-05:00"}, 400),
+    post("xavier", CONSENTS, {"institutions": None, "valid_until": "0001-01-01T00:00+05:00"}, 400),
+    # ids and UIDs in paths
+    post("xavier", CONSENTS + "9999999999999999999999/revoke/", None, 404, "NOT_FOUND"),
+    post("xavier", "/api/v1/me/studies/1.2%003/hide/", None, 404, "NOT_FOUND"),
+    post("xavier", "/api/v1/me/exclusions/", {"practitioner": "a\x00b"}, 400),
+    post("xavier", "/api/v1/me/care-relationships/", {"practitioner": ["alice"]}, 400),
+    get("alice", NUL_PATIENT + "studies/", 404, "NOT_FOUND"),
+    post("alice", NUL_PATIENT + "emergency-access/", {"reason": "x" * 30}, 404, ""),
+    post("alice", PATIENT + "/emergency-access/", {"reason": "x" * 3000}, 400),
+    post("system", "/api/v1/patients/%00/identifiers/", {"institution": "CHL"}, 400),
+    post("system", NUL_PATIENT + "identifiers/", {"institution": "CHL", "value": "V"}, 404, ""),
+    # paging and filters of the audit API and the access log
+    get("xavier", "/api/v1/me/access-log/?cursor=0", 400, "INVALID"),
+    get("xavier", "/api/v1/me/access-log/?cursor=99999999999999999999", 200),
+    get("xavier", "/api/v1/me/access-log/?nope=1", 400, "INVALID"),
+    get("dora", EVENTS + "?cursor=99999999999999999999&page_size=99999999999999999999", 200),
+    get("dora", EVENTS + "?since=0001-01-01T00:00:00", 400, "INVALID"),
+    get("dora", EVENTS + "?since=0001-01-01T00:00:00%2B05:00", 400, "INVALID"),
+    get("dora", EVENTS + "?since=9999-12-31T23:00:00-05:00", 400, "INVALID"),
+    get("dora", EVENTS + "?until=9999-12-31T23:59:59", 200),
+    get("dora", EVENTS + "?actor=%00", 400, "INVALID"),
+    get("dora", "/api/v1/audit/export/?format=csv&since=0001-01-01", 400, "INVALID"),
+    get("dora", "/api/v1/emergency-accesses/?review=x", 400, "INVALID"),
+    # provisioning and care assertions
+    post("system", "/api/v1/patients/", {"national_id": 12, "identifiers": "x"}, 400),
+    post("system", "/api/v1/care-relationships/99999999999999999/end/", None, 404, ""),
+    post(
+        "system",
+        "/api/v1/care-relationships/",
+        {"patient": XAVIER_ID, "practitioner": "alice", "kind": "admission", "start": "0001-01-01"},
+        400,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", REST, ids=_id)
+def test_the_rest_api_answers_malformed_input_without_a_500(world, case):
+    _assert_answer(_send(case, world), case)
+
+
+def test_a_consent_ending_past_the_calendar_is_refused_before_anything_is_stored(world):
+    from consent.models import Consent
+
+    xavier, before = _client("xavier"), Consent.objects.count()
+    late = {"institutions": None, "valid_until": "9999-12-31T23:00:00-05:00"}
+    assert xavier.post(CONSENTS, late, format="json").status_code == 400
+    # It would be 10000-01-01 in UTC: PostgreSQL stored it (behind a 400, as DRF could not
+    # show it), then psycopg could not read it back: the patient's list was a 500 for good.
+    assert Consent.objects.count() == before
+    assert xavier.get(CONSENTS).status_code == 200
+
+
+# --- portal forms --------------------------------------------------------------------------
+
+PORTAL = [
+    ("xavier", "post", "/me/consents/", {"scope": "all", "valid_until": "9999-12-31"}, 200),
+    ("xavier", "post", "/me/consents/99999999999999999999999/revoke/", {}, 302),
+    ("xavier", "post", "/me/doctors/block/", {"practitioner": "nobody"}, 302),
+    ("xavier", "post", "/me/doctors/declare/", {}, 302),
+    ("xavier", "post", "/me/studies/1.2%003/hide/", {}, 404),
+    ("xavier", "get", "/me/access-log/?before=99999999999999999999999", None, 200),
+    ("alice", "get", "/patients/?national_id=%00", None, 200),
+    ("alice", "get", "/patients/%00/", None, 404),
+    ("alice", "get", "/patients/{xavier}/studies/1.2%003/", None, 404),
+    ("dora", "get", "/dpo/audit/?before=99999999999999999999999", None, 200),
+    ("dora", "get", "/dpo/audit/?since=0001-01-01", None, 200),
+    ("dora", "get", "/dpo/audit/?until=9999-12-31", None, 200),
+]
+
+
+@pytest.mark.parametrize(("who", "method", "path", "data", "status"), PORTAL)
+def test_the_portal_answers_malformed_input_without_a_500(world, who, method, path, data, status):
+    client = portal_client(*_USERS[who])
+    client.raise_request_exception = False
+    response = getattr(client, method)(path.format(**world), data)
+    assert response.status_code == status, (response.status_code, response.content[:300])
