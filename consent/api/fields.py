@@ -27,7 +27,7 @@ class DateOrDateTimeField(serializers.Field):
         except ValueError:
             self.fail("invalid")
         if moment is not None:
-            if timezone.is_naive(moment) or not _in_utc_range(moment):
+            if timezone.is_naive(moment) or not _in_calendar(moment):
                 self.fail("invalid")
             return moment
         if day is None:
@@ -42,11 +42,13 @@ class DateOrDateTimeField(serializers.Field):
         return value.isoformat()
 
 
-def _in_utc_range(moment: datetime.datetime) -> bool:
-    # The database stores UTC: year 9999 at -05:00 is past the end of the calendar there
-    # (SQLite refuses to write it; PostgreSQL writes it, then psycopg cannot read it back).
+def _in_calendar(moment: datetime.datetime) -> bool:
+    # The database stores UTC and answers show local time: year 9999 at -05:00 is past the
+    # calendar in UTC (SQLite refuses to write it; PostgreSQL writes it, then psycopg cannot
+    # read it back), at 23:30 UTC in Luxembourg time (the answer fails after the write).
     try:
         moment.astimezone(datetime.UTC)
+        timezone.localtime(moment)
     except OverflowError:
         return False
     return True

@@ -305,14 +305,16 @@ def test_the_rest_api_answers_malformed_input_without_a_500(world, case):
     _assert_answer(_send(case, world), case)
 
 
-def test_a_consent_ending_past_the_calendar_is_refused_before_anything_is_stored(world):
+@pytest.mark.parametrize("until", ["9999-12-31T23:00:00-05:00", "9999-12-31T23:30:00+00:00"])
+def test_a_consent_ending_past_the_calendar_is_refused_before_anything_is_stored(world, until):
     from consent.models import Consent
 
     xavier, before = _client("xavier"), Consent.objects.count()
-    late = {"institutions": None, "valid_until": "9999-12-31T23:00:00-05:00"}
+    late = {"institutions": None, "valid_until": until}
     assert xavier.post(CONSENTS, late, format="json").status_code == 400
-    # It would be 10000-01-01 in UTC: PostgreSQL stored it (behind a 400, as DRF could not
-    # show it), then psycopg could not read it back: the patient's list was a 500 for good.
+    # Past the calendar in UTC or in Luxembourg time: it was stored behind a 400 (DRF could
+    # not show it), then the patient's list failed for good (a 500 where psycopg could not
+    # read it back).
     assert Consent.objects.count() == before
     assert xavier.get(CONSENTS).status_code == 200
 
