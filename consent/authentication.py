@@ -29,7 +29,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, raw = header.partition(" ")
-        if scheme != self.keyword or not raw.strip():
+        # Authentication schemes are case-insensitive (RFC 9110 11.1): "bearer" is "Bearer".
+        if scheme.lower() != self.keyword.lower() or not raw.strip():
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <token>'.")
         token = token_for_hash(hash_token(raw.strip()))
         if token is None or not token.is_usable(at=timezone.now()) or not token.user.is_active:

@@ -70,7 +70,8 @@ def parse_query(params: QueryDict) -> Query:
         study_uids=_uids(value("StudyInstanceUID"), "StudyInstanceUID"),
         series_uids=_uids(value("SeriesInstanceUID"), "SeriesInstanceUID"),
         sop_uids=_uids(value("SOPInstanceUID"), "SOPInstanceUID"),
-        limit=_bounded(params.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        # PS3.18 8.3.4.4.1: at most the server's maximum, however many the limit asks for.
+        limit=min(_bounded(params.get("limit"), "limit", DEFAULT_LIMIT, 1, None), MAX_LIMIT),
         offset=_bounded(params.get("offset"), "offset", 0, 0, 10**9),
         includefield=frozenset(
             item.strip()
@@ -88,14 +89,16 @@ def _uids(raw: str, name: str) -> tuple[str, ...]:
     return uids
 
 
-def _bounded(raw: str | None, name: str, default: int, low: int, high: int) -> int:
+def _bounded(raw: str | None, name: str, default: int, low: int, high: int | None) -> int:
     if raw in (None, ""):
         return default
     try:
         number = int(raw)
     except ValueError as exc:
         raise ApplicationError(f"{name}: must be an integer.") from exc
-    if not low <= number <= high:
+    if number < low:
+        raise ApplicationError(f"{name}: must be at least {low}.")
+    if high is not None and number > high:
         raise ApplicationError(f"{name}: must be between {low} and {high}.")
     return number
 
@@ -121,10 +124,16 @@ def _text_filter(field_name: str, pattern: str) -> Q:
     """Single-value matching with the '*' and '?' wildcards of PS3.4 C.2.2.2.4."""
     if "*" not in pattern and "?" not in pattern:
         return Q(**{field_name: pattern})
-    regex = "^" + "".join(
-        ".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern
-    )
-    return Q(**{f"{field_name}__regex": regex + "$"})
+    return Q(**{f"{field_name}__regex": wildcard_regex(pattern)})
+
+
+def wildcard_regex(pattern: str) -> str:
+    """The anchored regular expression of a pattern with '*' and '?' wildcards. A run of
+    '*' is one '.*': the same matches, without the backtracking that a run of '.*' costs
+    a backtracking engine (SQLite's REGEXP is Python's re) on a value that fails."""
+    pattern = re.sub(r"\*+", "*", pattern)
+    body = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return f"^{body}$"
 
 
 def filter_studies(qs: QuerySet, query: Query) -> QuerySet:

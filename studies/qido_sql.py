@@ -167,11 +167,8 @@ def _text(where: list[str], params: list, column: str, pattern: str) -> None:
         where.append(f"{column} = %s")
         params.append(pattern)
         return
-    regex = "^" + "".join(
-        ".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern
-    )
     where.append(f"{column} {connection.operators['regex']}")
-    params.append(regex + "$")
+    params.append(qido.wildcard_regex(pattern))
 
 
 def _modality(where: list[str], params: list, modality: str) -> None:

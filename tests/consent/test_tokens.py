@@ -36,6 +36,15 @@ def test_it_authenticates_with_a_fresh_token(cast) -> None:
     assert bearer(raw).get(PROBE).status_code == 405
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_scheme_name_is_case_insensitive(cast, scheme) -> None:
+    """RFC 9110 11.1: some HTTP clients send "bearer"; the token still counts."""
+    raw = token_issue(username="dora", days=1)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {raw}")
+    assert client.get(PROBE).status_code == 405
+
+
 def test_it_refuses_a_missing_token_with_401(cast) -> None:
     response = APIClient().post(PROBE, {}, format="json")
     assert response.status_code == 401

@@ -287,13 +287,8 @@ def test_includefield_takes_any_keyword_as_well_as_its_tag(two_series) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="QIDO-RS answers 400 INVALID for a limit above the server maximum (qido.MAX_LIMIT "
-    "1000); PS3.18 8.3.4.4 has the server return at most its maximum instead",
-)
 def test_a_limit_above_the_server_maximum_is_capped_not_refused(two_series) -> None:
-    """API.md, QIDO-RS: `limit` "so that standard clients work unchanged". Fails while a
+    """API.md, QIDO-RS: `limit` "so that standard clients work unchanged". Fails when a
     client asking for more results than the gateway returns at once gets a 400."""
     from studies import qido
 

@@ -89,6 +89,7 @@ QUERIES = [
     {"patient_id": "CHEM-X1"},
     {"patient_id": "CHEM-?1"},
     {"patient_id": "*X*"},
+    {"patient_id": "C**H?***-X*1"},
     {"patient_id": "CHEM-X"},
     {"date_from": datetime.date(2024, 1, 1)},
     {"date_to": datetime.date(2024, 2, 10)},
@@ -176,3 +177,20 @@ def test_as_a_lookup_it_selects_the_same_page(cast, index, keys):
     now = {"practitioner": cast.alice.pk, "institution": chl, "now": timezone.now()}
     assert _lookup(scope, query) == _sql(scope, query)
     assert _lookup(visible, query, **now) == _sql(scope, query)
+
+
+def test_a_run_of_stars_is_one_star():
+    """The same matches, and no run of '.*' for a backtracking engine to try every way."""
+    assert qido.wildcard_regex("C**H?***-X*1") == qido.wildcard_regex("C*H?*-X*1")
+    assert qido.wildcard_regex("C**H?***-X*1") == r"^C.*H..*\-X.*1$"
+
+
+@pytest.mark.parametrize(
+    ("asked", "given"), [("1", 1), ("1000", 1000), ("1001", 1000), ("9" * 30, 1000)]
+)
+def test_a_limit_above_the_maximum_gives_the_maximum(asked, given):
+    """PS3.18 8.3.4.4.1: at most the server's maximum is returned; the request is not refused."""
+    from django.http import QueryDict
+
+    assert qido.MAX_LIMIT == 1000
+    assert qido.parse_query(QueryDict(f"limit={asked}")).limit == given
