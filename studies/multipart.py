@@ -114,12 +114,14 @@ class MultipartReader:
             if self._buffer.startswith(b"\r\n"):
                 del self._buffer[:2]
                 return {}
-            index = self._buffer.find(b"\r\n\r\n")
+            # Only the allowed length is searched: headers whose end arrived in the same
+            # chunk as their start are held to the limit too.
+            index = self._buffer.find(b"\r\n\r\n", 0, _MAX_HEADER_BYTES + 4)
             if index >= 0:
                 raw = bytes(self._buffer[:index]).decode("latin-1")
                 del self._buffer[: index + 4]
                 return _header_dict(raw)
-            if len(self._buffer) > _MAX_HEADER_BYTES:
+            if len(self._buffer) >= _MAX_HEADER_BYTES + 4:
                 raise MalformedMultipart("Part headers are too long.")
             if not self._fill():
                 raise MalformedMultipart("The body ends inside part headers.")

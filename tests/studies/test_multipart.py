@@ -42,6 +42,11 @@ def test_it_round_trips_what_the_writer_writes(settings, tmp_path):
         (b"no boundary at all", "No opening boundary"),
         (b"--b0undary\r\nContent-Type: a\r\n\r\nbody without end", "closing boundary"),
         (b"--b0undary\r\nno colon here\r\n\r\nx\r\n--b0undary--", "Malformed part header"),
+        # 20 KB of headers, arriving with their end in one chunk: over the 16 KB limit.
+        (
+            b"--b0undary\r\nX-Pad: " + b"a" * 20_000 + b"\r\n\r\nx\r\n--b0undary--",
+            "Part headers are too long",
+        ),
     ],
 )
 def test_it_names_what_is_malformed(settings, tmp_path, body, message):
