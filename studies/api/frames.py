@@ -155,6 +155,10 @@ def _rendered_type(request: Request) -> str:
     )
 
 
+WINDOW_LIMIT = 1e15
+MIN_WINDOW_WIDTH = 1e-6
+
+
 def _window(raw: str) -> tuple[float, float] | None:
     if not raw:
         return None
@@ -166,4 +170,11 @@ def _window(raw: str) -> tuple[float, float] | None:
         raise ApplicationError("window: center and width must be finite numbers.")
     if width <= 0:
         raise ApplicationError("window: the width must be positive.")
+    # Beyond what a Decimal String window (16 characters) can say, or a width whose scale
+    # factor overflows: the arithmetic gives infinities and an image that means nothing.
+    if abs(center) > WINDOW_LIMIT or not MIN_WINDOW_WIDTH <= width <= WINDOW_LIMIT:
+        raise ApplicationError(
+            f"window: the center within ±{WINDOW_LIMIT:g}, the width from "
+            f"{MIN_WINDOW_WIDTH:g} to {WINDOW_LIMIT:g}."
+        )
     return center, width

@@ -19,3 +19,15 @@ def test_a_window_must_be_finite(raw: str) -> None:
 
 def test_a_sane_window_is_read() -> None:
     assert _window("40,400") == (40.0, 400.0)
+
+
+@pytest.mark.parametrize("raw", ["-1.7e308,1.7e308", "0,5e-324", "2e15,400", "40,1e-7", "40,2e15"])
+def test_a_window_the_arithmetic_cannot_carry_is_refused(raw: str) -> None:
+    """An infinite scale or bound would render a meaningless image (and numpy warnings)."""
+    with pytest.raises(ApplicationError, match="window: the center within"):
+        _window(raw)
+
+
+def test_the_widest_and_narrowest_windows_are_read() -> None:
+    assert _window("-1e15,1e15") == (-1e15, 1e15)
+    assert _window("0.5,0.000001") == (0.5, 1e-6)
