@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q, QuerySet
 from django.http import QueryDict
+from pydicom.datadict import tag_for_keyword
 
 from anim_gateway.errors import ApplicationError
 from studies.dicom import is_valid_uid
@@ -52,7 +53,9 @@ class Query:
 
 
 def parse_query(params: QueryDict) -> Query:
-    """The query of a QIDO-RS request; 400 INVALID naming the parameter when malformed."""
+    """The query of a QIDO-RS request; 400 INVALID naming the parameter when malformed, or
+    when it asks to match on an attribute the index cannot match."""
+    _refuse_unmatched_keys(params)
 
     def value(keyword: str) -> str:
         text = (params.get(keyword) or params.get(_KEYS[keyword]) or "").strip()
@@ -80,6 +83,28 @@ def parse_query(params: QueryDict) -> Query:
             if item.strip()
         ),
     )
+
+
+def _refuse_unmatched_keys(params: QueryDict) -> None:
+    """A matching key the index does not hold (PatientName, say) is refused, not ignored:
+    ignoring it would answer a search for one patient's name with everyone's studies. A
+    universal match ('' or '*') asks for nothing and is accepted; parameters that name no
+    DICOM attribute (a viewer's cache buster) are left alone."""
+    supported = set(_KEYS) | set(_KEYS.values())
+    for key in params:
+        if key in supported or not _names_an_attribute(key):
+            continue
+        if any(value.strip() not in ("", "*") for value in params.getlist(key)):
+            raise ApplicationError(
+                f"{key}: matching on this attribute is not supported; the gateway matches "
+                f"on {', '.join(_KEYS)}."
+            )
+
+
+def _names_an_attribute(key: str) -> bool:
+    if re.fullmatch(r"[0-9A-Fa-f]{8}", key):
+        return True
+    return tag_for_keyword(key) is not None
 
 
 def _uids(raw: str, name: str) -> tuple[str, ...]:

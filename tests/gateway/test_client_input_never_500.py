@@ -127,6 +127,7 @@ DICOMWEB_READS = [
     get("alice", Q + "?ModalitiesInStudy=%25_%5C", 200),
     get("alice", Q + "?StudyInstanceUID=1..2", 400, "INVALID"),
     get("alice", Q + "?includefield=%00&includefield=,,&fuzzymatching=maybe", 200),
+    get("alice", Q + "?PatientName=DOE*", 400, "INVALID"),
     get("alice", Q + "/{study}/series?SeriesInstanceUID=x", 400, "INVALID"),
     get("alice", Q + "/{study}/instances?SOPInstanceUID=1.02", 400, "INVALID"),
     get("alice", Q + "/{study}/instances?offset=1000000000", 200),

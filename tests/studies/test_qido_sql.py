@@ -194,3 +194,21 @@ def test_a_limit_above_the_maximum_gives_the_maximum(asked, given):
 
     assert qido.MAX_LIMIT == 1000
     assert qido.parse_query(QueryDict(f"limit={asked}")).limit == given
+
+
+@pytest.mark.parametrize("key", ["PatientName", "00100010", "StudyDescription", "00081030"])
+def test_matching_on_an_attribute_the_index_lacks_is_refused(key):
+    """Ignored, a name search would answer with every patient's studies the caller may see."""
+    from django.http import QueryDict
+
+    with pytest.raises(qido.ApplicationError, match=f"{key}: matching on this attribute"):
+        qido.parse_query(QueryDict(f"{key}=DOE*"))
+
+
+@pytest.mark.parametrize(
+    "query", ["PatientName=*", "PatientName=", "_=1701", "limit=5&fuzzymatching=true"]
+)
+def test_a_universal_match_or_a_parameter_naming_no_attribute_is_accepted(query):
+    from django.http import QueryDict
+
+    assert qido.parse_query(QueryDict(query)).patient_id == ""
