@@ -35,8 +35,14 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
 
 def _text(value: str | tuple) -> str:
     # An RFC 2231 parameter (type*=utf-8''...) comes back as a (charset, language, value)
-    # tuple: its decoded text, so that a parameter is always a string.
-    return value if isinstance(value, str) else collapse_rfc2231_value(value)
+    # tuple: its decoded text, so that a parameter is always a string. A charset that cannot
+    # decode it (idna refuses errors="replace") gives an empty value, which fails the checks.
+    if isinstance(value, str):
+        return value
+    try:
+        return collapse_rfc2231_value(value)
+    except (LookupError, UnicodeError, ValueError):
+        return ""
 
 
 class MultipartReader:

@@ -187,12 +187,12 @@ def _store_parts(session: IngestSession, reader: MultipartReader) -> list[Ingest
     spooled: list[Spooled] = []
     try:
         for part in reader.parts():
+            spooled.append(part.spooled)  # from here on, discarded on any failure
             if parse_content_type(part.content_type)[0] != "application/dicom":
-                part.spooled.discard()
+                spooled.pop().discard()
                 results.append(_failed(f"A part of type {part.content_type[:60]} was skipped."))
                 continue
             results.append(None)
-            spooled.append(part.spooled)
     except MalformedMultipart as exc:
         if not results:
             raise ApplicationError(f"Malformed multipart body: {exc}") from exc

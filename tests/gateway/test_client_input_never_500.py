@@ -211,6 +211,7 @@ STOW = [
     stow(part(b"\x00" * 128 + b"DICM" + b"\xff" * 50) + END, 409),
     stow(part(b"{}", "application/json") + END, 409),
     stow(part(b"x", "application/dicom; charset*=a''b") + END, 409),
+    stow(part(b"x", "application/dicom; charset*=idna''b") + END, 409),
     # Content-Length: missing, not a number, too large, shorter than the body
     stow(b"", 411, "LENGTH_REQUIRED"),
     stow(part(b"x"), 411, "LENGTH_REQUIRED", CONTENT_LENGTH="abc"),
@@ -224,6 +225,18 @@ STOW = [
 @pytest.mark.parametrize("case", STOW, ids=_id)
 def test_stow_rs_answers_malformed_bodies_without_a_500(world, case):
     _assert_answer(_send(case, world), case)
+
+
+@pytest.mark.parametrize(
+    "part_type",
+    ["application/dicom; charset*=idna''b", "application/dicom; charset*=undefined''b", "a/b"],
+)
+def test_a_part_refused_for_its_headers_leaves_no_spool_file(world, settings, part_type):
+    """The part's body is spooled before its Content-Type is read: a refusal must discard it
+    (an undecodable RFC 2231 charset was a 500 that left the file behind)."""
+    case = stow(part(b"x" * 1000, part_type) + END, 409)
+    _assert_answer(_send(case, world), case)
+    assert not any(path.is_file() for path in settings.SPOOL_DIR.rglob("*"))
 
 
 def test_stow_rs_with_a_content_length_longer_than_the_body_is_400(world):
