@@ -4,7 +4,7 @@ import datetime
 import re
 from dataclasses import dataclass, field
 
-from django.db.models import Q, QuerySet
+from django.db.models import CharField, Lookup, Q, QuerySet
 from django.http import QueryDict
 from pydicom.datadict import tag_for_keyword
 
@@ -149,16 +149,34 @@ def _text_filter(field_name: str, pattern: str) -> Q:
     """Single-value matching with the '*' and '?' wildcards of PS3.4 C.2.2.2.4."""
     if "*" not in pattern and "?" not in pattern:
         return Q(**{field_name: pattern})
-    return Q(**{f"{field_name}__regex": wildcard_regex(pattern)})
+    return Q(**{f"{field_name}__dicom_wildcard": pattern})
 
 
-def wildcard_regex(pattern: str) -> str:
-    """The anchored regular expression of a pattern with '*' and '?' wildcards. A run of
-    '*' is one '.*': the same matches, without the backtracking that a run of '.*' costs
-    a backtracking engine (SQLite's REGEXP is Python's re) on a value that fails."""
-    pattern = re.sub(r"\*+", "*", pattern)
-    body = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    return f"^{body}$"
+def wildcard_match(column: str, pattern: str, vendor: str) -> tuple[str, str]:
+    """SQL and its parameter matching ``column`` against a pattern with the '*' and '?'
+    wildcards: GLOB on SQLite, LIKE on PostgreSQL, both case-sensitive as DICOM matching is.
+    Not a regular expression: Python's re (SQLite's REGEXP) backtracks for seconds on a
+    pattern of several '*' over a value that fails, while both engines give up on a '*'
+    that cannot match."""
+    if vendor == "sqlite":
+        return f"{column} GLOB %s", pattern.replace("[", "[[]")  # [[] is a literal [
+    if vendor != "postgresql":
+        raise NotImplementedError(f"Wildcard matching on {vendor}.")
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{column} LIKE %s", escaped.replace("*", "%").replace("?", "_")
+
+
+@CharField.register_lookup
+class DicomWildcard(Lookup):
+    """``field__dicom_wildcard=pattern``: ``wildcard_match`` in the ORM."""
+
+    lookup_name = "dicom_wildcard"
+
+    def as_sql(self, compiler, connection) -> tuple[str, list]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        _, (pattern,) = self.process_rhs(compiler, connection)
+        sql, param = wildcard_match(lhs, pattern, connection.vendor)
+        return sql, [*lhs_params, param]
 
 
 def filter_studies(qs: QuerySet, query: Query) -> QuerySet:

@@ -167,8 +167,9 @@ def _text(where: list[str], params: list, column: str, pattern: str) -> None:
         where.append(f"{column} = %s")
         params.append(pattern)
         return
-    where.append(f"{column} {connection.operators['regex']}")
-    params.append(qido.wildcard_regex(pattern))
+    sql, param = qido.wildcard_match(column, pattern, connection.vendor)
+    where.append(sql)
+    params.append(param)
 
 
 def _modality(where: list[str], params: list, modality: str) -> None:

@@ -179,10 +179,39 @@ def test_as_a_lookup_it_selects_the_same_page(cast, index, keys):
     assert _lookup(visible, query, **now) == _sql(scope, query)
 
 
-def test_a_run_of_stars_is_one_star():
-    """The same matches, and no run of '.*' for a backtracking engine to try every way."""
-    assert qido.wildcard_regex("C**H?***-X*1") == qido.wildcard_regex("C*H?*-X*1")
-    assert qido.wildcard_regex("C**H?***-X*1") == r"^C.*H..*\-X.*1$"
+# Values with the characters that LIKE, GLOB and regular expressions treat specially.
+TRICKY = ["A[1]", "A%2", "A_3", "a_3", "A\\4", "A.5", "AB_3"]
+WILDCARDS = [
+    ("A[*", ["A[1]"]),
+    ("*]", ["A[1]"]),
+    ("A%*", ["A%2"]),
+    ("A_?", ["A_3"]),  # case-sensitive: not a_3
+    ("?_3", ["A_3", "a_3"]),
+    ("A\\*", ["A\\4"]),
+    ("A.?", ["A.5"]),
+    ("A?", []),
+    ("*_3", ["A_3", "a_3", "AB_3"]),
+    ("**A***_*3", ["A_3", "AB_3"]),
+]
+
+
+@pytest.mark.parametrize(("pattern", "expected"), WILDCARDS)
+def test_wildcards_match_as_dicom_says_on_both_paths(cast, pattern, expected):
+    """'*' and '?' are the only special characters (PS3.4 C.2.2.2.4), on the ORM path and
+    in the SQL of QIDO-RS pages alike, whatever GLOB, LIKE or a regex make of the rest."""
+    chem = Institution.objects.get(code="CHEM")
+    for n, value in enumerate(TRICKY):
+        Study.objects.create(
+            study_uid=f"1.9.{n}", institution=chem, patient=cast.xavier, accession_number=value
+        )
+    query = qido.Query(accession_number=pattern, limit=50)
+    scope = qido_sql.Scope(patient_ids=(cast.xavier.pk,))
+    by_orm = qido.filter_studies(Study.objects.all(), query).values_list("accession_number")
+    assert sorted(v for (v,) in by_orm) == sorted(expected)
+    rows = qido_sql.page(scope=scope, query=query, offset=0, limit=50)
+    assert sorted(Study.objects.get(study_uid=r[0]).accession_number for r in rows) == sorted(
+        expected
+    )
 
 
 @pytest.mark.parametrize(
