@@ -26,6 +26,21 @@ _KEYS = {
 }
 
 
+# The keys each level of search matches on; any other attribute is refused.
+LEVEL_KEYS = {
+    "studies": (
+        "PatientID",
+        "StudyDate",
+        "ModalitiesInStudy",
+        "Modality",
+        "AccessionNumber",
+        "StudyInstanceUID",
+    ),
+    "series": ("Modality", "SeriesInstanceUID"),
+    "instances": ("Modality", "SeriesInstanceUID", "SOPInstanceUID"),
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Query:
     patient_id: str = ""
@@ -52,10 +67,11 @@ class Query:
         return {"keys": sorted(k for k, v in used.items() if v), "offset": self.offset}
 
 
-def parse_query(params: QueryDict) -> Query:
-    """The query of a QIDO-RS request; 400 INVALID naming the parameter when malformed, or
-    when it asks to match on an attribute the index cannot match."""
-    _refuse_unmatched_keys(params)
+def parse_query(params: QueryDict, level: str = "studies") -> Query:
+    """The query of a QIDO-RS search for studies, series or instances (``level``); 400
+    INVALID naming the parameter when malformed, or when it asks to match on an attribute
+    that level does not match on."""
+    _refuse_unmatched_keys(params, level)
 
     def value(keyword: str) -> str:
         text = (params.get(keyword) or params.get(_KEYS[keyword]) or "").strip()
@@ -85,19 +101,20 @@ def parse_query(params: QueryDict) -> Query:
     )
 
 
-def _refuse_unmatched_keys(params: QueryDict) -> None:
-    """A matching key the index does not hold (PatientName, say) is refused, not ignored:
-    ignoring it would answer a search for one patient's name with everyone's studies. A
-    universal match ('' or '*') asks for nothing and is accepted; parameters that name no
-    DICOM attribute (a viewer's cache buster) are left alone."""
-    supported = set(_KEYS) | set(_KEYS.values())
+def _refuse_unmatched_keys(params: QueryDict, level: str) -> None:
+    """A matching key the level does not match on (PatientName, say) is refused, not
+    ignored: ignoring it would answer a search for one patient's name with everyone's
+    studies. A universal match ('' or '*') asks for nothing and is accepted; parameters that
+    name no DICOM attribute (a viewer's cache buster) are left alone."""
+    keys = LEVEL_KEYS[level]
+    supported = set(keys) | {_KEYS[key] for key in keys}
     for key in params:
         if key in supported or not _names_an_attribute(key):
             continue
         if any(value.strip() not in ("", "*") for value in params.getlist(key)):
             raise ApplicationError(
-                f"{key}: matching on this attribute is not supported; the gateway matches "
-                f"on {', '.join(_KEYS)}."
+                f"{key}: matching on this attribute is not supported in a search for "
+                f"{level}; it matches on {', '.join(keys)}."
             )
 
 
@@ -210,6 +227,8 @@ def filter_series(qs: QuerySet, query: Query) -> QuerySet:
 
 
 def filter_instances(qs: QuerySet, query: Query) -> QuerySet:
+    if query.modality:
+        qs = qs.filter(series__modality=query.modality)
     if query.series_uids:
         qs = qs.filter(series__series_uid__in=query.series_uids)
     if query.sop_uids:

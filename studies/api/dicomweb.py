@@ -219,7 +219,7 @@ def _failed(reason: str) -> IngestResult:
 @serves_patient_data
 class StudySeriesSearchApi(DicomWebApi):
     def get(self, request: Request, study: str) -> HttpResponse:
-        query = qido.parse_query(request.query_params)
+        query = qido.parse_query(request.query_params, "series")
         found = _study(request, study, gate.LIST_STUDIES, Action.STUDY_SEARCH)
         return _json(
             [
@@ -236,7 +236,7 @@ class StudySeriesSearchApi(DicomWebApi):
 @serves_patient_data
 class InstanceSearchApi(DicomWebApi):
     def get(self, request: Request, study: str, series: str | None = None) -> HttpResponse:
-        query = qido.parse_query(request.query_params)
+        query = qido.parse_query(request.query_params, "instances")
         found = _study(request, study, gate.LIST_STUDIES, Action.STUDY_SEARCH)
         in_series = access.series_in(found, series) if series else None
         instances = selectors.instance_list(study=found, series=in_series, query=query)

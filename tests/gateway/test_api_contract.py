@@ -1,9 +1,7 @@
-"""Contract tests: items of /work/shared/API.md that are implemented but were not exercised.
+"""Contract tests: items of ../shared/API.md (and of DICOM PS3.18, which it adopts for
+DICOMweb) that were not exercised elsewhere.
 
-Each test names the API.md section it holds the gateway to, and what would make it fail.
-Items that were already tested elsewhere are not repeated here. The xfail(strict=True) tests
-record where the implementation departs from the contract (or from DICOM PS3.18, which the
-contract adopts for DICOMweb): they fail loudly once the gateway is brought in line.
+Each test names the section it holds the gateway to, and what would make it fail.
 """
 
 import datetime
@@ -394,3 +392,33 @@ def test_create_institution_adds_a_member_whose_pacs_may_store(tmp_path) -> None
         stop_listener(server)
     assert status.Status == 0x0000
     assert Study.objects.get(study_uid=uid).institution.code == "ZIT"
+
+
+@pytest.mark.django_db
+def test_an_instance_search_matches_on_the_series_modality(two_series) -> None:
+    """Modality at the instance level narrows to the instances of series of that modality
+    (it was accepted and ignored, so the MR search returned the CT instance too)."""
+    ct, mr = two_series
+    alice = client_for("alice", "CHL")
+    found = json.loads(
+        alice.get(f"/dicomweb/studies/{ct.study_uid}/instances", {"Modality": "MR"}).content
+    )
+    assert [i["00080018"]["Value"][0] for i in found] == [mr.sop_instance_uid]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("level", "key"),
+    [("series", "PatientID"), ("series", "SOPInstanceUID"), ("instances", "StudyDate")],
+)
+def test_a_key_the_level_does_not_match_on_is_refused(two_series, level, key) -> None:
+    """A key a level would ignore widens the answer silently: it is a 400 naming the key and
+    the keys that level matches on."""
+    ct, _ = two_series
+    response = client_for("alice", "CHL").get(
+        f"/dicomweb/studies/{ct.study_uid}/{level}", {key: "20240105"}
+    )
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert message.startswith(f"{key}: matching on this attribute is not supported")
+    assert f"in a search for {level}" in message
