@@ -1,8 +1,32 @@
 """WSGI entry point."""
 
+import json
 import os
 
 from django.core.wsgi import get_wsgi_application
+from django.utils.http import parse_header_parameters
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anim_gateway.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+
+def application(environ: dict, start_response):
+    """Django's application, after a check it cannot make itself: Django reads the
+    Content-Type while building the request, before any middleware, and an RFC 2231
+    parameter in a charset that cannot decode it (type*=idna''x) raises there, which the
+    server answers with a bare 500."""
+    try:
+        parse_header_parameters(environ.get("CONTENT_TYPE", ""))
+    except (LookupError, UnicodeError, ValueError):
+        return _bad_request(start_response, "Content-Type: a parameter cannot be decoded.")
+    return django_application(environ, start_response)
+
+
+def _bad_request(start_response, message: str) -> list[bytes]:
+    # The project's error shape (anim_gateway.errors), without the request Django could not build.
+    body = json.dumps({"error": {"code": "INVALID", "message": message}}).encode()
+    start_response(
+        "400 Bad Request",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
