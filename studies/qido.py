@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import CharField, Lookup, Q, QuerySet
 from django.http import QueryDict
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import keyword_dict
 
 from anim_gateway.errors import ApplicationError
 from studies.dicom import is_valid_uid
@@ -118,10 +118,14 @@ def _refuse_unmatched_keys(params: QueryDict, level: str) -> None:
             )
 
 
+# Every keyword of the data dictionary, in lower case.
+_KEYWORDS = frozenset(keyword.lower() for keyword in keyword_dict)
+
+
 def _names_an_attribute(key: str) -> bool:
-    if re.fullmatch(r"[0-9A-Fa-f]{8}", key):
-        return True
-    return tag_for_keyword(key) is not None
+    """Whether the key is a tag or a keyword, in any case: "patientname" is refused too,
+    rather than ignored as a name that is no attribute."""
+    return bool(re.fullmatch(r"[0-9A-Fa-f]{8}", key)) or key.lower() in _KEYWORDS
 
 
 def _uids(raw: str, name: str) -> tuple[str, ...]:

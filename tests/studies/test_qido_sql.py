@@ -225,7 +225,9 @@ def test_a_limit_above_the_maximum_gives_the_maximum(asked, given):
     assert qido.parse_query(QueryDict(f"limit={asked}")).limit == given
 
 
-@pytest.mark.parametrize("key", ["PatientName", "00100010", "StudyDescription", "00081030"])
+@pytest.mark.parametrize(
+    "key", ["PatientName", "00100010", "StudyDescription", "00081030", "patientname"]
+)
 def test_matching_on_an_attribute_the_index_lacks_is_refused(key):
     """Ignored, a name search would answer with every patient's studies the caller may see."""
     from django.http import QueryDict
