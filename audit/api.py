@@ -1,7 +1,5 @@
 """The DPO's audit API and the patient's access log: thin views over selectors and services."""
 
-import datetime
-
 from django.core.validators import RegexValidator
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
@@ -13,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
+from anim_gateway.api_fields import DateTimeField
 from audit import exports
 from audit.actions import Action, Basis, Outcome, describe
 from audit.errors import AuditUnavailable
@@ -67,17 +66,6 @@ class AuditedApi(APIView):
                 message=message or "Refused.",
             )
         super().permission_denied(request, message=message, code=code)
-
-
-class DateTimeField(serializers.DateTimeField):
-    """DRF's, with a naive date-time at the very start of year 1 a 400 "out of range": DRF
-    checks that its local time exists by converting it to UTC, which overflows there."""
-
-    def enforce_timezone(self, value: datetime.datetime) -> datetime.datetime:
-        try:
-            return super().enforce_timezone(value)
-        except OverflowError:
-            self.fail("overflow")
 
 
 class EventFilterInput(serializers.Serializer):

@@ -6,8 +6,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from anim_gateway.api_fields import DateTimeField
 from audit.actions import Action
-from audit.api import DateTimeField
 from consent.access import access_care_assertion, access_care_end, serves_patient_data
 from consent.api.fields import USERNAME
 from consent.api.patients import CareOutput, practitioner_named, valid
