@@ -114,6 +114,65 @@ class RssSampler:
         return self.peak - self.baseline
 
 
+def _tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process and its live descendants."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL process (backends of both servers' clients, and the
+    WAL writer, checkpointer...): the database's share of a phase."""
+    total = 0.0
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        if proc.info["name"] == "postgres" and proc.info["cpu_times"] is not None:
+            total += proc.info["cpu_times"].user + proc.info["cpu_times"].system
+    return total
+
+
+class CpuMeter:
+    """CPU seconds spent during a phase by a server's process tree, by PostgreSQL and by
+    this (client) process; all zero without psutil. Processes that exit during the phase
+    are not counted."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.server = self.postgres = self.client = 0.0
+
+    def _now(self) -> tuple[float, float, float]:
+        if psutil is None:
+            return 0.0, 0.0, 0.0
+        me = psutil.Process().cpu_times()
+        return _tree_cpu(self.server_pid), _postgres_cpu(), me.user + me.system
+
+    def __enter__(self) -> "CpuMeter":
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._now()
+        spent = (b - a for a, b in zip(self._start, end, strict=True))
+        self.server, self.postgres, self.client = spent
+
+    def per_item_ms(self, count: int) -> str:
+        """'server X, PostgreSQL Y, client Z ms of CPU per item'."""
+        if psutil is None or not count:
+            return "CPU not measured (no psutil)"
+        ms = [1000 * value / count for value in (self.server, self.postgres, self.client)]
+        return "CPU per instance: server {:.2f} ms, PostgreSQL {:.2f} ms, client {:.2f} ms".format(
+            *ms
+        )
+
+
 def load_average() -> str:
     """The 1/5/15-minute load average, as uptime prints it."""
     one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
