@@ -88,6 +88,9 @@ class StudyListDecision:
     # (institution code, reason code) of institutions whose studies were withheld; studies
     # hidden by the patient are never mentioned.
     withheld: list[tuple[str, str]]
+    # The lookup found studies after the first ``limit`` (authorize_found_studies): they
+    # were neither decided nor audited.
+    more: bool = False
 
 
 # Set by consent.access.serves_patient_data around a view: did this request consult the gate?
@@ -322,9 +325,11 @@ def authorize_found_studies(
     lookup: facts_query.Lookup,
     audit_action: str,
     detail: dict | None = None,
+    limit: int | None = None,
 ) -> StudyListDecision:
     """As ``authorize_studies``, on the studies the lookup finds (ordered by their ``pk``
-    column), found in the fact query's own statement.
+    column), found in the fact query's own statement; on the first ``limit`` of them only
+    when it is given (a lookup may find one more, to learn whether more follow).
 
     Raises
     ------
@@ -332,12 +337,16 @@ def authorize_found_studies(
         When deciding or auditing fails (never because some studies were withheld).
     """
     _mark_consulted()
+    more = False
     try:
         _refuse_inside_transaction()
         national_ids: dict[int, str] = {}
         facts, studies = _facts_and_found(actor, lookup, national_ids=national_ids)
         studies.sort(key=lambda found: found.pk)
+        if limit is not None:
+            studies, more = studies[:limit], len(studies) > limit
         result, hidden = _decided_many(action, studies, facts)
+        result = StudyListDecision(result.permitted, result.withheld, more)
         national_id = _one_patient(studies, national_ids)
         outcome = _permitted_of(result, studies)
     except Exception:

@@ -1,5 +1,6 @@
 """Access helpers on top of the gate: fetch a study, ask the gate, return it or raise."""
 
+from dataclasses import dataclass
 from typing import NoReturn
 
 from django.db.models import Q
@@ -159,7 +160,15 @@ def instance_of(study: Study, *, series_uid: str, sop_uid: str) -> Instance:
     return instance
 
 
-def studies_search(actor: Actor, *, query: qido.Query) -> list[selectors.StudyHit]:
+@dataclass(frozen=True)
+class SearchPage:
+    """A page of QIDO-RS study results, and whether studies in scope follow it."""
+
+    hits: list[selectors.StudyHit]
+    more: bool
+
+
+def studies_search(actor: Actor, *, query: qido.Query) -> SearchPage:
     """The page of studies matching a QIDO-RS query that the actor may see.
 
     SQL selects the page (ORDER BY, OFFSET, LIMIT) among the studies in the actor's scope
@@ -170,6 +179,9 @@ def studies_search(actor: Actor, *, query: qido.Query) -> list[selectors.StudyHi
     the next page starts at ``offset + limit`` all the same, so paging never skips nor
     repeats a study. Hidden studies are out of scope in
     SQL already: they never leave a gap that would reveal them.
+
+    A short or even empty page does not mean the end, so SQL reads one study in scope
+    beyond the page (neither decided nor audited): ``more`` says whether one follows.
     """
     if actor.role not in (Role.PRACTITIONER, Role.PATIENT):
         # The DPO, administrators and hospital systems search no patient's images.
@@ -183,18 +195,20 @@ def studies_search(actor: Actor, *, query: qido.Query) -> list[selectors.StudyHi
     if gate.looks_up_with_facts(actor):
         return _studies_found(actor, query=query)
     scope = _search_scope(actor)
-    page = selectors.study_page(scope=scope, query=query, offset=query.offset, limit=query.limit)
+    page = selectors.study_page(
+        scope=scope, query=query, offset=query.offset, limit=query.limit + 1
+    )
     decision = gate.authorize_studies(
         actor,
         gate.LIST_STUDIES,
-        studies=page,
+        studies=page[: query.limit],
         audit_action=Action.STUDY_SEARCH,
         detail=query.describe(),
     )
-    return decision.permitted
+    return SearchPage(decision.permitted, more=len(page) > query.limit)
 
 
-def _studies_found(actor: Actor, *, query: qido.Query) -> list[selectors.StudyHit]:
+def _studies_found(actor: Actor, *, query: qido.Query) -> SearchPage:
     """As ``studies_search`` for a practitioner on PostgreSQL: the scope, the page and the
     gate's facts in one statement (the page is a lookup of the fact query)."""
     own = actor.institution.pk if actor.institution else None
@@ -205,15 +219,19 @@ def _studies_found(actor: Actor, *, query: qido.Query) -> list[selectors.StudyHi
         institution_id=own,
         unreconciled=True,
     )
-    lookup = qido_sql.page_lookup(scope=scope, query=query, offset=query.offset, limit=query.limit)
+    lookup = qido_sql.page_lookup(
+        scope=scope, query=query, offset=query.offset, limit=query.limit + 1
+    )
     decision = gate.authorize_found_studies(
         actor,
         gate.LIST_STUDIES,
         lookup=lookup,
         audit_action=Action.STUDY_SEARCH,
         detail=query.describe(),
+        limit=query.limit,
     )
-    return [selectors.study_hit_of(found) for found in decision.permitted]
+    hits = [selectors.study_hit_of(found) for found in decision.permitted]
+    return SearchPage(hits, more=decision.more)
 
 
 def _search_scope(actor: Actor) -> qido_sql.Scope:

@@ -31,6 +31,12 @@ from studies.multipart import (
 from studies.spool import Spooled
 
 DICOM_JSON = "application/dicom+json"
+# PS3.18 8.3.4.4.1's words for a search with results beyond this response (RFC 9111 5.5's
+# form: code, agent, quoted text).
+MORE_RESULTS_WARNING = (
+    '299 anim-gateway "The number of results exceeded the maximum supported by the server.'
+    ' Additional results can be requested."'
+)
 
 
 class _ErrorsAsJson(BaseContentNegotiation):
@@ -110,16 +116,21 @@ class StudiesApi(DicomWebApi):
 
     def get(self, request: Request) -> HttpResponse:
         query = qido.parse_query(request.query_params)
-        studies = access.studies_search(actor_of(request), query=query)
+        page = access.studies_search(actor_of(request), query=query)
         # UIDs are digits and dots: one reverse() for the base, not one per result.
         base = _studies_url(request)
         results = (
             dicom_json.study_result_json(
                 s, url=f"{base}/{s.study_uid}", includefield=query.includefield
             )
-            for s in studies
+            for s in page.hits
         )
-        return HttpResponse(f"[{','.join(results)}]", content_type=DICOM_JSON)
+        response = HttpResponse(f"[{','.join(results)}]", content_type=DICOM_JSON)
+        if page.more:
+            # A page may be short, even empty, where the gate withheld studies: this header
+            # is how a client knows to ask for the page at offset + limit.
+            response["Warning"] = MORE_RESULTS_WARNING
+        return response
 
     def post(self, request: Request) -> HttpResponse:
         session = IngestSession.for_writer(actor_of(request))

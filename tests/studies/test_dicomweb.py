@@ -130,25 +130,31 @@ def test_it_pages_with_limit_and_offset(cast, tmp_path):
     for day in range(1, 6):
         ingest(dicom_copy(tmp_path, patient_id="CHEM-X1", StudyDate=f"2024010{day}"))
     alice = client_for("alice", "CHL")
-    pages = [
-        json.loads(alice.get("/dicomweb/studies", {"limit": 2, "offset": o}).content)
-        for o in (0, 2, 4)
-    ]
+    responses = [alice.get("/dicomweb/studies", {"limit": 2, "offset": o}) for o in (0, 2, 4)]
+    pages = [json.loads(r.content) for r in responses]
     dates = [s["00080020"]["Value"][0] for page in pages for s in page]
     assert dates == ["20240105", "20240104", "20240103", "20240102", "20240101"]
+    # PS3.18 8.3.4.4.1's warning while more results follow, none on the last page.
+    assert [r.get("Warning") for r in responses] == [MORE, MORE, None]
+
+
+MORE = (
+    '299 anim-gateway "The number of results exceeded the maximum supported by the server.'
+    ' Additional results can be requested."'
+)
 
 
 def test_a_hidden_study_leaves_no_gap_in_a_page(alice, xavier_studies):
     # The hidden MR study is Xavier's newest: were it left out by the gate alone, the first
     # page of one would come out empty and reveal it.
-    pages = [
-        json.loads(alice.get("/dicomweb/studies", {"limit": 1, "offset": o}).content)
-        for o in (0, 1)
-    ]
+    responses = [alice.get("/dicomweb/studies", {"limit": 1, "offset": o}) for o in (0, 1)]
+    pages = [json.loads(r.content) for r in responses]
     assert [[s["0020000D"]["Value"][0] for s in page] for page in pages] == [
         [xavier_studies["shown"].study_uid],
         [],
     ]
+    # Nor does the first page announce that more follow: the hidden study is not in scope.
+    assert [r.get("Warning") for r in responses] == [None, None]
 
 
 def test_a_hidden_study_is_still_found_at_the_institution_that_made_it(cast, xavier_studies):
@@ -193,15 +199,15 @@ def test_a_page_counts_the_studies_in_scope_and_the_gate_withholds_within_it(cas
         dicom_copy(tmp_path, patient_id="CHEM-X1", issuer="CHEM", StudyDate="20240101"), "CHL"
     )
     alice = client_for("alice", "CHL")
-    pages = [
-        json.loads(alice.get("/dicomweb/studies", {"limit": 1, "offset": o}).content)
-        for o in (0, 1, 2)
-    ]
+    responses = [alice.get("/dicomweb/studies", {"limit": 1, "offset": o}) for o in (0, 1, 2)]
+    pages = [json.loads(r.content) for r in responses]
     assert [[s["0020000D"]["Value"][0] for s in page] for page in pages] == [
         [],
         [local.study_uid],
         [],
     ]
+    # The empty first page says that more follow, so a client does not stop there.
+    assert [r.get("Warning") for r in responses] == [MORE, None, None]
     details = [e.detail for e in AuditEvent.objects.filter(action="study.search").order_by("pk")]
     assert [(d["studies"], d["permitted"]) for d in details] == [(1, 0), (1, 1), (0, 0)]
     assert details[0]["withheld"] == [["CHEM", "NO_CONSENT"]]
@@ -836,5 +842,5 @@ def test_a_search_without_any_patient_in_scope_finds_nothing(cast, xavier_studie
     # No care relationship and no acting institution: nothing can match, and the search is
     # still decided and audited.
     actor = Actor(role=Role.PRACTITIONER, practitioner=cast.bob, username="bob")
-    assert access.studies_search(actor, query=qido.Query()) == []
+    assert access.studies_search(actor, query=qido.Query()).hits == []
     assert AuditEvent.objects.filter(action="study.search").count() == 1
