@@ -1,5 +1,6 @@
 """DICOMweb (PS3.18): QIDO-RS, WADO-RS and STOW-RS, every request through the gate."""
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -31,7 +32,7 @@ from studies.multipart import (
 from studies.spool import Spooled
 
 DICOM_JSON = "application/dicom+json"
-# PS3.18 8.3.4.4.1's words for a search with results beyond this response (RFC 9111 5.5's
+# PS3.18 8.3.4.4.1's words for a search with results beyond this response (RFC 7234 5.5's
 # form: code, agent, quoted text).
 MORE_RESULTS_WARNING = (
     '299 anim-gateway "The number of results exceeded the maximum supported by the server.'
@@ -232,15 +233,17 @@ class StudySeriesSearchApi(DicomWebApi):
     def get(self, request: Request, study: str) -> HttpResponse:
         query = qido.parse_query(request.query_params, "series")
         found = _study(request, study, gate.LIST_STUDIES, Action.STUDY_SEARCH)
-        return _json(
+        series, more = _page(query, lambda peek: selectors.series_list(study=found, query=peek))
+        return _search_response(
             [
                 dicom_json.series_result(
                     s,
                     url=_url(request, "series", study=study, series=s.series_uid),
                     includefield=query.includefield,
                 )
-                for s in selectors.series_list(study=found, query=query)
-            ]
+                for s in series
+            ],
+            more=more,
         )
 
 
@@ -250,8 +253,10 @@ class InstanceSearchApi(DicomWebApi):
         query = qido.parse_query(request.query_params, "instances")
         found = _study(request, study, gate.LIST_STUDIES, Action.STUDY_SEARCH)
         in_series = access.series_in(found, series) if series else None
-        instances = selectors.instance_list(study=found, series=in_series, query=query)
-        return _json(
+        instances, more = _page(
+            query, lambda peek: selectors.instance_list(study=found, series=in_series, query=peek)
+        )
+        return _search_response(
             [
                 dicom_json.instance_result(
                     i,
@@ -259,8 +264,22 @@ class InstanceSearchApi(DicomWebApi):
                     includefield=query.includefield,
                 )
                 for i in instances
-            ]
+            ],
+            more=more,
         )
+
+
+def _page(query: qido.Query, fetch: Callable[[qido.Query], list]) -> tuple[list, bool]:
+    """A page of results, and whether more follow (one more row is read to know)."""
+    found = fetch(dataclasses.replace(query, limit=query.limit + 1))
+    return found[: query.limit], len(found) > query.limit
+
+
+def _search_response(results: list, *, more: bool) -> HttpResponse:
+    response = _json(results)
+    if more:
+        response["Warning"] = MORE_RESULTS_WARNING
+    return response
 
 
 def _instance_url(request: Request, instance) -> str:

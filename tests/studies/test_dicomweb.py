@@ -261,6 +261,18 @@ def test_it_lists_series_and_instances_of_a_study(alice, xavier_studies):
     assert instance["00100020"]["Value"] == ["CHEM-X1"]
 
 
+def test_series_and_instance_searches_page_and_warn_while_more_follow(three_instances):
+    one = three_instances[1]
+    alice = client_for("alice", "CHL")
+    instances = f"/dicomweb/studies/{one.study_uid}/series/{one.series_uid}/instances"
+    responses = [alice.get(instances, {"limit": 2, "offset": o}) for o in (0, 2)]
+    assert [_numbers(json.loads(r.content)) for r in responses] == [[1, 2], [3]]
+    assert [r.get("Warning") for r in responses] == [MORE, None]
+    series = alice.get(f"/dicomweb/studies/{one.study_uid}/series", {"limit": 1})
+    assert len(json.loads(series.content)) == 1
+    assert "Warning" not in series  # the study's one series
+
+
 def test_bob_without_care_relationship_finds_nothing_of_another_hospital(cast, xavier_studies):
     share_with_alice(cast)
     response = client_for("charlie", "HRS").get("/dicomweb/studies")
