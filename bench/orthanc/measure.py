@@ -53,16 +53,20 @@ def _children_proc(pid: int) -> list[int]:
     return found
 
 
+def _tree(pid: int) -> list:
+    """A live process and its live descendants (psutil), or [] when it is gone."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def tree_rss(pid: int) -> int:
     """Resident bytes of a process and all its descendants."""
     if psutil is not None:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0
         total = 0
-        for proc in procs:
+        for proc in _tree(pid):
             with contextlib.suppress(psutil.NoSuchProcess):
                 total += proc.memory_info().rss
         return total
@@ -116,13 +120,8 @@ class RssSampler:
 
 def _tree_cpu(pid: int) -> float:
     """User + system CPU seconds of a live process and its live descendants."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
     total = 0.0
-    for proc in procs:
+    for proc in _tree(pid):
         with contextlib.suppress(psutil.NoSuchProcess):
             times = proc.cpu_times()
             total += times.user + times.system
