@@ -126,12 +126,10 @@ class StudiesApi(DicomWebApi):
             )
             for s in page.hits
         )
-        response = HttpResponse(f"[{','.join(results)}]", content_type=DICOM_JSON)
-        if page.more:
-            # A page may be short, even empty, where the gate withheld studies: this header
-            # is how a client knows to ask for the page at offset + limit.
-            response["Warning"] = MORE_RESULTS_WARNING
-        return response
+        # A page may be short, even empty, where the gate withheld studies: the warning is
+        # how a client knows to ask for the page at offset + limit.
+        body = HttpResponse(f"[{','.join(results)}]", content_type=DICOM_JSON)
+        return _warned_if_more(body, more=page.more)
 
     def post(self, request: Request) -> HttpResponse:
         session = IngestSession.for_writer(actor_of(request))
@@ -276,7 +274,10 @@ def _page(query: qido.Query, fetch: Callable[[qido.Query], list]) -> tuple[list,
 
 
 def _search_response(results: list, *, more: bool) -> HttpResponse:
-    response = _json(results)
+    return _warned_if_more(_json(results), more=more)
+
+
+def _warned_if_more(response: HttpResponse, *, more: bool) -> HttpResponse:
     if more:
         response["Warning"] = MORE_RESULTS_WARNING
     return response
