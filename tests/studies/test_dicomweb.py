@@ -25,6 +25,12 @@ from .conftest import (
     share_with_alice,
 )
 
+# PS3.18 8.3.4.4.1's warning on a search page that more results follow.
+MORE = (
+    '299 anim-gateway "The number of results exceeded the maximum supported by the server.'
+    ' Additional results can be requested."'
+)
+
 
 @pytest.fixture
 def xavier_studies(cast, tmp_path):
@@ -136,12 +142,6 @@ def test_it_pages_with_limit_and_offset(cast, tmp_path):
     assert dates == ["20240105", "20240104", "20240103", "20240102", "20240101"]
     # PS3.18 8.3.4.4.1's warning while more results follow, none on the last page.
     assert [r.get("Warning") for r in responses] == [MORE, MORE, None]
-
-
-MORE = (
-    '299 anim-gateway "The number of results exceeded the maximum supported by the server.'
-    ' Additional results can be requested."'
-)
 
 
 def test_a_hidden_study_leaves_no_gap_in_a_page(alice, xavier_studies):
