@@ -337,14 +337,13 @@ def authorize_found_studies(
         When deciding or auditing fails (never because some studies were withheld).
     """
     _mark_consulted()
-    more = False
     try:
         _refuse_inside_transaction()
         national_ids: dict[int, str] = {}
         facts, studies = _facts_and_found(actor, lookup, national_ids=national_ids)
         studies.sort(key=lambda found: found.pk)
-        if limit is not None:
-            studies, more = studies[:limit], len(studies) > limit
+        more = limit is not None and len(studies) > limit
+        studies = studies[:limit]
         result, hidden = _decided_many(action, studies, facts)
         result = StudyListDecision(result.permitted, result.withheld, more)
         national_id = _one_patient(studies, national_ids)

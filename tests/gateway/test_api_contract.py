@@ -20,6 +20,7 @@ from audit.models import AuditEvent
 from consent.models import Consent, Patient, PatientIdentifier, Practitioner
 from studies.models import Instance, Study
 from tests.conftest import XAVIER_ID, client_for
+from tests.consent.test_provisioning import NEW_ID, patient_body
 from tests.studies.conftest import (  # noqa: F401 (autouse fixtures: private storage, inline tasks)
     dicom_copy,
     ingest,
@@ -29,7 +30,6 @@ from tests.studies.conftest import (  # noqa: F401 (autouse fixtures: private st
 )
 
 API = "/api/v1"
-NEW_ID = "1983010100159"  # a valid national identifier nobody in the cast holds
 
 
 def error_code(response) -> str:
@@ -125,15 +125,7 @@ def test_a_patient_registered_with_a_username_reads_their_own_record(cast, admin
     """API.md, Provisioning: POST patients/ accepts an optional "username" (only a taken
     username was exercised). Fails if the username is ignored, or does not become the
     patient's own log-in for the self-service API."""
-    body = {
-        "national_id": NEW_ID,
-        "family_name": "Weber",
-        "given_name": "Anna",
-        "birth_date": "1983-01-01",
-        "sex": "F",
-        "identifiers": [],
-        "username": "anna",
-    }
+    body = patient_body(identifiers=[], username="anna")
     response = client_for("root").post(f"{API}/patients/", body, format="json")
     assert response.status_code == 201, response.json()
     assert Patient.objects.get(national_id=NEW_ID).user.username == "anna"
