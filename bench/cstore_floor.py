@@ -16,6 +16,11 @@ and prints instances/s, the ratio to Orthanc, the median association time, the s
 per instance and the client's CPU use, so as to show what pynetdicom alone allows:
 
     .venv/bin/python bench/cstore_floor.py [--instances 1000] [--concurrency 2] [--processes N]
+        [--poll-ms 0.1]
+
+``--poll-ms`` shortens the bare acceptor's idle poll (pynetdicom's DUL sleeps 1 ms between
+looks at its socket), to show how much of the floor is that polling; the listener is left
+as it is.
 
 Same set-up as cstore_phases.py (PostgreSQL database `bench_dicom` recreated, Orthanc from
 Debian's packages on its own temporary storage). The acceptor runs as many processes as the
@@ -67,6 +72,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warm", type=int, default=4, help="unmeasured studies sent first")
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument(
+        "--poll-ms",
+        type=float,
+        help="the bare acceptor's DUL reactor polls its socket every POLL_MS when idle "
+        "(pynetdicom's _run_loop_delay; default pynetdicom's own, 1 ms)",
+    )
     p.add_argument("--acceptor", choices=VARIANTS, help=argparse.SUPPRESS)  # the subprocess
     return p.parse_args()
 
@@ -79,6 +90,13 @@ def handle_open(event) -> None:
     raw = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
     if raw is not None:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if POLL_SECONDS is not None:
+        # The knob pynetdicom's maintainers point to (pydicom/pynetdicom#650): a shorter
+        # sleep answers sooner and wakes the thread more often while the peer is silent.
+        event.assoc.dul._run_loop_delay = POLL_SECONDS
+
+
+POLL_SECONDS: float | None = None  # set in the acceptor subprocess from --poll-ms
 
 
 def handle_echo(event) -> int:
@@ -196,6 +214,7 @@ class Acceptor:
 
     variant: str
     processes: int
+    poll_ms: float | None = None
     port: int = ACCEPTOR["port"]
     process: subprocess.Popen | None = None
 
@@ -207,6 +226,8 @@ class Acceptor:
     def start(self, log: Path, timeout: float = 30) -> None:
         args = [sys.executable, __file__, "--acceptor", self.variant]
         args += ["--processes", str(self.processes)]
+        if self.poll_ms is not None:
+            args += ["--poll-ms", str(self.poll_ms)]
         out = log.open("wb")
         self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -326,7 +347,7 @@ def run_orthanc(work: Path, jobs: list, args) -> Result:
 
 
 def run_acceptor(work: Path, variant: str, jobs: list, args) -> Result:
-    acceptor = Acceptor(variant, args.processes)
+    acceptor = Acceptor(variant, args.processes, args.poll_ms)
     acceptor.start(work / "logs" / f"acceptor-{variant}.log")
     try:
         return measure_server(f"pynetdicom {variant}", acceptor.pid, ACCEPTOR, jobs, args)
@@ -351,7 +372,8 @@ def print_report(results: list[Result], args, started: str, load: str) -> None:
     print(
         f"{args.instances} instances per server, 2 per association, {args.concurrency} client "
         f"threads (one process), {args.warm} studies of warm-up first; acceptor: "
-        f"{acceptor_model(args.processes)}"
+        f"{acceptor_model(args.processes)}; its DUL polls every "
+        f"{args.poll_ms if args.poll_ms is not None else 'pynetdicom default (1)'} ms when idle"
     )
     print("server CPU: the server's process tree (gateway: listener processes, not PostgreSQL)")
     head = f"{'server / variant':<20}{'inst/s':>9}{'x Orthanc':>11}{'assoc ms':>10}"
@@ -377,6 +399,8 @@ def acceptor_model(processes: int) -> str:
 def main() -> int:
     args = parse_args()
     if args.acceptor:
+        global POLL_SECONDS
+        POLL_SECONDS = args.poll_ms / 1000 if args.poll_ms is not None else None
         serve_acceptor(args.acceptor, ACCEPTOR["port"], args.processes)
         return 0
     started, load = datetime.datetime.now().isoformat(timespec="seconds"), measure.load_average()
