@@ -1,5 +1,6 @@
 """The ingest service: every pydicom file stored or refused, idempotency, safety, reconciliation."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -342,6 +343,37 @@ def test_the_metadata_has_no_nul_no_non_finite_number_and_no_bulk_data_reference
     clean = Dataset()
     clean.Modality = "MR"
     assert to_json(clean) == {"00080060": {"vr": "CS", "Value": ["MR"]}}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_number_alone_is_cleaned(value):
+    from pydicom.dataset import Dataset
+
+    from studies.dicom import to_json
+
+    ds = Dataset()
+    ds.add_new(0x00189087, "FD", [2.5, value])  # nothing else in it to clean
+    assert to_json(ds) == {"00189087": {"vr": "FD", "Value": [2.5, None]}}
+
+
+def test_a_header_with_decimal_strings_and_nulls_is_kept_as_it_is():
+    from pydicom.dataset import Dataset
+    from pydicom.valuerep import DSfloat
+
+    from studies.dicom import _is_clean, to_json
+    from studies.ingest_sql import _json
+
+    ds = Dataset()
+    ds.PixelSpacing = [DSfloat("0.5"), DSfloat("0.25")]
+    ds.WindowCenter = ""
+    assert to_json(ds) == {
+        "00280030": {"vr": "DS", "Value": [0.5, 0.25]},
+        "00281050": {"vr": "DS"},
+    }
+    # A null that is not a non-finite number leaves a header clean.
+    assert _is_clean({"00189087": {"vr": "FD", "Value": [None, 2.5]}})
+    assert not _is_clean({"00189087": {"vr": "FD", "Value": [float("nan"), 2.5]}})
+    assert json.loads(_json([{"spacing": DSfloat("0.5")}])) == [{"spacing": 0.5}]
 
 
 def test_it_syncs_each_stored_object_and_its_folders_before_indexing(
