@@ -285,7 +285,11 @@ def to_json(ds: Dataset) -> dict:
     options = {"bulk_data_threshold": 1024, "bulk_data_element_handler": lambda _elem: ""}
     try:
         # What Dataset.to_json_dict(suppress_invalid_tags=True) gives, at half its cost.
-        raw = header_json(ds, encode=lambda data, tag: pydicom_element_json(data, tag, **options))
+        raw = header_json(
+            ds,
+            encode=lambda data, tag: pydicom_element_json(data, tag, **options),
+            bulk_data_threshold=options["bulk_data_threshold"],
+        )
         return raw if _is_clean(raw) else _clean(raw)
     except RecursionError as exc:
         # Sequences nested hundreds deep (a crafted file): refused, never a server error.

@@ -2,6 +2,7 @@
 
 import contextlib
 import functools
+import math
 import re
 import struct
 import threading
@@ -22,6 +23,9 @@ from pydicom.valuerep import DS, IS, PersonName, validate_value
 _SPLIT_STRIP = {"AS", "CS", "DA", "DT", "TM", "UI"}  # split, trailing padding removed
 _TEXT = {"LO", "SH", "UC"}  # split, each value's trailing padding removed
 _SINGLE = {"LT", "ST", "UT"}  # one value, trailing padding removed
+# Binary VRs whose long values pydicom references as bulk data (not UN: pydicom may read an
+# UN element of a known tag as its dictionary VR).
+_BULK = {"OB", "OD", "OF", "OL", "OV", "OW"}
 _NUMBERS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
 _PRINTABLE = re.compile(rb"[\x20-\x7e]*\x00?")
 _INT = re.compile(r" *[+-]?\d+ *")
@@ -31,18 +35,39 @@ _DECIMAL = re.compile(r" *[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)? *")
 Encode = Callable[[Dataset, int], dict | None]
 
 
-def header_json(ds: Dataset, *, encode: Encode) -> dict:
+def header_json(ds: Dataset, *, encode: Encode, bulk_data_threshold: int | None = None) -> dict:
     """The DICOM JSON of ``ds``'s top-level elements; ``encode`` encodes an element this
-    module leaves to pydicom (dropped when it returns None)."""
+    module leaves to pydicom (dropped when it returns None). With ``bulk_data_threshold``,
+    the binary elements pydicom would reference by BulkDataURI (to_json_dict with that
+    threshold) are left out, at any depth."""
+    limit = None if bulk_data_threshold is None else math.ceil(bulk_data_threshold * 3 / 4)
     out = {}
     for elem in ds.elements():
-        encoded = _element(elem, data=ds, encode=encode)
+        if _is_bulk(elem, limit):
+            continue
+        encoded = _element(elem, data=ds, encode=encode, limit=limit)
         if encoded is not None:
             out[f"{elem.tag:08X}"] = encoded
     return out
 
 
-def _element(elem: object, *, data: Dataset, encode: Encode, depth: int = 0) -> dict | None:
+def _is_bulk(elem: object, limit: int | None) -> bool:
+    """A raw binary element longer than ``limit`` bytes: its base64 would exceed pydicom's
+    bulk data threshold. Left out before pydicom converts it, and before a clean-up pass
+    over the whole header (read_header) has to remove its reference (a waveform's samples
+    made that pass most of an ECG's encoding)."""
+    return (
+        limit is not None
+        and isinstance(elem, RawDataElement)
+        and isinstance(elem.value, bytes)
+        and len(elem.value) > limit
+        and _vr(elem) in _BULK
+    )
+
+
+def _element(
+    elem: object, *, data: Dataset, encode: Encode, limit: int | None, depth: int = 0
+) -> dict | None:
     if isinstance(elem, RawDataElement) and _vr(elem) == "SQ":
         # Its items are parsed (their elements stay raw) and encoded here, not by pydicom,
         # whose conversion of every nested element cost most of a sequence's encoding.
@@ -50,7 +75,7 @@ def _element(elem: object, *, data: Dataset, encode: Encode, depth: int = 0) -> 
     if isinstance(elem, RawDataElement):
         encoded = _plain(elem)
     elif elem.VR == "SQ" and isinstance(elem.value, Sequence):
-        encoded = _sequence(elem.value, encode=encode, depth=depth + 1)
+        encoded = _sequence(elem.value, encode=encode, limit=limit, depth=depth + 1)
     else:
         encoded = _converted(elem.VR, elem.value)
     return encoded if encoded is not None else encode(data, elem.tag)
@@ -87,7 +112,7 @@ def _strict_reading() -> Iterator[None]:
 MAX_SEQUENCE_DEPTH = 32
 
 
-def _sequence(items: Sequence, *, encode: Encode, depth: int = 1) -> dict | None:
+def _sequence(items: Sequence, *, encode: Encode, limit: int | None, depth: int = 1) -> dict | None:
     """A sequence's items; None (pydicom then decides for the whole sequence) when pydicom
     cannot encode one of their elements, as its to_json_dict then fails the sequence."""
     if depth > MAX_SEQUENCE_DEPTH:
@@ -96,7 +121,9 @@ def _sequence(items: Sequence, *, encode: Encode, depth: int = 1) -> dict | None
     for item in items:
         encoded = {}
         for elem in item.elements():
-            value = _element(elem, data=item, encode=encode, depth=depth)
+            if _is_bulk(elem, limit):
+                continue
+            value = _element(elem, data=item, encode=encode, limit=limit, depth=depth)
             if value is None:
                 return None
             encoded[f"{elem.tag:08X}"] = value

@@ -161,3 +161,55 @@ def test_a_strict_section_waits_for_another_threads_to_end():
     two.join(5)
     assert entered == ["first leaves", "second enters"]
     assert config.settings.reading_validation_mode == config.IGNORE
+
+
+def without_bulk_references(value: object) -> object:
+    """pydicom's DICOM JSON with every element it referenced as bulk data left out."""
+    if isinstance(value, dict):
+        return {
+            key: without_bulk_references(item)
+            for key, item in value.items()
+            if not (isinstance(item, dict) and item.get("BulkDataURI") == "")
+        }
+    if isinstance(value, list):
+        return [without_bulk_references(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("path", readable_files(), ids=lambda p: Path(p).name)
+def test_bulk_data_is_left_out_where_pydicom_would_reference_it(path):
+    def read() -> Dataset:
+        return dcmread(path, stop_before_pixels=True, force=False)
+
+    expected = read().to_json_dict(suppress_invalid_tags=True, **OPTIONS)
+    got = header_json(
+        read(),
+        encode=lambda data, tag: pydicom_element_json(data, tag, **OPTIONS),
+        bulk_data_threshold=OPTIONS["bulk_data_threshold"],
+    )
+    assert without_bulk_references(got) == without_bulk_references(expected)
+    # Only UN elements, which pydicom may read as their dictionary VR, are left to it.
+    assert bulk_reference_vrs(got) <= {"UN"}
+
+
+def bulk_reference_vrs(value: object) -> set[str]:
+    if isinstance(value, dict):
+        if value.get("BulkDataURI") == "":
+            return {value["vr"]}
+        return set().union(*map(bulk_reference_vrs, value.values()))
+    if isinstance(value, list):
+        return set().union(*map(bulk_reference_vrs, value))
+    return set()
+
+
+def test_a_waveforms_samples_are_left_out_of_its_sequence_items():
+    (path,) = [p for p in readable_files() if Path(p).name == "waveform_ecg.dcm"]
+    got = header_json(
+        dcmread(path, stop_before_pixels=True),
+        encode=lambda data, tag: pydicom_element_json(data, tag, **OPTIONS),
+        bulk_data_threshold=1024,
+    )
+    items = got["54000100"]["Value"]  # WaveformSequence
+    assert items
+    assert all("54001010" not in item for item in items)  # WaveformData
+    assert all(item["003A0005"]["Value"] for item in items)  # NumberOfWaveformChannels kept
