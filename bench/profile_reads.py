@@ -8,16 +8,22 @@ bench_vs_orthanc.py does (a CHEM radiologist reading CHL studies, basis CONSENT)
 """
 
 import argparse
+import contextlib
 import cProfile
 import io
+import os
 import pstats
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import requests
 
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
@@ -42,6 +48,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     p.add_argument(
         "--http", action="store_true", help="also through gunicorn (gunicorn.conf.py) over HTTP"
+    )
+    p.add_argument(
+        "--gunicorn",
+        action="append",
+        default=[],
+        metavar="ARGS",
+        help="with --http: extra gunicorn arguments of one server variant, asked in turn with "
+        "the others request by request (repeat the option), e.g. --gunicorn=--threads=1",
     )
     return p.parse_args()
 
@@ -200,19 +214,41 @@ def main() -> int:
 
 
 def measure_http(env: dict, label: str, calls: list, token: str, args) -> None:
-    """The same requests through gunicorn with the production settings, one client."""
-    import os
-    import subprocess
+    """The same requests through gunicorn with the production settings, one client. With
+    several --gunicorn variants, one server each, asked in turn request by request: this
+    machine's latency drifts by a millisecond from one minute to the next, which would
+    swamp the difference between variants measured one after the other."""
+    variants = args.gunicorn or [""]
+    with contextlib.ExitStack() as stack:
+        sessions = []
+        for number, variant in enumerate(variants):
+            port = 8199 + number
+            stack.enter_context(_gunicorn(env, port, variant.split()))
+            sessions.append((port, _session(token, port)))
+        times: list[list[float]] = [[] for _ in variants]
+        for n in range(args.repeat + 10):
+            path, query, headers = calls[n % len(calls)]
+            for (port, session), kept in zip(sessions, times, strict=True):
+                elapsed = _timed_get(session, f"http://127.0.0.1:{port}{path}?{query}", headers)
+                if n >= 10:  # the first requests warm both workers up
+                    kept.append(elapsed)
+        for variant, kept in zip(variants, times, strict=True):
+            s = measure.summary_ms(kept)
+            print(
+                f"{label:12s} HTTP p50 {s['p50']:6.2f} ms  p95 {s['p95']:6.2f} ms  {variant}",
+                flush=True,
+            )
 
-    import requests
 
-    port = 8199
+@contextlib.contextmanager
+def _gunicorn(env: dict, port: int, extra: list[str]) -> Iterator[None]:
     server = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("gunicorn")),
             f"--config={BENCH.parent / 'gunicorn.conf.py'}",
             f"--bind=127.0.0.1:{port}",
             "--workers=2",
+            *extra,
             "anim_gateway.wsgi",
         ],
         cwd=BENCH.parent,
@@ -221,29 +257,32 @@ def measure_http(env: dict, label: str, calls: list, token: str, args) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        session = requests.Session()
-        session.headers.update({"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"})
-        for _ in range(100):
-            try:
-                session.get(f"http://127.0.0.1:{port}/dicomweb/studies?limit=1", timeout=5)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        times = []
-        for n in range(args.repeat + 10):
-            path, query, headers = calls[n % len(calls)]
-            accept = {"Accept": headers["HTTP_ACCEPT"]}
-            begin = time.perf_counter()
-            response = session.get(f"http://127.0.0.1:{port}{path}?{query}", headers=accept)
-            response.content  # noqa: B018 (read the whole body, as a viewer does)
-            if n >= 10:  # the first requests warm both workers up
-                times.append((time.perf_counter() - begin) * 1000)
-            assert response.status_code == 200, (label, response.status_code)
-        s = measure.summary_ms([t / 1000 for t in times])
-        print(f"{label:12s} HTTP p50 {s['p50']:6.2f} ms  p95 {s['p95']:6.2f} ms", flush=True)
+        yield
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _session(token: str, port: int) -> requests.Session:
+    session = requests.Session()
+    session.headers.update({"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"})
+    for _ in range(100):
+        try:
+            session.get(f"http://127.0.0.1:{port}/dicomweb/studies?limit=1", timeout=5)
+            return session
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise RuntimeError(f"gunicorn on port {port} did not answer")
+
+
+def _timed_get(session: requests.Session, url: str, headers: dict) -> float:
+    """Seconds until the whole body is read, as a viewer reads it."""
+    begin = time.perf_counter()
+    response = session.get(url, headers={"Accept": headers["HTTP_ACCEPT"]})
+    response.content  # noqa: B018
+    elapsed = time.perf_counter() - begin
+    assert response.status_code == 200, (url, response.status_code)
+    return elapsed
 
 
 if __name__ == "__main__":

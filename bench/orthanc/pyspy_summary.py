@@ -5,7 +5,11 @@ import collections
 import re
 from pathlib import Path
 
-IDLE = re.compile(r"SyncWorker\.wait|Arbiter\.|\(selectors\.py|wait \(threading|select \(")
+# Waiting, not working: the arbiter, selectors, and gthread's idle pool threads.
+IDLE = re.compile(
+    r"SyncWorker\.wait|Arbiter\.|\(selectors\.py|wait \(threading|select \("
+    r"|_worker \(concurrent/futures/"
+)
 PROJECT = re.compile(r"\((studies|consent|audit|anim_gateway)/")
 
 
