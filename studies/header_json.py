@@ -14,7 +14,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.valuerep import DS, IS, PersonName, validate_value
+from pydicom.valuerep import DS, EXPLICIT_VR_LENGTH_32, IS, PersonName, validate_value
 
 # pydicom's element conversion costs about 30 us an element, most of the ingest of a small
 # instance. Elements of these VRs whose bytes are printable ASCII (the same text in every
@@ -28,6 +28,9 @@ _SINGLE = {"LT", "ST", "UT"}  # one value, trailing padding removed
 _BULK = {"OB", "OD", "OF", "OL", "OV", "OW"}
 _NUMBERS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
 _PRINTABLE = re.compile(rb"[\x20-\x7e]*\x00?")
+# LT, ST and UT may also hold TAB, LF, FF and CR (PS3.5 6.2), the same bytes in every
+# character set, where pydicom decodes each line the same way.
+_TEXT_PRINTABLE = re.compile(rb"[\t\n\f\r\x20-\x7e]*\x00?")
 _INT = re.compile(r" *[+-]?\d+ *")
 _DECIMAL = re.compile(r" *[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)? *")
 
@@ -69,6 +72,9 @@ def _element(
     elem: object, *, data: Dataset, encode: Encode, limit: int | None, depth: int = 0
 ) -> dict | None:
     if isinstance(elem, RawDataElement) and _vr(elem) == "SQ":
+        encoded = _sequence_from_bytes(elem, limit=limit, depth=depth + 1)
+        if encoded is not None:
+            return encoded
         # Its items are parsed (their elements stay raw) and encoded here, not by pydicom,
         # whose conversion of every nested element cost most of a sequence's encoding.
         elem = _converted_sequence(data, elem.tag) or elem
@@ -131,6 +137,129 @@ def _sequence(items: Sequence, *, encode: Encode, limit: int | None, depth: int 
     return {"vr": "SQ", "Value": values}
 
 
+def _sequence_from_bytes(elem: RawDataElement, *, limit: int | None, depth: int) -> dict | None:
+    """A raw sequence encoded straight from its bytes, without pydicom building a Dataset per
+    item (most of the encoding of a structured report or of an enhanced image's per-frame
+    sequences); None when anything in it is left to pydicom (then parsed by pydicom)."""
+    if not isinstance(elem.value, bytes):
+        return None
+    reader = _ItemReader(elem.value, implicit=elem.is_implicit_VR, little=elem.is_little_endian)
+    try:
+        items, _ = reader.items(0, len(elem.value), limit=limit, depth=depth)
+    except _LeftToPydicom:
+        return None
+    return {"vr": "SQ", "Value": items}
+
+
+class _LeftToPydicom(Exception):
+    """Something in a raw sequence this module does not encode itself."""
+
+
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+
+
+class _ItemReader:
+    """Items of a sequence's value (PS3.5 7.5), each element encoded by ``_plain``, nested
+    sequences read the same way. Anything else (an undefined length that is not a sequence,
+    a VR from the dictionary that is ambiguous or unknown, a length past the end, a stray
+    delimiter) is left to pydicom, which reads it as it always has."""
+
+    def __init__(self, data: bytes, *, implicit: bool, little: bool) -> None:
+        self.data = data
+        self.implicit = implicit
+        self.little = little
+        order = "<" if little else ">"
+        self.tag_length = struct.Struct(f"{order}HHL")  # a tag, then a 32-bit length
+        self.short_length = struct.Struct(f"{order}H")
+        self.long_length = struct.Struct(f"{order}L")
+
+    def items(self, pos: int, end: int | None, *, limit: int | None, depth: int) -> tuple:
+        """The items from ``pos`` to ``end``, or to the sequence delimiter when ``end`` is
+        None; and the offset after them."""
+        if depth > MAX_SEQUENCE_DEPTH:
+            raise RecursionError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH}")
+        items = []
+        while end is None or pos < end:
+            tag, length, pos = self._header(pos)
+            if tag == _SEQUENCE_END and end is None:
+                return items, pos
+            if tag != _ITEM:
+                raise _LeftToPydicom
+            item_end = None if length == _UNDEFINED else self._within(pos, length)
+            item, pos = self._item(pos, item_end, limit=limit, depth=depth)
+            items.append(item)
+        if pos != end:
+            raise _LeftToPydicom
+        return items, pos
+
+    def _item(self, pos: int, end: int | None, *, limit: int | None, depth: int) -> tuple:
+        encoded = {}
+        while end is None or pos < end:
+            tag, vr, length, pos = self._element_header(pos)
+            if tag == _ITEM_END and end is None:
+                return encoded, pos
+            if vr == "SQ":
+                value_end = None if length == _UNDEFINED else self._within(pos, length)
+                items, pos = self.items(pos, value_end, limit=limit, depth=depth + 1)
+                encoded[f"{tag:08X}"] = {"vr": "SQ", "Value": items}
+                continue
+            if length == _UNDEFINED:
+                raise _LeftToPydicom  # encapsulated data, or UN holding a sequence
+            value_end = self._within(pos, length)
+            raw = RawDataElement(
+                tag, vr, length, self.data[pos:value_end], pos, self.implicit, self.little, True
+            )
+            pos = value_end
+            if _is_bulk(raw, limit):
+                continue
+            value = _plain(raw)
+            if value is None:
+                raise _LeftToPydicom
+            encoded[f"{tag:08X}"] = value
+        if pos != end:
+            raise _LeftToPydicom
+        return encoded, pos
+
+    def _header(self, pos: int) -> tuple[int, int, int]:
+        """An item or delimiter tag and its 32-bit length."""
+        if pos + 8 > len(self.data):
+            raise _LeftToPydicom
+        group, element, length = self.tag_length.unpack_from(self.data, pos)
+        return group << 16 | element, length, pos + 8
+
+    def _element_header(self, pos: int) -> tuple[int, str | None, int, int]:
+        if pos + 8 > len(self.data):
+            raise _LeftToPydicom
+        group, element, length = self.tag_length.unpack_from(self.data, pos)
+        tag = group << 16 | element
+        if group == 0xFFFE:
+            if tag != _ITEM_END:
+                raise _LeftToPydicom
+            return tag, None, length, pos + 8
+        if self.implicit:
+            vr = _dictionary_vr(tag)
+            if vr is None:
+                raise _LeftToPydicom
+            return tag, vr, length, pos + 8
+        code = self.data[pos + 4 : pos + 6]
+        if not (code.isalpha() and code.isupper()):
+            raise _LeftToPydicom  # implicit VR inside an explicit dataset: pydicom copes
+        vr = code.decode("ascii")
+        if vr in EXPLICIT_VR_LENGTH_32:
+            if pos + 12 > len(self.data):
+                raise _LeftToPydicom
+            (length,) = self.long_length.unpack_from(self.data, pos + 8)
+            return tag, vr, length, pos + 12
+        (length,) = self.short_length.unpack_from(self.data, pos + 6)
+        return tag, vr, length, pos + 8
+
+    def _within(self, pos: int, length: int) -> int:
+        if pos + length > len(self.data):
+            raise _LeftToPydicom
+        return pos + length
+
+
 def raw_values(elem: RawDataElement) -> list | None:
     """The values pydicom would convert a raw element to (as in its DICOM JSON), decoded
     here without converting it; None when this module leaves the element to pydicom."""
@@ -145,7 +274,9 @@ def _plain(elem: RawDataElement) -> dict | None:
         return None
     if vr in _NUMBERS:
         values = _numbers(value, _NUMBERS[vr], little=elem.is_little_endian)
-    elif _PRINTABLE.fullmatch(value) is None:
+    elif vr == "AT":
+        values = _tags(value, little=elem.is_little_endian)
+    elif (_TEXT_PRINTABLE if vr in _SINGLE else _PRINTABLE).fullmatch(value) is None:
         return None
     else:
         values = _strings(value.decode("ascii"), vr)
@@ -191,6 +322,15 @@ def _numbers(value: bytes, code: str, *, little: bool) -> list | None:
     if len(value) % size:
         return None
     return list(struct.unpack(f"{'<' if little else '>'}{len(value) // size}{code}", value))
+
+
+def _tags(value: bytes, *, little: bool) -> list | None:
+    """AT values, each a group and an element number, as pydicom writes them (ggggeeee)."""
+    numbers = _numbers(value, "H", little=little)
+    if numbers is None or len(numbers) % 2:
+        return None
+    pairs = zip(numbers[::2], numbers[1::2], strict=True)
+    return [f"{group:04X}{element:04X}" for group, element in pairs]
 
 
 def _strings(text: str, vr: str) -> list | None:

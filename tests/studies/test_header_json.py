@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydicom import config, dcmread
 from pydicom.data import get_testdata_files
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian
 
@@ -83,7 +84,7 @@ def test_it_reads_big_endian_numbers_and_names_as_pydicom_does(tmp_path):
 
 def _element(tag: int, vr: bytes, value: bytes) -> bytes:
     group, number = tag >> 16, tag & 0xFFFF
-    if vr in (b"SQ", b"OB"):
+    if vr in (b"SQ", b"OB", b"UT"):
         return (
             struct.pack("<HH", group, number) + vr + b"\0\0" + struct.pack("<L", len(value)) + value
         )
@@ -213,3 +214,88 @@ def test_a_waveforms_samples_are_left_out_of_its_sequence_items():
     assert items
     assert all("54001010" not in item for item in items)  # WaveformData
     assert all(item["003A0005"]["Value"] for item in items)  # NumberOfWaveformChannels kept
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "rtplan.dcm",  # implicit VR little endian
+        "liver_expb_1frame.dcm",  # explicit VR big endian, AT values in per-frame items
+        "reportsi_with_empty_number_tags.dcm",  # empty IS and DS values in items
+    ],
+)
+def test_raw_sequences_are_encoded_from_their_bytes_as_pydicom_does(name, monkeypatch):
+    (path,) = [p for p in readable_files() if Path(p).name == name]
+    expected = dcmread(path, stop_before_pixels=True).to_json_dict(
+        suppress_invalid_tags=True, **OPTIONS
+    )
+
+    def parsed_by_pydicom(data, tag):
+        raise AssertionError(f"sequence {tag:08X} was left to pydicom")
+
+    monkeypatch.setattr(header_json_module, "_converted_sequence", parsed_by_pydicom)
+    got = header_json(
+        dcmread(path, stop_before_pixels=True),
+        encode=lambda data, tag: pydicom_element_json(data, tag, **OPTIONS),
+        bulk_data_threshold=OPTIONS["bulk_data_threshold"],
+    )
+    assert any(value["vr"] == "SQ" for value in got.values())
+    assert got == without_bulk_references(expected)
+
+
+def _item(content: bytes, *, defined: bool) -> bytes:
+    if defined:
+        return struct.pack("<HHL", 0xFFFE, 0xE000, len(content)) + content
+    end = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
+    return struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF) + content + end
+
+
+def _undefined_sequence(tag: int, items: bytes) -> bytes:
+    end = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+    return struct.pack("<HH", tag >> 16, tag & 0xFFFF) + b"SQ\0\0" + b"\xff" * 4 + items + end
+
+
+def _raw_sequence(value: bytes) -> RawDataElement:
+    return RawDataElement(0x00081115, "SQ", len(value), value, 0, False, True, True)
+
+
+def test_items_and_sequences_of_undefined_length_inside_a_raw_sequence_are_read():
+    leaf = (
+        _element(0x00081150, b"UI", b"1.2.840.10008.5.1.4.1.1.2\0")
+        + _element(0x00209165, b"AT", struct.pack("<HH", 0x0020, 0x9057))
+        + _element(0x40000020, b"UT", b"line one\r\nline two ")
+    )
+    nested = _undefined_sequence(0x00081199, _item(leaf, defined=False) * 2)
+    value = _item(nested + _element(0x00100020, b"LO", b"PID1"), defined=False)
+    value += _item(_element(0x00100020, b"LO", b"PID2"), defined=True)
+    got = header_json_module._sequence_from_bytes(_raw_sequence(value), limit=768, depth=1)
+    leaf_json = {
+        "00081150": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.2"]},
+        "00209165": {"vr": "AT", "Value": ["00209057"]},
+        "40000020": {"vr": "UT", "Value": ["line one\r\nline two"]},
+    }
+    assert got == {
+        "vr": "SQ",
+        "Value": [
+            {
+                "00081199": {"vr": "SQ", "Value": [leaf_json, leaf_json]},
+                "00100020": {"vr": "LO", "Value": ["PID1"]},
+            },
+            {"00100020": {"vr": "LO", "Value": ["PID2"]}},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _item(_element(0x00100020, b"LO", b"PID1"), defined=True)[:-2],  # item past the end
+        struct.pack("<HHL", 0xFFFE, 0xE000, 4) + b"\x10\x00\x20\x00",  # element past the item
+        _item(_element(0x00100010, b"PN", "Jörg".encode("latin-1")), defined=True),
+        _item(_element(0x7FE00010, b"OB", b"\0" * 8), defined=False),  # binary: pydicom's
+        struct.pack("<HHL", 0xFFFE, 0xE0DD, 0),  # a sequence delimiter in a defined length
+    ],
+    ids=["item-past-end", "element-past-item", "non-ascii", "binary", "stray-delimiter"],
+)
+def test_anything_else_in_a_raw_sequence_is_left_to_pydicom(value):
+    assert header_json_module._sequence_from_bytes(_raw_sequence(value), limit=768, depth=1) is None
