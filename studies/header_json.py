@@ -2,7 +2,6 @@
 
 import contextlib
 import functools
-import math
 import re
 import struct
 import threading
@@ -43,7 +42,8 @@ def header_json(ds: Dataset, *, encode: Encode, bulk_data_threshold: int | None 
     module leaves to pydicom (dropped when it returns None). With ``bulk_data_threshold``,
     the binary elements pydicom would reference by BulkDataURI (to_json_dict with that
     threshold) are left out, at any depth."""
-    limit = None if bulk_data_threshold is None else math.ceil(bulk_data_threshold * 3 / 4)
+    # pydicom's own rounding of the threshold to bytes of base64 (DataElement.to_json_dict).
+    limit = None if bulk_data_threshold is None else bulk_data_threshold // 4 * 3
     out = {}
     for elem in ds.elements():
         if _is_bulk(elem, limit):
@@ -156,6 +156,7 @@ class _LeftToPydicom(Exception):
 
 
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_CHARACTER_SET = 0x00080005
 _UNDEFINED = 0xFFFFFFFF
 
 
@@ -182,7 +183,7 @@ class _ItemReader:
         items = []
         while end is None or pos < end:
             tag, length, pos = self._header(pos)
-            if tag == _SEQUENCE_END and end is None:
+            if tag == _SEQUENCE_END and end is None and not length:
                 return items, pos
             if tag != _ITEM:
                 raise _LeftToPydicom
@@ -199,10 +200,15 @@ class _ItemReader:
             tag, vr, length, pos = self._element_header(pos)
             if tag == _ITEM_END and end is None:
                 return encoded, pos
+            key = f"{tag:08X}"
+            if tag == _CHARACTER_SET or key in encoded:
+                # An item's own character set (pydicom refuses one it cannot use, and the
+                # sequence with it), or a tag twice (pydicom keeps the last): pydicom's call.
+                raise _LeftToPydicom
             if vr == "SQ":
                 value_end = None if length == _UNDEFINED else self._within(pos, length)
                 items, pos = self.items(pos, value_end, limit=limit, depth=depth + 1)
-                encoded[f"{tag:08X}"] = {"vr": "SQ", "Value": items}
+                encoded[key] = {"vr": "SQ", "Value": items}
                 continue
             if length == _UNDEFINED:
                 raise _LeftToPydicom  # encapsulated data, or UN holding a sequence
@@ -216,7 +222,7 @@ class _ItemReader:
             value = _plain(raw)
             if value is None:
                 raise _LeftToPydicom
-            encoded[f"{tag:08X}"] = value
+            encoded[key] = value
         if pos != end:
             raise _LeftToPydicom
         return encoded, pos
@@ -234,8 +240,8 @@ class _ItemReader:
         group, element, length = self.tag_length.unpack_from(self.data, pos)
         tag = group << 16 | element
         if group == 0xFFFE:
-            if tag != _ITEM_END:
-                raise _LeftToPydicom
+            if tag != _ITEM_END or length:
+                raise _LeftToPydicom  # pydicom reads a delimiter's length as a VR and more
             return tag, None, length, pos + 8
         if self.implicit:
             vr = _dictionary_vr(tag)
@@ -272,6 +278,8 @@ def _plain(elem: RawDataElement) -> dict | None:
     value = elem.value
     if vr is None or not isinstance(value, bytes):
         return None
+    if vr == "SS" and elem.tag in _LUT_DESCRIPTORS:
+        return None  # pydicom corrects a negative first value (PS3.3 C.11.1.1)
     if vr in _NUMBERS:
         values = _numbers(value, _NUMBERS[vr], little=elem.is_little_endian)
     elif vr == "AT":
@@ -285,6 +293,9 @@ def _plain(elem: RawDataElement) -> dict | None:
     return {"vr": vr, "Value": values} if values else {"vr": vr}
 
 
+# LUT Descriptor, Red/Green/Blue Palette Color LUT Descriptor... whose first value pydicom
+# reads as unsigned even when the VR says SS.
+_LUT_DESCRIPTORS = {0x00281101, 0x00281102, 0x00281103, 0x00283002}
 _CONVERTED = _SPLIT_STRIP | _TEXT | _SINGLE | {"AE", "IS", "DS"} | set(_NUMBERS)
 
 

@@ -299,3 +299,60 @@ def test_items_and_sequences_of_undefined_length_inside_a_raw_sequence_are_read(
 )
 def test_anything_else_in_a_raw_sequence_is_left_to_pydicom(value):
     assert header_json_module._sequence_from_bytes(_raw_sequence(value), limit=768, depth=1) is None
+
+
+def _file_with_sequence(tmp_path, items: bytes) -> Path:
+    """An explicit VR little endian file whose (0008,1115) sequence holds ``items``."""
+    sop_class, sop, syntax = b"1.2.840.10008.5.1.4.1.1.7\0", b"1.2.3.4\0", b"1.2.840.10008.1.2.1\0"
+    meta = (
+        _element(0x00020001, b"OB", b"\0\1")
+        + _element(0x00020002, b"UI", sop_class)
+        + _element(0x00020003, b"UI", sop)
+        + _element(0x00020010, b"UI", syntax)
+    )
+    body = (
+        _element(0x00080016, b"UI", sop_class)
+        + _element(0x00080018, b"UI", sop)
+        + _element(0x00081115, b"SQ", items)
+    )
+    path = tmp_path / "items.dcm"
+    group_length = _element(0x00020000, b"UL", struct.pack("<L", len(meta)))
+    path.write_bytes(b"\0" * 128 + b"DICM" + group_length + meta + body)
+    return path
+
+
+LO_AB = _element(0x00100020, b"LO", b"AB")
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        _item(_element(0x00080005, b"CS", b"ISO_IR 999") + LO_AB, defined=True),
+        _item(_element(0x00080005, b"CS", b"ISO_IR100 ") + LO_AB, defined=True),
+        _item(_element(0x00080005, b"CS", b"ISO_IR 100") + LO_AB, defined=True),
+        # An item delimiter whose length field spells a long VR, then another item.
+        struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF)
+        + LO_AB
+        + struct.pack("<HH", 0xFFFE, 0xE00D)
+        + b"OB\0\0"
+        + _item(_element(0x00100021, b"LO", b"CD"), defined=True),
+        # The same tag twice, the second time as bulk data.
+        _item(
+            _element(0x00420011, b"LO", b"AB") + _element(0x00420011, b"OB", b"\1" * 800),
+            defined=True,
+        ),
+        _item(_element(0x00281101, b"SS", struct.pack("<hhh", -32768, 0, 16)), defined=True),
+    ],
+    ids=["unknown-charset", "misspelt-charset", "charset", "odd-delimiter", "twice", "lut"],
+)
+def test_crafted_items_are_encoded_as_pydicom_encodes_them(tmp_path, items):
+    path = _file_with_sequence(tmp_path, items)
+    expected = dcmread(path, stop_before_pixels=True).to_json_dict(
+        suppress_invalid_tags=True, **OPTIONS
+    )
+    got = header_json(
+        dcmread(path, stop_before_pixels=True),
+        encode=lambda data, tag: pydicom_element_json(data, tag, **OPTIONS),
+        bulk_data_threshold=OPTIONS["bulk_data_threshold"],
+    )
+    assert without_bulk_references(got) == without_bulk_references(expected)
