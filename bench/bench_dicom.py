@@ -157,6 +157,33 @@ def bench_header_encoding(files: list[Path]) -> None:
     line("index document per header, orjson / json, us", f"{orjson_us:8.1f} / {json_us:.1f}")
 
 
+def bench_read_header(files: list[Path], repeat: int = 3) -> None:
+    """Parsing and describing the headers (read_header, DICOM JSON included), per file on
+    average and for the costliest templates (the clones are made round-robin from them)."""
+    import collections
+    import time
+
+    from dicom.corpus import usable_files
+
+    from studies.dicom import read_header
+
+    templates = usable_files()
+    per_template: dict[str, list[float]] = collections.defaultdict(list)
+    for path in files:
+        read_header(path)  # the file in the page cache, the value caches warm
+        began = time.perf_counter()
+        for _ in range(repeat):
+            read_header(path)
+        template = templates[int(path.stem) % len(templates)].name
+        per_template[template].append((time.perf_counter() - began) / repeat * 1000)
+    total = sum(sum(times) for times in per_template.values())
+    line("read_header per file, mean, ms", f"{total / len(files):8.3f}")
+    costliest = sorted(per_template.items(), key=lambda kv: -sum(kv[1]))[:3]
+    for name, times in costliest:
+        mean, share = sum(times) / len(times), sum(times) / total * 100
+        line(f"  {name}, ms (share of the total)", f"{mean:8.3f}   ({share:.0f}%)")
+
+
 def stow_body(files: list[Path], boundary: str) -> bytes:
     from studies.multipart import multipart_stream
 
@@ -314,6 +341,7 @@ def main() -> None:
     print(f"bench_dicom: {connection.vendor}, work folder {work}, load {os.getloadavg()[0]:.2f}")
     half = args.instances // 2
     files = clones(work / "corpus", count=args.instances, patient_ids=cast["patient_ids"])
+    bench_read_header(files[:half])
     bench_header_encoding(files[:half])
     bench_ingest(files[:half])
     bench_stow_small(client, files[half:], cast["pacs_token"])
