@@ -1,7 +1,12 @@
-"""The WSGI entry point answers what Django cannot build a request from with a 400."""
+"""The WSGI entry point: a 400 for what Django cannot build a request from; everything a
+request needs loaded when it is imported."""
 
 import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +51,26 @@ def test_other_requests_reach_django():
     status, body = _call('multipart/related; type="application/dicom"; boundary=b')
     assert status.startswith("401")
     assert body["error"]["code"] == "UNAUTHENTICATED"
+
+
+def test_importing_it_loads_the_urlconf_and_the_views_before_any_request(tmp_path):
+    """gunicorn imports the entry point, then forks its workers (preload_app): what the import
+    loads, every worker starts with, and no worker's first request waits for it."""
+    code = (
+        "import sys; import anim_gateway.wsgi; from django.db import connections; "
+        "print(*(m in sys.modules for m in ('anim_gateway.urls', 'studies.api.dicomweb')), "
+        # No database connection yet: the forked workers must not share one.
+        "all(c.connection is None for c in connections.all()))"
+    )
+    env = dict(
+        os.environ,
+        DEBUG="True",
+        DJANGO_SETTINGS_MODULE="anim_gateway.settings",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        VAR_DIR=str(tmp_path),
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["True", "True", "True"]
