@@ -1,6 +1,5 @@
 """The production web server settings: gunicorn serves the gateway and keeps connections alive."""
 
-import os
 import re
 import socket
 import subprocess
@@ -38,17 +37,9 @@ def _get(sock: socket.socket, path: str) -> bytes:
 
 
 @pytest.fixture
-def served(tmp_path):
+def served(process_env):
     port = _free_port()
-    env = dict(
-        os.environ,
-        DEBUG="True",
-        DJANGO_SETTINGS_MODULE="anim_gateway.settings",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        VAR_DIR=str(tmp_path),
-        GUNICORN_BIND=f"127.0.0.1:{port}",
-        GUNICORN_WORKERS="1",
-    )
+    env = dict(process_env, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="1")
     proc = subprocess.Popen(
         [str(GUNICORN), "-c", str(ROOT / "gunicorn.conf.py"), "anim_gateway.wsgi"],
         cwd=ROOT,

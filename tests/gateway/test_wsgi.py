@@ -3,7 +3,6 @@ request needs loaded when it is imported."""
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +52,7 @@ def test_other_requests_reach_django():
     assert body["error"]["code"] == "UNAUTHENTICATED"
 
 
-def test_importing_it_loads_the_urlconf_and_the_views_before_any_request(tmp_path):
+def test_importing_it_loads_the_urlconf_and_the_views_before_any_request(process_env):
     """gunicorn imports the entry point, then forks its workers (preload_app): what the import
     loads, every worker starts with, and no worker's first request waits for it."""
     code = (
@@ -62,15 +61,13 @@ def test_importing_it_loads_the_urlconf_and_the_views_before_any_request(tmp_pat
         # No database connection yet: the forked workers must not share one.
         "all(c.connection is None for c in connections.all()))"
     )
-    env = dict(
-        os.environ,
-        DEBUG="True",
-        DJANGO_SETTINGS_MODULE="anim_gateway.settings",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        VAR_DIR=str(tmp_path),
-    )
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        cwd=root,
+        env=process_env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert done.stdout.split() == ["True", "True", "True"]

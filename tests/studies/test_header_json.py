@@ -91,31 +91,36 @@ def _element(tag: int, vr: bytes, value: bytes) -> bytes:
     return struct.pack("<HH", group, number) + vr + struct.pack("<H", len(value)) + value
 
 
+SOP_CLASS, SOP = b"1.2.840.10008.5.1.4.1.1.7\0", b"1.2.3.4\0"
+
+
+def _part10(path: Path, dataset: bytes) -> Path:
+    """An explicit VR little endian Part 10 file of ``dataset`` after its SOP UIDs."""
+    meta = (
+        _element(0x00020001, b"OB", b"\0\1")
+        + _element(0x00020002, b"UI", SOP_CLASS)
+        + _element(0x00020003, b"UI", SOP)
+        + _element(0x00020010, b"UI", b"1.2.840.10008.1.2.1\0")
+    )
+    group_length = _element(0x00020000, b"UL", struct.pack("<L", len(meta)))
+    uids = _element(0x00080016, b"UI", SOP_CLASS) + _element(0x00080018, b"UI", SOP)
+    path.write_bytes(b"\0" * 128 + b"DICM" + group_length + meta + uids + dataset)
+    return path
+
+
 def _nested_file(tmp_path, depth: int):
     """An explicit VR file whose sequences (of defined length) nest `depth` deep."""
     inner = _element(0x00100010, b"PN", b"X\0")
     for _ in range(depth):
         item = struct.pack("<HHL", 0xFFFE, 0xE000, len(inner)) + inner
         inner = _element(0x00081115, b"SQ", item)
-    sop_class, sop, syntax = b"1.2.840.10008.5.1.4.1.1.7\0", b"1.2.3.4\0", b"1.2.840.10008.1.2.1\0"
-    meta = (
-        _element(0x00020001, b"OB", b"\0\1")
-        + _element(0x00020002, b"UI", sop_class)
-        + _element(0x00020003, b"UI", sop)
-        + _element(0x00020010, b"UI", syntax)
-    )
-    body = (
-        _element(0x00080016, b"UI", sop_class)
-        + _element(0x00080018, b"UI", sop)
-        + inner
+    dataset = (
+        inner
         + _element(0x00100020, b"LO", b"PID1")
         + _element(0x0020000D, b"UI", b"1.2.3\0")
         + _element(0x0020000E, b"UI", b"1.2.3.5\0")
     )
-    path = tmp_path / f"nested{depth}.dcm"
-    group_length = _element(0x00020000, b"UL", struct.pack("<L", len(meta)))
-    path.write_bytes(b"\0" * 128 + b"DICM" + group_length + meta + body)
-    return path
+    return _part10(tmp_path / f"nested{depth}.dcm", dataset)
 
 
 @pytest.mark.parametrize("depth", [40, 400, 3000])
@@ -303,22 +308,7 @@ def test_anything_else_in_a_raw_sequence_is_left_to_pydicom(value):
 
 def _file_with_sequence(tmp_path, items: bytes) -> Path:
     """An explicit VR little endian file whose (0008,1115) sequence holds ``items``."""
-    sop_class, sop, syntax = b"1.2.840.10008.5.1.4.1.1.7\0", b"1.2.3.4\0", b"1.2.840.10008.1.2.1\0"
-    meta = (
-        _element(0x00020001, b"OB", b"\0\1")
-        + _element(0x00020002, b"UI", sop_class)
-        + _element(0x00020003, b"UI", sop)
-        + _element(0x00020010, b"UI", syntax)
-    )
-    body = (
-        _element(0x00080016, b"UI", sop_class)
-        + _element(0x00080018, b"UI", sop)
-        + _element(0x00081115, b"SQ", items)
-    )
-    path = tmp_path / "items.dcm"
-    group_length = _element(0x00020000, b"UL", struct.pack("<L", len(meta)))
-    path.write_bytes(b"\0" * 128 + b"DICM" + group_length + meta + body)
-    return path
+    return _part10(tmp_path / "items.dcm", _element(0x00081115, b"SQ", items))
 
 
 LO_AB = _element(0x00100020, b"LO", b"AB")
