@@ -85,18 +85,15 @@ def parse_args() -> argparse.Namespace:
 # --- The bare acceptor (run as a subprocess: python cstore_floor.py --acceptor VARIANT) ---
 
 
-def handle_open(event) -> None:
+def handle_open(event, poll_seconds: float | None = None) -> None:
     """As studies.dicom_net.handle_open: TCP_NODELAY on the accepted socket."""
     raw = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
     if raw is not None:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if POLL_SECONDS is not None:
+    if poll_seconds is not None:
         # The knob pynetdicom's maintainers point to (pydicom/pynetdicom#650): a shorter
         # sleep answers sooner and wakes the thread more often while the peer is silent.
-        event.assoc.dul._run_loop_delay = POLL_SECONDS
-
-
-POLL_SECONDS: float | None = None  # set in the acceptor subprocess from --poll-ms
+        event.assoc.dul._run_loop_delay = poll_seconds
 
 
 def handle_echo(event) -> int:
@@ -114,12 +111,12 @@ def store_parse(event) -> int:
     return SUCCESS
 
 
-def acceptor_handlers(variant: str) -> list:
+def acceptor_handlers(variant: str, poll_seconds: float | None) -> list:
     from pynetdicom import evt
 
     store = {"noop": store_noop, "parse": store_parse}[variant]
     return [
-        (evt.EVT_CONN_OPEN, handle_open),
+        (evt.EVT_CONN_OPEN, handle_open, [poll_seconds]),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_STORE, store),
     ]
@@ -163,12 +160,12 @@ def inherited_socket_server():
     return InheritedSocketServer
 
 
-def acceptor_child(listening: socket.socket, variant: str) -> None:
+def acceptor_child(listening: socket.socket, variant: str, poll_seconds: float | None) -> None:
     """One forked acceptor process, as studies.dicom_net._child (the default SIGTERM ends it)."""
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     server = acceptor_ae().make_server(
         listening.getsockname(),
-        evt_handlers=acceptor_handlers(variant),
+        evt_handlers=acceptor_handlers(variant, poll_seconds),
         server_class=inherited_socket_server(),
         listening=listening,
     )
@@ -190,18 +187,21 @@ def fork(target: Callable[[], None]) -> int:
     return pid
 
 
-def serve_acceptor(variant: str, port: int, processes: int) -> None:
+def serve_acceptor(variant: str, port: int, processes: int, poll_seconds: float | None) -> None:
     """As the listener: one process with processes == 1, else a parent that binds a
     non-blocking socket and forks children accepting on it; until SIGTERM."""
     if processes == 1:
         ae = acceptor_ae()
-        ae.start_server(("127.0.0.1", port), block=True, evt_handlers=acceptor_handlers(variant))
+        handlers = acceptor_handlers(variant, poll_seconds)
+        ae.start_server(("127.0.0.1", port), block=True, evt_handlers=handlers)
         return
     listening = socket.create_server(("127.0.0.1", port), backlog=128)
     listening.setblocking(False)
     stop = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop)
-    children = [fork(lambda: acceptor_child(listening, variant)) for _ in range(processes)]
+    children = [
+        fork(lambda: acceptor_child(listening, variant, poll_seconds)) for _ in range(processes)
+    ]
     signal.sigwait(stop)
     for pid in children:
         os.kill(pid, signal.SIGKILL)
@@ -399,9 +399,8 @@ def acceptor_model(processes: int) -> str:
 def main() -> int:
     args = parse_args()
     if args.acceptor:
-        global POLL_SECONDS
-        POLL_SECONDS = args.poll_ms / 1000 if args.poll_ms is not None else None
-        serve_acceptor(args.acceptor, ACCEPTOR["port"], args.processes)
+        poll_seconds = args.poll_ms / 1000 if args.poll_ms is not None else None
+        serve_acceptor(args.acceptor, ACCEPTOR["port"], args.processes, poll_seconds)
         return 0
     started, load = datetime.datetime.now().isoformat(timespec="seconds"), measure.load_average()
     work = Path(tempfile.mkdtemp(prefix="cstore_floor_"))

@@ -20,8 +20,18 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from studies.header_json import header_json, pydicom_element_json, raw_values
+from studies.header_json import (
+    ITEM,
+    ITEM_END,
+    MAX_SEQUENCE_DEPTH,
+    SEQUENCE_END,
+    UNDEFINED_LENGTH,
+    header_json,
+    pydicom_element_json,
+    raw_values,
+)
 
 PREAMBLE_LENGTH = 128
 # A 128-byte preamble is kept only when it is all zeros or starts a TIFF header (PS3.10 7.5);
@@ -62,25 +72,9 @@ INSTANCE_TAGS = {
     "00280100": "BitsAllocated",
 }
 
-_LONG_VRS = {
-    b"OB",
-    b"OD",
-    b"OF",
-    b"OL",
-    b"OV",
-    b"OW",
-    b"SQ",
-    b"SV",
-    b"UC",
-    b"UN",
-    b"UR",
-    b"UT",
-    b"UV",
-}
-_UNDEFINED = 0xFFFFFFFF
-_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+# Explicit VRs whose length takes 32 bits, as the walk reads them from the file: bytes.
+_LONG_VRS = {vr.encode("ascii") for vr in EXPLICIT_VR_LENGTH_32}
 _PIXEL_DATA = 0x7FE00010
-_MAX_DEPTH = 32
 
 # pydicom's warnings quote element values, and values may be patient names; its decoder
 # tracebacks are noise here: every failure reaches the caller as an InvalidDicom reason.
@@ -407,9 +401,9 @@ class _Walker:
         """Elements up to the end of the file, or of the item when nested."""
         while self.pos < self.size:
             tag = self._element(implicit=implicit, little=little, depth=depth)
-            if tag == _ITEM_END and nested:
+            if tag == ITEM_END and nested:
                 return
-            if tag == _ITEM_END:
+            if tag == ITEM_END:
                 raise InvalidDicom("Malformed: an item delimiter outside any sequence.")
         if nested:
             raise InvalidDicom("Truncated: the file ends inside a sequence item.")
@@ -420,7 +414,7 @@ class _Walker:
         tag = group << 16 | elem
         if group == 0xFFFE:
             self._take(4)  # the item delimiter's length, ignored
-            if tag == _ITEM_END:
+            if tag == ITEM_END:
                 return tag
             raise InvalidDicom(f"Malformed: unexpected item tag {tag:08X} in a dataset.")
         vr = b""
@@ -439,7 +433,7 @@ class _Walker:
             else:
                 (length,) = _US[little].unpack_from(data, self._take(2))
         start = self.pos
-        if length == _UNDEFINED:
+        if length == UNDEFINED_LENGTH:
             # UN of undefined length holds implicit VR little endian items (PS3.5 6.2.2).
             inner_implicit = implicit or vr == b"UN"
             self._sequence(implicit=inner_implicit, little=little or vr == b"UN", depth=depth + 1)
@@ -455,17 +449,17 @@ class _Walker:
         return tag
 
     def _sequence(self, *, implicit: bool, little: bool, depth: int) -> None:
-        if depth > _MAX_DEPTH:
+        if depth > MAX_SEQUENCE_DEPTH:
             raise InvalidDicom("Malformed: sequences nested too deeply.")
         while True:
             group, elem = _TAG[little].unpack_from(self.data, self._take(4))
             tag = group << 16 | elem
             (length,) = _UL[little].unpack_from(self.data, self._take(4))
-            if tag == _SEQ_END:
+            if tag == SEQUENCE_END:
                 return
-            if tag != _ITEM:
+            if tag != ITEM:
                 raise InvalidDicom(f"Malformed: expected a sequence item, found tag {tag:08X}.")
-            if length == _UNDEFINED:
+            if length == UNDEFINED_LENGTH:
                 self.walk(implicit=implicit, little=little, depth=depth, nested=True)
             elif self.pos + length > self.size:
                 raise InvalidDicom("Truncated: the file ends inside a sequence item.")

@@ -155,9 +155,14 @@ class _LeftToPydicom(Exception):
     """Something in a raw sequence this module does not encode itself."""
 
 
-_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+# The encoding's markers (PS3.5 7.5), read here and by studies.dicom's structure walk.
+ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+UNDEFINED_LENGTH = 0xFFFFFFFF
 _CHARACTER_SET = 0x00080005
-_UNDEFINED = 0xFFFFFFFF
+# By byte order (little endian or not): a tag and a 32-bit length; a 16-bit and a 32-bit length.
+_TAG_LENGTH = {True: struct.Struct("<HHL"), False: struct.Struct(">HHL")}
+_SHORT_LENGTH = {True: struct.Struct("<H"), False: struct.Struct(">H")}
+_LONG_LENGTH = {True: struct.Struct("<L"), False: struct.Struct(">L")}
 
 
 class _ItemReader:
@@ -170,10 +175,9 @@ class _ItemReader:
         self.data = data
         self.implicit = implicit
         self.little = little
-        order = "<" if little else ">"
-        self.tag_length = struct.Struct(f"{order}HHL")  # a tag, then a 32-bit length
-        self.short_length = struct.Struct(f"{order}H")
-        self.long_length = struct.Struct(f"{order}L")
+        self.tag_length = _TAG_LENGTH[little]
+        self.short_length = _SHORT_LENGTH[little]
+        self.long_length = _LONG_LENGTH[little]
 
     def items(self, pos: int, end: int | None, *, limit: int | None, depth: int) -> tuple:
         """The items from ``pos`` to ``end``, or to the sequence delimiter when ``end`` is
@@ -183,11 +187,11 @@ class _ItemReader:
         items = []
         while end is None or pos < end:
             tag, length, pos = self._header(pos)
-            if tag == _SEQUENCE_END and end is None and not length:
+            if tag == SEQUENCE_END and end is None and not length:
                 return items, pos
-            if tag != _ITEM:
+            if tag != ITEM:
                 raise _LeftToPydicom
-            item_end = None if length == _UNDEFINED else self._within(pos, length)
+            item_end = None if length == UNDEFINED_LENGTH else self._within(pos, length)
             item, pos = self._item(pos, item_end, limit=limit, depth=depth)
             items.append(item)
         if pos != end:
@@ -198,7 +202,7 @@ class _ItemReader:
         encoded = {}
         while end is None or pos < end:
             tag, vr, length, pos = self._element_header(pos)
-            if tag == _ITEM_END and end is None:
+            if tag == ITEM_END and end is None:
                 return encoded, pos
             key = f"{tag:08X}"
             if tag == _CHARACTER_SET or key in encoded:
@@ -206,11 +210,11 @@ class _ItemReader:
                 # sequence with it), or a tag twice (pydicom keeps the last): pydicom's call.
                 raise _LeftToPydicom
             if vr == "SQ":
-                value_end = None if length == _UNDEFINED else self._within(pos, length)
+                value_end = None if length == UNDEFINED_LENGTH else self._within(pos, length)
                 items, pos = self.items(pos, value_end, limit=limit, depth=depth + 1)
                 encoded[key] = {"vr": "SQ", "Value": items}
                 continue
-            if length == _UNDEFINED:
+            if length == UNDEFINED_LENGTH:
                 raise _LeftToPydicom  # encapsulated data, or UN holding a sequence
             value_end = self._within(pos, length)
             raw = RawDataElement(
@@ -240,7 +244,7 @@ class _ItemReader:
         group, element, length = self.tag_length.unpack_from(self.data, pos)
         tag = group << 16 | element
         if group == 0xFFFE:
-            if tag != _ITEM_END or length:
+            if tag != ITEM_END or length:
                 raise _LeftToPydicom  # pydicom reads a delimiter's length as a VR and more
             return tag, None, length, pos + 8
         if self.implicit:
