@@ -5,9 +5,6 @@ import functools
 import json
 import logging
 import math
-import mmap
-import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -20,20 +17,10 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from studies.header_json import (
-    ITEM,
-    ITEM_END,
-    MAX_SEQUENCE_DEPTH,
-    SEQUENCE_END,
-    UNDEFINED_LENGTH,
-    header_json,
-    pydicom_element_json,
-    raw_values,
-)
+from studies.header_json import header_json, pydicom_element_json, raw_values
+from studies.part10 import PREAMBLE_LENGTH, InvalidDicom, check_structure, read_plain
 
-PREAMBLE_LENGTH = 128
 # A 128-byte preamble is kept only when it is all zeros or starts a TIFF header (PS3.10 7.5);
 # anything else could smuggle an executable (the "PE-DICOM" polyglot), so it is zeroed.
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
@@ -72,18 +59,11 @@ INSTANCE_TAGS = {
     "00280100": "BitsAllocated",
 }
 
-# Explicit VRs whose length takes 32 bits, as the walk reads them from the file: bytes.
-_LONG_VRS = {vr.encode("ascii") for vr in EXPLICIT_VR_LENGTH_32}
-_PIXEL_DATA = 0x7FE00010
 
 # pydicom's warnings quote element values, and values may be patient names; its decoder
 # tracebacks are noise here: every failure reaches the caller as an InvalidDicom reason.
 config.settings.reading_validation_mode = config.IGNORE
 logging.getLogger("pydicom").setLevel(logging.CRITICAL)
-
-
-class InvalidDicom(Exception):
-    """The file is not a DICOM object the gateway can store; the message says why."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,21 +114,12 @@ def read_header(path: Path) -> Header:
     InvalidDicom
         With a sentence naming the problem: not DICOM, a missing or invalid UID, truncation.
     """
-    try:
-        ds = dcmread(path, stop_before_pixels=True, force=False)
-    except InvalidDicomError as exc:
-        raise InvalidDicom(f"Not a DICOM Part 10 file: {exc}") from exc
-    except OSError as exc:
-        # The spooled copy could not be read: the server's problem, and its message would
-        # show the client a server path.
-        raise InvalidDicom(
-            f"The instance could not be read back from the spool ({type(exc).__name__})."
-        ) from exc
-    except Exception as exc:  # pydicom raises many types on malformed input
-        raise InvalidDicom(f"Unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
-    syntax = _transfer_syntax(ds)
-    uids = _required_uids(ds)
-    pixel = _check_structure(path, syntax=syntax)
+    plain = read_plain(path)
+    if plain is not None:
+        ds, syntax, pixel = plain
+        uids = _required_uids(ds)
+    else:
+        ds, syntax, uids, pixel = _read_with_pydicom(path)
     _check_pixel_length(ds, syntax=syntax, pixel=pixel)
     return Header(
         **uids,
@@ -168,6 +139,25 @@ def read_header(path: Path) -> Header:
         pixel_data_length=pixel[1] if pixel else None,
         metadata=to_json(ds),
     )
+
+
+def _read_with_pydicom(path: Path) -> tuple[Dataset, UID, dict, tuple[int, int] | None]:
+    """What read_plain leaves to pydicom: anything unusual, malformed files among them."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True, force=False)
+    except InvalidDicomError as exc:
+        raise InvalidDicom(f"Not a DICOM Part 10 file: {exc}") from exc
+    except OSError as exc:
+        # The spooled copy could not be read: the server's problem, and its message would
+        # show the client a server path.
+        raise InvalidDicom(
+            f"The instance could not be read back from the spool ({type(exc).__name__})."
+        ) from exc
+    except Exception as exc:  # pydicom raises many types on malformed input
+        raise InvalidDicom(f"Unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
+    syntax = _transfer_syntax(ds)
+    uids = _required_uids(ds)
+    return ds, syntax, uids, check_structure(path, syntax=syntax)
 
 
 def _transfer_syntax(ds: Dataset) -> UID:
@@ -338,133 +328,6 @@ def _clean(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _check_structure(path: Path, *, syntax: UID) -> tuple[int, int] | None:
-    """Walk every element's length against the file size: a truncated file is refused.
-
-    Returns the Pixel Data value's (offset, length) when there is one.
-    """
-    with path.open("rb") as fp:
-        size = os.fstat(fp.fileno()).st_size
-        if size <= PREAMBLE_LENGTH + 4:
-            data: bytes | mmap.mmap = fp.read()
-            return _walk(data, size, syntax=syntax)
-        # Mapped, not read: the walk touches only the pages that hold element headers,
-        # never those of the pixel data it skips.
-        with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _walk(data, size, syntax=syntax)
-
-
-def _walk(data: bytes | mmap.mmap, size: int, *, syntax: UID) -> tuple[int, int] | None:
-    walker = _Walker(data, size)
-    walker.pos = PREAMBLE_LENGTH + 4
-    walker.walk_meta()
-    if syntax == DeflatedExplicitVRLittleEndian:
-        return None  # a zlib stream: pydicom inflated it whole already
-    walker.walk(implicit=syntax.is_implicit_VR, little=syntax.is_little_endian, depth=0)
-    return walker.pixel
-
-
-_TAG = {True: struct.Struct("<HH"), False: struct.Struct(">HH")}  # by little endian
-_UL = {True: struct.Struct("<L"), False: struct.Struct(">L")}
-_US = {True: struct.Struct("<H"), False: struct.Struct(">H")}
-
-
-class _Walker:
-    """A length-only pass over the encoded elements (PS3.5 7.1), stepping over values.
-
-    Offsets into the mapped file and precompiled structs: a Python call per element, no
-    read, seek or tell (the walk of a file object cost a sixth of read_header).
-    """
-
-    def __init__(self, data: bytes | mmap.mmap, size: int) -> None:
-        self.data = data
-        self.size = size
-        self.pos = 0
-        self.pixel: tuple[int, int] | None = None
-
-    def _take(self, n: int) -> int:
-        """The offset of the next ``n`` bytes, which must be in the file."""
-        start = self.pos
-        if start + n > self.size:
-            raise InvalidDicom(f"Truncated: the file ends inside an element at byte {self.size}.")
-        self.pos = start + n
-        return start
-
-    def walk_meta(self) -> None:
-        # The file meta group is always explicit VR little endian (PS3.10 7.1).
-        while self.pos + 2 <= self.size and self.data[self.pos : self.pos + 2] == b"\x02\x00":
-            self._element(implicit=False, little=True, depth=0)
-
-    def walk(self, *, implicit: bool, little: bool, depth: int, nested: bool = False) -> None:
-        """Elements up to the end of the file, or of the item when nested."""
-        while self.pos < self.size:
-            tag = self._element(implicit=implicit, little=little, depth=depth)
-            if tag == ITEM_END and nested:
-                return
-            if tag == ITEM_END:
-                raise InvalidDicom("Malformed: an item delimiter outside any sequence.")
-        if nested:
-            raise InvalidDicom("Truncated: the file ends inside a sequence item.")
-
-    def _element(self, *, implicit: bool, little: bool, depth: int) -> int:
-        data = self.data
-        group, elem = _TAG[little].unpack_from(data, self._take(4))
-        tag = group << 16 | elem
-        if group == 0xFFFE:
-            self._take(4)  # the item delimiter's length, ignored
-            if tag == ITEM_END:
-                return tag
-            raise InvalidDicom(f"Malformed: unexpected item tag {tag:08X} in a dataset.")
-        vr = b""
-        if implicit:
-            (length,) = _UL[little].unpack_from(data, self._take(4))
-        else:
-            at = self._take(2)
-            vr = data[at : at + 2]
-            if not (vr.isalpha() and vr.isupper()):
-                raise InvalidDicom(
-                    "Malformed: the dataset is not encoded in its declared transfer syntax "
-                    "(explicit VR expected)."
-                )
-            if vr in _LONG_VRS:
-                (length,) = _UL[little].unpack_from(data, self._take(6) + 2)
-            else:
-                (length,) = _US[little].unpack_from(data, self._take(2))
-        start = self.pos
-        if length == UNDEFINED_LENGTH:
-            # UN of undefined length holds implicit VR little endian items (PS3.5 6.2.2).
-            inner_implicit = implicit or vr == b"UN"
-            self._sequence(implicit=inner_implicit, little=little or vr == b"UN", depth=depth + 1)
-        else:
-            if start + length > self.size:
-                raise InvalidDicom(
-                    f"Truncated: element ({group:04X},{elem:04X}) declares {length} bytes, "
-                    f"the file holds {self.size - start}."
-                )
-            self.pos = start + length
-        if tag == _PIXEL_DATA and depth == 0:
-            self.pixel = (start, self.pos - start)
-        return tag
-
-    def _sequence(self, *, implicit: bool, little: bool, depth: int) -> None:
-        if depth > MAX_SEQUENCE_DEPTH:
-            raise InvalidDicom("Malformed: sequences nested too deeply.")
-        while True:
-            group, elem = _TAG[little].unpack_from(self.data, self._take(4))
-            tag = group << 16 | elem
-            (length,) = _UL[little].unpack_from(self.data, self._take(4))
-            if tag == SEQUENCE_END:
-                return
-            if tag != ITEM:
-                raise InvalidDicom(f"Malformed: expected a sequence item, found tag {tag:08X}.")
-            if length == UNDEFINED_LENGTH:
-                self.walk(implicit=implicit, little=little, depth=depth, nested=True)
-            elif self.pos + length > self.size:
-                raise InvalidDicom("Truncated: the file ends inside a sequence item.")
-            else:
-                self.pos += length
 
 
 def sanitise_preamble(head: bytes) -> bytes:

@@ -155,7 +155,7 @@ class _LeftToPydicom(Exception):
     """Something in a raw sequence this module does not encode itself."""
 
 
-# The encoding's markers (PS3.5 7.5), read here and by studies.dicom's structure walk.
+# The encoding's markers (PS3.5 7.5), read here and by studies.part10's walk.
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 UNDEFINED_LENGTH = 0xFFFFFFFF
 _CHARACTER_SET = 0x00080005

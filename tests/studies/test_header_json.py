@@ -16,6 +16,7 @@ from pydicom.uid import ExplicitVRBigEndian
 from studies import header_json as header_json_module
 from studies.dicom import InvalidDicom, read_header
 from studies.header_json import header_json, pydicom_element_json
+from tests.studies.part10_files import element, part10
 
 OPTIONS = {"bulk_data_threshold": 1024, "bulk_data_element_handler": lambda _elem: ""}
 
@@ -82,45 +83,19 @@ def test_it_reads_big_endian_numbers_and_names_as_pydicom_does(tmp_path):
     assert got["00180050"] == {"vr": "DS", "Value": [0.625]}
 
 
-def _element(tag: int, vr: bytes, value: bytes) -> bytes:
-    group, number = tag >> 16, tag & 0xFFFF
-    if vr in (b"SQ", b"OB", b"UT"):
-        return (
-            struct.pack("<HH", group, number) + vr + b"\0\0" + struct.pack("<L", len(value)) + value
-        )
-    return struct.pack("<HH", group, number) + vr + struct.pack("<H", len(value)) + value
-
-
-SOP_CLASS, SOP = b"1.2.840.10008.5.1.4.1.1.7\0", b"1.2.3.4\0"
-
-
-def _part10(path: Path, dataset: bytes) -> Path:
-    """An explicit VR little endian Part 10 file of ``dataset`` after its SOP UIDs."""
-    meta = (
-        _element(0x00020001, b"OB", b"\0\1")
-        + _element(0x00020002, b"UI", SOP_CLASS)
-        + _element(0x00020003, b"UI", SOP)
-        + _element(0x00020010, b"UI", b"1.2.840.10008.1.2.1\0")
-    )
-    group_length = _element(0x00020000, b"UL", struct.pack("<L", len(meta)))
-    uids = _element(0x00080016, b"UI", SOP_CLASS) + _element(0x00080018, b"UI", SOP)
-    path.write_bytes(b"\0" * 128 + b"DICM" + group_length + meta + uids + dataset)
-    return path
-
-
 def _nested_file(tmp_path, depth: int):
     """An explicit VR file whose sequences (of defined length) nest `depth` deep."""
-    inner = _element(0x00100010, b"PN", b"X\0")
+    inner = element(0x00100010, b"PN", b"X\0")
     for _ in range(depth):
         item = struct.pack("<HHL", 0xFFFE, 0xE000, len(inner)) + inner
-        inner = _element(0x00081115, b"SQ", item)
+        inner = element(0x00081115, b"SQ", item)
     dataset = (
         inner
-        + _element(0x00100020, b"LO", b"PID1")
-        + _element(0x0020000D, b"UI", b"1.2.3\0")
-        + _element(0x0020000E, b"UI", b"1.2.3.5\0")
+        + element(0x00100020, b"LO", b"PID1")
+        + element(0x0020000D, b"UI", b"1.2.3\0")
+        + element(0x0020000E, b"UI", b"1.2.3.5\0")
     )
-    return _part10(tmp_path / f"nested{depth}.dcm", dataset)
+    return part10(tmp_path / f"nested{depth}.dcm", dataset)
 
 
 @pytest.mark.parametrize("depth", [40, 400, 3000])
@@ -266,13 +241,13 @@ def _raw_sequence(value: bytes) -> RawDataElement:
 
 def test_items_and_sequences_of_undefined_length_inside_a_raw_sequence_are_read():
     leaf = (
-        _element(0x00081150, b"UI", b"1.2.840.10008.5.1.4.1.1.2\0")
-        + _element(0x00209165, b"AT", struct.pack("<HH", 0x0020, 0x9057))
-        + _element(0x40000020, b"UT", b"line one\r\nline two ")
+        element(0x00081150, b"UI", b"1.2.840.10008.5.1.4.1.1.2\0")
+        + element(0x00209165, b"AT", struct.pack("<HH", 0x0020, 0x9057))
+        + element(0x40000020, b"UT", b"line one\r\nline two ")
     )
     nested = _undefined_sequence(0x00081199, _item(leaf, defined=False) * 2)
-    value = _item(nested + _element(0x00100020, b"LO", b"PID1"), defined=False)
-    value += _item(_element(0x00100020, b"LO", b"PID2"), defined=True)
+    value = _item(nested + element(0x00100020, b"LO", b"PID1"), defined=False)
+    value += _item(element(0x00100020, b"LO", b"PID2"), defined=True)
     got = header_json_module._sequence_from_bytes(_raw_sequence(value), limit=768, depth=1)
     leaf_json = {
         "00081150": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.2"]},
@@ -294,10 +269,10 @@ def test_items_and_sequences_of_undefined_length_inside_a_raw_sequence_are_read(
 @pytest.mark.parametrize(
     "value",
     [
-        _item(_element(0x00100020, b"LO", b"PID1"), defined=True)[:-2],  # item past the end
+        _item(element(0x00100020, b"LO", b"PID1"), defined=True)[:-2],  # item past the end
         struct.pack("<HHL", 0xFFFE, 0xE000, 4) + b"\x10\x00\x20\x00",  # element past the item
-        _item(_element(0x00100010, b"PN", "Jörg".encode("latin-1")), defined=True),
-        _item(_element(0x7FE00010, b"OB", b"\0" * 8), defined=False),  # binary: pydicom's
+        _item(element(0x00100010, b"PN", "Jörg".encode("latin-1")), defined=True),
+        _item(element(0x7FE00010, b"OB", b"\0" * 8), defined=False),  # binary: pydicom's
         struct.pack("<HHL", 0xFFFE, 0xE0DD, 0),  # a sequence delimiter in a defined length
     ],
     ids=["item-past-end", "element-past-item", "non-ascii", "binary", "stray-delimiter"],
@@ -308,30 +283,30 @@ def test_anything_else_in_a_raw_sequence_is_left_to_pydicom(value):
 
 def _file_with_sequence(tmp_path, items: bytes) -> Path:
     """An explicit VR little endian file whose (0008,1115) sequence holds ``items``."""
-    return _part10(tmp_path / "items.dcm", _element(0x00081115, b"SQ", items))
+    return part10(tmp_path / "items.dcm", element(0x00081115, b"SQ", items))
 
 
-LO_AB = _element(0x00100020, b"LO", b"AB")
+LO_AB = element(0x00100020, b"LO", b"AB")
 
 
 @pytest.mark.parametrize(
     "items",
     [
-        _item(_element(0x00080005, b"CS", b"ISO_IR 999") + LO_AB, defined=True),
-        _item(_element(0x00080005, b"CS", b"ISO_IR100 ") + LO_AB, defined=True),
-        _item(_element(0x00080005, b"CS", b"ISO_IR 100") + LO_AB, defined=True),
+        _item(element(0x00080005, b"CS", b"ISO_IR 999") + LO_AB, defined=True),
+        _item(element(0x00080005, b"CS", b"ISO_IR100 ") + LO_AB, defined=True),
+        _item(element(0x00080005, b"CS", b"ISO_IR 100") + LO_AB, defined=True),
         # An item delimiter whose length field spells a long VR, then another item.
         struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF)
         + LO_AB
         + struct.pack("<HH", 0xFFFE, 0xE00D)
         + b"OB\0\0"
-        + _item(_element(0x00100021, b"LO", b"CD"), defined=True),
+        + _item(element(0x00100021, b"LO", b"CD"), defined=True),
         # The same tag twice, the second time as bulk data.
         _item(
-            _element(0x00420011, b"LO", b"AB") + _element(0x00420011, b"OB", b"\1" * 800),
+            element(0x00420011, b"LO", b"AB") + element(0x00420011, b"OB", b"\1" * 800),
             defined=True,
         ),
-        _item(_element(0x00281101, b"SS", struct.pack("<hhh", -32768, 0, 16)), defined=True),
+        _item(element(0x00281101, b"SS", struct.pack("<hhh", -32768, 0, 16)), defined=True),
     ],
     ids=["unknown-charset", "misspelt-charset", "charset", "odd-delimiter", "twice", "lut"],
 )
