@@ -45,13 +45,20 @@ def header_json(ds: Dataset, *, encode: Encode, bulk_data_threshold: int | None 
     # pydicom's own rounding of the threshold to bytes of base64 (DataElement.to_json_dict).
     limit = None if bulk_data_threshold is None else bulk_data_threshold // 4 * 3
     out = {}
-    for elem in ds.elements():
+    for elem in _elements(ds):
         if _is_bulk(elem, limit):
             continue
         encoded = _element(elem, data=ds, encode=encode, limit=limit)
         if encoded is not None:
             out[f"{elem.tag:08X}"] = encoded
     return out
+
+
+def _elements(ds: Dataset) -> list:
+    """``ds.elements()``, in tag order, without its look-up of each element again (a tenth
+    of the encoding): nothing here is read with a deferred value for it to load."""
+    found = ds._dict
+    return [found[tag] for tag in sorted(found)]
 
 
 def _is_bulk(elem: object, limit: int | None) -> bool:
@@ -126,7 +133,7 @@ def _sequence(items: Sequence, *, encode: Encode, limit: int | None, depth: int 
     values = []
     for item in items:
         encoded = {}
-        for elem in item.elements():
+        for elem in _elements(item):
             if _is_bulk(elem, limit):
                 continue
             value = _element(elem, data=item, encode=encode, limit=limit, depth=depth)
@@ -322,6 +329,7 @@ def _converted(vr: str, value: object) -> dict | None:
     return {"vr": vr, "Value": [v if vr in _NUMBERS else str(v) for v in values]}
 
 
+@functools.lru_cache(maxsize=4096)
 def _dictionary_vr(tag: int) -> str | None:
     if tag >> 16 & 1:
         return None  # private: its VR is not in the dictionary
