@@ -3,6 +3,7 @@
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import secrets
 import tempfile
@@ -13,7 +14,25 @@ from pathlib import Path
 from django.core.files import File
 from django.core.files.storage import Storage, default_storage
 
+from anim_gateway.errors import ApplicationError
 from studies.spool import CHUNK_SIZE, Spooled
+
+
+class ObjectUnavailable(ApplicationError):
+    """The index names an object its storage cannot give (lost, or the storage is down):
+    the server's fault, told apart from any other so that operators look at storage and
+    fixity rather than at the request."""
+
+    status_code = 500
+    code = "OBJECT_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The stored copy of this instance cannot be read; the error has been logged."
+        )
+
+
+logger = logging.getLogger(__name__)
 
 
 class _SpoolFile(File):
@@ -91,7 +110,20 @@ def object_local_path(*, key: str) -> Path | None:
 
 def object_chunks(*, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
     """The object's bytes, or a range of them, chunk by chunk."""
-    with storage().open(key, "rb") as fp:
+    return _chunks(object_open(key=key), start=start, length=length)
+
+
+def object_open(*, key: str) -> File:
+    """The stored object, open for reading; ObjectUnavailable when storage cannot open it."""
+    try:
+        return storage().open(key, "rb")
+    except OSError as exc:
+        logger.error("Stored object %s cannot be opened: %s", key, type(exc).__name__)
+        raise ObjectUnavailable() from exc
+
+
+def _chunks(fp: File, *, start: int, length: int | None) -> Iterator[bytes]:
+    with fp:
         if start:
             fp.seek(start)
         remaining = length
@@ -121,6 +153,9 @@ def local_copy(*, key: str) -> Iterator[Path]:
     """The object as a local file: its own path on disk storage, a temporary copy otherwise."""
     path = object_local_path(key=key)
     if path is not None:
+        if not path.is_file():
+            logger.error("Stored object %s is missing", key)
+            raise ObjectUnavailable()
         yield path
         return
     with tempfile.NamedTemporaryFile(suffix=".dcm") as fp:

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 PREVIEW_SIZE = 256
 
 
-@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=3)
+@shared_task(autoretry_for=(OSError, storage.ObjectUnavailable), retry_backoff=True, max_retries=3)
 def series_preview(instance_id: int) -> str:
     """Render a small PNG of the instance's first frame as its series' preview."""
     instance = Instance.objects.select_related("series").get(pk=instance_id)
@@ -50,7 +50,7 @@ def fixity_check(*, instance_ids: list[int]) -> list[str]:
     for instance in Instance.objects.filter(pk__in=instance_ids).iterator():
         try:
             ok = storage.object_sha256(key=instance.storage_key) == instance.sha256
-        except OSError:
+        except (OSError, storage.ObjectUnavailable):
             ok = False
         with transaction.atomic():
             Instance.objects.filter(pk=instance.pk).update(

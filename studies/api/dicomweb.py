@@ -339,7 +339,9 @@ def _instance_response(stored: lookups.StoredObject, *, multipart: bool) -> Http
         if not multipart:
             chunks = storage.object_chunks(key=stored.key)
             return StreamingHttpResponse(chunks, content_type="application/dicom")
-        return multipart_response(_dicom_parts([stored.key]), "application/dicom")
+        # Opened before the answer starts: a lost object is an error, not a cut stream.
+        chunks = storage.object_chunks(key=stored.key)
+        return multipart_response([("application/dicom", chunks)], "application/dicom")
     data = b"".join(storage.object_chunks(key=stored.key))
     if not multipart:
         return _whole(data, "application/dicom")

@@ -71,7 +71,7 @@ def _frame_size(instance: Instance) -> int:
 
 
 def _frame_chunks(instance: Instance, numbers: list[int], size: int) -> Iterator[bytes]:
-    with storage.storage().open(instance.storage_key, "rb") as fp:
+    with storage.object_open(key=instance.storage_key) as fp:
         for number in numbers:
             try:
                 yield read_frame(
@@ -111,6 +111,7 @@ class FramesApi(DicomWebApi):
             part_type = (
                 f"{_FRAME_TYPES.get(syntax, 'application/octet-stream')}; transfer-syntax={syntax}"
             )
+        storage.object_open(key=found.storage_key).close()  # a lost object: refused here too
         return multipart_response(_frame_parts(found, numbers, part_type), part_type)
 
 

@@ -403,6 +403,32 @@ def test_a_larger_instance_is_streamed(alice, xavier_studies, monkeypatch):
     assert data == expected
 
 
+@pytest.mark.parametrize("small", [True, False])
+@pytest.mark.parametrize(
+    ("suffix", "accept"),
+    [
+        ("", "application/dicom"),
+        ("", 'multipart/related; type="application/dicom"'),
+        ("/frames/1", "*/*"),
+        ("/rendered", "image/png"),
+    ],
+)
+def test_a_lost_object_is_an_error_that_says_so_not_a_cut_stream(
+    alice, xavier_studies, monkeypatch, small, suffix, accept
+):
+    from studies import lookups
+
+    if not small:
+        monkeypatch.setattr(lookups, "SMALL_OBJECT", 100)  # streamed
+    shown = xavier_studies["shown"]
+    storage.object_delete(
+        key=Instance.objects.get(sop_instance_uid=shown.sop_instance_uid).storage_key
+    )
+    response = alice.get(_path(shown, suffix), HTTP_ACCEPT=accept)
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "OBJECT_UNAVAILABLE"
+
+
 def test_it_serves_a_native_frame(alice, xavier_studies):
     shown = xavier_studies["shown"]
     ((part_type, data),) = multipart_parts(alice.get(_path(shown, "/frames/1")))
