@@ -95,7 +95,7 @@ def _element(
 
 
 def _vr(elem: RawDataElement) -> str | None:
-    return elem.VR or _dictionary_vr(elem.tag)
+    return elem.VR or dictionary_vr_of(elem.tag)
 
 
 def _converted_sequence(data: Dataset, tag: int) -> object | None:
@@ -166,10 +166,11 @@ class _LeftToPydicom(Exception):
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 UNDEFINED_LENGTH = 0xFFFFFFFF
 _CHARACTER_SET = 0x00080005
-# By byte order (little endian or not): a tag and a 32-bit length; a 16-bit and a 32-bit length.
-_TAG_LENGTH = {True: struct.Struct("<HHL"), False: struct.Struct(">HHL")}
-_SHORT_LENGTH = {True: struct.Struct("<H"), False: struct.Struct(">H")}
-_LONG_LENGTH = {True: struct.Struct("<L"), False: struct.Struct(">L")}
+# By byte order (little endian or not), here and in studies.part10: a tag and a 32-bit
+# length; a 16-bit and a 32-bit length.
+TAG_LENGTH = {True: struct.Struct("<HHL"), False: struct.Struct(">HHL")}
+SHORT_LENGTH = {True: struct.Struct("<H"), False: struct.Struct(">H")}
+LONG_LENGTH = {True: struct.Struct("<L"), False: struct.Struct(">L")}
 
 
 class _ItemReader:
@@ -182,9 +183,9 @@ class _ItemReader:
         self.data = data
         self.implicit = implicit
         self.little = little
-        self.tag_length = _TAG_LENGTH[little]
-        self.short_length = _SHORT_LENGTH[little]
-        self.long_length = _LONG_LENGTH[little]
+        self.tag_length = TAG_LENGTH[little]
+        self.short_length = SHORT_LENGTH[little]
+        self.long_length = LONG_LENGTH[little]
 
     def items(self, pos: int, end: int | None, *, limit: int | None, depth: int) -> tuple:
         """The items from ``pos`` to ``end``, or to the sequence delimiter when ``end`` is
@@ -255,7 +256,7 @@ class _ItemReader:
                 raise _LeftToPydicom  # pydicom reads a delimiter's length as a VR and more
             return tag, None, length, pos + 8
         if self.implicit:
-            vr = _dictionary_vr(tag)
+            vr = dictionary_vr_of(tag)
             if vr is None:
                 raise _LeftToPydicom
             return tag, vr, length, pos + 8
@@ -330,7 +331,8 @@ def _converted(vr: str, value: object) -> dict | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _dictionary_vr(tag: int) -> str | None:
+def dictionary_vr_of(tag: int) -> str | None:
+    """The VR the dictionary gives a tag, None when it gives none or several."""
     if tag >> 16 & 1:
         return None  # private: its VR is not in the dictionary
     try:

@@ -7,7 +7,6 @@ import struct
 from pathlib import Path
 
 from pydicom.charset import default_encoding
-from pydicom.datadict import _dictionary_vr_fast
 from pydicom.dataelem import RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import BaseTag
@@ -20,7 +19,17 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
-from studies.header_json import ITEM, ITEM_END, MAX_SEQUENCE_DEPTH, SEQUENCE_END, UNDEFINED_LENGTH
+from studies.header_json import (
+    ITEM,
+    ITEM_END,
+    LONG_LENGTH,
+    MAX_SEQUENCE_DEPTH,
+    SEQUENCE_END,
+    SHORT_LENGTH,
+    TAG_LENGTH,
+    UNDEFINED_LENGTH,
+    dictionary_vr_of,
+)
 
 PREAMBLE_LENGTH = 128
 _DATA_START = PREAMBLE_LENGTH + 4  # after the preamble and "DICM"
@@ -43,9 +52,6 @@ class _Unusual(Exception):
 
 
 _TAG = {True: struct.Struct("<HH"), False: struct.Struct(">HH")}  # by little endian
-_UL = {True: struct.Struct("<L"), False: struct.Struct(">L")}
-_US = {True: struct.Struct("<H"), False: struct.Struct(">H")}
-_TAG_LENGTH = {True: struct.Struct("<HHL"), False: struct.Struct(">HHL")}
 
 
 class Walker:
@@ -107,7 +113,7 @@ class Walker:
             start = pos + 8
             if start > size:
                 raise self._truncated()
-            (length,) = _UL[little].unpack_from(data, pos + 4)
+            (length,) = LONG_LENGTH[little].unpack_from(data, pos + 4)
         else:
             if pos + 6 > size:
                 raise self._truncated()
@@ -121,7 +127,10 @@ class Walker:
             start = pos + 12 if long else pos + 8
             if start > size:
                 raise self._truncated()
-            (length,) = (_UL if long else _US)[little].unpack_from(data, start - (4 if long else 2))
+            if long:  # two reserved bytes, then the 32-bit length
+                (length,) = LONG_LENGTH[little].unpack_from(data, pos + 8)
+            else:
+                (length,) = SHORT_LENGTH[little].unpack_from(data, pos + 6)
         self.pos = start
         if length == UNDEFINED_LENGTH:
             # UN of undefined length holds implicit VR little endian items (PS3.5 6.2.2).
@@ -157,7 +166,7 @@ class Walker:
         if length == UNDEFINED_LENGTH:
             # pydicom parses a sequence of undefined length at once; its bytes (without the
             # delimiter) are the same sequence with a defined length, parsed when asked.
-            if (_dictionary_vr(tag) if implicit else name) != "SQ" or self._into is self.meta:
+            if (dictionary_vr_of(tag) if implicit else name) != "SQ" or self._into is self.meta:
                 raise _Unusual
             value = self.data[start : self.pos - 8]
             element = RawDataElement(BaseTag(tag), "SQ", len(value), value, start, implicit, little)
@@ -172,7 +181,7 @@ class Walker:
         while True:
             if self.pos + 8 > self.size:
                 raise self._truncated()
-            group, elem, length = _TAG_LENGTH[little].unpack_from(self.data, self.pos)
+            group, elem, length = TAG_LENGTH[little].unpack_from(self.data, self.pos)
             self.pos += 8
             tag = group << 16 | elem
             if tag == SEQUENCE_END:
@@ -185,13 +194,6 @@ class Walker:
                 raise InvalidDicom("Truncated: the file ends inside a sequence item.")
             else:
                 self.pos += length
-
-
-def _dictionary_vr(tag: int) -> str | None:
-    try:
-        return _dictionary_vr_fast(tag)
-    except KeyError:
-        return None
 
 
 def check_structure(path: Path, *, syntax: UID) -> tuple[int, int] | None:

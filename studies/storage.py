@@ -17,6 +17,8 @@ from django.core.files.storage import Storage, default_storage
 from anim_gateway.errors import ApplicationError
 from studies.spool import CHUNK_SIZE, Spooled
 
+logger = logging.getLogger(__name__)
+
 
 class ObjectUnavailable(ApplicationError):
     """The index names an object its storage cannot give (lost, or the storage is down):
@@ -30,9 +32,6 @@ class ObjectUnavailable(ApplicationError):
         super().__init__(
             "The stored copy of this instance cannot be read; the error has been logged."
         )
-
-
-logger = logging.getLogger(__name__)
 
 
 class _SpoolFile(File):
