@@ -1,4 +1,9 @@
-"""The DICOM listener (pynetdicom): C-ECHO, and C-STORE from member institutions into ingest."""
+"""The DICOM listener: C-ECHO, and C-STORE from member institutions into ingest.
+
+Associations are served by studies.dimse's blocking acceptor (pynetdicom's encodings, not
+its polling threads); this module decides who may store, runs ingest, and supervises the
+listener processes.
+"""
 
 import contextlib
 import gc
@@ -13,24 +18,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from django.db import connection
-from pydicom.dataset import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
-from pynetdicom.sop_class import Verification
-from pynetdicom.transport import AssociationServer
+from django.db import DEFAULT_DB_ALIAS, connection
 
 from consent.actors import Actor
 from consent.models import Institution, InstitutionAETitle, Role
+from studies import dimse
 from studies.ingest import FailureReason, IngestResult, IngestSession, instance_ingest
-from studies.spool import Spooled, spool_adopt
+from studies.spool import Spooled
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Received datasets go to a temporary file, never whole in memory (pynetdicom >= 2.0).
-_config.STORE_RECV_CHUNKED_DATASET = True
-# Every storage SOP class, including ones newer than this pynetdicom release.
-_config.UNRESTRICTED_STORAGE_SERVICE = True
 
 
 class Status:
@@ -50,20 +47,18 @@ _STATUS_OF_FAILURE = {
 }
 
 
-# Database work runs on a few long-lived threads, so their connections stay open across
-# associations (pynetdicom starts a thread per association; a connection per association
-# would cost a connect and an authentication each time).
-DB_THREADS = 4
-_db = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="dicom-db")
+# Associations run on a few long-lived threads per process, so that their database
+# connections stay open from one association to the next (a connection per association
+# would cost a connect and an authentication each time); one more is rejected as busy.
+MAX_ASSOCIATIONS = 10
+_associations = ThreadPoolExecutor(
+    max_workers=MAX_ASSOCIATIONS, thread_name_prefix="dicom-association"
+)
 # Calling AE titles (with their institutions and admitted networks) are re-read at most
 # this often: an admin change holds within seconds, and an association costs no query.
 TITLES_TTL = 5.0
 _titles: tuple[float, dict[str, InstitutionAETitle]] = (0.0, {})
-
-
-def on_db_thread(fn: Callable[..., T], /, *args: object) -> T:
-    """Run fn on a database thread and wait for its result."""
-    return _db.submit(_with_usable_connection, fn, *args).result()
+_titles_lock = threading.Lock()
 
 
 # A connection idle longer than this is checked (a round trip) before it is used again;
@@ -88,8 +83,8 @@ def _suspect() -> bool:
 
 
 def close_db_connections() -> None:
-    """Close the connection of every database thread (at shutdown, between tests)."""
-    barrier = threading.Barrier(DB_THREADS)
+    """Close the database connection of every association thread (at shutdown, in tests)."""
+    barrier = threading.Barrier(MAX_ASSOCIATIONS)
 
     def close() -> None:
         # Each job holds its thread until all are running, so every thread gets one.
@@ -97,7 +92,7 @@ def close_db_connections() -> None:
             barrier.wait(timeout=5)
         connection.close()
 
-    for future in [_db.submit(close) for _ in range(DB_THREADS)]:
+    for future in [_associations.submit(close) for _ in range(MAX_ASSOCIATIONS)]:
         future.result()
 
 
@@ -109,10 +104,11 @@ def _member_titles() -> dict[str, InstitutionAETitle]:
 def member_titles() -> dict[str, InstitutionAETitle]:
     """The member AE titles, from a cache at most TITLES_TTL seconds old."""
     global _titles
-    fetched_at, titles = _titles
-    if time.monotonic() - fetched_at > TITLES_TTL:
-        titles = on_db_thread(_member_titles)
-        _titles = (time.monotonic(), titles)
+    with _titles_lock:
+        fetched_at, titles = _titles
+        if time.monotonic() - fetched_at > TITLES_TTL:
+            titles = _with_usable_connection(_member_titles)
+            _titles = (time.monotonic(), titles)
     return titles
 
 
@@ -122,59 +118,28 @@ def forget_member_titles() -> None:
     _titles = (0.0, {})
 
 
-class GatewayAE(AE):
-    """An AE whose accepted calling AE titles come from the database (cached a few seconds),
-    so that titles added in the admin take effect without a restart."""
+class Listener(dimse.Service):
+    """Member AE titles may associate; what they send is ingested for their institution."""
 
-    @property
-    def require_calling_aet(self) -> list[str]:
-        # An empty list would mean "anyone"; with no member titles, nobody is accepted.
-        return list(member_titles()) or ["NO-MEMBER-AE"]
+    def admits(self, calling: str) -> bool:
+        return calling in member_titles()
 
-    @require_calling_aet.setter
-    def require_calling_aet(self, ae_titles: list[str]) -> None:
-        pass  # the database is the only source
+    def store(self, association: dimse.Association, spooled: Spooled) -> dimse.Outcome:
+        """Store one instance; acknowledged only once it is stored and indexed."""
+        try:
+            session = _session(association)
+            if session is None:
+                spooled.discard()
+                return dimse.Outcome(Status.NOT_AUTHORIZED, "Calling AE title not admitted")
+            return _outcome(_with_usable_connection(_ingest, session, spooled))
+        except Exception:
+            logger.exception("C-STORE failed")
+            spooled.discard()
+            return dimse.Outcome(Status.OUT_OF_RESOURCES)
 
-
-def make_ae(*, ae_title: str) -> GatewayAE:
-    """The listener's AE: C-ECHO, and storage of any SOP class in the proposed syntax.
-
-    With UNRESTRICTED_STORAGE_SERVICE pynetdicom accepts every storage context itself, so
-    no storage context is listed: a list of 170 classes x 45 syntaxes would be deep-copied
-    for every association (about 100 ms). What cannot be parsed is refused at ingest.
-    """
-    # pynetdicom's standard handlers format every PDU and DIMSE message for its debug log,
-    # even when that log is off: bind them only when it is on.
-    debug = logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG)
-    _config.LOG_HANDLER_LEVEL = "standard" if debug else "none"
-    ae = GatewayAE(ae_title=ae_title)
-    ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
-    ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs for big instances
-    return ae
-
-
-def handle_open(event: evt.Event) -> None:
-    """Send small PDUs (C-STORE responses) at once rather than after Nagle's delay."""
-    raw = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
-    if raw is not None:
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def handle_echo(event: evt.Event) -> int:
-    return Status.SUCCESS
-
-
-def handle_store(event: evt.Event) -> Dataset | int:
-    """Store one instance; acknowledged only once it is stored and indexed."""
-    try:
-        session = _session(event)
-        if session is None:
-            return Status.NOT_AUTHORIZED
-        spooled = spool_adopt(event.dataset_path)
-        return _status(on_db_thread(_ingest, session, spooled))
-    except Exception:
-        logger.exception("C-STORE failed")
-        return Status.OUT_OF_RESOURCES
+    def ended(self, association: dimse.Association) -> None:
+        with _sessions_lock:
+            _sessions.pop(association, None)
 
 
 def _ingest(session: IngestSession, spooled: Spooled) -> IngestResult:
@@ -187,17 +152,16 @@ _sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _sessions_lock = threading.Lock()
 
 
-def _session(event: evt.Event) -> IngestSession | None:
+def _session(association: dimse.Association) -> IngestSession | None:
     """One ingest session per association: the gate is asked once per study. The calling
     title is checked on every C-STORE (from the titles cached a few seconds), so that a
     title removed or narrowed in the admin stops an association already open."""
-    key = event.assoc
-    calling = event.assoc.requestor.ae_title.strip()
-    institution = _institution_of(calling, event.assoc.requestor.address)
+    calling = association.calling
+    institution = _institution_of(calling, association.address)
     with _sessions_lock:
-        session = _sessions.get(key)
+        session = _sessions.get(association)
         if institution is None or (session and session.institution.pk != institution.pk):
-            _sessions.pop(key, None)
+            _sessions.pop(association, None)
             return None
         if session is not None:
             return session
@@ -206,11 +170,11 @@ def _session(event: evt.Event) -> IngestSession | None:
         institution=institution,
         username=f"ae:{calling}",
         display_name=f"DICOM AE {calling}",
-        client_address=event.assoc.requestor.address,
+        client_address=association.address,
         channel="dimse",
     )
     with _sessions_lock:
-        return _sessions.setdefault(key, IngestSession(actor=actor))
+        return _sessions.setdefault(association, IngestSession(actor=actor))
 
 
 def _institution_of(calling: str, address: str) -> Institution | None:
@@ -224,43 +188,72 @@ def _institution_of(calling: str, address: str) -> Institution | None:
     return title.institution
 
 
-def handle_released(event: evt.Event) -> None:
-    with _sessions_lock:
-        _sessions.pop(event.assoc, None)
-
-
-def _status(result: IngestResult) -> Dataset | int:
+def _outcome(result: IngestResult) -> dimse.Outcome:
     if result.ok:
-        return Status.SUCCESS
-    status = Dataset()
-    status.Status = _STATUS_OF_FAILURE.get(result.failure_code, Status.CANNOT_UNDERSTAND)
-    status.ErrorComment = result.reason[:64]
-    return status
+        return dimse.Outcome(Status.SUCCESS)
+    status = _STATUS_OF_FAILURE.get(result.failure_code, Status.CANNOT_UNDERSTAND)
+    return dimse.Outcome(status, result.reason)
 
 
-HANDLERS = [
-    (evt.EVT_CONN_OPEN, handle_open),
-    (evt.EVT_C_ECHO, handle_echo),
-    (evt.EVT_C_STORE, handle_store),
-    (evt.EVT_RELEASED, handle_released),
-    (evt.EVT_ABORTED, handle_released),
-]
+def plan_statements_once() -> None:
+    """Have PostgreSQL plan each of the listener's statements once per connection.
+
+    The listener runs the same few prepared statements (known rows, patient, the gate's
+    facts, the index) with other UIDs each time. PostgreSQL kept planning them afresh at
+    every execution (its custom plans), which took longer than running them: 0.5-0.9 ms of
+    bind against 0.05-0.6 ms of execution (bench/README.md). Their generic plans are index
+    look-ups by UID whatever the values, so the listener's connections use those. Called by
+    the listener command before any connection opens; the web server's connections keep
+    PostgreSQL's default (its searches are planned for their values).
+    """
+    from django.db import connections
+
+    settings = connections.settings[DEFAULT_DB_ALIAS]
+    if "postgresql" not in settings["ENGINE"]:
+        return
+    options = settings.setdefault("OPTIONS", {})
+    generic = "-c plan_cache_mode=force_generic_plan"
+    if generic not in options.get("options", ""):
+        options["options"] = f"{options.get('options', '')} {generic}".strip()
+
+
+def make_server(listening: socket.socket, *, shared: bool = False) -> dimse.Server:
+    """An acceptor of the listener's associations on a socket that listens already (and
+    that other listener processes accept on too, when ``shared``)."""
+    return dimse.Server(listening, Listener(), _associations, MAX_ASSOCIATIONS, shared=shared)
 
 
 def start_listener(*, ae_title: str, host: str, port: int, block: bool):
-    """Start the listener; blocking, or in background threads (returns the server)."""
-    ae = make_ae(ae_title=ae_title)
+    """Start the listener; blocking, or in a background thread (returns the server).
+
+    Any called AE title is answered (``ae_title`` is the one the listener announces in its
+    logs); the calling title decides who may store.
+    """
     forget_member_titles()
+    server = make_server(_listening_socket(host, port))
+    logger.info("DICOM listener %s on %s:%d", ae_title, host, port)
+    if not block:
+        threading.Thread(target=_serve, args=(server,), daemon=True).start()
+        return server
     try:
-        return ae.start_server((host, port), block=block, evt_handlers=HANDLERS)
+        _serve(server)
     finally:
-        if block:
-            close_db_connections()
+        close_db_connections()
+    return server
+
+
+def _serve(server: dimse.Server) -> None:
+    try:
+        server.serve_forever()
+    finally:
+        server.listening.close()
+        server.abort_all()
 
 
 def stop_listener(server) -> None:
     """Stop a listener started with block=False, and close its database connections."""
     server.shutdown()
+    server.abort_all()
     close_db_connections()
 
 
@@ -276,42 +269,7 @@ DRAIN_SECONDS = 30.0
 RESTART_DELAY = 1.0
 
 
-class _Stop(Exception):
-    """Raised in a child's accept loop once it is asked to stop."""
-
-
 _supervisor_pid = 0
-
-
-class InheritedSocketServer(AssociationServer):
-    """An association server that accepts on a listening socket it was given (by its parent)
-    instead of binding its own; it leaves its accept loop, between requests, once asked to."""
-
-    def __init__(self, *args: object, listening: socket.socket, **kwargs: object) -> None:
-        self.listening = listening
-        self.stopping = False
-        # The supervisor's pid, taken before the fork: had it died since, getppid() here
-        # would name init, and the child would never notice it is unsupervised.
-        self.parent = _supervisor_pid or os.getppid()
-        super().__init__(*args, **kwargs)
-
-    def server_bind(self) -> None:
-        self.socket.close()
-        self.socket = self.listening
-        self.server_address = self.socket.getsockname()
-
-    def server_activate(self) -> None:
-        pass  # the parent listens already
-
-    def server_close(self) -> None:
-        # Only this process's descriptor: shutdown() would stop the socket for every child.
-        self.socket.close()
-
-    def service_actions(self) -> None:
-        # A child whose parent died (SIGKILL, a crash) stops too, rather than serve unsupervised.
-        if self.stopping or os.getppid() != self.parent:
-            raise _Stop
-        super().service_actions()
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -416,16 +374,17 @@ class _Supervisor:
 
 
 def _child(listening: socket.socket, ae_title: str) -> int:
-    """A listener process: accept on the inherited socket until SIGTERM or SIGINT."""
-    server = make_ae(ae_title=ae_title).make_server(
-        listening.getsockname(),
-        evt_handlers=HANDLERS,
-        server_class=InheritedSocketServer,
-        listening=listening,
-    )
+    """A listener process: accept on the inherited socket until SIGTERM or SIGINT, or until
+    the supervisor is gone (a child never serves unsupervised)."""
+    server = make_server(listening, shared=True)
+    parent = _supervisor_pid or os.getppid()
 
     def stop(signum: int, frame: object) -> None:
-        server.stopping = True
+        server.shutdown()
+
+    def check() -> None:
+        if os.getppid() != parent:
+            server.shutdown()
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, stop)
@@ -434,19 +393,10 @@ def _child(listening: socket.socket, ae_title: str) -> int:
     # What Django and the apps loaded is kept for good: the collector need not walk it.
     gc.freeze()
     try:
-        server.serve_forever(poll_interval=0.2)
-    except _Stop:
-        _drain(server)
+        server.serve_forever(poll_interval=0.2, check=check)
+        server.drain(DRAIN_SECONDS)
     finally:
-        server.server_close()
-        for assoc in server.active_associations:
-            assoc.abort()
+        listening.close()  # only this process's descriptor: the others still accept on it
+        server.abort_all()
         close_db_connections()
     return 0
-
-
-def _drain(server: AssociationServer) -> None:
-    """Let the associations in progress finish (for at most DRAIN_SECONDS)."""
-    deadline = time.monotonic() + DRAIN_SECONDS
-    while server.active_associations and time.monotonic() < deadline:
-        time.sleep(0.1)

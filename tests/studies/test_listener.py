@@ -214,27 +214,6 @@ def test_a_database_connection_is_checked_only_when_idle_or_after_an_error(db, m
     assert len(checks) == 2
 
 
-def test_pynetdicom_formats_pdus_for_its_log_only_when_that_log_is_on(monkeypatch):
-    import logging
-
-    from pynetdicom import _config
-
-    from studies.dicom_net import make_ae
-
-    monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", _config.LOG_HANDLER_LEVEL)
-    log = logging.getLogger("pynetdicom")
-    level = log.level
-    try:
-        log.setLevel(logging.WARNING)
-        make_ae(ae_title="ANIM_GATEWAY")
-        assert _config.LOG_HANDLER_LEVEL == "none"
-        log.setLevel(logging.DEBUG)  # setLevel, not the attribute: it empties the level cache
-        make_ae(ae_title="ANIM_GATEWAY")
-        assert _config.LOG_HANDLER_LEVEL == "standard"
-    finally:
-        log.setLevel(level)
-
-
 def test_member_titles_are_read_at_most_once_per_ttl(cast, monkeypatch):
     from studies import dicom_net
 

@@ -1,0 +1,527 @@
+"""A DICOM acceptor for C-ECHO and C-STORE that blocks on its sockets, one thread per association.
+
+pynetdicom's acceptor runs two threads per association that poll every millisecond, which
+kept the listener at half Orthanc's C-STORE rate (bench/README.md, "C-STORE floor"). This
+one reads each PDU as it arrives and streams a C-STORE data set straight into a spool file.
+The PDU and DIMSE encodings and the negotiation of presentation contexts are pynetdicom's;
+what is here is the reading loop, the order of an association's PDUs (PS3.8 9.2), and the
+route of a data set to the spool.
+"""
+
+import contextlib
+import io
+import logging
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+from pynetdicom import (
+    ALL_TRANSFER_SYNTAXES,
+    PYNETDICOM_IMPLEMENTATION_UID,
+    PYNETDICOM_IMPLEMENTATION_VERSION,
+)
+from pynetdicom.dsutils import create_file_meta, decode
+from pynetdicom.pdu import (
+    A_ABORT_RQ,
+    A_ASSOCIATE_AC,
+    A_ASSOCIATE_RJ,
+    A_ASSOCIATE_RQ,
+    A_RELEASE_RP,
+)
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
+    MaximumLengthNotification,
+)
+from pynetdicom.presentation import build_context, negotiate_unrestricted
+from pynetdicom.sop_class import Verification
+
+from studies.spool import Spooled, SpoolWriter
+
+logger = logging.getLogger(__name__)
+
+# The largest PDU a peer may send us, said in the A-ASSOCIATE-AC: a P-DATA-TF is read whole.
+MAX_PDU = 4 * 1024 * 1024
+# How long a peer has to send its A-ASSOCIATE-RQ (PS3.8's ARTIM timer), and how long an
+# association may stay silent, before it is aborted.
+ARTIM_SECONDS = 30.0
+IDLE_SECONDS = 60.0
+
+# A process serving associations leaves a new one this long per association (at most
+# MAX_ACCEPT_DELAY) to its idle siblings before it accepts it itself.
+BUSY_ACCEPT_DELAY = 0.002
+MAX_ACCEPT_DELAY = 0.01
+
+APPLICATION_CONTEXT = UID("1.2.840.10008.3.1.1.1")
+_HEADER = 6
+
+# PDU types (PS3.8 9.3.1)
+ASSOCIATE_RQ, P_DATA, RELEASE_RQ, ABORT = 0x01, 0x04, 0x05, 0x07
+# DIMSE command fields (PS3.7 E.1)
+C_STORE_RQ, C_ECHO_RQ = 0x0001, 0x0030
+C_STORE_RSP, C_ECHO_RSP = 0x8001, 0x8030
+NO_DATA_SET = 0x0101
+
+# A-ASSOCIATE-RJ (result, source, reason) and A-ABORT reasons (PS3.8 9.3.4, 9.3.8)
+CALLING_AE_NOT_RECOGNIZED = (0x01, 0x01, 0x03)
+LOCAL_LIMIT_EXCEEDED = (0x02, 0x03, 0x02)
+UNEXPECTED_PDU, INVALID_PARAMETER = 0x02, 0x06
+
+
+class Abort(Exception):
+    """The association ends with an A-ABORT: the peer broke the protocol or went silent."""
+
+    def __init__(self, message: str, reason: int = UNEXPECTED_PDU) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Closed(Exception):
+    """The peer closed the connection."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A C-STORE's answer: its status, and a comment when it failed."""
+
+    status: int
+    comment: str = ""
+
+
+class Service:
+    """What the acceptor asks its owner; dicom_net's listener is the one in use."""
+
+    def admits(self, calling: str) -> bool:
+        raise NotImplementedError
+
+    def store(self, association: "Association", spooled: Spooled) -> Outcome:
+        raise NotImplementedError
+
+    def ended(self, association: "Association") -> None:
+        pass
+
+
+@dataclass(eq=False)
+class Association:
+    """One peer's association, from its A-ASSOCIATE-RQ to its release or abort."""
+
+    sock: socket.socket
+    address: str
+    service: Service
+    calling: str = ""
+    contexts: dict[int, UID] = field(default_factory=dict)  # accepted: id -> transfer syntax
+    peer_max_pdu: int = 0
+    _command: bytearray = field(default_factory=bytearray)
+    _request: Dataset | None = None
+    _writer: SpoolWriter | None = None
+
+    def run(self) -> None:
+        """Serve the association until it ends; never raises."""
+        try:
+            if self._associate():
+                self._serve()
+        except Abort as exc:
+            logger.warning("DICOM association from %s aborted: %s", self.address, exc)
+            self._send_quietly(_abort_pdu(exc.reason))
+        except (Closed, OSError):
+            pass  # the peer went away; what it had not finished is discarded below
+        except Exception:
+            logger.exception("DICOM association from %s failed", self.address)
+            self._send_quietly(_abort_pdu(0x00))
+        finally:
+            self._discard_partial()
+            self.service.ended(self)
+            _close(self.sock)
+
+    def _associate(self) -> bool:
+        self.sock.settimeout(ARTIM_SECONDS)
+        kind, whole = self._read_pdu()
+        if kind != ASSOCIATE_RQ:
+            raise Abort(f"expected an A-ASSOCIATE-RQ, got PDU type 0x{kind:02x}")
+        pdu = A_ASSOCIATE_RQ()
+        pdu.decode(bytes(whole))
+        request = pdu.to_primitive()
+        self.calling = request.calling_ae_title.strip()
+        if not self.service.admits(self.calling):
+            logger.warning("DICOM association refused: unknown calling AE title %s", self.calling)
+            self._send(_reject_pdu(request, CALLING_AE_NOT_RECOGNIZED))
+            return False
+        self._send(self._accept_pdu(request))
+        self.sock.settimeout(IDLE_SECONDS)
+        return True
+
+    def _accept_pdu(self, request: A_ASSOCIATE) -> bytes:
+        self.peer_max_pdu = request.maximum_length_received or 0
+        roles = {
+            item.sop_class_uid: (item.scu_role, item.scp_role)
+            for item in request.user_information
+            if type(item).__name__ == "SCP_SCU_RoleSelectionNegotiation"
+        }
+        results, role_replies = negotiate_unrestricted(
+            request.presentation_context_definition_list, SUPPORTED, roles
+        )
+        self.contexts = {
+            cx.context_id: UID(cx.transfer_syntax[0]) for cx in results if cx.result == 0x00
+        }
+        accept = A_ASSOCIATE()
+        accept.application_context_name = APPLICATION_CONTEXT
+        accept.calling_ae_title = request.calling_ae_title
+        accept.called_ae_title = request.called_ae_title
+        accept.result = 0x00
+        accept.result_source = 0x01
+        accept.presentation_context_definition_results_list = results
+        accept.user_information = [*_user_information(), *role_replies]
+        pdu = A_ASSOCIATE_AC()
+        pdu.from_primitive(accept)
+        return pdu.encode()
+
+    def _serve(self) -> None:
+        while True:
+            kind, whole = self._read_pdu()
+            if kind == P_DATA:
+                for context_id, control, data in _values(whole):
+                    self._receive(context_id, control, data)
+            elif kind == RELEASE_RQ:
+                if self._request is not None:
+                    raise Abort("A-RELEASE-RQ in the middle of a message")
+                self._send(A_RELEASE_RP().encode())
+                return
+            elif kind == ABORT:
+                return
+            else:
+                raise Abort(f"unexpected PDU type 0x{kind:02x}")
+
+    # --- DIMSE messages ---------------------------------------------------------------
+
+    def _receive(self, context_id: int, control: int, data: memoryview) -> None:
+        if context_id not in self.contexts:
+            raise Abort(f"presentation context {context_id} was not accepted", INVALID_PARAMETER)
+        last = bool(control & 0x02)
+        if control & 0x01:
+            if self._request is not None:
+                raise Abort("a command fragment inside a data set")
+            self._command += data
+            if last:
+                self._command_complete(context_id)
+            return
+        if self._writer is None:
+            raise Abort("a data set fragment without a C-STORE-RQ")
+        self._writer.write(data)
+        if last:
+            self._store_complete(context_id)
+
+    def _command_complete(self, context_id: int) -> None:
+        command = decode(io.BytesIO(bytes(self._command)), True, True)
+        self._command.clear()
+        kind = command.get("CommandField")
+        has_data = command.get("CommandDataSetType", NO_DATA_SET) != NO_DATA_SET
+        if kind == C_ECHO_RQ and not has_data:
+            self._send_echo_response(context_id, command)
+        elif kind == C_STORE_RQ and has_data:
+            self._start_store(context_id, command)
+        else:
+            raise Abort(f"unsupported DIMSE command 0x{kind or 0:04x}")
+
+    def _start_store(self, context_id: int, command: Dataset) -> None:
+        sop_class = command.get("AffectedSOPClassUID")
+        sop_instance = command.get("AffectedSOPInstanceUID")
+        if not sop_class or not sop_instance:
+            raise Abort("a C-STORE-RQ without its SOP Class or SOP Instance UID")
+        self._request = command
+        self._writer = SpoolWriter()
+        # A Part 10 file, as pynetdicom writes a received data set: preamble, meta, data set.
+        self._writer.write(_file_head(sop_class, sop_instance, self.contexts[context_id]))
+
+    def _store_complete(self, context_id: int) -> None:
+        request, writer = self._request, self._writer
+        self._request, self._writer = None, None
+        spooled = writer.finish()
+        try:
+            outcome = self.service.store(self, spooled)
+        except Exception:
+            spooled.discard()
+            raise
+        self._send_store_response(context_id, request, outcome)
+
+    def _send_store_response(self, context_id: int, request: Dataset, outcome: Outcome) -> None:
+        elements = [
+            _ui(0x0002, request.AffectedSOPClassUID),
+            _us(0x0100, C_STORE_RSP),
+            _us(0x0120, request.MessageID),
+            _us(0x0800, NO_DATA_SET),
+            _us(0x0900, outcome.status),
+        ]
+        if outcome.comment:
+            elements.append(_lo(0x0902, outcome.comment[:64]))
+        elements.append(_ui(0x1000, request.AffectedSOPInstanceUID))
+        self._send_command(context_id, elements)
+
+    def _send_echo_response(self, context_id: int, request: Dataset) -> None:
+        sop_class = request.get("AffectedSOPClassUID") or Verification
+        elements = [
+            _ui(0x0002, sop_class),
+            _us(0x0100, C_ECHO_RSP),
+            _us(0x0120, request.MessageID),
+            _us(0x0800, NO_DATA_SET),
+            _us(0x0900, 0x0000),
+        ]
+        self._send_command(context_id, elements)
+
+    def _send_command(self, context_id: int, elements: list[bytes]) -> None:
+        """A command set (Implicit VR Little Endian, its group length first) in P-DATA-TF
+        PDUs no larger than the peer takes."""
+        body = b"".join(elements)
+        command = _ul(0x0000, len(body)) + body
+        room = self.peer_max_pdu - 6 if self.peer_max_pdu else len(command)
+        pieces = [command[i : i + room] for i in range(0, len(command), room)]
+        for number, piece in enumerate(pieces):
+            control = 0x03 if number == len(pieces) - 1 else 0x01
+            item = bytes((context_id, control)) + piece
+            self._send(struct.pack(">BBLL", P_DATA, 0, 4 + len(item), len(item)) + item)
+
+    def _discard_partial(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer, self._request = None, None
+
+    # --- the wire ---------------------------------------------------------------------
+
+    def _read_pdu(self) -> tuple[int, bytearray]:
+        """The next PDU's type, and the whole PDU (header included, as pynetdicom decodes it)."""
+        header = self._read_into(bytearray(_HEADER), 0)
+        length = int.from_bytes(header[2:6], "big")
+        if length > MAX_PDU:
+            raise Abort(f"a PDU of {length} bytes, over the {MAX_PDU} agreed", INVALID_PARAMETER)
+        pdu = bytearray(_HEADER + length)
+        pdu[:_HEADER] = header
+        return header[0], self._read_into(pdu, _HEADER)
+
+    def _read_into(self, buffer: bytearray, received: int) -> bytearray:
+        """Fill ``buffer`` from the socket from offset ``received`` on."""
+        view = memoryview(buffer)
+        try:
+            while received < len(buffer):
+                count = self.sock.recv_into(view[received:])
+                if count == 0:
+                    raise Closed
+                received += count
+        except TimeoutError as exc:
+            raise Abort("the peer went silent") from exc
+        return buffer
+
+    def _send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def stop(self) -> None:
+        """End the association from another thread: its reading stops as the peer's would."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def _send_quietly(self, data: bytes) -> None:
+        try:
+            self.sock.settimeout(1.0)
+            self.sock.sendall(data)
+        except OSError:
+            pass
+
+
+def _element(element: int, value: bytes) -> bytes:
+    """A command element of group 0000, Implicit VR Little Endian (PS3.7 E.1)."""
+    return struct.pack("<HHL", 0x0000, element, len(value)) + value
+
+
+def _us(element: int, value: int) -> bytes:
+    return _element(element, struct.pack("<H", value))
+
+
+def _ul(element: int, value: int) -> bytes:
+    return _element(element, struct.pack("<L", value))
+
+
+def _ui(element: int, uid: str) -> bytes:
+    value = uid.encode("ascii")
+    return _element(element, value + b"\x00" * (len(value) % 2))
+
+
+def _lo(element: int, text: str) -> bytes:
+    # LO is one line of the default repertoire, without the backslash (its value separator).
+    printable = "".join(c if " " <= c <= "~" and c != "\\" else " " for c in text)
+    value = printable.strip().encode("ascii")
+    return _element(element, value + b" " * (len(value) % 2))
+
+
+def _values(pdu: bytearray) -> Iterator[tuple[int, int, memoryview]]:
+    """The presentation data values of a P-DATA-TF: (context id, control header, data)."""
+    view = memoryview(pdu)
+    offset, end = _HEADER, len(pdu)
+    while offset < end:
+        if end - offset < 6:
+            raise Abort("a truncated presentation data value", INVALID_PARAMETER)
+        length = int.from_bytes(view[offset : offset + 4], "big")
+        if length < 2 or offset + 4 + length > end:
+            raise Abort("a presentation data value of a wrong length", INVALID_PARAMETER)
+        yield view[offset + 4], view[offset + 5], view[offset + 6 : offset + 4 + length]
+        offset += 4 + length
+
+
+def _file_head(sop_class: str, sop_instance: str, transfer_syntax: UID) -> bytes:
+    meta = create_file_meta(
+        sop_class_uid=UID(sop_class),
+        sop_instance_uid=UID(sop_instance),
+        transfer_syntax=transfer_syntax,
+    )
+    buffer = io.BytesIO()
+    buffer.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(buffer, meta)
+    return buffer.getvalue()
+
+
+def _reject_pdu(request: A_ASSOCIATE, reason: tuple[int, int, int]) -> bytes:
+    reject = A_ASSOCIATE()
+    reject.calling_ae_title = request.calling_ae_title
+    reject.called_ae_title = request.called_ae_title
+    reject.result, reject.result_source, reject.diagnostic = reason
+    pdu = A_ASSOCIATE_RJ()
+    pdu.from_primitive(reject)
+    return pdu.encode()
+
+
+def reject_busy(sock: socket.socket) -> None:
+    """Answer an association over the limit with A-ASSOCIATE-RJ "local limit exceeded"."""
+    try:
+        sock.settimeout(ARTIM_SECONDS)
+        association = Association(sock=sock, address="", service=Service())
+        kind, whole = association._read_pdu()
+        if kind == ASSOCIATE_RQ:
+            pdu = A_ASSOCIATE_RQ()
+            pdu.decode(bytes(whole))
+            sock.sendall(_reject_pdu(pdu.to_primitive(), LOCAL_LIMIT_EXCEEDED))
+    except (Abort, Closed, OSError, ValueError):
+        pass
+    finally:
+        _close(sock)
+
+
+def _abort_pdu(reason: int) -> bytes:
+    pdu = A_ABORT_RQ()
+    pdu.source = 0x02  # the service provider
+    pdu.reason_diagnostic = reason
+    return pdu.encode()
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def _user_information() -> list:
+    """Our A-ASSOCIATE-AC's user information (built afresh: pynetdicom's items are mutable)."""
+    maximum = MaximumLengthNotification()
+    maximum.maximum_length_received = MAX_PDU
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+    version = ImplementationVersionNameNotification()
+    version.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
+    return [maximum, implementation, version]
+
+
+# Verification in any syntax; negotiate_unrestricted accepts every storage SOP class itself.
+SUPPORTED = [build_context(Verification, ALL_TRANSFER_SYNTAXES)]
+
+
+class Server:
+    """Accepts associations on a listening socket and serves each on a thread of ``pool``.
+
+    The pool's threads are long-lived, so that what they keep (a database connection) outlives
+    an association; an association beyond the pool's size is rejected as "local limit
+    exceeded" rather than left waiting.
+    """
+
+    def __init__(
+        self, listening: socket.socket, service: Service, pool, size: int, *, shared: bool = False
+    ) -> None:
+        self.listening = listening
+        self.service = service
+        self.pool = pool
+        self.size = size
+        self.shared = shared  # other processes accept on the same socket
+        self.active: set[Association] = set()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    def serve_forever(
+        self, poll_interval: float = 0.2, check: Callable[[], None] | None = None
+    ) -> None:
+        """Accept until shutdown() (or until ``check``, called between accepts, raises)."""
+        while not self._stopped.is_set():
+            if check is not None:
+                check()
+            ready, _, _ = select.select([self.listening], [], [], poll_interval)
+            if ready and self._still_pending():
+                self._accept()
+
+    def _still_pending(self) -> bool:
+        """Whether a connection waits after leaving it a moment to an idler process.
+
+        Every process wakes for a new connection and the first to accept takes it, often
+        the one already serving: two associations then share its interpreter (one GIL)
+        while another process idles. A process serving associations waits a little per
+        association before it accepts, as the gunicorn workers do (anim_gateway/
+        gunicorn_worker.py).
+        """
+        if not self.shared or not self.active:
+            return True
+        time.sleep(min(BUSY_ACCEPT_DELAY * len(self.active), MAX_ACCEPT_DELAY))
+        ready, _, _ = select.select([self.listening], [], [], 0)
+        return bool(ready)
+
+    def _accept(self) -> None:
+        try:
+            sock, address = self.listening.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # another process took it, or the peer gave up
+        sock.setblocking(True)
+        # Responses are small PDUs: sent at once rather than after Nagle's delay.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        association = Association(sock=sock, address=address[0], service=self.service)
+        with self._lock:
+            busy = len(self.active) >= self.size
+            if not busy:
+                self.active.add(association)
+        if busy:
+            threading.Thread(target=reject_busy, args=(sock,), daemon=True).start()
+            return
+        self.pool.submit(self._serve, association)
+
+    def _serve(self, association: Association) -> None:
+        try:
+            association.run()
+        finally:
+            with self._lock:
+                self.active.discard(association)
+
+    def shutdown(self) -> None:
+        """Stop accepting (serve_forever returns within its poll interval)."""
+        self._stopped.set()
+
+    def drain(self, seconds: float) -> None:
+        """Wait for the associations in progress, at most ``seconds``; then abort the rest."""
+        deadline = time.monotonic() + seconds
+        while self.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.abort_all()
+
+    def abort_all(self) -> None:
+        with self._lock:
+            active = list(self.active)
+        for association in active:
+            association.stop()

@@ -1,0 +1,322 @@
+"""The blocking DICOM acceptor on its own (studies.dimse): a fake service, real clients and
+raw PDUs for what a well-behaved client never sends."""
+
+import io
+import socket
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import ImplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.dimse_messages import C_ECHO_RSP, C_STORE_RSP
+from pynetdicom.dimse_primitives import C_ECHO, C_STORE
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu import A_ASSOCIATE_RQ, P_DATA_TF
+from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import CTImageStorage, Verification
+
+from studies import dimse
+
+from .conftest import pydicom_file
+
+
+class FakeService(dimse.Service):
+    """Admits GOOD_PACS; keeps what it is given; answers with ``outcome``."""
+
+    def __init__(self) -> None:
+        self.stored: list[bytes] = []
+        self.finished: list[dimse.Association] = []
+        self.outcome = dimse.Outcome(0x0000)
+        self.release = threading.Event()
+        self.release.set()
+
+    def admits(self, calling: str) -> bool:
+        return calling == "GOOD_PACS"
+
+    def store(self, association, spooled) -> dimse.Outcome:
+        self.release.wait(10)
+        self.stored.append(spooled.path.read_bytes())
+        spooled.discard()
+        return self.outcome
+
+    def ended(self, association) -> None:
+        self.finished.append(association)
+
+
+@pytest.fixture
+def service():
+    return FakeService()
+
+
+@pytest.fixture
+def acceptor(service):
+    """A server on a free port with a pool of 2 associations; yields (port, server)."""
+    listening = socket.create_server(("127.0.0.1", 0))
+    pool = ThreadPoolExecutor(max_workers=2)
+    server = dimse.Server(listening, service, pool, 2)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield listening.getsockname()[1], server
+    server.shutdown()
+    thread.join(5)
+    server.abort_all()
+    pool.shutdown(wait=True)
+    listening.close()
+
+
+def _associate(port: int, calling: str = "GOOD_PACS", max_pdu: int = 16382):
+    ae = AE(ae_title=calling)
+    ae.maximum_pdu_size = max_pdu
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(CTImageStorage)
+    return ae.associate("127.0.0.1", port, ae_title="ANIM_GATEWAY")
+
+
+def test_a_stored_data_set_arrives_as_the_part10_file_pynetdicom_would_write(acceptor, service):
+    port, _ = acceptor
+    ds = dcmread(pydicom_file("CT_small.dcm"))
+    assoc = _associate(port)
+    assert assoc.send_c_store(ds).Status == 0x0000
+    assoc.release()
+    received = dcmread(io.BytesIO(service.stored[0]))
+    assert service.stored[0][:132] == b"\x00" * 128 + b"DICM"
+    assert received.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    # The syntax accepted is the first one proposed (pynetdicom's default list: implicit).
+    assert received.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+    assert received == ds
+
+
+def test_an_echo_is_answered(acceptor):
+    assoc = _associate(acceptor[0])
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+    assert assoc.is_released
+
+
+def test_an_unknown_calling_title_is_rejected(acceptor, service):
+    assoc = _associate(acceptor[0], calling="STRANGER")
+    assert assoc.is_rejected
+    assert service.stored == []
+
+
+def test_a_failure_status_carries_its_comment(acceptor, service):
+    service.outcome = dimse.Outcome(0xC000, "StudyInstanceUID is missing\\ or é")
+    assoc = _associate(acceptor[0])
+    status = assoc.send_c_store(dcmread(pydicom_file("CT_small.dcm")))
+    assoc.release()
+    assert status.Status == 0xC000
+    assert status.ErrorComment == "StudyInstanceUID is missing  or"
+
+
+@pytest.mark.parametrize("max_pdu", [0, 16382, 64])
+def test_responses_are_what_pynetdicom_encodes_in_pdus_the_peer_takes(max_pdu):
+    request = Dataset()
+    request.MessageID = 7
+    request.AffectedSOPClassUID = CTImageStorage
+    request.AffectedSOPInstanceUID = "1.2.3.4.5"
+    for outcome in (dimse.Outcome(0x0000), dimse.Outcome(0xA700, "Out of resources, retry")):
+        sent = _sent(lambda a, o=outcome: a._send_store_response(1, request, o), max_pdu)
+        expected = C_STORE()
+        expected.MessageIDBeingRespondedTo = 7
+        expected.AffectedSOPClassUID = CTImageStorage
+        expected.AffectedSOPInstanceUID = "1.2.3.4.5"
+        expected.Status = outcome.status
+        if outcome.comment:
+            expected.ErrorComment = outcome.comment
+        assert sent == _pynetdicom_pdus(C_STORE_RSP(), expected, max_pdu)
+    echo = C_ECHO()
+    echo.MessageIDBeingRespondedTo = 7
+    echo.AffectedSOPClassUID = Verification
+    echo.Status = 0
+    request.AffectedSOPClassUID = Verification
+    sent = _sent(lambda a: a._send_echo_response(1, request), max_pdu)
+    assert sent == _pynetdicom_pdus(C_ECHO_RSP(), echo, max_pdu)
+
+
+def _sent(send, max_pdu: int) -> bytes:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        association = dimse.Association(sock=ours, address="", service=dimse.Service())
+        association.peer_max_pdu = max_pdu
+        send(association)
+        ours.shutdown(socket.SHUT_WR)
+        return b"".join(iter(lambda: theirs.recv(65536), b""))
+
+
+def _pynetdicom_pdus(message, primitive, max_pdu: int) -> bytes:
+    message.primitive_to_message(primitive)
+    pdus = []
+    for p_data in message.encode_msg(1, max_pdu):
+        pdu = P_DATA_TF()
+        pdu.from_primitive(p_data)
+        pdus.append(pdu.encode())
+    return b"".join(pdus)
+
+
+# --- what a well-behaved client never sends -----------------------------------------------
+
+
+def _raw_association(port: int, max_pdu: int = 16382) -> socket.socket:
+    """A socket whose association (Verification and CT, contexts 1 and 3) is accepted."""
+    request = A_ASSOCIATE()
+    request.application_context_name = "1.2.840.10008.3.1.1.1"
+    request.calling_ae_title = "GOOD_PACS"
+    request.called_ae_title = "ANIM_GATEWAY"
+    contexts = [build_context(Verification), build_context(CTImageStorage)]
+    for number, context in enumerate(contexts):
+        context.context_id = 2 * number + 1
+    request.presentation_context_definition_list = contexts
+    maximum = MaximumLengthNotification()
+    maximum.maximum_length_received = max_pdu
+    request.user_information = [maximum]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(request)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(pdu.encode())
+    assert _read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
+    return sock
+
+
+def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
+    header = _read_exactly(sock, 6)
+    if not header:
+        return 0, b""
+    return header[0], _read_exactly(sock, struct.unpack(">L", header[2:])[0])
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
+def _p_data(context_id: int, control: int, data: bytes) -> bytes:
+    item = bytes((context_id, control)) + data
+    return struct.pack(">BBLL", 0x04, 0, 4 + len(item), len(item)) + item
+
+
+def _store_command(sop_class=CTImageStorage, message_id=1) -> bytes:
+    command = Dataset()
+    command.AffectedSOPClassUID = sop_class
+    command.CommandField = 0x0001
+    command.MessageID = message_id
+    command.Priority = 0
+    command.CommandDataSetType = 0x0000
+    command.AffectedSOPInstanceUID = "1.2.3.4.5"
+    body = encode(command, True, True)
+    return struct.pack("<HHLL", 0, 0, 4, len(body)) + body
+
+
+def _aborted(sock: socket.socket) -> bool:
+    """Whether the acceptor answered with an A-ABORT (or at least closed the connection)."""
+    kind, _ = _read_pdu(sock)
+    return kind in (0x07, 0)
+
+
+@pytest.mark.parametrize(
+    "pdus",
+    [
+        pytest.param([_p_data(1, 0x02, b"\x00" * 10)], id="data set without a command"),
+        pytest.param([_p_data(9, 0x03, _store_command())], id="context never accepted"),
+        pytest.param([b"\x04\x00" + struct.pack(">L", 3) + b"\x00\x00\x00"], id="truncated PDV"),
+        pytest.param([b"\x02\x00" + struct.pack(">L", 0)], id="an A-ASSOCIATE-AC from the peer"),
+        pytest.param(
+            [b"\x04\x00" + struct.pack(">L", dimse.MAX_PDU + 1)], id="PDU over the agreed size"
+        ),
+        pytest.param(
+            [_p_data(3, 0x03, _store_command()), b"\x05\x00" + struct.pack(">L", 4) + bytes(4)],
+            id="release in the middle of a C-STORE",
+        ),
+    ],
+)
+def test_a_protocol_error_aborts_and_stores_nothing(acceptor, service, settings, pdus):
+    sock = _raw_association(acceptor[0])
+    with sock:
+        for pdu in pdus:
+            sock.sendall(pdu)
+        assert _aborted(sock)
+    _wait_until(lambda: len(service.finished) == 1)
+    assert service.stored == []
+    assert not list(Path(settings.SPOOL_DIR).glob("*")), "no spool file is left behind"
+
+
+def test_an_unsupported_command_aborts(acceptor):
+    command = Dataset()
+    command.AffectedSOPClassUID = CTImageStorage
+    command.CommandField = 0x0020  # C-FIND-RQ
+    command.MessageID = 1
+    command.CommandDataSetType = 0x0101
+    sock = _raw_association(acceptor[0])
+    with sock:
+        sock.sendall(_p_data(3, 0x03, encode(command, True, True)))
+        assert _aborted(sock)
+
+
+def test_a_connection_lost_in_the_middle_of_a_data_set_leaves_no_spool_file(
+    acceptor, service, settings
+):
+    sock = _raw_association(acceptor[0])
+    sock.sendall(_p_data(3, 0x03, _store_command()))
+    sock.sendall(_p_data(3, 0x00, b"\x08\x00\x05\x00" + b"\x00" * 500))
+    _wait_until(lambda: list(Path(settings.SPOOL_DIR).glob("*")))
+    sock.close()
+    _wait_until(lambda: len(service.finished) == 1)
+    assert service.stored == []
+    assert not list(Path(settings.SPOOL_DIR).glob("*"))
+
+
+def test_a_silent_peer_is_aborted(acceptor, monkeypatch):
+    monkeypatch.setattr(dimse, "IDLE_SECONDS", 0.2)
+    sock = _raw_association(acceptor[0])
+    with sock:
+        started = time.monotonic()
+        assert _aborted(sock)
+        assert time.monotonic() - started < 5
+
+
+def test_a_data_set_split_over_many_small_pdus_is_put_together(acceptor, service, monkeypatch):
+    monkeypatch.setattr(dimse, "MAX_PDU", 1024)  # announced in the A-ASSOCIATE-AC
+    ds = dcmread(pydicom_file("CT_small.dcm"))
+    assoc = _associate(acceptor[0])
+    assert assoc.acceptor.maximum_length == 1024
+    assert assoc.send_c_store(ds).Status == 0x0000
+    assoc.release()
+    assert dcmread(io.BytesIO(service.stored[0])) == ds
+
+
+def test_associations_beyond_the_pool_are_rejected_as_busy(acceptor, service):
+    port, server = acceptor
+    service.release.clear()  # the pool's two associations hold their first C-STORE
+    ds = dcmread(pydicom_file("CT_small.dcm"))
+    held = [_associate(port) for _ in range(2)]
+    senders = [threading.Thread(target=a.send_c_store, args=(ds,)) for a in held]
+    for sender in senders:
+        sender.start()
+    _wait_until(lambda: len(server.active) == 2)
+    third = _associate(port)
+    assert third.is_rejected
+    service.release.set()
+    for sender, assoc in zip(senders, held, strict=True):
+        sender.join(10)
+        assoc.release()
+    assert len(service.stored) == 2
+
+
+def _wait_until(condition, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out")
