@@ -20,14 +20,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
-from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 from pynetdicom import (
     ALL_TRANSFER_SYNTAXES,
     PYNETDICOM_IMPLEMENTATION_UID,
     PYNETDICOM_IMPLEMENTATION_VERSION,
 )
-from pynetdicom.dsutils import create_file_meta, decode
+from pynetdicom.dsutils import decode
 from pynetdicom.pdu import (
     A_ABORT_RQ,
     A_ASSOCIATE_AC,
@@ -44,6 +43,7 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import build_context, negotiate_unrestricted
 from pynetdicom.sop_class import Verification
 
+from studies.dicom import is_valid_uid
 from studies.spool import Spooled, SpoolWriter
 
 logger = logging.getLogger(__name__)
@@ -233,8 +233,8 @@ class Association:
     def _start_store(self, context_id: int, command: Dataset) -> None:
         sop_class = command.get("AffectedSOPClassUID")
         sop_instance = command.get("AffectedSOPInstanceUID")
-        if not sop_class or not sop_instance:
-            raise Abort("a C-STORE-RQ without its SOP Class or SOP Instance UID")
+        if not (is_valid_uid(str(sop_class or "")) and is_valid_uid(str(sop_instance or ""))):
+            raise Abort("a C-STORE-RQ without a valid SOP Class or SOP Instance UID")
         self._request = command
         self._writer = SpoolWriter()
         # A Part 10 file, as pynetdicom writes a received data set: preamble, meta, data set.
@@ -372,16 +372,34 @@ def _values(pdu: bytearray) -> Iterator[tuple[int, int, memoryview]]:
         offset += 4 + length
 
 
-def _file_head(sop_class: str, sop_instance: str, transfer_syntax: UID) -> bytes:
-    meta = create_file_meta(
-        sop_class_uid=UID(sop_class),
-        sop_instance_uid=UID(sop_instance),
-        transfer_syntax=transfer_syntax,
+def _file_head(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
+    """Preamble, prefix and File Meta Information (Explicit VR Little Endian) of a received
+    data set: what pydicom's write_file_meta_info writes for pynetdicom's create_file_meta,
+    byte for byte (the tests compare), at a tenth of its cost per instance."""
+    elements = b"".join(
+        [
+            _explicit(0x0001, b"OB", b"\x00\x01"),
+            _explicit(0x0002, b"UI", _padded(sop_class, b"\x00")),
+            _explicit(0x0003, b"UI", _padded(sop_instance, b"\x00")),
+            _explicit(0x0010, b"UI", _padded(transfer_syntax, b"\x00")),
+            _explicit(0x0012, b"UI", _padded(PYNETDICOM_IMPLEMENTATION_UID, b"\x00")),
+            _explicit(0x0013, b"SH", _padded(PYNETDICOM_IMPLEMENTATION_VERSION, b" ")),
+        ]
     )
-    buffer = io.BytesIO()
-    buffer.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(buffer, meta)
-    return buffer.getvalue()
+    group_length = _explicit(0x0000, b"UL", struct.pack("<L", len(elements)))
+    return b"\x00" * 128 + b"DICM" + group_length + elements
+
+
+def _explicit(element: int, vr: bytes, value: bytes) -> bytes:
+    """A group 0002 element, Explicit VR Little Endian (OB with its 4-byte length)."""
+    if vr == b"OB":
+        return struct.pack("<HH2sHL", 0x0002, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
+def _padded(text: str, pad: bytes) -> bytes:
+    value = text.encode("ascii")
+    return value + pad * (len(value) % 2)
 
 
 def _reject_pdu(request: A_ASSOCIATE, reason: tuple[int, int, int]) -> bytes:

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import ImplicitVRLittleEndian
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_ECHO_RSP, C_STORE_RSP
 from pynetdicom.dimse_primitives import C_ECHO, C_STORE
-from pynetdicom.dsutils import encode
+from pynetdicom.dsutils import create_file_meta, encode
 from pynetdicom.pdu import A_ASSOCIATE_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 from pynetdicom.presentation import build_context
@@ -140,6 +141,25 @@ def test_responses_are_what_pynetdicom_encodes_in_pdus_the_peer_takes(max_pdu):
     assert sent == _pynetdicom_pdus(C_ECHO_RSP(), echo, max_pdu)
 
 
+@pytest.mark.parametrize(
+    ("sop_class", "sop_instance", "syntax"),
+    [
+        (CTImageStorage, "1.2.3.4.5", ImplicitVRLittleEndian),  # odd lengths padded
+        ("1.2.840.10008.5.1.4.1.1.4", "1.2.3.4.56", "1.2.840.10008.1.2.4.91"),
+    ],
+)
+def test_the_file_head_is_what_pydicom_writes_for_pynetdicoms_file_meta(
+    sop_class, sop_instance, syntax
+):
+    meta = create_file_meta(
+        sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_instance), transfer_syntax=syntax
+    )
+    expected = io.BytesIO()
+    expected.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(expected, meta)
+    assert dimse._file_head(sop_class, sop_instance, syntax) == expected.getvalue()
+
+
 def _sent(send, max_pdu: int) -> bytes:
     ours, theirs = socket.socketpair()
     with ours, theirs:
@@ -206,14 +226,14 @@ def _p_data(context_id: int, control: int, data: bytes) -> bytes:
     return struct.pack(">BBLL", 0x04, 0, 4 + len(item), len(item)) + item
 
 
-def _store_command(sop_class=CTImageStorage, message_id=1) -> bytes:
+def _store_command(sop_class=CTImageStorage, message_id=1, sop_instance="1.2.3.4.5") -> bytes:
     command = Dataset()
     command.AffectedSOPClassUID = sop_class
     command.CommandField = 0x0001
     command.MessageID = message_id
     command.Priority = 0
     command.CommandDataSetType = 0x0000
-    command.AffectedSOPInstanceUID = "1.2.3.4.5"
+    command.AffectedSOPInstanceUID = sop_instance
     body = encode(command, True, True)
     return struct.pack("<HHLL", 0, 0, 4, len(body)) + body
 
@@ -233,6 +253,10 @@ def _aborted(sock: socket.socket) -> bool:
         pytest.param([b"\x02\x00" + struct.pack(">L", 0)], id="an A-ASSOCIATE-AC from the peer"),
         pytest.param(
             [b"\x04\x00" + struct.pack(">L", dimse.MAX_PDU + 1)], id="PDU over the agreed size"
+        ),
+        pytest.param(
+            [_p_data(3, 0x03, _store_command(sop_instance="1.2.3/../4"))],
+            id="an invalid SOP Instance UID",
         ),
         pytest.param(
             [_p_data(3, 0x03, _store_command()), b"\x05\x00" + struct.pack(">L", 4) + bytes(4)],

@@ -216,6 +216,21 @@ def test_it_reconciles_through_an_explicit_issuer(cast, tmp_path):
     assert study.patient == cast.yvonne
 
 
+def test_patients_are_found_by_identifier_with_what_the_gate_reads(cast, django_assert_num_queries):
+    from consent.models import Institution
+    from studies.reconcile import patients_for
+
+    chem = Institution.objects.get(code="CHEM")
+    with django_assert_num_queries(1):
+        found = patients_for(institution=chem, patient_ids={"CHEM-X1", "CHEM-NOBODY", ""})
+        assert set(found) == {"CHEM-X1"}
+        assert found["CHEM-X1"].pk == cast.xavier.pk
+        assert found["CHEM-X1"].national_id == cast.xavier.national_id
+    # Any other field is read on access, from the database.
+    assert found["CHEM-X1"].family_name == cast.xavier.family_name
+    assert patients_for(institution=chem, patient_ids={"CHL-Y1"}) == {}  # another hospital's
+
+
 def test_it_leaves_an_unknown_identifier_unreconciled(cast, tmp_path):
     result = ingest(dicom_copy(tmp_path, patient_id="CHEM-NEW"))
     assert Study.objects.get(study_uid=result.study_uid).patient is None
