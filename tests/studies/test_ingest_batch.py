@@ -247,3 +247,66 @@ def test_a_batch_that_loses_a_deadlock_is_indexed_again_not_refused(cast, tmp_pa
     assert [r.status for r in ingest_all(paths)] == ["stored", "stored"]
     assert len(calls) == 3  # the batch, then each object again
     assert Instance.objects.count() == 2
+
+
+# --- a session that goes on storing into the study it created (a C-STORE association) ------
+
+
+def _one(session, path):
+    return study_ingest(session=session, spooled=[spool_path(path)])[0]
+
+
+def test_a_new_instance_of_a_study_the_session_created_is_not_looked_up_first(cast, tmp_path):
+    session = IngestSession(actor=system_actor("CHEM"))
+    study, series = "1.2.826.0.1.3680043.8.498.71", "1.2.826.0.1.3680043.8.498.72"
+    assert _one(session, dicom_copy(tmp_path, study_uid=study, series_uid=series)).ok
+    second = dicom_copy(tmp_path, study_uid=study, series_uid=series)
+    with CaptureQueriesContext(connection) as queries:
+        assert _one(session, second).status == "stored"
+    looked_up = [q["sql"] for q in queries.captured_queries if "sop_instance_uid" in q["sql"]]
+    assert not [sql for sql in looked_up if sql.lstrip().upper().startswith("SELECT")]
+    assert Study.objects.get().instance_count == 2
+    # The same instance again in the same session: looked up, and a duplicate.
+    assert _one(session, second).status == "duplicate"
+    assert Study.objects.get().instance_count == 2
+
+
+def test_an_instance_another_writer_stored_meanwhile_is_still_a_duplicate_or_a_conflict(
+    cast, tmp_path, private_storage
+):
+    session = IngestSession(actor=system_actor("CHEM"))
+    study, series = "1.2.826.0.1.3680043.8.498.73", "1.2.826.0.1.3680043.8.498.74"
+    first = dicom_copy(tmp_path, study_uid=study, series_uid=series)
+    assert _one(session, first).ok
+    # Another association of the same hospital stores two more instances of the study.
+    twin = dicom_copy(tmp_path, study_uid=study, series_uid=series)
+    other = dicom_copy(tmp_path, study_uid=study, series_uid=series)
+    assert [r.status for r in ingest_all([twin, other])] == ["stored", "stored"]
+    # This session thinks both are new: the index refuses the insert, and the objects are
+    # indexed again from fresh rows: the same bytes are a duplicate, others a conflict.
+    assert _one(session, twin).status == "duplicate"
+    assert _one(session, changed_copy(other, tmp_path)).status == "conflict"
+    assert Instance.objects.count() == 3
+    assert Study.objects.get().instance_count == 3
+    assert len(stored_files(private_storage)) == 3, "no object is left behind"
+
+
+def test_a_sop_uid_of_another_study_is_refused_even_when_the_session_thinks_it_new(
+    cast, tmp_path, private_storage
+):
+    elsewhere_path = dicom_copy(tmp_path)
+    elsewhere = dcmread(elsewhere_path)
+    assert ingest_all([elsewhere_path])[0].ok
+    session = IngestSession(actor=system_actor("CHEM"))
+    study, series = "1.2.826.0.1.3680043.8.498.75", "1.2.826.0.1.3680043.8.498.76"
+    assert _one(session, dicom_copy(tmp_path, study_uid=study, series_uid=series)).ok
+    reused = dicom_copy(tmp_path, study_uid=study, series_uid=series)
+    ds = dcmread(reused)
+    ds.SOPInstanceUID = elsewhere.SOPInstanceUID  # the UID of an instance of another study
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(reused, enforce_file_format=True)
+    result = _one(session, reused)
+    assert result.status in ("rejected", "conflict")
+    assert Instance.objects.filter(sop_instance_uid=elsewhere.SOPInstanceUID).count() == 1
+    assert Study.objects.get(study_uid=study).instance_count == 1
+    assert len(stored_files(private_storage)) == 2, "no object is left behind"
