@@ -54,6 +54,8 @@ MAX_PDU = 4 * 1024 * 1024
 # association may stay silent, before it is aborted.
 ARTIM_SECONDS = 30.0
 IDLE_SECONDS = 60.0
+# How long the acceptor waits for the peer to close the connection after a release.
+CLOSE_SECONDS = 5.0
 
 # A process serving associations leaves a new one this long per association (at most
 # MAX_ACCEPT_DELAY) to its idle siblings before it accepts it itself.
@@ -153,6 +155,7 @@ class Association:
         if not self.service.admits(self.calling):
             logger.warning("DICOM association refused: unknown calling AE title %s", self.calling)
             self._send(_reject_pdu(request, CALLING_AE_NOT_RECOGNIZED))
+            self._await_close()
             return False
         self._send(self._accept_pdu(request))
         self.sock.settimeout(IDLE_SECONDS)
@@ -193,6 +196,7 @@ class Association:
                 if self._request is not None:
                     raise Abort("A-RELEASE-RQ in the middle of a message")
                 self._send(A_RELEASE_RP().encode())
+                self._await_close()
                 return
             elif kind == ABORT:
                 return
@@ -319,6 +323,15 @@ class Association:
 
     def _send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def _await_close(self) -> None:
+        """Leave closing the connection to the peer, as PS3.8 has the requestor do after an
+        A-RELEASE-RP or an A-ASSOCIATE-RJ (the acceptor waits in Sta13, for at most
+        CLOSE_SECONDS), rather than close it under the peer."""
+        self.sock.settimeout(CLOSE_SECONDS)
+        with contextlib.suppress(OSError):
+            while self.sock.recv(4096):
+                pass  # anything after the release is not ours to answer
 
     def stop(self) -> None:
         """End the association from another thread: its reading stops as the peer's would."""

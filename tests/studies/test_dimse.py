@@ -344,3 +344,16 @@ def _wait_until(condition, timeout: float = 10.0):
             return
         time.sleep(0.02)
     raise AssertionError("timed out")
+
+
+def test_after_the_release_the_peer_closes_the_connection(acceptor, service):
+    sock = _raw_association(acceptor[0])
+    with sock:
+        sock.sendall(b"\x05\x00" + struct.pack(">L", 4) + bytes(4))  # A-RELEASE-RQ
+        assert _read_pdu(sock)[0] == 0x06  # A-RELEASE-RP
+        # PS3.8: the requestor closes; the acceptor waits for it (Sta13).
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)
+        assert service.finished == []
+    _wait_until(lambda: len(service.finished) == 1)
