@@ -121,8 +121,9 @@ def forget_member_titles() -> None:
 class Listener(dimse.Service):
     """Member AE titles may associate; what they send is ingested for their institution."""
 
-    def admits(self, calling: str) -> bool:
-        return calling in member_titles()
+    def admits(self, calling: str, address: str) -> bool:
+        """A member's AE title, calling from a network it is admitted from."""
+        return _institution_of(calling, address) is not None
 
     def store(self, association: dimse.Association, spooled: Spooled) -> dimse.Outcome:
         """Store one instance; acknowledged only once it is stored and indexed."""
@@ -162,6 +163,11 @@ def _session(association: dimse.Association) -> IngestSession | None:
         session = _sessions.get(association)
         if institution is None or (session and session.institution.pk != institution.pk):
             _sessions.pop(association, None)
+            logger.warning(
+                "C-STORE refused: AE title %s is no longer admitted from %s",
+                calling,
+                association.address,
+            )
             return None
         if session is not None:
             return session
@@ -181,9 +187,6 @@ def _institution_of(calling: str, address: str) -> Institution | None:
     """The member institution of a calling AE title, if it calls from an admitted address."""
     title = member_titles().get(calling)
     if title is None or not title.admits(address):
-        logger.warning(
-            "C-STORE refused: AE title %s from an address it is not admitted from", calling
-        )
         return None
     return title.institution
 

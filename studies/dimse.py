@@ -54,8 +54,20 @@ MAX_PDU = 4 * 1024 * 1024
 # association may stay silent, before it is aborted.
 ARTIM_SECONDS = 30.0
 IDLE_SECONDS = 60.0
-# How long the acceptor waits for the peer to close the connection after a release.
-CLOSE_SECONDS = 5.0
+# How long the acceptor waits, in all, for the peer to close the connection after a
+# release, a rejection or an abort.
+CLOSE_SECONDS = 1.0
+# Before an association is accepted, a peer may send at most this much: an A-ASSOCIATE-RQ
+# of a hundred presentation contexts is a few kB. A command set is a few hundred bytes.
+MAX_ASSOCIATE_RQ = 64 * 1024
+MAX_COMMAND = 64 * 1024
+# Associations beyond the limit are answered "busy" by at most this many threads at once,
+# each for at most REJECT_SECONDS; any more are closed without an answer.
+REJECT_THREADS = 4
+REJECT_SECONDS = 5.0
+# A process whose associations fill its pool leaves a new connection to its siblings; it
+# rejects one only after it has waited this long (every process is full).
+BUSY_GRACE = 0.2
 
 # A process serving associations leaves a new one this long per association (at most
 # MAX_ACCEPT_DELAY) to its idle siblings before it accepts it itself.
@@ -75,7 +87,8 @@ NO_DATA_SET = 0x0101
 # A-ASSOCIATE-RJ (result, source, reason) and A-ABORT reasons (PS3.8 9.3.4, 9.3.8)
 CALLING_AE_NOT_RECOGNIZED = (0x01, 0x01, 0x03)
 LOCAL_LIMIT_EXCEEDED = (0x02, 0x03, 0x02)
-UNEXPECTED_PDU, INVALID_PARAMETER = 0x02, 0x06
+UNRECOGNIZED_PDU, UNEXPECTED_PDU, INVALID_PARAMETER = 0x01, 0x02, 0x06
+KNOWN_PDU_TYPES = range(0x01, 0x08)
 
 
 class Abort(Exception):
@@ -101,7 +114,7 @@ class Outcome:
 class Service:
     """What the acceptor asks its owner; dicom_net's listener is the one in use."""
 
-    def admits(self, calling: str) -> bool:
+    def admits(self, calling: str, address: str) -> bool:
         raise NotImplementedError
 
     def store(self, association: "Association", spooled: Spooled) -> Outcome:
@@ -121,6 +134,9 @@ class Association:
     calling: str = ""
     contexts: dict[int, UID] = field(default_factory=dict)  # accepted: id -> transfer syntax
     peer_max_pdu: int = 0
+    # The message being received: its presentation context, command fragments, C-STORE
+    # request, and the spool file of its data set (None once spooling failed).
+    _context: int | None = None
     _command: bytearray = field(default_factory=bytearray)
     _request: Dataset | None = None
     _writer: SpoolWriter | None = None
@@ -128,41 +144,49 @@ class Association:
     def run(self) -> None:
         """Serve the association until it ends; never raises."""
         try:
-            if self._associate():
-                self._serve()
-        except Abort as exc:
-            logger.warning("DICOM association from %s aborted: %s", self.address, exc)
-            self._send_quietly(_abort_pdu(exc.reason))
-        except (Closed, OSError):
-            pass  # the peer went away; what it had not finished is discarded below
+            try:
+                if self._associate():
+                    self._serve()
+            except Abort as exc:
+                logger.warning("DICOM association from %s aborted: %s", self.address, exc)
+                self._send_quietly(_abort_pdu(exc.reason))
+                self._await_close()
+            except (Closed, OSError):
+                pass  # the connection failed; what the peer had not finished is discarded
+            except Exception:
+                logger.exception("DICOM association from %s failed", self.address)
+                self._send_quietly(_abort_pdu(0x00))
+            finally:
+                self._discard_partial()
+                self.service.ended(self)
         except Exception:
-            logger.exception("DICOM association from %s failed", self.address)
-            self._send_quietly(_abort_pdu(0x00))
+            logger.exception("DICOM association from %s: clean-up failed", self.address)
         finally:
-            self._discard_partial()
-            self.service.ended(self)
             _close(self.sock)
 
     def _associate(self) -> bool:
-        self.sock.settimeout(ARTIM_SECONDS)
-        kind, whole = self._read_pdu()
-        if kind != ASSOCIATE_RQ:
-            raise Abort(f"expected an A-ASSOCIATE-RQ, got PDU type 0x{kind:02x}")
-        pdu = A_ASSOCIATE_RQ()
-        pdu.decode(bytes(whole))
-        request = pdu.to_primitive()
+        request = _association_request(self._read_pdu(ARTIM_SECONDS, MAX_ASSOCIATE_RQ))
         self.calling = request.calling_ae_title.strip()
-        if not self.service.admits(self.calling):
-            logger.warning("DICOM association refused: unknown calling AE title %s", self.calling)
+        if not self.service.admits(self.calling, self.address):
+            logger.warning(
+                "DICOM association refused: AE title %s is no member's, or not from %s",
+                self.calling,
+                self.address,
+            )
             self._send(_reject_pdu(request, CALLING_AE_NOT_RECOGNIZED))
             self._await_close()
             return False
-        self._send(self._accept_pdu(request))
-        self.sock.settimeout(IDLE_SECONDS)
+        self.peer_max_pdu = request.maximum_length_received or 0
+        if 0 < self.peer_max_pdu <= _HEADER:
+            raise Abort(f"a maximum PDU length of {self.peer_max_pdu} bytes", INVALID_PARAMETER)
+        try:
+            accept = self._accept_pdu(request)
+        except Exception as exc:  # pynetdicom refuses what it cannot negotiate
+            raise Abort(f"presentation contexts that cannot be negotiated ({exc})") from exc
+        self._send(accept)
         return True
 
     def _accept_pdu(self, request: A_ASSOCIATE) -> bytes:
-        self.peer_max_pdu = request.maximum_length_received or 0
         roles = {
             item.sop_class_uid: (item.scu_role, item.scp_role)
             for item in request.user_information
@@ -171,6 +195,9 @@ class Association:
         results, role_replies = negotiate_unrestricted(
             request.presentation_context_definition_list, SUPPORTED, roles
         )
+        for cx in results:
+            if cx.result == 0x00 and not _is_uid(cx.transfer_syntax[0]):
+                cx.result = 0x04  # transfer syntaxes not supported: that one is no UID
         self.contexts = {
             cx.context_id: UID(cx.transfer_syntax[0]) for cx in results if cx.result == 0x00
         }
@@ -188,74 +215,111 @@ class Association:
 
     def _serve(self) -> None:
         while True:
-            kind, whole = self._read_pdu()
+            kind, whole = self._read_pdu(IDLE_SECONDS)
             if kind == P_DATA:
                 for context_id, control, data in _values(whole):
                     self._receive(context_id, control, data)
             elif kind == RELEASE_RQ:
-                if self._request is not None:
+                if self._context is not None:
                     raise Abort("A-RELEASE-RQ in the middle of a message")
                 self._send(A_RELEASE_RP().encode())
                 self._await_close()
                 return
             elif kind == ABORT:
                 return
-            else:
+            elif kind in KNOWN_PDU_TYPES:
                 raise Abort(f"unexpected PDU type 0x{kind:02x}")
+            else:
+                raise Abort(f"unrecognized PDU type 0x{kind:02x}", UNRECOGNIZED_PDU)
 
     # --- DIMSE messages ---------------------------------------------------------------
 
     def _receive(self, context_id: int, control: int, data: memoryview) -> None:
         if context_id not in self.contexts:
             raise Abort(f"presentation context {context_id} was not accepted", INVALID_PARAMETER)
+        if self._context is None:
+            self._context = context_id
+        elif context_id != self._context:
+            raise Abort("one message's fragments on two presentation contexts", INVALID_PARAMETER)
         last = bool(control & 0x02)
         if control & 0x01:
             if self._request is not None:
                 raise Abort("a command fragment inside a data set")
+            if len(self._command) + len(data) > MAX_COMMAND:
+                raise Abort(f"a command set over {MAX_COMMAND} bytes", INVALID_PARAMETER)
             self._command += data
             if last:
-                self._command_complete(context_id)
+                self._command_complete()
             return
-        if self._writer is None:
+        if self._request is None:
             raise Abort("a data set fragment without a C-STORE-RQ")
-        self._writer.write(data)
+        self._spool(data)
         if last:
-            self._store_complete(context_id)
+            self._store_complete()
 
-    def _command_complete(self, context_id: int) -> None:
-        command = decode(io.BytesIO(bytes(self._command)), True, True)
+    def _command_complete(self) -> None:
+        try:
+            command = decode(io.BytesIO(bytes(self._command)), True, True)
+            kind = _number(command, "CommandField")
+            _number(command, "MessageID")
+            has_data = _number(command, "CommandDataSetType") != NO_DATA_SET
+        except Exception as exc:
+            raise Abort(f"a command set that cannot be read ({exc})", INVALID_PARAMETER) from exc
         self._command.clear()
-        kind = command.get("CommandField")
-        has_data = command.get("CommandDataSetType", NO_DATA_SET) != NO_DATA_SET
         if kind == C_ECHO_RQ and not has_data:
-            self._send_echo_response(context_id, command)
+            self._send_echo_response(command)
         elif kind == C_STORE_RQ and has_data:
-            self._start_store(context_id, command)
+            self._start_store(command)
         else:
-            raise Abort(f"unsupported DIMSE command 0x{kind or 0:04x}")
+            raise Abort(f"unsupported DIMSE command 0x{kind:04x}")
 
-    def _start_store(self, context_id: int, command: Dataset) -> None:
+    def _start_store(self, command: Dataset) -> None:
         sop_class = command.get("AffectedSOPClassUID")
         sop_instance = command.get("AffectedSOPInstanceUID")
-        if not (is_valid_uid(str(sop_class or "")) and is_valid_uid(str(sop_instance or ""))):
+        if not (_is_uid(sop_class) and _is_uid(sop_instance)):
             raise Abort("a C-STORE-RQ without a valid SOP Class or SOP Instance UID")
         self._request = command
-        self._writer = SpoolWriter()
-        # A Part 10 file, as pynetdicom writes a received data set: preamble, meta, data set.
-        self._writer.write(_file_head(sop_class, sop_instance, self.contexts[context_id]))
+        try:
+            self._writer = SpoolWriter()
+            # A Part 10 file, as pynetdicom writes a received data set: preamble, meta, data.
+            self._writer.write(_file_head(sop_class, sop_instance, self.contexts[self._context]))
+        except OSError as exc:
+            self._spool_failed(exc)
 
-    def _store_complete(self, context_id: int) -> None:
+    def _spool(self, data: memoryview) -> None:
+        if self._writer is None:
+            return  # spooling failed: the rest of the data set is only read, then refused
+        try:
+            self._writer.write(data)
+        except OSError as exc:
+            self._spool_failed(exc)
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """The gateway's own disk failed (full, say): the instance is answered Out of
+        Resources once its data set has been read, so the SCU sends it again later."""
+        logger.error("C-STORE from %s could not be spooled: %s", self.calling, exc)
+        if self._writer is not None:
+            self._writer.abort()
+        self._writer = None
+
+    def _store_complete(self) -> None:
         request, writer = self._request, self._writer
         self._request, self._writer = None, None
-        spooled = writer.finish()
-        try:
-            outcome = self.service.store(self, spooled)
-        except Exception:
-            spooled.discard()
-            raise
-        self._send_store_response(context_id, request, outcome)
+        outcome = SPOOL_FAILURE
+        if writer is not None:
+            try:
+                spooled = writer.finish()  # removes its file when it fails
+            except OSError as exc:
+                self._spool_failed(exc)
+            else:
+                try:
+                    outcome = self.service.store(self, spooled)
+                except Exception:
+                    spooled.discard()
+                    raise
+        self._send_store_response(request, outcome)
 
-    def _send_store_response(self, context_id: int, request: Dataset, outcome: Outcome) -> None:
+    def _send_store_response(self, request: Dataset, outcome: Outcome) -> None:
         elements = [
             _ui(0x0002, request.AffectedSOPClassUID),
             _us(0x0100, C_STORE_RSP),
@@ -266,10 +330,12 @@ class Association:
         if outcome.comment:
             elements.append(_lo(0x0902, outcome.comment[:64]))
         elements.append(_ui(0x1000, request.AffectedSOPInstanceUID))
-        self._send_command(context_id, elements)
+        self._send_command(elements)
 
-    def _send_echo_response(self, context_id: int, request: Dataset) -> None:
-        sop_class = request.get("AffectedSOPClassUID") or Verification
+    def _send_echo_response(self, request: Dataset) -> None:
+        sop_class = request.get("AffectedSOPClassUID")
+        if not _is_uid(sop_class):
+            sop_class = Verification
         elements = [
             _ui(0x0002, sop_class),
             _us(0x0100, C_ECHO_RSP),
@@ -277,11 +343,12 @@ class Association:
             _us(0x0800, NO_DATA_SET),
             _us(0x0900, 0x0000),
         ]
-        self._send_command(context_id, elements)
+        self._send_command(elements)
 
-    def _send_command(self, context_id: int, elements: list[bytes]) -> None:
+    def _send_command(self, elements: list[bytes]) -> None:
         """A command set (Implicit VR Little Endian, its group length first) in P-DATA-TF
-        PDUs no larger than the peer takes."""
+        PDUs no larger than the peer takes, on the context of the message it answers."""
+        context_id, self._context = self._context, None
         body = b"".join(elements)
         command = _ul(0x0000, len(body)) + body
         room = self.peer_max_pdu - 6 if self.peer_max_pdu else len(command)
@@ -294,31 +361,37 @@ class Association:
     def _discard_partial(self) -> None:
         if self._writer is not None:
             self._writer.abort()
-            self._writer, self._request = None, None
+        self._writer, self._request, self._context = None, None, None
 
     # --- the wire ---------------------------------------------------------------------
 
-    def _read_pdu(self) -> tuple[int, bytearray]:
-        """The next PDU's type, and the whole PDU (header included, as pynetdicom decodes it)."""
-        header = self._read_into(bytearray(_HEADER), 0)
+    def _read_pdu(self, seconds: float, limit: int = MAX_PDU) -> tuple[int, bytearray]:
+        """The next PDU's type, and the whole PDU (header included, as pynetdicom decodes it),
+        all of it within ``seconds``: a peer trickling bytes does not hold a thread longer."""
+        deadline = time.monotonic() + seconds
+        header = self._read_into(bytearray(_HEADER), 0, deadline)
         length = int.from_bytes(header[2:6], "big")
-        if length > MAX_PDU:
-            raise Abort(f"a PDU of {length} bytes, over the {MAX_PDU} agreed", INVALID_PARAMETER)
+        if length > limit:
+            raise Abort(f"a PDU of {length} bytes, over the {limit} allowed", INVALID_PARAMETER)
         pdu = bytearray(_HEADER + length)
         pdu[:_HEADER] = header
-        return header[0], self._read_into(pdu, _HEADER)
+        return header[0], self._read_into(pdu, _HEADER, deadline)
 
-    def _read_into(self, buffer: bytearray, received: int) -> bytearray:
-        """Fill ``buffer`` from the socket from offset ``received`` on."""
+    def _read_into(self, buffer: bytearray, received: int, deadline: float) -> bytearray:
+        """Fill ``buffer`` from the socket from offset ``received`` on, before ``deadline``."""
         view = memoryview(buffer)
-        try:
-            while received < len(buffer):
+        while received < len(buffer):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Abort("the peer went silent")
+            self.sock.settimeout(remaining)
+            try:
                 count = self.sock.recv_into(view[received:])
-                if count == 0:
-                    raise Closed
-                received += count
-        except TimeoutError as exc:
-            raise Abort("the peer went silent") from exc
+            except TimeoutError as exc:
+                raise Abort("the peer went silent") from exc
+            if count == 0:
+                raise Closed
+            received += count
         return buffer
 
     def _send(self, data: bytes) -> None:
@@ -326,12 +399,15 @@ class Association:
 
     def _await_close(self) -> None:
         """Leave closing the connection to the peer, as PS3.8 has the requestor do after an
-        A-RELEASE-RP or an A-ASSOCIATE-RJ (the acceptor waits in Sta13, for at most
-        CLOSE_SECONDS), rather than close it under the peer."""
-        self.sock.settimeout(CLOSE_SECONDS)
+        A-RELEASE-RP, an A-ASSOCIATE-RJ or an A-ABORT (the acceptor waits in Sta13), for at
+        most CLOSE_SECONDS in all: closed under the peer with its bytes unread, the
+        connection would be reset and the peer could miss the last PDU."""
+        deadline = time.monotonic() + CLOSE_SECONDS
         with contextlib.suppress(OSError):
-            while self.sock.recv(4096):
-                pass  # anything after the release is not ours to answer
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(remaining)
+                if not self.sock.recv(4096):
+                    return  # anything the peer sent meanwhile is not ours to answer
 
     def stop(self) -> None:
         """End the association from another thread: its reading stops as the peer's would."""
@@ -344,6 +420,34 @@ class Association:
             self.sock.sendall(data)
         except OSError:
             pass
+
+
+SPOOL_FAILURE = Outcome(0xA700, "The gateway could not write the instance; send it later.")
+
+
+def _number(command: Dataset, keyword: str) -> int:
+    """A command element that must hold one number."""
+    value = command.get(keyword)
+    if not isinstance(value, int):
+        raise ValueError(f"{keyword} is missing or not one number")
+    return value
+
+
+def _is_uid(value: object) -> bool:
+    return isinstance(value, str) and is_valid_uid(value)
+
+
+def _association_request(pdu: tuple[int, bytearray]) -> A_ASSOCIATE:
+    """The A-ASSOCIATE-RQ a connection starts with, decoded by pynetdicom."""
+    kind, whole = pdu
+    if kind != ASSOCIATE_RQ:
+        raise Abort(f"expected an A-ASSOCIATE-RQ, got PDU type 0x{kind:02x}")
+    try:
+        decoded = A_ASSOCIATE_RQ()
+        decoded.decode(bytes(whole))
+        return decoded.to_primitive()
+    except Exception as exc:  # pynetdicom's decoders raise whatever the bytes provoke
+        raise Abort(f"an A-ASSOCIATE-RQ that cannot be read ({type(exc).__name__})") from exc
 
 
 def _element(element: int, value: bytes) -> bytes:
@@ -425,20 +529,33 @@ def _reject_pdu(request: A_ASSOCIATE, reason: tuple[int, int, int]) -> bytes:
     return pdu.encode()
 
 
+_rejecting = threading.BoundedSemaphore(REJECT_THREADS)
+
+
 def reject_busy(sock: socket.socket) -> None:
-    """Answer an association over the limit with A-ASSOCIATE-RJ "local limit exceeded"."""
+    """Answer an association over the limit with A-ASSOCIATE-RJ "local limit exceeded", on a
+    thread of its own when fewer than REJECT_THREADS are answering; else close it at once."""
+    if not _rejecting.acquire(blocking=False):
+        _close(sock)
+        return
     try:
-        sock.settimeout(ARTIM_SECONDS)
+        threading.Thread(target=_reject_busy, args=(sock,), daemon=True).start()
+    except RuntimeError:  # no thread to be had
+        _rejecting.release()
+        _close(sock)
+
+
+def _reject_busy(sock: socket.socket) -> None:
+    try:
         association = Association(sock=sock, address="", service=Service())
-        kind, whole = association._read_pdu()
-        if kind == ASSOCIATE_RQ:
-            pdu = A_ASSOCIATE_RQ()
-            pdu.decode(bytes(whole))
-            sock.sendall(_reject_pdu(pdu.to_primitive(), LOCAL_LIMIT_EXCEEDED))
-    except (Abort, Closed, OSError, ValueError):
-        pass
+        request = _association_request(association._read_pdu(REJECT_SECONDS, MAX_ASSOCIATE_RQ))
+        sock.sendall(_reject_pdu(request, LOCAL_LIMIT_EXCEEDED))
+        association._await_close()
+    except Exception as exc:  # nothing to answer: the closed connection tells the peer
+        logger.info("A busy rejection ended early: %s", type(exc).__name__)
     finally:
         _close(sock)
+        _rejecting.release()
 
 
 def _abort_pdu(reason: int) -> bytes:
@@ -493,12 +610,27 @@ class Server:
         self, poll_interval: float = 0.2, check: Callable[[], None] | None = None
     ) -> None:
         """Accept until shutdown() (or until ``check``, called between accepts, raises)."""
+        waiting_since = None  # when a connection was first seen waiting while full
         while not self._stopped.is_set():
             if check is not None:
                 check()
             ready, _, _ = select.select([self.listening], [], [], poll_interval)
-            if ready and self._still_pending():
+            if not ready:
+                waiting_since = None
+            elif self.shared and self._full():
+                # A sibling with room takes it; reject it only once all of them are full.
+                waiting_since = waiting_since or time.monotonic()
+                if time.monotonic() - waiting_since < BUSY_GRACE:
+                    time.sleep(0.01)
+                    continue
                 self._accept()
+            elif self._still_pending():
+                waiting_since = None
+                self._accept()
+
+    def _full(self) -> bool:
+        with self._lock:
+            return len(self.active) >= self.size
 
     def _still_pending(self) -> bool:
         """Whether a connection waits after leaving it a moment to an idler process.
@@ -520,18 +652,35 @@ class Server:
             sock, address = self.listening.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return  # another process took it, or the peer gave up
+        except OSError as exc:
+            # Out of file descriptors or memory, say: the listener goes on once it can.
+            logger.error("DICOM listener cannot accept a connection: %s", exc)
+            time.sleep(0.1)
+            return
+        try:
+            self._start(sock, address[0])
+        except Exception:
+            logger.exception("DICOM listener cannot serve a connection from %s", address[0])
+            _close(sock)
+
+    def _start(self, sock: socket.socket, address: str) -> None:
         sock.setblocking(True)
         # Responses are small PDUs: sent at once rather than after Nagle's delay.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        association = Association(sock=sock, address=address[0], service=self.service)
+        association = Association(sock=sock, address=address, service=self.service)
         with self._lock:
             busy = len(self.active) >= self.size
             if not busy:
                 self.active.add(association)
         if busy:
-            threading.Thread(target=reject_busy, args=(sock,), daemon=True).start()
+            reject_busy(sock)
             return
-        self.pool.submit(self._serve, association)
+        try:
+            self.pool.submit(self._serve, association)
+        except BaseException:
+            with self._lock:
+                self.active.discard(association)
+            raise
 
     def _serve(self, association: Association) -> None:
         try:

@@ -51,6 +51,10 @@ class InstanceRow:
     patient_id: int | None
 
 
+# At most this many instances are remembered in IndexCache.created (a few MB).
+CREATED_LIMIT = 50_000
+
+
 @dataclass
 class IndexCache:
     """Studies and series a session has indexed or seen, not looked up again: their UID,
@@ -65,6 +69,7 @@ class IndexCache:
     # so it is not looked up first: one round trip less per instance of a C-STORE
     # association after a study's first.
     created: dict[str, set[str]] = field(default_factory=dict)
+    remembered: int = 0  # instances in ``created``
 
     def forget(self, header: Header) -> None:
         self.studies.pop(header.study_uid, None)
@@ -92,6 +97,12 @@ class IndexCache:
         for header in headers:
             if header.study_uid in self.created:
                 self.created[header.study_uid].add(header.sop_instance_uid)
+                self.remembered += 1
+        if self.remembered > CREATED_LIMIT:
+            # A long session (an import of a whole archive) forgets: its next instances are
+            # looked up first again, which is only slower.
+            self.created.clear()
+            self.remembered = 0
 
 
 @dataclass

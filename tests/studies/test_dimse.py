@@ -1,6 +1,7 @@
 """The blocking DICOM acceptor on its own (studies.dimse): a fake service, real clients and
 raw PDUs for what a well-behaved client never sends."""
 
+import contextlib
 import io
 import socket
 import struct
@@ -38,8 +39,8 @@ class FakeService(dimse.Service):
         self.release = threading.Event()
         self.release.set()
 
-    def admits(self, calling: str) -> bool:
-        return calling == "GOOD_PACS"
+    def admits(self, calling: str, address: str) -> bool:
+        return calling == "GOOD_PACS" and address == "127.0.0.1"
 
     def store(self, association, spooled) -> dimse.Outcome:
         self.release.wait(10)
@@ -123,7 +124,7 @@ def test_responses_are_what_pynetdicom_encodes_in_pdus_the_peer_takes(max_pdu):
     request.AffectedSOPClassUID = CTImageStorage
     request.AffectedSOPInstanceUID = "1.2.3.4.5"
     for outcome in (dimse.Outcome(0x0000), dimse.Outcome(0xA700, "Out of resources, retry")):
-        sent = _sent(lambda a, o=outcome: a._send_store_response(1, request, o), max_pdu)
+        sent = _sent(lambda a, o=outcome: a._send_store_response(request, o), max_pdu)
         expected = C_STORE()
         expected.MessageIDBeingRespondedTo = 7
         expected.AffectedSOPClassUID = CTImageStorage
@@ -137,7 +138,7 @@ def test_responses_are_what_pynetdicom_encodes_in_pdus_the_peer_takes(max_pdu):
     echo.AffectedSOPClassUID = Verification
     echo.Status = 0
     request.AffectedSOPClassUID = Verification
-    sent = _sent(lambda a: a._send_echo_response(1, request), max_pdu)
+    sent = _sent(lambda a: a._send_echo_response(request), max_pdu)
     assert sent == _pynetdicom_pdus(C_ECHO_RSP(), echo, max_pdu)
 
 
@@ -165,6 +166,7 @@ def _sent(send, max_pdu: int) -> bytes:
     with ours, theirs:
         association = dimse.Association(sock=ours, address="", service=dimse.Service())
         association.peer_max_pdu = max_pdu
+        association._context = 1  # the context of the message answered
         send(association)
         ours.shutdown(socket.SHUT_WR)
         return b"".join(iter(lambda: theirs.recv(65536), b""))
@@ -357,3 +359,208 @@ def test_after_the_release_the_peer_closes_the_connection(acceptor, service):
             sock.recv(1)
         assert service.finished == []
     _wait_until(lambda: len(service.finished) == 1)
+
+
+# --- what the review of the acceptor found a peer could do ---------------------------------
+
+
+def _abort_reason(sock: socket.socket) -> int | None:
+    kind, body = _read_pdu(sock)
+    return body[3] if kind == 0x07 else None
+
+
+def test_a_command_set_that_never_ends_is_aborted(acceptor):
+    sock = _raw_association(acceptor[0])
+    with sock:
+        for _ in range(3):
+            sock.sendall(_p_data(3, 0x01, b"\x00" * 30_000))  # never the last fragment
+        assert _abort_reason(sock) == 0x06
+
+
+def test_one_message_on_two_contexts_is_aborted(acceptor, service):
+    sock = _raw_association(acceptor[0])
+    with sock:
+        sock.sendall(_p_data(3, 0x03, _store_command()))
+        sock.sendall(_p_data(1, 0x02, b"\x08\x00\x05\x00" + b"\x00" * 20))
+        assert _abort_reason(sock) == 0x06
+    _wait_until(lambda: len(service.finished) == 1)
+    assert service.stored == []
+
+
+def test_a_command_without_its_message_id_is_aborted_before_anything_is_stored(acceptor, service):
+    command = Dataset()
+    command.AffectedSOPClassUID = CTImageStorage
+    command.CommandField = 0x0001
+    command.CommandDataSetType = 0x0000
+    command.AffectedSOPInstanceUID = "1.2.3.4.5"
+    sock = _raw_association(acceptor[0])
+    with sock:
+        sock.sendall(_p_data(3, 0x03, encode(command, True, True)))
+        assert _abort_reason(sock) == 0x06
+    assert service.stored == []
+
+
+def test_a_full_spool_disk_is_answered_out_of_resources(acceptor, service, monkeypatch, settings):
+    from studies import spool
+
+    def full(self, chunk):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool.SpoolWriter, "write", full)
+    assoc = _associate(acceptor[0])
+    status = assoc.send_c_store(dcmread(pydicom_file("CT_small.dcm")))
+    assert status.Status == 0xA700
+    assert assoc.send_c_echo().Status == 0x0000  # the association goes on
+    assoc.release()
+    assert service.stored == []
+    assert not list(Path(settings.SPOOL_DIR).glob("*"))
+
+
+def test_an_oversized_association_request_is_aborted_unread(acceptor):
+    with socket.create_connection(("127.0.0.1", acceptor[0]), timeout=10) as sock:
+        sock.sendall(b"\x01\x00" + struct.pack(">L", dimse.MAX_ASSOCIATE_RQ + 1))
+        assert _abort_reason(sock) == 0x06
+
+
+def test_a_peer_trickling_its_association_request_is_cut_off(acceptor, monkeypatch):
+    monkeypatch.setattr(dimse, "ARTIM_SECONDS", 0.5)
+    with socket.create_connection(("127.0.0.1", acceptor[0]), timeout=10) as sock:
+        sock.sendall(b"\x01\x00" + struct.pack(">L", 1000))
+        started = time.monotonic()
+        # Each byte in time, the whole never: cut off once the request's time is up.
+        while _still_open(sock) and time.monotonic() - started < 5:
+            with contextlib.suppress(OSError):
+                sock.sendall(b"\x00")
+            time.sleep(0.1)
+        assert time.monotonic() - started < 2
+
+
+def _still_open(sock: socket.socket) -> bool:
+    """Whether the acceptor has not closed the connection (what it sent is read and dropped)."""
+    sock.setblocking(False)
+    try:
+        while sock.recv(65536):
+            pass
+        return False
+    except BlockingIOError:
+        return True
+    except ConnectionError:
+        return False
+    finally:
+        sock.setblocking(True)
+
+
+def test_a_peer_that_takes_no_pdu_is_aborted(acceptor):
+    with socket.create_connection(("127.0.0.1", acceptor[0]), timeout=10) as sock:
+        request = A_ASSOCIATE()
+        request.application_context_name = "1.2.840.10008.3.1.1.1"
+        request.calling_ae_title = "GOOD_PACS"
+        request.called_ae_title = "ANIM_GATEWAY"
+        context = build_context(Verification)
+        context.context_id = 1
+        request.presentation_context_definition_list = [context]
+        maximum = MaximumLengthNotification()
+        maximum.maximum_length_received = 4  # no P-DATA-TF fits
+        request.user_information = [maximum]
+        pdu = A_ASSOCIATE_RQ()
+        pdu.from_primitive(request)
+        sock.sendall(pdu.encode())
+        assert _abort_reason(sock) == 0x06
+
+
+def test_an_unknown_pdu_type_is_aborted_as_unrecognized(acceptor):
+    sock = _raw_association(acceptor[0])
+    with sock:
+        sock.sendall(b"\x09\x00" + struct.pack(">L", 0))
+        assert _abort_reason(sock) == 0x01
+
+
+def test_after_a_release_a_trickling_peer_is_closed_within_a_second(acceptor, service):
+    sock = _raw_association(acceptor[0])
+    with sock:
+        sock.sendall(b"\x05\x00" + struct.pack(">L", 4) + bytes(4))
+        assert _read_pdu(sock)[0] == 0x06
+        started = time.monotonic()
+        while _still_open(sock) and time.monotonic() - started < 5:
+            with contextlib.suppress(OSError):
+                sock.sendall(b"\x00")
+            time.sleep(0.1)
+        assert time.monotonic() - started < dimse.CLOSE_SECONDS + 1
+
+
+def test_busy_rejections_beyond_their_threads_are_closed_at_once(acceptor, service, monkeypatch):
+    port, server = acceptor
+    monkeypatch.setattr(dimse, "_rejecting", threading.BoundedSemaphore(1))
+    service.release.clear()
+    ds = dcmread(pydicom_file("CT_small.dcm"))
+    held = [_associate(port) for _ in range(2)]
+    senders = [threading.Thread(target=a.send_c_store, args=(ds,)) for a in held]
+    for sender in senders:
+        sender.start()
+    _wait_until(lambda: len(server.active) == 2)
+    silent = socket.create_connection(("127.0.0.1", port), timeout=10)  # holds the rejecter
+    time.sleep(0.2)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+        started = time.monotonic()
+        assert extra.recv(1) == b""  # closed without an answer
+        assert time.monotonic() - started < 2
+    silent.close()
+    service.release.set()
+    for sender, assoc in zip(senders, held, strict=True):
+        sender.join(10)
+        assoc.release()
+
+
+def test_the_listener_goes_on_after_a_failed_accept(acceptor):
+    port, server = acceptor
+
+    class Flaky:
+        """The listening socket, out of file descriptors once."""
+
+        def __init__(self, real):
+            self.real, self.failures = real, 1
+
+        def fileno(self):
+            return self.real.fileno()
+
+        def accept(self):
+            if self.failures:
+                self.failures -= 1
+                raise OSError(24, "Too many open files")
+            return self.real.accept()
+
+    server.listening = Flaky(server.listening)
+    first = _associate(port)  # its connection waits through the failed accept
+    assert first.is_established
+    first.release()
+    assert server.listening.failures == 0
+
+
+def test_a_full_process_leaves_a_new_association_to_a_sibling_with_room(service):
+    listening = socket.create_server(("127.0.0.1", 0))
+    listening.setblocking(False)
+    port = listening.getsockname()[1]
+    pools = [ThreadPoolExecutor(max_workers=3) for _ in range(2)]
+    full = dimse.Server(listening, service, pools[0], 1, shared=True)
+    roomy = dimse.Server(listening, service, pools[1], 3, shared=True)
+    # Busy as if serving: one association where one fits, two where three fit. The full
+    # process would wait less before accepting (2 ms per association), and win the race.
+    full.active |= {object()}
+    roomy.active |= {object(), object()}
+    threads = [
+        threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True) for s in (full, roomy)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(5):
+            assoc = _associate(port)
+            assert assoc.is_established, "the process with room took it"
+            assoc.release()
+    finally:
+        for server, pool, thread in zip((full, roomy), pools, threads, strict=True):
+            server.shutdown()
+            thread.join(5)
+            server.active.clear()
+            pool.shutdown(wait=True)
+        listening.close()

@@ -310,3 +310,14 @@ def test_a_sop_uid_of_another_study_is_refused_even_when_the_session_thinks_it_n
     assert Instance.objects.filter(sop_instance_uid=elsewhere.SOPInstanceUID).count() == 1
     assert Study.objects.get(study_uid=study).instance_count == 1
     assert len(stored_files(private_storage)) == 2, "no object is left behind"
+
+
+def test_a_long_session_forgets_what_it_created_beyond_its_limit(cast, tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest_index, "CREATED_LIMIT", 2)
+    session = IngestSession(actor=system_actor("CHEM"))
+    study, series = "1.2.826.0.1.3680043.8.498.77", "1.2.826.0.1.3680043.8.498.78"
+    for expected in (1, 2, 0):  # the third instance is over the limit: all forgotten
+        assert _one(session, dicom_copy(tmp_path, study_uid=study, series_uid=series)).ok
+        assert sum(len(sops) for sops in session.cache.created.values()) == expected
+    assert _one(session, dicom_copy(tmp_path, study_uid=study, series_uid=series)).ok
+    assert Study.objects.get().instance_count == 4

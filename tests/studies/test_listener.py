@@ -59,16 +59,13 @@ def test_it_stores_and_indexes_before_acknowledging(listener, cast, tmp_path):
     assert (study.institution.code, study.patient) == ("CHEM", cast.xavier)
 
 
-def test_a_known_ae_title_from_an_unadmitted_address_stores_nothing(listener, tmp_path):
+def test_a_known_ae_title_from_an_unadmitted_address_is_rejected(listener):
     from consent.models import InstitutionAETitle
 
-    # The title is public; only the PACS's own network may use it.
+    # The title is public; only the PACS's own network may use it, even to associate.
     InstitutionAETitle.objects.filter(ae_title="CHEM_PACS").update(peer_networks="10.20.0.0/16")
-    ds = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
     assoc = _associate(listener)
-    status = assoc.send_c_store(ds)
-    assoc.release()
-    assert status.Status != 0x0000
+    assert assoc.is_rejected
     assert not Instance.objects.exists()
 
 
