@@ -321,21 +321,29 @@ def test_a_data_set_split_over_many_small_pdus_is_put_together(acceptor, service
     assert dcmread(io.BytesIO(service.stored[0])) == ds
 
 
-def test_associations_beyond_the_pool_are_rejected_as_busy(acceptor, service):
-    port, server = acceptor
-    service.release.clear()  # the pool's two associations hold their first C-STORE
+@contextlib.contextmanager
+def _pool_held(port: int, server, service):
+    """The pool's two associations each hold a C-STORE until the block ends."""
+    service.release.clear()
     ds = dcmread(pydicom_file("CT_small.dcm"))
     held = [_associate(port) for _ in range(2)]
     senders = [threading.Thread(target=a.send_c_store, args=(ds,)) for a in held]
     for sender in senders:
         sender.start()
     _wait_until(lambda: len(server.active) == 2)
-    third = _associate(port)
-    assert third.is_rejected
-    service.release.set()
-    for sender, assoc in zip(senders, held, strict=True):
-        sender.join(10)
-        assoc.release()
+    try:
+        yield
+    finally:
+        service.release.set()
+        for sender, assoc in zip(senders, held, strict=True):
+            sender.join(10)
+            assoc.release()
+
+
+def test_associations_beyond_the_pool_are_rejected_as_busy(acceptor, service):
+    port, server = acceptor
+    with _pool_held(port, server, service):
+        assert _associate(port).is_rejected
     assert len(service.stored) == 2
 
 
@@ -491,24 +499,14 @@ def test_after_a_release_a_trickling_peer_is_closed_within_a_second(acceptor, se
 def test_busy_rejections_beyond_their_threads_are_closed_at_once(acceptor, service, monkeypatch):
     port, server = acceptor
     monkeypatch.setattr(dimse, "_rejecting", threading.BoundedSemaphore(1))
-    service.release.clear()
-    ds = dcmread(pydicom_file("CT_small.dcm"))
-    held = [_associate(port) for _ in range(2)]
-    senders = [threading.Thread(target=a.send_c_store, args=(ds,)) for a in held]
-    for sender in senders:
-        sender.start()
-    _wait_until(lambda: len(server.active) == 2)
-    silent = socket.create_connection(("127.0.0.1", port), timeout=10)  # holds the rejecter
-    time.sleep(0.2)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
-        started = time.monotonic()
-        assert extra.recv(1) == b""  # closed without an answer
-        assert time.monotonic() - started < 2
-    silent.close()
-    service.release.set()
-    for sender, assoc in zip(senders, held, strict=True):
-        sender.join(10)
-        assoc.release()
+    with _pool_held(port, server, service):
+        silent = socket.create_connection(("127.0.0.1", port), timeout=10)  # holds the rejecter
+        time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+            started = time.monotonic()
+            assert extra.recv(1) == b""  # closed without an answer
+            assert time.monotonic() - started < 2
+        silent.close()
 
 
 def test_the_listener_goes_on_after_a_failed_accept(acceptor):
