@@ -1,11 +1,12 @@
 """C-STORE floor: Orthanc, a bare pynetdicom acceptor (no storage) and the gateway's listener.
 
-bench_vs_orthanc.py's C-STORE row puts the gateway's listener at about half Orthanc's rate.
+bench_vs_orthanc.py's C-STORE row put the gateway's listener at about half Orthanc's rate
+while it ran on pynetdicom's acceptor (until 5b485e9; it now has its own, studies.dimse).
 This script sends the same workload (``--concurrency`` client threads, one association per
 study of two instances, pydicom's test files cloned with new UIDs) to, in turn:
 
 1. Orthanc (as cstore_phases.py starts it);
-2. a pynetdicom acceptor in its own processes, configured as the listener's AE (no PDU
+2. a pynetdicom acceptor in its own processes, configured as the listener's AE was (no PDU
    limit, unrestricted storage, chunked reception to a file, handler logging off,
    TCP_NODELAY, Verification) and sharing its port as the listener does (pre-fork), whose
    C-STORE handler either returns Success at once ("noop") or first parses the received
@@ -123,7 +124,8 @@ def acceptor_handlers(variant: str, poll_seconds: float | None) -> list:
 
 
 def acceptor_ae():
-    """The listener's AE (studies.dicom_net.make_ae) without its database-backed titles."""
+    """pynetdicom's AE as the listener configured it until 5b485e9 (studies.dicom_net.make_ae,
+    since replaced by studies.dimse), without its database-backed titles."""
     from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config
     from pynetdicom.sop_class import Verification
 
@@ -137,8 +139,8 @@ def acceptor_ae():
 
 
 def inherited_socket_server():
-    """studies.dicom_net.InheritedSocketServer, less its supervision: an association
-    server that accepts on a listening socket its parent bound."""
+    """The listener's InheritedSocketServer until 5b485e9, less its supervision: a
+    pynetdicom association server that accepts on a listening socket its parent bound."""
     from pynetdicom.transport import AssociationServer
 
     class InheritedSocketServer(AssociationServer):
@@ -161,7 +163,8 @@ def inherited_socket_server():
 
 
 def acceptor_child(listening: socket.socket, variant: str, poll_seconds: float | None) -> None:
-    """One forked acceptor process, as studies.dicom_net._child (the default SIGTERM ends it)."""
+    """One forked acceptor process, as the listener's children are (the default SIGTERM
+    ends it)."""
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     server = acceptor_ae().make_server(
         listening.getsockname(),
