@@ -173,25 +173,3 @@ def spool_file(fp: BinaryIO) -> Spooled:
 def spool_path(path: Path) -> Spooled:
     with path.open("rb") as fp:
         return spool_file(fp)
-
-
-def spool_adopt(path: Path) -> Spooled:
-    """Take over a complete file written by someone else (pynetdicom's received dataset).
-
-    The preamble is sanitised in place and the file hashed in one reading pass, instead of
-    being copied; storage then moves it (or copies it once, across file systems).
-    """
-    digest = hashlib.sha256()
-    with path.open("r+b") as fp:
-        head = fp.read(_HEAD)
-        safe = sanitise_preamble(head)
-        if safe != head:
-            fp.seek(0)
-            fp.write(safe)
-            fp.flush()
-        digest.update(safe)
-        fp.seek(len(head))
-        for chunk in iter(lambda: fp.read(CHUNK_SIZE), b""):
-            digest.update(chunk)
-        size = fp.tell()
-    return Spooled(path=path, size=size, sha256=digest.hexdigest())

@@ -275,21 +275,6 @@ def test_import_dicom_refuses_an_unknown_institution(cast, tmp_path):
         call_command("import_dicom", str(tmp_path), "--institution", "NOPE")
 
 
-def test_an_adopted_file_is_hashed_and_sanitised_in_place(cast, tmp_path):
-    import hashlib
-
-    from studies.spool import spool_adopt
-
-    path = dicom_copy(tmp_path)
-    data = bytearray(path.read_bytes())
-    data[:2] = b"MZ"
-    path.write_bytes(bytes(data))
-    spooled = spool_adopt(path)
-    expected = bytes(128) + bytes(data[128:])
-    assert path.read_bytes() == expected
-    assert (spooled.size, spooled.sha256) == (len(expected), hashlib.sha256(expected).hexdigest())
-
-
 def test_it_indexes_again_when_a_concurrent_writer_created_the_study(cast, tmp_path, monkeypatch):
     from studies import ingest as ingest_module
 
