@@ -203,8 +203,8 @@ def plan_statements_once() -> None:
 
     The listener runs the same few prepared statements (known rows, patient, the gate's
     facts, the index) with other UIDs each time. PostgreSQL kept planning them afresh at
-    every execution (its custom plans), which took longer than running them: 0.5-0.9 ms of
-    bind against 0.05-0.6 ms of execution (bench/README.md). Their generic plans are index
+    every execution (its custom plans), which took longer than running them: 0.46-0.93 ms
+    of bind against 0.03-0.65 ms of execution (bench/README.md). Their generic plans are index
     look-ups by UID whatever the values, so the listener's connections use those. Called by
     the listener command before any connection opens; the web server's connections keep
     PostgreSQL's default (its searches are planned for their values).
@@ -288,11 +288,12 @@ def serve_processes(*, ae_title: str, host: str, port: int, processes: int) -> N
     from django.db import connections
 
     listening = _listening_socket(host, port)
+    logger.info("DICOM listener %s on %s:%d, %d processes", ae_title, host, port, processes)
     # Every child wakes for a new connection; the ones that lose the race must not block.
     listening.setblocking(False)
     connections.close_all()
     try:
-        _Supervisor(lambda: _child(listening, ae_title), processes).run()
+        _Supervisor(lambda: _child(listening), processes).run()
     finally:
         listening.close()
 
@@ -376,7 +377,7 @@ class _Supervisor:
         self.children.clear()
 
 
-def _child(listening: socket.socket, ae_title: str) -> int:
+def _child(listening: socket.socket) -> int:
     """A listener process: accept on the inherited socket until SIGTERM or SIGINT, or until
     the supervisor is gone (a child never serves unsupervised)."""
     server = make_server(listening, shared=True)

@@ -610,7 +610,7 @@ class Server:
     def serve_forever(
         self, poll_interval: float = 0.2, check: Callable[[], None] | None = None
     ) -> None:
-        """Accept until shutdown() (or until ``check``, called between accepts, raises)."""
+        """Accept until shutdown(); ``check`` is called between accepts (it may shut down)."""
         waiting_since = None  # when a connection was first seen waiting while full
         while not self._stopped.is_set():
             if check is not None:
@@ -624,6 +624,7 @@ class Server:
                 if time.monotonic() - waiting_since < BUSY_GRACE:
                     time.sleep(0.01)
                     continue
+                waiting_since = None  # the next one gets its grace too
                 self._accept()
             elif self._still_pending():
                 waiting_since = None
