@@ -19,7 +19,13 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from studies.header_json import header_json, pydicom_element_json, raw_values
-from studies.part10 import PREAMBLE_LENGTH, InvalidDicom, check_structure, read_plain
+from studies.part10 import (
+    PREAMBLE_LENGTH,
+    InvalidDicom,
+    check_structure,
+    read_plain,
+    transfer_syntax,
+)
 
 # A 128-byte preamble is kept only when it is all zeros or starts a TIFF header (PS3.10 7.5);
 # anything else could smuggle an executable (the "PE-DICOM" polyglot), so it is zeroed.
@@ -155,19 +161,9 @@ def _read_with_pydicom(path: Path) -> tuple[Dataset, UID, dict, tuple[int, int] 
         ) from exc
     except Exception as exc:  # pydicom raises many types on malformed input
         raise InvalidDicom(f"Unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
-    syntax = _transfer_syntax(ds)
+    syntax = transfer_syntax(ds.file_meta)
     uids = _required_uids(ds)
     return ds, syntax, uids, check_structure(path, syntax=syntax)
-
-
-def _transfer_syntax(ds: Dataset) -> UID:
-    syntax = ds.file_meta.get("TransferSyntaxUID")
-    if not syntax:
-        raise InvalidDicom("The file meta information has no Transfer Syntax UID (0002,0010).")
-    syntax = UID(str(syntax))
-    if not syntax.is_valid or not syntax.is_transfer_syntax:
-        raise InvalidDicom(f"Unknown or invalid Transfer Syntax UID {str(syntax)[:64]!r}.")
-    return syntax
 
 
 def _get(ds: Dataset, keyword: str) -> object:

@@ -55,8 +55,9 @@ def header_json(ds: Dataset, *, encode: Encode, bulk_data_threshold: int | None 
 
 
 def _elements(ds: Dataset) -> list:
-    """``ds.elements()``, in tag order, without its look-up of each element again (a tenth
-    of the encoding): nothing here is read with a deferred value for it to load."""
+    """``ds.elements()``, in tag order, without its look-up of each element again
+    (read_header 0.802 against 0.770 ms per pydicom test file, bench/README.md): nothing
+    here is read with a deferred value for it to load."""
     found = ds._dict
     return [found[tag] for tag in sorted(found)]
 

@@ -1,6 +1,7 @@
 """A Part 10 file's encoded elements walked in one pass: the structure check, and the header
 read without pydicom's parser when the file is plain."""
 
+import logging
 import mmap
 import os
 import struct
@@ -13,8 +14,6 @@ from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ImplicitVRLittleEndian,
     PrivateTransferSyntaxes,
 )
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
@@ -30,6 +29,8 @@ from studies.header_json import (
     UNDEFINED_LENGTH,
     dictionary_vr_of,
 )
+
+logger = logging.getLogger(__name__)
 
 PREAMBLE_LENGTH = 128
 _DATA_START = PREAMBLE_LENGTH + 4  # after the preamble and "DICM"
@@ -229,8 +230,8 @@ def read_plain(path: Path) -> tuple[Dataset, UID, tuple[int, int] | None] | None
     the structure check then read it, and refuse it as they always have.
 
     pydicom's reader costs a Python call, a read and a tell per element, and parses every
-    sequence of undefined length into datasets: a third of read_header, and most of that
-    of a waveform.
+    sequence of undefined length into datasets: read_header took 1.21 and 1.18 ms per
+    pydicom test file with it, 0.86 and 0.79 ms with this (bench/README.md).
     """
     try:
         with path.open("rb") as fp:
@@ -239,8 +240,12 @@ def read_plain(path: Path) -> tuple[Dataset, UID, tuple[int, int] | None] | None
                 return None
             with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 return _read_plain(data, size)
-    except Exception:
+    except (InvalidDicom, _Unusual):
         return None  # pydicom's reading decides, and names the problem
+    except Exception:
+        # Safe (pydicom decides), but a surprise worth seeing: a pydicom upgrade, say.
+        logger.debug("Quick read of %s declined", path.name, exc_info=True)
+        return None
 
 
 def _read_plain(data: mmap.mmap, size: int) -> tuple[Dataset, UID, tuple[int, int] | None] | None:
@@ -253,7 +258,7 @@ def _read_plain(data: mmap.mmap, size: int) -> tuple[Dataset, UID, tuple[int, in
     syntax = _plain_syntax(meta)
     if syntax is None or walker.pos >= size:
         return None
-    implicit, little = syntax == ImplicitVRLittleEndian, syntax != ExplicitVRBigEndian
+    implicit, little = syntax.is_implicit_VR, syntax.is_little_endian
     if implicit and _looks_explicit(data, walker.pos):
         return None  # pydicom would switch to explicit VR (filereader._is_implicit_vr)
     walker.walk(implicit=implicit, little=little, depth=0)
@@ -271,14 +276,23 @@ def _file_meta(elements: dict[BaseTag, RawDataElement]) -> FileMetaDataset:
     return meta
 
 
+def transfer_syntax(meta: FileMetaDataset) -> UID:
+    """The file's Transfer Syntax UID, if it is a known and valid one."""
+    syntax = meta.get("TransferSyntaxUID")
+    if not syntax:
+        raise InvalidDicom("The file meta information has no Transfer Syntax UID (0002,0010).")
+    syntax = UID(str(syntax))
+    if not syntax.is_valid or not syntax.is_transfer_syntax:
+        raise InvalidDicom(f"Unknown or invalid Transfer Syntax UID {str(syntax)[:64]!r}.")
+    return syntax
+
+
 def _plain_syntax(meta: FileMetaDataset) -> UID | None:
     """The transfer syntax when pydicom would read the dataset by it as given: a known,
     valid one, not deflated; None otherwise."""
-    syntax = meta.get("TransferSyntaxUID")
-    if not syntax:
-        return None
-    syntax = UID(str(syntax))
-    if not (syntax.is_valid and syntax.is_transfer_syntax):
+    try:
+        syntax = transfer_syntax(meta)
+    except InvalidDicom:
         return None
     if syntax == DeflatedExplicitVRLittleEndian or syntax in PrivateTransferSyntaxes:
         return None

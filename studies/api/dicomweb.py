@@ -336,11 +336,10 @@ def _instance_response(stored: lookups.StoredObject, *, multipart: bool) -> Http
     """One instance's stored bytes: a small one in one piece with its length, a larger one
     streamed chunk by chunk."""
     if stored.size > lookups.SMALL_OBJECT:
-        if not multipart:
-            chunks = storage.object_chunks(key=stored.key)
-            return StreamingHttpResponse(chunks, content_type="application/dicom")
         # Opened before the answer starts: a lost object is an error, not a cut stream.
         chunks = storage.object_chunks(key=stored.key)
+        if not multipart:
+            return StreamingHttpResponse(chunks, content_type="application/dicom")
         return multipart_response([("application/dicom", chunks)], "application/dicom")
     data = b"".join(storage.object_chunks(key=stored.key))
     if not multipart:

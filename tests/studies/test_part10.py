@@ -200,4 +200,4 @@ def test_a_sequence_of_undefined_length_is_kept_as_its_items(tmp_path):
     raw = read_plain(path)[0].get_item(0x00081115)
     items = struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF) + item
     assert raw.value == items + struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
-    assert (raw.VR, raw.length) == ("SQ", len(raw.value))
+    assert raw.VR == "SQ"
