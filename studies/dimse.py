@@ -18,7 +18,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -134,6 +134,7 @@ class Association:
     service: Service
     calling: str = ""
     contexts: dict[int, UID] = field(default_factory=dict)  # accepted: id -> transfer syntax
+    abstract_syntaxes: dict[int, str] = field(default_factory=dict)  # accepted: id -> SOP Class
     peer_max_pdu: int = 0
     # The message being received: its presentation context, command fragments, C-STORE
     # request, and the spool file of its data set (None once spooling failed).
@@ -141,6 +142,7 @@ class Association:
     _command: bytearray = field(default_factory=bytearray)
     _request: Dataset | None = None
     _writer: SpoolWriter | None = None
+    _refusal: Outcome | None = None  # the answer to a C-STORE refused before its data set
 
     def run(self) -> None:
         """Serve the association until it ends; never raises."""
@@ -199,9 +201,9 @@ class Association:
         for cx in results:
             if cx.result == 0x00 and not _is_uid(cx.transfer_syntax[0]):
                 cx.result = 0x04  # transfer syntaxes not supported: that one is no UID
-        self.contexts = {
-            cx.context_id: UID(cx.transfer_syntax[0]) for cx in results if cx.result == 0x00
-        }
+        accepted = [cx for cx in results if cx.result == 0x00]
+        self.contexts = {cx.context_id: UID(cx.transfer_syntax[0]) for cx in accepted}
+        self.abstract_syntaxes = {cx.context_id: cx.abstract_syntax for cx in accepted}
         accept = A_ASSOCIATE()
         accept.application_context_name = APPLICATION_CONTEXT
         accept.calling_ae_title = request.calling_ae_title
@@ -280,6 +282,11 @@ class Association:
         if not (_is_uid(sop_class) and _is_uid(sop_instance)):
             raise Abort("a C-STORE-RQ without a valid SOP Class or SOP Instance UID")
         self._request = command
+        if sop_class != self.abstract_syntaxes.get(self._context):
+            # The context was negotiated for another SOP Class (Verification, say): the data
+            # set is read and dropped, and answered "SOP Class not supported".
+            self._refusal = WRONG_CONTEXT
+            return
         try:
             self._writer = SpoolWriter()
             # A Part 10 file, as pynetdicom writes a received data set: preamble, meta, data.
@@ -289,7 +296,7 @@ class Association:
 
     def _spool(self, data: memoryview) -> None:
         if self._writer is None:
-            return  # spooling failed: the rest of the data set is only read, then refused
+            return  # refused, or spooling failed: the rest is only read, then answered
         try:
             self._writer.write(data)
         except OSError as exc:
@@ -304,15 +311,17 @@ class Association:
         self._writer = None
 
     def _store_complete(self) -> None:
-        request, writer = self._request, self._writer
-        self._request, self._writer = None, None
-        outcome = SPOOL_FAILURE
+        request, writer, refusal = self._request, self._writer, self._refusal
+        self._request, self._writer, self._refusal = None, None, None
+        outcome = refusal or SPOOL_FAILURE
         if writer is not None:
             try:
                 spooled = writer.finish()  # removes its file when it fails
             except OSError as exc:
                 self._spool_failed(exc)
             else:
+                declared = (str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID))
+                spooled = replace(spooled, declared=declared)
                 try:
                     outcome = self.service.store(self, spooled)
                 except Exception:
@@ -362,7 +371,7 @@ class Association:
     def _discard_partial(self) -> None:
         if self._writer is not None:
             self._writer.abort()
-        self._writer, self._request, self._context = None, None, None
+        self._writer, self._request, self._context, self._refusal = None, None, None, None
 
     # --- the wire ---------------------------------------------------------------------
 
@@ -424,6 +433,7 @@ class Association:
 
 
 SPOOL_FAILURE = Outcome(0xA700, "The gateway could not write the instance; send it later.")
+WRONG_CONTEXT = Outcome(0x0122, "SOP Class not the presentation context's")
 
 
 def _number(command: Dataset, keyword: str) -> int:

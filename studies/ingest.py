@@ -42,6 +42,7 @@ class FailureReason:
     DUPLICATE_CONFLICT = 0x0111
     NOT_AUTHORIZED = 0x0124
     OUT_OF_RESOURCES = 0xA700
+    DATA_SET_MISMATCH = 0xA900  # the data set is not what its request declared
     CANNOT_UNDERSTAND = 0xC000
 
 
@@ -141,11 +142,19 @@ def _ingest_all(*, session: IngestSession, items: list[Spooled]) -> list[IngestR
     parsed: list[tuple[int, Planned]] = []
     for position, spooled in enumerate(items):
         try:
-            parsed.append((position, Planned(spooled=spooled, header=read_header(spooled.path))))
+            header = read_header(spooled.path)
         except InvalidDicom as exc:
             results[position] = IngestResult(
                 status="rejected", reason=str(exc), failure_code=FailureReason.CANNOT_UNDERSTAND
             )
+            continue
+        mismatch = _undeclared(spooled, header)
+        if mismatch:
+            results[position] = _result(
+                header, "rejected", mismatch, FailureReason.DATA_SET_MISMATCH
+            )
+        else:
+            parsed.append((position, Planned(spooled=spooled, header=header)))
     known = _Known.load(
         [item.header for _, item in parsed], cache=session.cache, performing=session.institution
     )
@@ -159,6 +168,20 @@ def _ingest_all(*, session: IngestSession, items: list[Spooled]) -> list[IngestR
     for (position, _), result in zip(accepted, stored, strict=True):
         results[position] = result
     return [r for r in results if r is not None]
+
+
+def _undeclared(spooled: Spooled, header: Header) -> str:
+    """Why the data set is not the object its sender declared ("" when it is): its file
+    meta would name another instance than its data set, and the index would follow the
+    data set (PS3.4 B.2.3, "Data Set does not match SOP Class")."""
+    if spooled.declared is None:
+        return ""
+    sop_class, sop_instance = spooled.declared
+    if header.sop_class_uid != sop_class:
+        return "The data set's SOP Class UID is not the request's."
+    if header.sop_instance_uid != sop_instance:
+        return "The data set's SOP Instance UID is not the request's."
+    return ""
 
 
 def _store_and_index(*, session: IngestSession, items: list[Planned]) -> list[IngestResult]:

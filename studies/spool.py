@@ -31,6 +31,9 @@ class Spooled:
     path: Path
     size: int
     sha256: str
+    # The SOP Class and SOP Instance UIDs its sender declared for it (a C-STORE-RQ's
+    # Affected ones), which its data set must repeat; None when only the object names itself.
+    declared: tuple[str, str] | None = None
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from pydicom.uid import UID, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_ECHO_RSP, C_STORE_RSP
 from pynetdicom.dimse_primitives import C_ECHO, C_STORE
-from pynetdicom.dsutils import create_file_meta, encode
+from pynetdicom.dsutils import create_file_meta, decode, encode
 from pynetdicom.pdu import A_ASSOCIATE_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 from pynetdicom.presentation import build_context
@@ -34,6 +34,7 @@ class FakeService(dimse.Service):
 
     def __init__(self) -> None:
         self.stored: list[bytes] = []
+        self.declared: list[tuple[str, str] | None] = []
         self.finished: list[dimse.Association] = []
         self.outcome = dimse.Outcome(0x0000)
         self.release = threading.Event()
@@ -45,6 +46,7 @@ class FakeService(dimse.Service):
     def store(self, association, spooled) -> dimse.Outcome:
         self.release.wait(10)
         self.stored.append(spooled.path.read_bytes())
+        self.declared.append(spooled.declared)
         spooled.discard()
         return self.outcome
 
@@ -93,6 +95,8 @@ def test_a_stored_data_set_arrives_as_the_part10_file_pynetdicom_would_write(acc
     # The syntax accepted is the first one proposed (pynetdicom's default list: implicit).
     assert received.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
     assert received == ds
+    # What the request declared goes with the data set, for ingest to compare.
+    assert service.declared == [(CTImageStorage, ds.SOPInstanceUID)]
 
 
 def test_an_echo_is_answered(acceptor):
@@ -275,6 +279,30 @@ def test_a_protocol_error_aborts_and_stores_nothing(acceptor, service, settings,
     _wait_until(lambda: len(service.finished) == 1)
     assert service.stored == []
     assert not list(Path(settings.SPOOL_DIR).glob("*")), "no spool file is left behind"
+
+
+def test_a_c_store_on_a_context_of_another_sop_class_is_refused_and_the_association_goes_on(
+    acceptor, service, settings
+):
+    sock = _raw_association(acceptor[0])
+    with sock:
+        # Context 1 was negotiated for Verification, not CT Image Storage.
+        sock.sendall(_p_data(1, 0x03, _store_command()))
+        sock.sendall(_p_data(1, 0x02, b"\x08\x00\x05\x00" + b"\x00" * 20))
+        assert _status_of(sock) == 0x0122
+        sock.sendall(_p_data(3, 0x03, _store_command(message_id=2)))
+        sock.sendall(_p_data(3, 0x02, b"\x08\x00\x05\x00" + b"\x00" * 20))
+        assert _status_of(sock) == 0x0000
+    assert len(service.stored) == 1, "only the one on the CT context reached the service"
+    _wait_until(lambda: len(service.finished) == 1)
+    assert not list(Path(settings.SPOOL_DIR).glob("*"))
+
+
+def _status_of(sock: socket.socket) -> int:
+    """The Status of the command set that the next P-DATA-TF PDU carries (a response)."""
+    kind, body = _read_pdu(sock)
+    assert kind == 0x04
+    return decode(io.BytesIO(body[6:]), True, True).Status
 
 
 def test_an_unsupported_command_aborts(acceptor):

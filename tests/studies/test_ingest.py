@@ -1,6 +1,7 @@
 """The ingest service: every pydicom file stored or refused, idempotency, safety, reconciliation."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,19 @@ from pydicom import dcmread
 from audit.models import AuditEvent
 from consent.services import provisioning
 from studies import storage
+from studies.ingest import IngestSession, instance_ingest
 from studies.models import Instance, Series, Study
+from studies.spool import spool_path
 from tests.conftest import ADMIN, XAVIER_ID
 
-from .conftest import dicom_copy, ingest, pydicom_file, pydicom_files, stored_files
+from .conftest import (
+    dicom_copy,
+    ingest,
+    pydicom_file,
+    pydicom_files,
+    stored_files,
+    system_actor,
+)
 
 
 @pytest.mark.parametrize("path", pydicom_files(), ids=lambda p: Path(p).name)
@@ -163,6 +173,40 @@ def test_it_refuses_an_invalid_uid(cast, tmp_path):
     assert result.status == "rejected"
     assert "SOPInstanceUID" in result.reason
     assert not Study.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("declared", "reason"),
+    [
+        pytest.param(("1.2.840.10008.5.1.4.1.1.4", None), "SOP Class UID", id="another class"),
+        pytest.param((None, "1.2.3.4.5"), "SOP Instance UID", id="another instance"),
+    ],
+)
+def test_it_refuses_a_data_set_that_is_not_what_its_request_declared(
+    cast, tmp_path, private_storage, declared, reason
+):
+    path = dicom_copy(tmp_path)
+    ds = dcmread(path)
+    sop_class, sop_instance = declared
+    spooled = replace(
+        spool_path(path),
+        declared=(sop_class or ds.SOPClassUID, sop_instance or ds.SOPInstanceUID),
+    )
+    session = IngestSession(actor=system_actor("CHEM", channel="dimse"))
+    result = instance_ingest(session=session, spooled=spooled)
+    assert (result.status, result.failure_code) == ("rejected", 0xA900)
+    assert reason in result.reason
+    assert not Study.objects.exists()
+    assert stored_files(private_storage) == []
+    assert not spooled.path.exists()
+
+
+def test_it_stores_a_data_set_that_is_what_its_request_declared(cast, tmp_path):
+    path = dicom_copy(tmp_path)
+    ds = dcmread(path)
+    spooled = replace(spool_path(path), declared=(ds.SOPClassUID, ds.SOPInstanceUID))
+    session = IngestSession(actor=system_actor("CHEM", channel="dimse"))
+    assert instance_ingest(session=session, spooled=spooled).status == "stored"
 
 
 def test_it_leaves_nothing_when_indexing_fails(
