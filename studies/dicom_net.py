@@ -84,14 +84,22 @@ def _suspect() -> bool:
     return connection.errors_occurred or idle > IDLE_CHECK
 
 
+# How long close_db_connections waits for every association thread to take its job.
+CLOSE_WAIT = 5.0
+# Set by close_db_connections: a thread still busy with an association then closes its
+# connection itself once that association ends (Listener.ended).
+_closing = threading.Event()
+
+
 def close_db_connections() -> None:
     """Close the database connection of every association thread (at shutdown, in tests)."""
+    _closing.set()
     barrier = threading.Barrier(MAX_ASSOCIATIONS)
 
     def close() -> None:
-        # Each job holds its thread until all are running, so every thread gets one.
+        # Each job holds its thread until all are running, so every idle thread gets one.
         with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait(timeout=5)
+            barrier.wait(timeout=CLOSE_WAIT)
         connection.close()
 
     for future in [_associations.submit(close) for _ in range(MAX_ASSOCIATIONS)]:
@@ -143,6 +151,8 @@ class Listener(dimse.Service):
     def ended(self, association: dimse.Association) -> None:
         with _sessions_lock:
             _sessions.pop(association, None)
+        if _closing.is_set():
+            connection.close()  # this thread was busy when the listener closed the others
 
 
 def _ingest(session: IngestSession, spooled: Spooled) -> IngestResult:
@@ -225,6 +235,7 @@ def plan_statements_once() -> None:
 def make_server(listening: socket.socket, *, shared: bool = False) -> dimse.Server:
     """An acceptor of the listener's associations on a socket that listens already (and
     that other listener processes accept on too, when ``shared``)."""
+    _closing.clear()
     return dimse.Server(listening, Listener(), _associations, MAX_ASSOCIATIONS, shared=shared)
 
 

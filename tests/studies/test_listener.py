@@ -228,3 +228,49 @@ def test_member_titles_are_read_at_most_once_per_ttl(cast, monkeypatch):
         assert len(reads) == 2
     finally:
         dicom_net.close_db_connections()  # the reads ran on the listener's database threads
+
+
+def test_a_thread_busy_while_connections_close_closes_its_own_when_its_association_ends(
+    listener, tmp_path, monkeypatch
+):
+    import threading
+
+    from django.db import connection
+
+    from studies import dicom_net
+
+    monkeypatch.setattr(dicom_net, "CLOSE_WAIT", 0.2)
+    storing, go_on, closed = threading.Event(), threading.Event(), []
+    ingest, ended = dicom_net._ingest, dicom_net.Listener.ended
+    # Observed by call: closing SQLite's in-memory test database does nothing.
+    wrapper, closing_threads = type(connection._connections["default"]), []
+    close = wrapper.close
+    monkeypatch.setattr(
+        wrapper, "close", lambda db: closing_threads.append(threading.get_ident()) or close(db)
+    )
+
+    def held_ingest(session, spooled):
+        storing.set()
+        go_on.wait(10)
+        return ingest(session, spooled)
+
+    def observed_end(self, association):
+        before = len(closing_threads)
+        ended(self, association)
+        closed.append(threading.get_ident() in closing_threads[before:])
+
+    monkeypatch.setattr(dicom_net, "_ingest", held_ingest)
+    monkeypatch.setattr(dicom_net.Listener, "ended", observed_end)
+    ds = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
+    assoc = _associate(listener)
+    sender = threading.Thread(target=lambda: assoc.send_c_store(ds) and assoc.release())
+    sender.start()
+    assert storing.wait(10)
+    dicom_net.close_db_connections()  # the storing thread misses its job
+    go_on.set()
+    sender.join(10)
+    for _ in range(100):
+        if closed:
+            break
+        threading.Event().wait(0.05)
+    assert closed == [True]
