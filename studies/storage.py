@@ -7,7 +7,7 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -109,7 +109,7 @@ def object_local_path(*, key: str) -> Path | None:
 
 def object_chunks(*, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
     """The object's bytes, or a range of them, chunk by chunk."""
-    return _chunks(object_open(key=key), start=start, length=length)
+    return _chunks(object_open(key=key), key=key, start=start, length=length)
 
 
 def object_open(*, key: str) -> File:
@@ -121,19 +121,29 @@ def object_open(*, key: str) -> File:
         raise ObjectUnavailable() from exc
 
 
-def _chunks(fp: File, *, start: int, length: int | None) -> Iterator[bytes]:
+def _chunks(fp: File, *, key: str, start: int, length: int | None) -> Iterator[bytes]:
     with fp:
         if start:
-            fp.seek(start)
+            _read(fp.seek, start, key=key)
         remaining = length
         while remaining is None or remaining > 0:
             size = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
-            chunk = fp.read(size)
+            chunk = _read(fp.read, size, key=key)
             if not chunk:
                 return
             if remaining is not None:
                 remaining -= len(chunk)
             yield chunk
+
+
+def _read(call: Callable[[int], object], size: int, *, key: str):
+    """A read from an open object: its failure (a disk error, S3 cut off: botocore raises
+    its own errors, not OSError) is the object being unavailable, logged without its text."""
+    try:
+        return call(size)
+    except Exception as exc:
+        logger.error("Stored object %s cannot be read: %s", key, type(exc).__name__)
+        raise ObjectUnavailable() from exc
 
 
 def object_read(*, key: str, start: int, length: int) -> bytes:

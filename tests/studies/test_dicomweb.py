@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 
 import pytest
+from django.core.files import File
 from pydicom import dcmread
 from pydicom.encaps import get_frame
 from pydicom.uid import generate_uid
@@ -429,6 +430,27 @@ def test_a_lost_object_is_an_error_that_says_so_not_a_cut_stream(
     response = alice.get(_path(shown, suffix), HTTP_ACCEPT=accept)
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "OBJECT_UNAVAILABLE"
+
+
+def test_an_object_that_fails_once_open_is_unavailable_not_a_generic_error(
+    alice, xavier_studies, monkeypatch, caplog
+):
+    # A storage whose reads fail after the open succeeded (S3 cut off mid-object: botocore
+    # raises its own exceptions, not OSError).
+    class CutOff(Exception):
+        pass
+
+    class CutOffStream(io.BytesIO):
+        def read(self, *args):
+            raise CutOff("connection reset by peer")
+
+    monkeypatch.setattr(storage, "object_open", lambda key: File(CutOffStream(), name=key))
+    shown = xavier_studies["shown"]
+    response = alice.get(_path(shown), HTTP_ACCEPT="application/dicom")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "OBJECT_UNAVAILABLE"
+    assert "CutOff" in caplog.text
+    assert "connection reset" not in caplog.text
 
 
 def test_it_serves_a_native_frame(alice, xavier_studies):
