@@ -143,6 +143,9 @@ class Association:
     _request: Dataset | None = None
     _writer: SpoolWriter | None = None
     _refusal: Outcome | None = None  # the answer to a C-STORE refused before its data set
+    # Answered its last PDU; only waits for the peer to close (it holds its thread, but
+    # keeps no one waiting: Server._still_pending does not count it).
+    closing: bool = False
 
     def run(self) -> None:
         """Serve the association until it ends; never raises."""
@@ -412,6 +415,7 @@ class Association:
         A-RELEASE-RP, an A-ASSOCIATE-RJ or an A-ABORT (the acceptor waits in Sta13), for at
         most CLOSE_SECONDS in all: closed under the peer with its bytes unread, the
         connection would be reset and the peer could miss the last PDU."""
+        self.closing = True
         deadline = time.monotonic() + CLOSE_SECONDS
         with contextlib.suppress(OSError):
             while (remaining := deadline - time.monotonic()) > 0:
@@ -655,7 +659,11 @@ class Server:
         """
         if not self.shared or not self.active:
             return True
-        time.sleep(min(BUSY_ACCEPT_DELAY * len(self.active), MAX_ACCEPT_DELAY))
+        with self._lock:
+            serving = sum(not association.closing for association in self.active)
+        if not serving:
+            return True
+        time.sleep(min(BUSY_ACCEPT_DELAY * serving, MAX_ACCEPT_DELAY))
         ready, _, _ = select.select([self.listening], [], [], 0)
         return bool(ready)
 

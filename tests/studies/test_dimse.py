@@ -571,8 +571,8 @@ def test_a_full_process_leaves_a_new_association_to_a_sibling_with_room(service)
     roomy = dimse.Server(listening, service, pools[1], 3, shared=True)
     # Busy as if serving: one association where one fits, two where three fit. The full
     # process would wait less before accepting (2 ms per association), and win the race.
-    full.active |= {object()}
-    roomy.active |= {object(), object()}
+    full.active |= {_Serving()}
+    roomy.active |= {_Serving(), _Serving()}
     threads = [
         threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True) for s in (full, roomy)
     ]
@@ -590,3 +590,23 @@ def test_a_full_process_leaves_a_new_association_to_a_sibling_with_room(service)
             server.active.clear()
             pool.shutdown(wait=True)
         listening.close()
+
+
+class _Serving:
+    """A stand-in for an association in a server's active set."""
+
+    def __init__(self, closing: bool = False) -> None:
+        self.closing = closing
+
+
+def test_associations_that_only_wait_for_the_peer_to_close_delay_no_accept(service, monkeypatch):
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        server = dimse.Server(listening, service, None, 3, shared=True)
+        delays = []
+        monkeypatch.setattr(dimse.time, "sleep", delays.append)
+        server.active |= {_Serving(closing=True)}
+        assert server._still_pending()
+        assert delays == [], "released associations keep no one waiting"
+        server.active |= {_Serving()}
+        server._still_pending()
+        assert delays == [dimse.BUSY_ACCEPT_DELAY], "one association in progress"
