@@ -3,6 +3,7 @@
 import math
 from collections.abc import Iterator
 
+from django.core.files import File
 from django.http import HttpResponse
 from rest_framework.request import Request
 
@@ -70,26 +71,27 @@ def _frame_size(instance: Instance) -> int:
     return int(rows) * int(columns) * int(samples) * int(bits) // 8
 
 
-def _frame_chunks(instance: Instance, numbers: list[int], size: int) -> Iterator[bytes]:
+def _frame_parts(instance: Instance, numbers: list[int], part_type: str):
+    """A part per frame, all read from one open object (opened once the answer starts, so
+    that an answer never sent leaves nothing open)."""
+    size = 0 if instance.transfer_syntax_uid not in _NATIVE else _frame_size(instance)
     with storage.object_open(key=instance.storage_key) as fp:
         for number in numbers:
-            try:
-                yield read_frame(
-                    fp,
-                    transfer_syntax_uid=instance.transfer_syntax_uid,
-                    offset=instance.pixel_data_offset,
-                    index=number - 1,
-                    number_of_frames=instance.number_of_frames,
-                    frame_size=size,
-                )
-            except InvalidDicom:
-                return  # already streaming: the client sees a short part
+            yield part_type, _frame_chunk(fp, instance, number, size)
 
 
-def _frame_parts(instance: Instance, numbers: list[int], part_type: str):
-    size = 0 if instance.transfer_syntax_uid not in _NATIVE else _frame_size(instance)
-    for number in numbers:
-        yield part_type, _frame_chunks(instance, [number], size)
+def _frame_chunk(fp: File, instance: Instance, number: int, size: int) -> Iterator[bytes]:
+    try:
+        yield read_frame(
+            fp,
+            transfer_syntax_uid=instance.transfer_syntax_uid,
+            offset=instance.pixel_data_offset,
+            index=number - 1,
+            number_of_frames=instance.number_of_frames,
+            frame_size=size,
+        )
+    except InvalidDicom:
+        return  # already streaming: the client sees a short part
 
 
 @serves_patient_data
@@ -111,7 +113,7 @@ class FramesApi(DicomWebApi):
             part_type = (
                 f"{_FRAME_TYPES.get(syntax, 'application/octet-stream')}; transfer-syntax={syntax}"
             )
-        storage.object_open(key=found.storage_key).close()  # a lost object: refused here too
+        storage.object_open(key=found.storage_key).close()  # a lost object: refused here
         return multipart_response(_frame_parts(found, numbers, part_type), part_type)
 
 
