@@ -95,6 +95,18 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def objects_missing(keys: list[str]) -> list[str]:
+    """The keys whose object is gone from a storage with local paths (a stat each, logged);
+    none on S3, where each would cost a request: a lost one there cuts its stream."""
+    missing = []
+    for key in keys:
+        path = object_local_path(key=key)
+        if path is not None and not path.is_file():
+            logger.error("Stored object %s is missing", key)
+            missing.append(key)
+    return missing
+
+
 def object_delete(*, key: str) -> None:
     storage().delete(key)
 

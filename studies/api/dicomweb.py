@@ -323,7 +323,26 @@ class RetrieveApi(DicomWebApi):
         found = _study_row(request, study, Action.STUDY_RETRIEVE)
         in_series = access.series_in(found, series) if series else None
         keys = selectors.instance_keys(study=found, series=in_series)
-        return multipart_response(_dicom_parts(keys), "application/dicom")
+        return _partial_if_lost(keys, storage.objects_missing(keys))
+
+
+def _partial_if_lost(keys: list[str], missing: list[str]) -> StreamingHttpResponse:
+    """The instances still readable, as 206 Partial Content with a Warning saying how many
+    are not (PS3.18's Retrieve transaction); none readable is the server's error, not an
+    empty answer. The status in the warning is C-GET's for "one or more failures"."""
+    if missing and len(missing) == len(keys):
+        raise storage.ObjectUnavailable()
+    lost = set(missing)
+    response = multipart_response(
+        _dicom_parts([k for k in keys if k not in lost]), "application/dicom"
+    )
+    if missing:
+        response.status_code = 206
+        response["Warning"] = (
+            f'299 anim-gateway "B000: {len(missing)} of {len(keys)} instances cannot be read;'
+            ' the error has been logged."'
+        )
+    return response
 
 
 def _study_row(request: Request, study_uid: str, audit_action: str) -> lookups.StudyRow:

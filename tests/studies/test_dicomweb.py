@@ -432,6 +432,30 @@ def test_a_lost_object_is_an_error_that_says_so_not_a_cut_stream(
     assert response.json()["error"]["code"] == "OBJECT_UNAVAILABLE"
 
 
+def test_a_study_with_a_lost_instance_comes_as_partial_content_that_says_so(alice, xavier_studies):
+    shown, jpeg = xavier_studies["shown"], xavier_studies["jpeg"]
+    kept = Instance.objects.get(sop_instance_uid=shown.sop_instance_uid)
+    storage.object_delete(
+        key=Instance.objects.get(sop_instance_uid=jpeg.sop_instance_uid).storage_key
+    )
+    response = alice.get(f"/dicomweb/studies/{shown.study_uid}")
+    assert response.status_code == 206
+    assert '"B000: 1 of 2 instances cannot be read' in response["Warning"]
+    ((_, data),) = multipart_parts(response)
+    assert data == b"".join(storage.object_chunks(key=kept.storage_key))
+
+
+def test_a_study_whose_instances_are_all_lost_is_an_error_not_an_empty_answer(
+    alice, xavier_studies
+):
+    study_uid = xavier_studies["shown"].study_uid
+    for instance in Instance.objects.filter(study__study_uid=study_uid):
+        storage.object_delete(key=instance.storage_key)
+    response = alice.get(f"/dicomweb/studies/{study_uid}")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "OBJECT_UNAVAILABLE"
+
+
 def test_an_object_that_fails_once_open_is_unavailable_not_a_generic_error(
     alice, xavier_studies, monkeypatch, caplog
 ):
@@ -906,3 +930,30 @@ def test_a_search_without_any_patient_in_scope_finds_nothing(cast, xavier_studie
     actor = Actor(role=Role.PRACTITIONER, practitioner=cast.bob, username="bob")
     assert access.studies_search(actor, query=qido.Query()).hits == []
     assert AuditEvent.objects.filter(action="study.search").count() == 1
+
+
+def test_several_frames_come_in_the_order_asked_from_one_read_of_the_object(
+    cast, tmp_path, monkeypatch
+):
+    import numpy as np
+
+    share_with_alice(cast)
+    ds = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
+    frames = np.arange(4 * ds.Rows * ds.Columns, dtype=np.uint16).reshape(4, ds.Rows, -1)
+    ds.NumberOfFrames = 4
+    ds.PixelData = frames.tobytes()
+    path = tmp_path / "four-frames.dcm"
+    ds.save_as(path)
+    result = ingest(path)
+    opened = []
+    object_open = storage.object_open
+    monkeypatch.setattr(
+        storage, "object_open", lambda key: opened.append(key) or object_open(key=key)
+    )
+    response = client_for("alice", "CHL").get(
+        f"/dicomweb/studies/{result.study_uid}/series/{result.series_uid}"
+        f"/instances/{result.sop_instance_uid}/frames/3,1"
+    )
+    parts = multipart_parts(response)
+    assert [data for _, data in parts] == [frames[2].tobytes(), frames[0].tobytes()]
+    assert len(opened) == 2, "opened once to check it is there, once for all its frames"
