@@ -1,10 +1,12 @@
 """A Part 10 file's encoded elements walked in one pass: the structure check, and the header
 read without pydicom's parser when the file is plain."""
 
+import contextlib
 import logging
 import mmap
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydicom.charset import default_encoding
@@ -202,15 +204,22 @@ def check_structure(path: Path, *, syntax: UID) -> tuple[int, int] | None:
 
     Returns the Pixel Data value's (offset, length) when there is one.
     """
+    with _mapped(path) as (data, size):
+        return _walk(data, size, syntax=syntax)
+
+
+@contextlib.contextmanager
+def _mapped(path: Path) -> Iterator[tuple[bytes | mmap.mmap, int]]:
+    """The file's bytes and size. Mapped, not read: a walk touches only the pages that hold
+    element headers, never those of the pixel data it skips (a file too short to hold a
+    dataset is read: an empty one cannot be mapped)."""
     with path.open("rb") as fp:
         size = os.fstat(fp.fileno()).st_size
         if size <= _DATA_START:
-            data: bytes | mmap.mmap = fp.read()
-            return _walk(data, size, syntax=syntax)
-        # Mapped, not read: the walk touches only the pages that hold element headers,
-        # never those of the pixel data it skips.
+            yield fp.read(), size
+            return
         with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _walk(data, size, syntax=syntax)
+            yield data, size
 
 
 def _walk(data: bytes | mmap.mmap, size: int, *, syntax: UID) -> tuple[int, int] | None:
@@ -234,12 +243,8 @@ def read_plain(path: Path) -> tuple[Dataset, UID, tuple[int, int] | None] | None
     pydicom test file with it, 0.86 and 0.79 ms with this (bench/README.md).
     """
     try:
-        with path.open("rb") as fp:
-            size = os.fstat(fp.fileno()).st_size
-            if size <= _DATA_START + 8:
-                return None
-            with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return _read_plain(data, size)
+        with _mapped(path) as (data, size):
+            return _read_plain(data, size) if size > _DATA_START + 8 else None
     except (InvalidDicom, _Unusual):
         return None  # pydicom's reading decides, and names the problem
     except Exception:
@@ -248,7 +253,9 @@ def read_plain(path: Path) -> tuple[Dataset, UID, tuple[int, int] | None] | None
         return None
 
 
-def _read_plain(data: mmap.mmap, size: int) -> tuple[Dataset, UID, tuple[int, int] | None] | None:
+def _read_plain(
+    data: bytes | mmap.mmap, size: int
+) -> tuple[Dataset, UID, tuple[int, int] | None] | None:
     if data[PREAMBLE_LENGTH:_DATA_START] != b"DICM":
         return None
     walker = Walker(data, size, collect=True)
@@ -299,6 +306,6 @@ def _plain_syntax(meta: FileMetaDataset) -> UID | None:
     return syntax
 
 
-def _looks_explicit(data: mmap.mmap, pos: int) -> bool:
+def _looks_explicit(data: bytes | mmap.mmap, pos: int) -> bool:
     code = data[pos + 4 : pos + 6]
     return len(code) == 2 and all(0x40 < byte < 0x5B for byte in code)
