@@ -173,7 +173,7 @@ def _ingest_all(*, session: IngestSession, items: list[Spooled]) -> list[IngestR
 def _undeclared(spooled: Spooled, header: Header) -> str:
     """Why the data set is not the object its sender declared ("" when it is): its file
     meta would name another instance than its data set, and the index would follow the
-    data set (PS3.4 B.2.3, "Data Set does not match SOP Class")."""
+    data set (PS3.4 Table B.2-1, "Data Set does not match SOP Class")."""
     if spooled.declared is None:
         return ""
     sop_class, sop_instance = spooled.declared
