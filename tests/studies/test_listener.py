@@ -13,7 +13,7 @@ from studies.dicom_net import start_listener, stop_listener
 from studies.models import Instance, Study
 from tests.conftest import REQUIRE_SERVICES
 
-from .conftest import dicom_copy
+from .conftest import dicom_copy, pydicom_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,6 +45,29 @@ def test_it_answers_an_echo(listener):
     assert assoc.is_established
     assert assoc.send_c_echo().Status == 0x0000
     assoc.release()
+
+
+def test_a_file_whose_meta_names_another_instance_is_refused_when_sent_by_its_path(
+    listener, monkeypatch
+):
+    from pynetdicom import _config
+    from pynetdicom.sop_class import RTDoseStorage
+
+    # pynetdicom then streams a file from disk as it is, declaring its meta's UIDs.
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+
+    path = pydicom_file("rtdose.dcm")  # its file meta and its data set disagree
+    ds = dcmread(path)
+    assert ds.file_meta.MediaStorageSOPInstanceUID != ds.SOPInstanceUID
+    ae = AE(ae_title="CHEM_PACS")
+    ae.add_requested_context(RTDoseStorage, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", listener, ae_title="ANIM_GATEWAY")
+    by_path = assoc.send_c_store(path)  # pynetdicom declares the meta's UIDs
+    as_dataset = assoc.send_c_store(ds)  # ... and the data set's own
+    assoc.release()
+    assert by_path.Status == 0xA900, by_path
+    assert as_dataset.Status == 0x0000
+    assert list(Instance.objects.values_list("sop_instance_uid", flat=True)) == [ds.SOPInstanceUID]
 
 
 def test_it_stores_and_indexes_before_acknowledging(listener, cast, tmp_path):
