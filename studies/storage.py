@@ -6,11 +6,13 @@ import hashlib
 import logging
 import os
 import secrets
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core.files import File
 from django.core.files.storage import Storage, default_storage
 
@@ -20,18 +22,38 @@ from studies.spool import CHUNK_SIZE, Spooled
 logger = logging.getLogger(__name__)
 
 
+# What a storage raises when it cannot give an object: the file system's errors, and
+# botocore's on S3 (its own classes, not OSError).
+READ_ERRORS: tuple[type[Exception], ...] = (OSError, BotoCoreError, ClientError)
+
+
 class ObjectUnavailable(ApplicationError):
     """The index names an object its storage cannot give (lost, or the storage is down):
     the server's fault, told apart from any other so that operators look at storage and
-    fixity rather than at the request."""
+    fixity rather than at the request.
+
+    ``conclusive`` when the storage answered about the object itself (a missing or
+    unreadable file, S3's "no such key"), not when it could not answer (S3 unreachable,
+    throttled, refusing the credentials): a fixity check judges only the first.
+    """
 
     status_code = 500
     code = "OBJECT_UNAVAILABLE"
 
-    def __init__(self) -> None:
+    def __init__(self, *, conclusive: bool = True) -> None:
         super().__init__(
             "The stored copy of this instance cannot be read; the error has been logged."
         )
+        self.conclusive = conclusive
+
+
+def _unavailable(key: str, exc: Exception, doing: str) -> ObjectUnavailable:
+    # The error's type only: its text may name a path or an endpoint, never needed here.
+    logger.error("Stored object %s cannot be %s: %s", key, doing, type(exc).__name__)
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        return ObjectUnavailable(conclusive=code in ("NoSuchKey", "404", "NotFound"))
+    return ObjectUnavailable(conclusive=isinstance(exc, OSError))
 
 
 class _SpoolFile(File):
@@ -98,13 +120,22 @@ def _fsync(path: Path) -> None:
 def objects_missing(keys: list[str]) -> list[str]:
     """The keys whose object is gone from a storage with local paths (a stat each, logged);
     none on S3, where each would cost a request: a lost one there cuts its stream."""
-    missing = []
-    for key in keys:
-        path = object_local_path(key=key)
-        if path is not None and not path.is_file():
-            logger.error("Stored object %s is missing", key)
-            missing.append(key)
+    missing = [key for key in keys if not _is_local_file(key)]
+    if missing:
+        logger.error(
+            "%d of %d stored objects are missing, the first %s", len(missing), len(keys), missing[0]
+        )
     return missing
+
+
+def _is_local_file(key: str) -> bool:
+    path = object_local_path(key=key)
+    if path is None:
+        return True  # not checked
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:  # gone, or not even its folder can be read
+        return False
 
 
 def object_delete(*, key: str) -> None:
@@ -128,9 +159,8 @@ def object_open(*, key: str) -> File:
     """The stored object, open for reading; ObjectUnavailable when storage cannot open it."""
     try:
         return storage().open(key, "rb")
-    except OSError as exc:
-        logger.error("Stored object %s cannot be opened: %s", key, type(exc).__name__)
-        raise ObjectUnavailable() from exc
+    except READ_ERRORS as exc:
+        raise _unavailable(key, exc, "opened") from exc
 
 
 def _chunks(fp: File, *, key: str, start: int, length: int | None) -> Iterator[bytes]:
@@ -149,13 +179,12 @@ def _chunks(fp: File, *, key: str, start: int, length: int | None) -> Iterator[b
 
 
 def _read(call: Callable[[int], object], size: int, *, key: str):
-    """A read from an open object: its failure (a disk error, S3 cut off: botocore raises
-    its own errors, not OSError) is the object being unavailable, logged without its text."""
+    """A read from an open object: a storage's failure is the object being unavailable
+    (S3 opens lazily, so its errors come here); any other error is a bug, left to show."""
     try:
         return call(size)
-    except Exception as exc:
-        logger.error("Stored object %s cannot be read: %s", key, type(exc).__name__)
-        raise ObjectUnavailable() from exc
+    except READ_ERRORS as exc:
+        raise _unavailable(key, exc, "read") from exc
 
 
 def object_read(*, key: str, start: int, length: int) -> bytes:
@@ -174,7 +203,7 @@ def local_copy(*, key: str) -> Iterator[Path]:
     """The object as a local file: its own path on disk storage, a temporary copy otherwise."""
     path = object_local_path(key=key)
     if path is not None:
-        if not path.is_file():
+        if not _is_local_file(key):
             logger.error("Stored object %s is missing", key)
             raise ObjectUnavailable()
         yield path

@@ -41,6 +41,10 @@ def series_preview(instance_id: int) -> str:
 def fixity_check(*, instance_ids: list[int]) -> list[str]:
     """Re-hash stored objects against their recorded SHA-256.
 
+    A storage that cannot answer (S3 unreachable, say) gives no verdict: the check stops
+    there, the instances already checked keep theirs, and the rest stay due for the next
+    run, rather than all being marked as failed by an outage.
+
     Returns
     -------
     list[str]
@@ -50,7 +54,9 @@ def fixity_check(*, instance_ids: list[int]) -> list[str]:
     for instance in Instance.objects.filter(pk__in=instance_ids).iterator():
         try:
             ok = storage.object_sha256(key=instance.storage_key) == instance.sha256
-        except (OSError, storage.ObjectUnavailable):
+        except storage.ObjectUnavailable as exc:
+            if not exc.conclusive:
+                raise
             ok = False
         with transaction.atomic():
             Instance.objects.filter(pk=instance.pk).update(

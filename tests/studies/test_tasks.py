@@ -1,8 +1,11 @@
 """Celery tasks: previews and fixity checks, inline and on a real worker with Redis."""
 
+import io
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+from django.core.files import File
 
 from studies import storage
 from studies.models import Instance, Series
@@ -36,6 +39,50 @@ def test_fixity_reports_a_missing_object(cast, tmp_path):
     instance = Instance.objects.get()
     storage.object_delete(key=instance.storage_key)
     assert fixity_check(instance_ids=[instance.pk]) == [instance.sop_instance_uid]
+
+
+class _FailingStream(io.BytesIO):
+    """An S3 object whose reads fail with ``error`` (S3 opens lazily: errors come at read)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def read(self, *args):
+        raise self.error
+
+
+def _s3_reads_fail(monkeypatch, error: Exception, *, on_key: str) -> None:
+    object_open = storage.object_open
+
+    def opened(key):
+        return File(_FailingStream(error), name=key) if key == on_key else object_open(key=key)
+
+    monkeypatch.setattr(storage, "object_open", opened)
+
+
+def test_fixity_reports_an_object_s3_says_it_does_not_have(cast, tmp_path, monkeypatch):
+    ingest(dicom_copy(tmp_path))
+    instance = Instance.objects.get()
+    missing = ClientError({"Error": {"Code": "NoSuchKey", "Message": "-"}}, "GetObject")
+    _s3_reads_fail(monkeypatch, missing, on_key=instance.storage_key)
+    assert fixity_check(instance_ids=[instance.pk]) == [instance.sop_instance_uid]
+    instance.refresh_from_db()
+    assert instance.fixity_ok is False
+
+
+def test_a_storage_that_cannot_answer_gives_no_fixity_verdict(cast, tmp_path, monkeypatch):
+    for _ in range(2):
+        ingest(dicom_copy(tmp_path))
+    checked, unreachable = Instance.objects.order_by("pk")
+    down = EndpointConnectionError(endpoint_url="https://s3.example")
+    _s3_reads_fail(monkeypatch, down, on_key=unreachable.storage_key)
+    with pytest.raises(storage.ObjectUnavailable):
+        fixity_check(instance_ids=[checked.pk, unreachable.pk])
+    checked.refresh_from_db()
+    unreachable.refresh_from_db()
+    assert (checked.fixity_ok, checked.fixity_checked_at is not None) == (True, True)
+    assert unreachable.fixity_checked_at is None, "still due for the next run, not failed"
 
 
 def test_fixity_due_checks_the_longest_unchecked_first(cast, tmp_path):
