@@ -288,6 +288,12 @@ class Association:
         if sop_class != self.abstract_syntaxes.get(self._context):
             # The context was negotiated for another SOP Class (Verification, say): the data
             # set is read and dropped, and answered "SOP Class not supported".
+            logger.warning(
+                "C-STORE from %s refused: SOP Class %s on a context negotiated for %s",
+                self.calling,
+                sop_class,
+                self.abstract_syntaxes.get(self._context),
+            )
             self._refusal = WRONG_CONTEXT
             return
         try:

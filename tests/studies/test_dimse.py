@@ -599,11 +599,23 @@ class _Serving:
         self.closing = closing
 
 
+def test_an_association_waiting_for_its_peer_to_close_says_so(service):
+    ours, peer = socket.socketpair()
+    association = dimse.Association(sock=ours, address="127.0.0.1", service=service)
+    assert not association.closing
+    peer.close()
+    association._await_close()
+    assert association.closing
+    ours.close()
+
+
 def test_associations_that_only_wait_for_the_peer_to_close_delay_no_accept(service, monkeypatch):
     with socket.create_server(("127.0.0.1", 0)) as listening:
         server = dimse.Server(listening, service, None, 3, shared=True)
         delays = []
-        monkeypatch.setattr(dimse.time, "sleep", delays.append)
+        # dimse's own view of the time module, not the module every thread uses.
+        clock = type("Clock", (), {"sleep": staticmethod(delays.append)})
+        monkeypatch.setattr(dimse, "time", clock)
         server.active |= {_Serving(closing=True)}
         assert server._still_pending()
         assert delays == [], "released associations keep no one waiting"
