@@ -338,6 +338,8 @@ def _partial_if_lost(keys: list[str], missing: list[str]) -> StreamingHttpRespon
     )
     if missing:
         response.status_code = 206
+        # 206 answers a Range request in HTTP: no cache should keep this one as the study.
+        response["Cache-Control"] = "no-store"
         response["Warning"] = (
             f'299 anim-gateway "B000: {len(missing)} of {len(keys)} instances cannot be read;'
             ' the error has been logged."'
