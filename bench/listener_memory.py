@@ -66,6 +66,24 @@ def write_instances(folder: Path, *, count: int, size_mib: int) -> list[Path]:
     return paths
 
 
+def ensure_free(port: int) -> None:
+    """Another listener on the port would be measured instead of ours."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise SystemExit(f"port {port} is taken: stop what listens there first") from exc
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def wait_for_port(port: int) -> None:
     for _ in range(150):
         try:
@@ -119,6 +137,7 @@ def main() -> int:
     args = parse_args()
     work = Path(tempfile.mkdtemp(prefix="listener_memory_"))
     env = dict(os.environ, DEBUG="True", VAR_DIR=str(work / "var"))
+    ensure_free(PORT)
     try:
         manage(env, "migrate", "--no-input")
         manage(env, "seed_demo")
@@ -139,8 +158,7 @@ def main() -> int:
                 statuses = list(pool.map(send, paths))
                 elapsed = time.perf_counter() - begin
         finally:
-            listener.terminate()
-            listener.wait(30)
+            stop(listener)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     growth = (rss.peak - rss.before) / MIB
