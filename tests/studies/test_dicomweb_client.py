@@ -79,3 +79,30 @@ def test_dicomweb_client_gets_nothing_of_a_study_it_may_not_see(live_server, cas
     with pytest.raises(requests.HTTPError) as raised:
         charlie.retrieve_study(dataset.StudyInstanceUID)
     assert raised.value.response.status_code == 403
+
+
+def test_dicomweb_client_gets_the_readable_instances_of_a_study_with_a_lost_one(
+    live_server, cast, tmp_path
+):
+    from studies import storage
+    from studies.models import Instance
+
+    CareRelationship.objects.create(
+        practitioner=cast.alice,
+        patient=cast.yvonne,
+        kind="admission",
+        asserted_by="test",
+        end=timezone.now() + datetime.timedelta(days=30),
+    )
+    study_uid = generate_uid()
+    # The lost one first: a stream cut after a readable one would look complete.
+    lost, kept = (
+        dcmread(dicom_copy(tmp_path, name, patient_id="CHL-Y1", study_uid=study_uid))
+        for name in ("CT_small.dcm", "MR_small.dcm")
+    )
+    _client(live_server, "chl-pacs", "CHL").store_instances(datasets=[lost, kept])
+    storage.object_delete(
+        key=Instance.objects.get(sop_instance_uid=lost.SOPInstanceUID).storage_key
+    )
+    (retrieved,) = _client(live_server, "alice", "CHL").retrieve_study(study_uid)
+    assert retrieved == kept
