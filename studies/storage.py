@@ -40,10 +40,8 @@ class ObjectUnavailable(ApplicationError):
     status_code = 500
     code = "OBJECT_UNAVAILABLE"
 
-    def __init__(self, *, conclusive: bool = True) -> None:
-        super().__init__(
-            "The stored copy of this instance cannot be read; the error has been logged."
-        )
+    def __init__(self, *, conclusive: bool = True, what: str = "copy of this instance") -> None:
+        super().__init__(f"The stored {what} cannot be read; the error has been logged.")
         self.conclusive = conclusive
 
 

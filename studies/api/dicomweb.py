@@ -331,7 +331,7 @@ def _partial_if_lost(keys: list[str], missing: list[str]) -> StreamingHttpRespon
     are not (PS3.18's Retrieve transaction); none readable is the server's error, not an
     empty answer. The status in the warning is C-GET's for "one or more failures"."""
     if missing and len(missing) == len(keys):
-        raise storage.ObjectUnavailable()
+        raise storage.ObjectUnavailable(what="copies of these instances")
     lost = set(missing)
     response = multipart_response(
         _dicom_parts([k for k in keys if k not in lost]), "application/dicom"

@@ -454,7 +454,9 @@ def test_a_study_whose_instances_are_all_lost_is_an_error_not_an_empty_answer(
         storage.object_delete(key=instance.storage_key)
     response = alice.get(f"/dicomweb/studies/{study_uid}")
     assert response.status_code == 500
-    assert response.json()["error"]["code"] == "OBJECT_UNAVAILABLE"
+    error = response.json()["error"]
+    assert error["code"] == "OBJECT_UNAVAILABLE"
+    assert error["message"].startswith("The stored copies of these instances cannot be read")
 
 
 def test_an_object_that_fails_once_open_is_unavailable_not_a_generic_error(
