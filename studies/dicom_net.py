@@ -86,21 +86,24 @@ def _suspect() -> bool:
 
 # How long close_db_connections waits for every association thread to take its job.
 CLOSE_WAIT = 5.0
-# Set by close_db_connections: a thread still busy with an association then closes its
-# connection itself once that association ends (Listener.ended).
-_closing = threading.Event()
+# Raised by each close_db_connections; a thread remembers the last one it closed for. One
+# still busy with an association then (it missed its job) closes its connection once that
+# association ends (Listener.ended); the others keep theirs.
+_closes_asked = 0
+_closed_for = threading.local()
 
 
 def close_db_connections() -> None:
     """Close the database connection of every association thread (at shutdown, in tests)."""
-    _closing.set()
+    global _closes_asked
+    _closes_asked += 1  # called from one thread at a time: at shutdown, or by a test
     barrier = threading.Barrier(MAX_ASSOCIATIONS)
 
     def close() -> None:
         # Each job holds its thread until all are running, so every idle thread gets one.
         with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=CLOSE_WAIT)
-        connection.close()
+        _close_connection()
 
     for future in [_associations.submit(close) for _ in range(MAX_ASSOCIATIONS)]:
         future.result()
@@ -151,8 +154,13 @@ class Listener(dimse.Service):
     def ended(self, association: dimse.Association) -> None:
         with _sessions_lock:
             _sessions.pop(association, None)
-        if _closing.is_set():
-            connection.close()  # this thread was busy when the listener closed the others
+        if getattr(_closed_for, "request", 0) < _closes_asked:
+            _close_connection()  # this thread was busy when the listener closed the others
+
+
+def _close_connection() -> None:
+    connection.close()
+    _closed_for.request = _closes_asked
 
 
 def _ingest(session: IngestSession, spooled: Spooled) -> IngestResult:
@@ -235,7 +243,6 @@ def plan_statements_once() -> None:
 def make_server(listening: socket.socket, *, shared: bool = False) -> dimse.Server:
     """An acceptor of the listener's associations on a socket that listens already (and
     that other listener processes accept on too, when ``shared``)."""
-    _closing.clear()
     return dimse.Server(listening, Listener(), _associations, MAX_ASSOCIATIONS, shared=shared)
 
 

@@ -297,3 +297,12 @@ def test_a_thread_busy_while_connections_close_closes_its_own_when_its_associati
             break
         threading.Event().wait(0.05)
     assert closed == [True]
+    # Once closed for that request, a thread keeps its connection for later associations.
+    assoc = _associate(listener)
+    assoc.send_c_echo()
+    assoc.release()
+    for _ in range(100):
+        if len(closed) == 2:
+            break
+        threading.Event().wait(0.05)
+    assert closed == [True, False]
