@@ -24,7 +24,8 @@ def _client(live_server, username: str, institution: str | None) -> DICOMwebClie
     return DICOMwebClient(url=f"{live_server.url}/dicomweb", session=session)
 
 
-def test_dicomweb_client_stores_searches_and_retrieves(live_server, cast, tmp_path):
+def _alice_admits_yvonne(cast) -> None:
+    """Alice (CHL) has an admission with Yvonne, a CHL patient: she reads her CHL studies."""
     CareRelationship.objects.create(
         practitioner=cast.alice,
         patient=cast.yvonne,
@@ -32,6 +33,10 @@ def test_dicomweb_client_stores_searches_and_retrieves(live_server, cast, tmp_pa
         asserted_by="test",
         end=timezone.now() + datetime.timedelta(days=30),
     )
+
+
+def test_dicomweb_client_stores_searches_and_retrieves(live_server, cast, tmp_path):
+    _alice_admits_yvonne(cast)
     study_uid = generate_uid()
     datasets = [
         dcmread(dicom_copy(tmp_path, name, patient_id="CHL-Y1", study_uid=study_uid))
@@ -87,13 +92,7 @@ def test_dicomweb_client_gets_the_readable_instances_of_a_study_with_a_lost_one(
     from studies import storage
     from studies.models import Instance
 
-    CareRelationship.objects.create(
-        practitioner=cast.alice,
-        patient=cast.yvonne,
-        kind="admission",
-        asserted_by="test",
-        end=timezone.now() + datetime.timedelta(days=30),
-    )
+    _alice_admits_yvonne(cast)
     study_uid = generate_uid()
     # The lost one first: a stream cut after a readable one would look complete.
     lost, kept = (
