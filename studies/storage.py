@@ -118,7 +118,8 @@ def _fsync(path: Path) -> None:
 def objects_missing(keys: list[str]) -> list[str]:
     """The keys whose object is gone from a storage with local paths (a stat each, logged);
     none on S3, where each would cost a request: a lost one there cuts its stream."""
-    missing = [key for key in keys if not _is_local_file(key)]
+    paths = {key: object_local_path(key=key) for key in keys}
+    missing = [key for key, path in paths.items() if path is not None and not _is_file(path)]
     if missing:
         logger.error(
             "%d of %d stored objects are missing, the first %s", len(missing), len(keys), missing[0]
@@ -126,10 +127,8 @@ def objects_missing(keys: list[str]) -> list[str]:
     return missing
 
 
-def _is_local_file(key: str) -> bool:
-    path = object_local_path(key=key)
-    if path is None:
-        return True  # not checked
+def _is_file(path: Path) -> bool:
+    """Path.is_file without its PermissionError: an object that cannot be reached is lost."""
     try:
         return stat.S_ISREG(path.stat().st_mode)
     except OSError:  # gone, or not even its folder can be read
@@ -201,7 +200,7 @@ def local_copy(*, key: str) -> Iterator[Path]:
     """The object as a local file: its own path on disk storage, a temporary copy otherwise."""
     path = object_local_path(key=key)
     if path is not None:
-        if not _is_local_file(key):
+        if not _is_file(path):
             logger.error("Stored object %s is missing", key)
             raise ObjectUnavailable()
         yield path
