@@ -9,11 +9,22 @@ from consent.models import Institution, Patient
 class Study(models.Model):
     """One imaging study, made at one (performing) institution; a StudyRef for the gate."""
 
-    study_uid = models.CharField(max_length=64, unique=True)
-    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="studies")
+    # Unique UIDs and keys are Meta constraints: a unique=True CharField gets a second,
+    # LIKE-only index on PostgreSQL, and UIDs are only ever matched whole. Foreign keys
+    # lead a composite index of Meta.indexes instead of an index of their own: every
+    # index is written at every ingest.
+    study_uid = models.CharField(max_length=64)
+    institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="studies", db_index=False
+    )
     # None while unreconciled: stored, visible to its own institution, never shared.
     patient = models.ForeignKey(
-        Patient, on_delete=models.PROTECT, null=True, blank=True, related_name="studies"
+        Patient,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="studies",
+        db_index=False,
     )
     dicom_patient_id = models.CharField(max_length=64, blank=True)
     issuer = models.CharField(max_length=64, blank=True)
@@ -35,8 +46,9 @@ class Study(models.Model):
 
     class Meta:
         verbose_name_plural = "studies"
+        constraints = [models.UniqueConstraint(fields=["study_uid"], name="study_uid_unique")]
         indexes = [
-            models.Index(fields=["patient", "-study_date"], name="study_patient_date"),
+            # A patient's studies: study_qido_patient_page (migration 0002) leads with patient.
             models.Index(fields=["dicom_patient_id", "institution"], name="study_dicom_patient"),
             models.Index(fields=["institution", "-study_date"], name="study_institution_date"),
             models.Index(fields=["study_date"], name="study_date"),
@@ -56,8 +68,10 @@ class Study(models.Model):
 
 
 class Series(models.Model):
-    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series")
-    series_uid = models.CharField(max_length=64, unique=True)
+    study = models.ForeignKey(
+        Study, on_delete=models.CASCADE, related_name="series", db_index=False
+    )
+    series_uid = models.CharField(max_length=64)
     modality = models.CharField(max_length=16, blank=True)
     series_number = models.IntegerField(null=True, blank=True)
     description = models.CharField(max_length=255, blank=True)
@@ -68,6 +82,7 @@ class Series(models.Model):
 
     class Meta:
         verbose_name_plural = "series"
+        constraints = [models.UniqueConstraint(fields=["series_uid"], name="series_uid_unique")]
         indexes = [models.Index(fields=["study", "series_number"], name="series_study_number")]
 
     def __str__(self) -> str:
@@ -77,14 +92,18 @@ class Series(models.Model):
 class Instance(models.Model):
     """One stored SOP instance: where its bytes are and what they hash to."""
 
-    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="instances")
-    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="instances")
-    sop_instance_uid = models.CharField(max_length=64, unique=True)
+    study = models.ForeignKey(
+        Study, on_delete=models.CASCADE, related_name="instances", db_index=False
+    )
+    series = models.ForeignKey(
+        Series, on_delete=models.CASCADE, related_name="instances", db_index=False
+    )
+    sop_instance_uid = models.CharField(max_length=64)
     sop_class_uid = models.CharField(max_length=64)
     transfer_syntax_uid = models.CharField(max_length=64)
     instance_number = models.IntegerField(null=True, blank=True)
     number_of_frames = models.PositiveIntegerField(default=0)
-    storage_key = models.CharField(max_length=255, unique=True)
+    storage_key = models.CharField(max_length=255)
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
     # Where the Pixel Data value starts in the stored file, so frames are served by seeking.
@@ -97,6 +116,10 @@ class Instance(models.Model):
     fixity_ok = models.BooleanField(null=True, blank=True)
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["sop_instance_uid"], name="instance_sop_uid_unique"),
+            models.UniqueConstraint(fields=["storage_key"], name="instance_storage_key_unique"),
+        ]
         indexes = [
             models.Index(fields=["series", "instance_number"], name="instance_series_number"),
             models.Index(fields=["study"], name="instance_study"),
