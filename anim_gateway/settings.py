@@ -130,9 +130,18 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
         5 if env_bool("DB_PREPARED_STATEMENTS", True) else None
     )
-    # Short indexed queries only: JIT compiling a plan near its cost threshold took ~26 ms
-    # for a query that runs in a few (QIDO on 100,000 studies).
-    DATABASES["default"]["OPTIONS"].setdefault("options", "-c jit=off")
+    # The statements the code prepares (the token look-up, the gate's fact query with its
+    # DICOMweb look-ups, the audit append, ingest's statements) are written as index
+    # look-ups whatever their values. PostgreSQL planned them afresh for their first five
+    # runs on each connection, and for ever when it judged its generic plan dearer, which
+    # took longer than running them: their generic plan, from the first run (bench/README.md,
+    # twelfth session). The ORM binds its parameters client-side (Django's default), so
+    # its queries are never prepared and are still planned for their values.
+    # JIT off: short indexed queries only, and compiling a plan near its cost threshold took
+    # ~26 ms for a query that runs in a few (QIDO on 100,000 studies).
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "options", "-c jit=off -c plan_cache_mode=force_generic_plan"
+    )
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

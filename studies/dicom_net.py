@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, connection
+from django.db import connection
 
 from consent.actors import Actor
 from consent.models import Institution, InstitutionAETitle, Role
@@ -216,28 +216,6 @@ def _outcome(result: IngestResult) -> dimse.Outcome:
         return dimse.Outcome(Status.SUCCESS)
     status = _STATUS_OF_FAILURE.get(result.failure_code, Status.CANNOT_UNDERSTAND)
     return dimse.Outcome(status, result.reason)
-
-
-def plan_statements_once() -> None:
-    """Have PostgreSQL plan each of the listener's statements once per connection.
-
-    The listener runs the same few prepared statements (known rows, patient, the gate's
-    facts, the index) with other UIDs each time. PostgreSQL kept planning them afresh at
-    every execution (its custom plans), which took longer than running them: 0.46-0.93 ms
-    of bind against 0.03-0.65 ms of execution (bench/README.md). Their generic plans are index
-    look-ups by UID whatever the values, so the listener's connections use those. Called by
-    the listener command before any connection opens; the web server's connections keep
-    PostgreSQL's default (its searches are planned for their values).
-    """
-    from django.db import connections
-
-    settings = connections.settings[DEFAULT_DB_ALIAS]
-    if "postgresql" not in settings["ENGINE"]:
-        return
-    options = settings.setdefault("OPTIONS", {})
-    generic = "-c plan_cache_mode=force_generic_plan"
-    if generic not in options.get("options", ""):
-        options["options"] = f"{options.get('options', '')} {generic}".strip()
 
 
 def make_server(listening: socket.socket, *, shared: bool = False) -> dimse.Server:

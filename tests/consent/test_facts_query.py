@@ -75,6 +75,37 @@ def test_on_postgresql_the_statement_is_prepared_once_and_reused(cast):
     assert prepared_runs() == [before[0] + 3]
 
 
+def test_on_postgresql_the_statement_runs_its_generic_plan_from_the_first_run(cast):
+    """Planned once per connection, not for each run's values: planning it took longer
+    than running it (bench/README.md, twelfth session)."""
+    require_postgres()
+    if settings.DATABASES["default"]["OPTIONS"].get("prepare_threshold") is None:
+        pytest.skip("prepared statements are turned off (DB_PREPARED_STATEMENTS=False)")
+    for patients in ([cast.xavier], [cast.xavier, cast.yvonne], [], [cast.yvonne]):
+        rows(cast, patients, ["1.2"])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE %s AND statement NOT LIKE %s",
+            ["%consent_affiliation%", "%WITH found%"],
+        )
+        assert cursor.fetchall() == [(4, 0)]
+
+
+def test_on_postgresql_the_orms_queries_are_never_prepared(cast):
+    """Planned for their values every time (a DPO's search, say), however often they run:
+    force_generic_plan (the settings) applies to prepared statements only."""
+    require_postgres()
+    for _ in range(12):
+        assert cast.alice.user.__class__.objects.filter(username="alice").exists()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ['%"auth_user"."username"%'],  # the ORM's query, not the token look-up
+        )
+        assert cursor.fetchone() == (0,)
+
+
 def test_on_postgresql_it_prepares_nothing_when_the_settings_say_so(cast):
     """Behind a pooler in transaction mode (DB_PREPARED_STATEMENTS=False)."""
     require_postgres()

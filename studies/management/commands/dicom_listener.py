@@ -21,11 +21,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, port: int, host: str, ae_title: str, processes: int, **options) -> None:
-        from studies.dicom_net import plan_statements_once, serve_processes, start_listener
+        from studies.dicom_net import serve_processes, start_listener
 
         if processes < 1:
             raise CommandError("--processes must be at least 1")
-        plan_statements_once()
         self.stdout.write(
             f"DICOM listener {ae_title} on {host}:{port}, {processes} process(es) (Ctrl-C to stop)"
         )
