@@ -18,6 +18,7 @@ from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
+from anim_gateway.errors import ApplicationError
 from studies.header_json import header_json, pydicom_element_json, raw_values
 from studies.part10 import (
     PREAMBLE_LENGTH,
@@ -358,5 +359,7 @@ def read_frame(
     fp.seek(offset)
     try:
         return get_frame(fp, index, number_of_frames=number_of_frames)
+    except ApplicationError:
+        raise  # already told apart (the storage failing under the read, say)
     except Exception as exc:  # a corrupt offset table or fragments
         raise InvalidDicom(f"The frame cannot be read: {exc}") from exc

@@ -149,7 +149,14 @@ def object_local_path(*, key: str) -> Path | None:
 
 def object_chunks(*, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
     """The object's bytes, or a range of them, chunk by chunk."""
-    return _chunks(object_open(key=key), key=key, start=start, length=length)
+    return _chunks(object_reader(key=key), start=start, length=length)
+
+
+def object_reader(*, key: str) -> "Reader":
+    """The stored object, open for reading and seeking, whose storage failures are
+    ObjectUnavailable (logged) wherever they come: at the opening, or at a read (S3 opens
+    lazily)."""
+    return Reader(object_open(key=key), key=key)
 
 
 def object_open(*, key: str) -> File:
@@ -160,28 +167,52 @@ def object_open(*, key: str) -> File:
         raise _unavailable(key, exc, "opened") from exc
 
 
-def _chunks(fp: File, *, key: str, start: int, length: int | None) -> Iterator[bytes]:
-    with fp:
+class Reader:
+    """An open stored object: read, seek and tell as a binary file (pydicom reads frames
+    through them), a storage's failure raised as ObjectUnavailable; any other error is a
+    bug, left to show."""
+
+    def __init__(self, fp: File, *, key: str) -> None:
+        self._fp, self._key = fp, key
+
+    def read(self, size: int = -1) -> bytes:
+        return self._guarded(self._fp.read, size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._guarded(lambda at: self._fp.seek(at, whence), offset)
+
+    def tell(self) -> int:
+        return self._guarded(lambda _: self._fp.tell(), 0)
+
+    def close(self) -> None:
+        self._fp.close()
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _guarded(self, call: Callable[[int], object], argument: int):
+        try:
+            return call(argument)
+        except READ_ERRORS as exc:
+            raise _unavailable(self._key, exc, "read") from exc
+
+
+def _chunks(reader: Reader, *, start: int, length: int | None) -> Iterator[bytes]:
+    with reader:
         if start:
-            _read(fp.seek, start, key=key)
+            reader.seek(start)
         remaining = length
         while remaining is None or remaining > 0:
             size = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
-            chunk = _read(fp.read, size, key=key)
+            chunk = reader.read(size)
             if not chunk:
                 return
             if remaining is not None:
                 remaining -= len(chunk)
             yield chunk
-
-
-def _read(call: Callable[[int], object], size: int, *, key: str):
-    """A read from an open object: a storage's failure is the object being unavailable
-    (S3 opens lazily, so its errors come here); any other error is a bug, left to show."""
-    try:
-        return call(size)
-    except READ_ERRORS as exc:
-        raise _unavailable(key, exc, "read") from exc
 
 
 def object_read(*, key: str, start: int, length: int) -> bytes:

@@ -1,9 +1,9 @@
 """WADO-RS frames and rendered images: pixel data served by seeking, never whole in memory."""
 
+import logging
 import math
 from collections.abc import Iterator
 
-from django.core.files import File
 from django.http import HttpResponse
 from rest_framework.request import Request
 
@@ -31,6 +31,8 @@ _FRAME_TYPES = {
     "1.2.840.10008.1.2.5": "image/dicom-rle",
 }
 _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+logger = logging.getLogger(__name__)
 
 
 def _instance(request: Request, study: str, series: str, instance: str, audit: str) -> Instance:
@@ -75,23 +77,27 @@ def _frame_parts(instance: Instance, numbers: list[int], part_type: str):
     """A part per frame, all read from one open object (opened once the answer starts, so
     that an answer never sent leaves nothing open)."""
     size = 0 if instance.transfer_syntax_uid not in _NATIVE else _frame_size(instance)
-    with storage.object_open(key=instance.storage_key) as fp:
+    with storage.object_reader(key=instance.storage_key) as reader:
         for number in numbers:
-            yield part_type, _frame_chunk(fp, instance, number, size)
+            yield part_type, _frame_chunk(reader, instance, number, size)
 
 
-def _frame_chunk(fp: File, instance: Instance, number: int, size: int) -> Iterator[bytes]:
+def _frame_chunk(
+    reader: storage.Reader, instance: Instance, number: int, size: int
+) -> Iterator[bytes]:
     try:
         yield read_frame(
-            fp,
+            reader,
             transfer_syntax_uid=instance.transfer_syntax_uid,
             offset=instance.pixel_data_offset,
             index=number - 1,
             number_of_frames=instance.number_of_frames,
             frame_size=size,
         )
-    except InvalidDicom:
-        return  # already streaming: the client sees a short part
+    except storage.ObjectUnavailable:
+        return  # logged by storage; already streaming: the client sees a short part
+    except InvalidDicom as exc:  # the stored bytes, corrupt: the part is short too
+        logger.error("Frame %d of instance %s cannot be served: %s", number, instance.pk, exc)
 
 
 @serves_patient_data

@@ -494,6 +494,26 @@ def test_it_serves_a_compressed_frame_as_its_bitstream(alice, xavier_studies):
     assert data == get_frame(original.PixelData, 0, number_of_frames=1)
 
 
+@pytest.mark.parametrize("name", ["shown", "jpeg"])  # native, and walked through fragments
+def test_a_storage_failing_under_a_frame_is_logged_as_the_storage_and_ends_the_part(
+    alice, xavier_studies, monkeypatch, caplog, name
+):
+    """S3 opens lazily: the object opens, then its reads fail while the answer streams."""
+    from botocore.exceptions import EndpointConnectionError
+
+    class CutOffStream(io.BytesIO):
+        def read(self, *args):
+            raise EndpointConnectionError(endpoint_url="https://s3.example/bucket")
+
+    monkeypatch.setattr(storage, "object_open", lambda key: File(CutOffStream(), name=key))
+    response = alice.get(_path(xavier_studies[name], "/frames/1"))
+    assert response.status_code == 200  # the answer had started
+    ((_, data),) = multipart_parts(response)
+    assert data == b""
+    assert "cannot be read: EndpointConnectionError" in caplog.text
+    assert "s3.example" not in caplog.text
+
+
 def test_it_refuses_a_frame_out_of_range(alice, xavier_studies):
     response = alice.get(_path(xavier_studies["shown"], "/frames/2"))
     assert response.status_code == 400
