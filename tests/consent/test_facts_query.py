@@ -4,6 +4,7 @@ import datetime
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
@@ -97,7 +98,7 @@ def test_on_postgresql_the_orms_queries_are_never_prepared(cast):
     force_generic_plan (the settings) applies to prepared statements only."""
     require_postgres()
     for _ in range(12):
-        assert cast.alice.user.__class__.objects.filter(username="alice").exists()
+        assert get_user_model().objects.filter(username="alice").exists()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
