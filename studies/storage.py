@@ -179,10 +179,10 @@ class Reader:
         return self._guarded(self._fp.read, size)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self._guarded(lambda at: self._fp.seek(at, whence), offset)
+        return self._guarded(self._fp.seek, offset, whence)
 
     def tell(self) -> int:
-        return self._guarded(lambda _: self._fp.tell(), 0)
+        return self._guarded(self._fp.tell)
 
     def close(self) -> None:
         self._fp.close()
@@ -193,9 +193,9 @@ class Reader:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _guarded(self, call: Callable[[int], object], argument: int):
+    def _guarded(self, call: Callable, *args: int):
         try:
-            return call(argument)
+            return call(*args)
         except READ_ERRORS as exc:
             raise _unavailable(self._key, exc, "read") from exc
 
