@@ -116,6 +116,8 @@ SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
 }
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'anim.sqlite3'}")
+# PostgreSQL settings of every connection (see below for why).
+_SERVER_SETTINGS = [("jit", "off"), ("plan_cache_mode", "force_generic_plan")]
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
 }
@@ -139,9 +141,12 @@ else:
     # its queries are never prepared and are still planned for their values.
     # JIT off: short indexed queries only, and compiling a plan near its cost threshold took
     # ~26 ms for a query that runs in a few (QIDO on 100,000 studies).
-    DATABASES["default"]["OPTIONS"].setdefault(
-        "options", "-c jit=off -c plan_cache_mode=force_generic_plan"
-    )
+    # Added to any options the URL gives (?options=...), unless it sets the same ones.
+    _given = DATABASES["default"]["OPTIONS"].get("options", "")
+    DATABASES["default"]["OPTIONS"]["options"] = " ".join(
+        [_given]
+        + [f"-c {name}={value}" for name, value in _SERVER_SETTINGS if f"{name}=" not in _given]
+    ).strip()
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

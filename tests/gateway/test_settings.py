@@ -10,13 +10,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_settings(**env: str) -> subprocess.CompletedProcess:
-    """Import the production settings in a fresh interpreter with exactly these variables."""
+SUMMARY = "s.DATABASES['default']['ENGINE'], s.CELERY_TASK_ALWAYS_EAGER, s.DEBUG"
+
+
+def load_settings(printing: str = SUMMARY, **env: str) -> subprocess.CompletedProcess:
+    """Import the production settings in a fresh interpreter with exactly these variables,
+    and print ``printing`` (an expression of the settings module ``s``)."""
     clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "VIRTUAL_ENV")}
-    script = (
-        "import anim_gateway.settings as s;"
-        "print(s.DATABASES['default']['ENGINE'], s.CELERY_TASK_ALWAYS_EAGER, s.DEBUG)"
-    )
+    script = f"import anim_gateway.settings as s; print({printing})"
     return subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,
@@ -54,6 +55,29 @@ def test_database_url_and_broker_switch_to_postgresql_and_redis(tmp_path) -> Non
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
     )
     assert result.stdout.split() == ["django.db.backends.postgresql", "False", "True"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", "-c jit=off -c plan_cache_mode=force_generic_plan"),
+        (
+            "?options=-c%20search_path%3Danim",
+            "-c search_path=anim -c jit=off -c plan_cache_mode=force_generic_plan",
+        ),
+        ("?options=-c%20jit%3Don", "-c jit=on -c plan_cache_mode=force_generic_plan"),
+    ],
+)
+def test_postgresql_connections_get_their_settings_beside_the_urls_own(tmp_path, query, expected):
+    """The URL's own options are kept, and win over ours for the same setting."""
+    result = load_settings(
+        "s.DATABASES['default']['OPTIONS']['options']",
+        DEBUG="True",
+        VAR_DIR=str(tmp_path),
+        DATABASE_URL=f"postgres://u@127.0.0.1:5432/anim{query}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
 
 
 @pytest.mark.parametrize("value", ["yes", "1", "true"])
