@@ -184,7 +184,7 @@ AWS_ACCESS_KEY_ID = env_secret("AWS_ACCESS_KEY_ID")
 AWS_SECRET_ACCESS_KEY = env_secret("AWS_SECRET_ACCESS_KEY")
 STORAGES = {
     "default": (
-        {"BACKEND": "storages.backends.s3.S3Storage"}
+        {"BACKEND": "studies.s3.S3Storage"}  # django-storages', streaming (studies/s3.py)
         if STORAGE_BACKEND == "s3"
         else {
             "BACKEND": "django.core.files.storage.FileSystemStorage",

@@ -17,6 +17,7 @@ from django.core.files import File
 from django.core.files.storage import Storage, default_storage
 
 from anim_gateway.errors import ApplicationError
+from studies import s3
 from studies.spool import CHUNK_SIZE, Spooled
 
 logger = logging.getLogger(__name__)
@@ -155,8 +156,9 @@ def object_chunks(*, key: str, start: int = 0, length: int | None = None) -> Ite
 def object_reader(*, key: str) -> "Reader":
     """The stored object, open for reading and seeking, whose storage failures are
     ObjectUnavailable (logged) wherever they come: at the opening, or at a read (S3 opens
-    lazily)."""
-    return Reader(object_open(key=key), key=key)
+    lazily); on S3 read through ranged GETs, streamed rather than downloaded whole."""
+    fp = object_open(key=key)
+    return Reader(s3.ranged(fp) or fp, key=key)
 
 
 def object_open(*, key: str) -> File:

@@ -99,3 +99,16 @@ def test_the_portal_stylesheet_is_served_without_debug(client, settings) -> None
     response = client.get("/static/portal.css")
     assert response.status_code == 200
     assert b"{" in b"".join(response.streaming_content)
+
+
+def test_s3_storage_is_the_streaming_one(tmp_path) -> None:
+    """tests/studies/test_s3_storage.py runs this backend against an S3-compatible server."""
+    result = load_settings(
+        "s.STORAGES['default']['BACKEND']",
+        DEBUG="True",
+        VAR_DIR=str(tmp_path),
+        STORAGE_BACKEND="s3",
+        AWS_STORAGE_BUCKET_NAME="anim",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["studies.s3.S3Storage"]

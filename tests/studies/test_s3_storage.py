@@ -1,0 +1,317 @@
+"""Objects on S3: a real S3-compatible server (moto's, on loopback), through django-storages.
+
+Ingest, WADO-RS, frames and fixity as on a local folder; reads streamed through ranged
+GETs, so that no object is ever held whole in memory, and resumed where a body breaks.
+"""
+
+import gc
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ResponseStreamingError
+from botocore.response import StreamingBody
+from django.db import DatabaseError
+from pydicom import dcmread
+from pydicom.encaps import get_frame
+
+from studies import s3, storage
+from studies.models import Instance
+from studies.tasks import fixity_check
+from tests.conftest import client_for
+
+from .conftest import dicom_copy, ingest, multipart_parts, pydicom_file, share_with_alice
+
+MiB = 1024 * 1024
+CREDENTIALS = {"aws_access_key_id": "anim-test", "aws_secret_access_key": "anim-test-secret"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> str:
+    """moto's S3 server in its own process: its memory is not this process's."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"moto_server did not start: {log.read_text()[-500:]}")
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def bucket(settings, s3_endpoint, private_storage) -> "boto3.resources.base.ServiceResource":
+    """A new bucket, and the gateway's storage set to it as STORAGE_BACKEND=s3 sets it."""
+    name = f"anim-{uuid.uuid4().hex[:12]}"
+    resource = boto3.resource(
+        "s3", endpoint_url=s3_endpoint, region_name="us-east-1", **CREDENTIALS
+    )
+    resource.create_bucket(Bucket=name)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "studies.s3.S3Storage"},
+    }
+    settings.AWS_STORAGE_BUCKET_NAME = name
+    settings.AWS_S3_ENDPOINT_URL = s3_endpoint
+    settings.AWS_S3_REGION_NAME = "us-east-1"
+    settings.AWS_ACCESS_KEY_ID = CREDENTIALS["aws_access_key_id"]
+    settings.AWS_SECRET_ACCESS_KEY = CREDENTIALS["aws_secret_access_key"]
+    return resource.Bucket(name)
+
+
+def _keys(bucket) -> list[str]:
+    return sorted(o.key for o in bucket.objects.all())
+
+
+def _path(result, suffix: str = "") -> str:
+    return (
+        f"/dicomweb/studies/{result.study_uid}/series/{result.series_uid}"
+        f"/instances/{result.sop_instance_uid}{suffix}"
+    )
+
+
+def _shared(cast, tmp_path, name: str, **attributes):
+    result = ingest(dicom_copy(tmp_path, name, patient_id="CHEM-X1", **attributes))
+    share_with_alice(cast)
+    return result
+
+
+def test_an_instance_goes_to_the_bucket_and_comes_back_byte_identical(cast, tmp_path, bucket):
+    source = dicom_copy(tmp_path, "CT_small.dcm", patient_id="CHEM-X1")
+    sent = source.read_bytes()
+    result = ingest(source)
+    share_with_alice(cast)
+    assert result.status == "stored"
+    key = Instance.objects.get().storage_key
+    assert _keys(bucket) == [key]
+    assert not (tmp_path / "storage").exists()  # nothing went to the local folder
+    response = client_for("alice", "CHL").get(_path(result), HTTP_ACCEPT="application/dicom")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == sent
+
+
+@pytest.mark.parametrize(
+    ("name", "native"),
+    [("rtdose.dcm", True), ("examples_ybr_color.dcm", False)],
+)
+def test_frames_come_from_the_bucket(cast, tmp_path, bucket, name, native):
+    result = _shared(cast, tmp_path, name)
+    original = dcmread(pydicom_file(name))
+    count = int(original.NumberOfFrames)
+    response = client_for("alice", "CHL").get(_path(result, f"/frames/{count},1"))
+    assert response.status_code == 200
+    parts = [data for _, data in multipart_parts(response)]
+    if native:
+        size = len(original.PixelData) // count
+        expected = [original.PixelData[(count - 1) * size :], original.PixelData[:size]]
+    else:
+        expected = [
+            get_frame(original.PixelData, index, number_of_frames=count) for index in (count - 1, 0)
+        ]
+    assert parts == expected
+
+
+def test_fixity_on_the_bucket_tells_an_altered_object_from_an_intact_one(cast, tmp_path, bucket):
+    for _ in range(2):
+        ingest(dicom_copy(tmp_path))
+    altered, intact = Instance.objects.order_by("pk")
+    data = bytearray(bucket.Object(altered.storage_key).get()["Body"].read())
+    data[-1] ^= 0xFF
+    bucket.put_object(Key=altered.storage_key, Body=bytes(data))
+    assert fixity_check(instance_ids=[altered.pk, intact.pk]) == [altered.sop_instance_uid]
+
+
+def test_a_missing_object_is_refused_before_the_answer_starts(cast, tmp_path, bucket):
+    result = _shared(cast, tmp_path, "CT_small.dcm")
+    bucket.Object(Instance.objects.get().storage_key).delete()
+    response = client_for("alice", "CHL").get(_path(result), HTTP_ACCEPT="application/dicom")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "OBJECT_UNAVAILABLE"
+
+
+def test_a_failed_index_leaves_nothing_in_the_bucket(
+    cast, tmp_path, bucket, failing_instance_insert
+):
+    with pytest.raises(DatabaseError):
+        ingest(dicom_copy(tmp_path))
+    assert _keys(bucket) == []
+    assert not Instance.objects.exists()
+
+
+# --- reading through ranged GETs -----------------------------------------------------------
+
+
+@pytest.fixture
+def large_object(bucket) -> tuple[str, bytes]:
+    """48 MiB of patterned bytes under a key, as storage would name it."""
+    data = os.urandom(MiB) * 48
+    key = "dicom/1.2/3.4/5.6.large.dcm"
+    bucket.put_object(Key=key, Body=data)
+    return key, data
+
+
+def _peak_while(fn) -> tuple[object, int]:
+    """fn's result and the peak of Python's allocations while it ran, boto3's client made
+    beforehand (its service model alone takes some 10 MiB, once per process)."""
+    storage.storage().connection.meta.client  # noqa: B018
+    gc.collect()
+    tracemalloc.start()
+    try:
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_large_object_streams_without_being_held_whole(large_object):
+    key, data = large_object
+
+    def digest_streamed() -> tuple[int, str]:
+        size = 0
+        for chunk in storage.object_chunks(key=key):
+            size += len(chunk)
+        return size, storage.object_sha256(key=key)
+
+    (size, digest), peak = _peak_while(digest_streamed)
+    assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    # A few chunks in flight, not the object's 48 MiB (django-storages' own S3File held
+    # it all: its spooled file never rolls over with AWS_S3_MAX_MEMORY_SIZE=0).
+    assert peak < 8 * MiB
+
+
+def test_a_range_at_the_end_is_read_without_the_rest(large_object, monkeypatch):
+    key, data = large_object
+    ranges = _ranges_asked(monkeypatch)
+    got, peak = _peak_while(
+        lambda: storage.object_read(key=key, start=len(data) - 1000, length=1000)
+    )
+    assert got == data[-1000:]
+    assert ranges == [f"bytes={len(data) - 1000}-"]
+    assert peak < 4 * MiB
+
+
+def test_reads_and_seeks_ask_the_fewest_ranges(large_object, monkeypatch):
+    key, data = large_object
+    ranges = _ranges_asked(monkeypatch)
+    with storage.object_reader(key=key) as reader:
+        assert reader.read(10) == data[:10]
+        reader.seek(5)  # back, within what was read: no request
+        assert reader.read(10) == data[5:15]
+        reader.seek(2 * MiB)  # a little ahead: read on through the same body
+        assert reader.read(100) == data[2 * MiB : 2 * MiB + 100]
+        reader.seek(40 * MiB)  # far ahead: a new range
+        assert reader.read(100) == data[40 * MiB : 40 * MiB + 100]
+        assert reader.tell() == 40 * MiB + 100
+    assert ranges == ["bytes=0-", f"bytes={40 * MiB}-"]
+
+
+def test_a_body_that_breaks_is_resumed_where_it_broke(large_object, monkeypatch):
+    key, data = large_object
+    ranges = _ranges_asked(monkeypatch)
+    _break_bodies(monkeypatch, after=[5 * MiB, 3 * MiB])
+    assert b"".join(storage.object_chunks(key=key)) == data
+    assert ranges == ["bytes=0-", f"bytes={5 * MiB}-", f"bytes={8 * MiB}-"]
+
+
+def test_a_body_that_keeps_breaking_makes_the_object_unavailable(large_object, monkeypatch, caplog):
+    key, _ = large_object
+    _break_bodies(monkeypatch, after=[MiB] * (s3.RESUMES + 1))
+    with pytest.raises(storage.ObjectUnavailable):
+        b"".join(storage.object_chunks(key=key))
+    assert "cannot be read: ResponseStreamingError" in caplog.text
+
+
+def test_an_object_replaced_while_read_is_not_mixed_with_its_new_bytes(
+    large_object, bucket, monkeypatch
+):
+    key, data = large_object
+    with storage.object_reader(key=key) as reader:
+        assert reader.read(10) == data[:10]
+        bucket.put_object(Key=key, Body=b"x" * len(data))  # a new ETag
+        reader.seek(30 * MiB)
+        with pytest.raises(storage.ObjectUnavailable):
+            reader.read(10)
+
+
+def _ranges_asked(monkeypatch) -> list[str]:
+    """The Range of every GetObject made from now on."""
+    asked: list[str] = []
+    real = s3.RangedObject._get
+
+    def recorded(self, position: int):
+        asked.append(f"bytes={position}-")
+        return real(self, position)
+
+    monkeypatch.setattr(s3.RangedObject, "_get", recorded)
+    return asked
+
+
+def _break_bodies(monkeypatch, *, after: list[int]) -> None:
+    """Each new body raises botocore's streaming error once it has given ``after[n]``
+    bytes (n counts the bodies); bodies beyond the list read normally."""
+    budgets = list(after)
+    real = s3.RangedObject._get
+
+    def breaking(self, position: int):
+        body = real(self, position)
+        if budgets:
+            body = _BreakingBody(body, budgets.pop(0))
+        return body
+
+    monkeypatch.setattr(s3.RangedObject, "_get", breaking)
+
+
+class _BreakingBody:
+    def __init__(self, body: StreamingBody, budget: int) -> None:
+        self._body, self._budget = body, budget
+
+    def read(self, amt: int) -> bytes:
+        if self._budget <= 0:
+            raise ResponseStreamingError(error=ConnectionResetError("reset by peer"))
+        data = self._body.read(min(amt, self._budget))
+        self._budget -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def test_a_spool_file_is_uploaded_from_its_path_not_read_ahead_into_memory(bucket, tmp_path):
+    from studies.spool import spool_path
+
+    source = tmp_path / "large.dcm"
+    source.write_bytes(os.urandom(MiB) * 64)
+    spooled = spool_path(source)
+    key, peak = _peak_while(lambda: storage.object_put(key="dicom/1/2/3.dcm", spooled=spooled))
+    assert bucket.Object(key).content_length == 64 * MiB
+    assert not spooled.path.exists()
+    # boto3 reads each part from the file as it sends it; given a file object it read up to
+    # ten 8 MiB parts ahead (69 MiB at the peak for this upload).
+    assert peak < 24 * MiB
