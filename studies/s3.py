@@ -152,3 +152,14 @@ class S3Storage(django_storages_s3.S3Storage):
             temporary_file_path(), ExtraArgs=params, Config=self.transfer_config
         )
         return cleaned
+
+    def names_under(self, folder: str) -> set[str]:
+        """Every name stored under ``folder``, at any depth: a listing (1,000 names per
+        request), as storage.objects_missing checks a study's objects before it streams."""
+        path = self._normalize_name(clean_name(folder)).rstrip("/")
+        prefix = f"{path}/" if path else ""
+        location = len(self.location)
+        return {
+            summary.key[location:].lstrip("/")
+            for summary in self.bucket.objects.filter(Prefix=prefix)
+        }

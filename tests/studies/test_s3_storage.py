@@ -315,3 +315,65 @@ def test_a_spool_file_is_uploaded_from_its_path_not_read_ahead_into_memory(bucke
     # boto3 reads each part from the file as it sends it; given a file object it read up to
     # ten 8 MiB parts ahead (69 MiB at the peak for this upload).
     assert peak < 24 * MiB
+
+
+# --- a study's objects checked before its retrieval streams --------------------------------
+
+
+def _study_of_two(cast, tmp_path):
+    first = _shared(cast, tmp_path, "CT_small.dcm")
+    second = ingest(
+        dicom_copy(tmp_path, "MR_small.dcm", patient_id="CHEM-X1", study_uid=first.study_uid)
+    )
+    return first, second
+
+
+def test_a_study_with_an_object_lost_from_the_bucket_comes_as_partial_content(
+    cast, tmp_path, bucket
+):
+    first, second = _study_of_two(cast, tmp_path)
+    lost = Instance.objects.get(sop_instance_uid=second.sop_instance_uid).storage_key
+    bucket.Object(lost).delete()
+    response = client_for("alice", "CHL").get(f"/dicomweb/studies/{first.study_uid}")
+    assert response.status_code == 206
+    assert '"B000: 1 of 2 instances cannot be read' in response["Warning"]
+    ((_, data),) = multipart_parts(response)
+    kept = Instance.objects.get(sop_instance_uid=first.sop_instance_uid).storage_key
+    assert data == bucket.Object(kept).get()["Body"].read()
+
+
+def test_a_study_whose_objects_are_all_in_the_bucket_is_listed_once(
+    cast, tmp_path, bucket, monkeypatch
+):
+    first, _ = _study_of_two(cast, tmp_path)
+    listed = []
+    real = s3.S3Storage.names_under
+    monkeypatch.setattr(
+        s3.S3Storage,
+        "names_under",
+        lambda self, folder: listed.append(folder) or real(self, folder),
+    )
+    response = client_for("alice", "CHL").get(f"/dicomweb/studies/{first.study_uid}")
+    assert response.status_code == 200
+    assert len(multipart_parts(response)) == 2
+    assert listed == [f"dicom/{first.study_uid}"]
+
+
+def test_a_bucket_that_cannot_be_listed_is_an_error_before_any_byte(
+    cast, tmp_path, bucket, monkeypatch, caplog
+):
+    from botocore.exceptions import EndpointConnectionError
+
+    first, _ = _study_of_two(cast, tmp_path)
+
+    def unreachable(self, folder):
+        raise EndpointConnectionError(endpoint_url="https://s3.example/bucket")
+
+    monkeypatch.setattr(s3.S3Storage, "names_under", unreachable)
+    response = client_for("alice", "CHL").get(f"/dicomweb/studies/{first.study_uid}")
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["code"] == "OBJECT_UNAVAILABLE"
+    assert error["message"].startswith("The stored copies of these instances cannot be read")
+    assert "cannot be listed: EndpointConnectionError" in caplog.text
+    assert "s3.example" not in caplog.text
