@@ -79,6 +79,12 @@ def object_key(*, study_uid: str, series_uid: str, sop_uid: str) -> str:
     return f"dicom/{study_uid}/{series_uid}/{sop_uid}.{secrets.token_hex(8)}.dcm"
 
 
+def preview_key(*, series_uid: str) -> str:
+    """A new key for a series' preview: random too, so that a worker that finds the preview
+    made by another deletes its own object, not the one the series names."""
+    return f"previews/{series_uid}.{secrets.token_hex(8)}.png"
+
+
 def object_put(*, key: str, spooled: Spooled) -> str:
     """Move the spool file into storage; returns the key actually used."""
     with spooled.path.open("rb") as fp:

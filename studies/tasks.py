@@ -31,7 +31,9 @@ def series_preview(instance_id: int) -> str:
     except InvalidDicom as exc:
         logger.info("No preview for instance %s: %s", instance.pk, exc)
         return ""
-    key = storage.storage().save(f"previews/{instance.series.series_uid}.png", ContentFile(png))
+    key = storage.storage().save(
+        storage.preview_key(series_uid=instance.series.series_uid), ContentFile(png)
+    )
     updated = Series.objects.filter(pk=instance.series_id, preview_key="").update(preview_key=key)
     if not updated:
         storage.object_delete(key=key)  # another worker made it first

@@ -377,3 +377,21 @@ def test_a_bucket_that_cannot_be_listed_is_an_error_before_any_byte(
     assert error["message"].startswith("The stored copies of these instances cannot be read")
     assert "cannot be listed: EndpointConnectionError" in caplog.text
     assert "s3.example" not in caplog.text
+
+
+def test_a_second_preview_of_a_series_leaves_the_first_in_the_bucket(cast, tmp_path, bucket):
+    """Two workers may render a series' preview; the one that finds it made deletes its own
+    object, never the one the series names (S3 overwrites a name that is saved again)."""
+    from studies.models import Series
+    from studies.tasks import series_preview
+
+    ingest(dicom_copy(tmp_path, "examples_overlay.dcm"))
+    instance = Instance.objects.get()
+    Series.objects.update(preview_key="")
+    first = series_preview(instance.pk)
+    second = series_preview(instance.pk)
+    assert Series.objects.get().preview_key == first
+    assert second != first
+    assert first in _keys(bucket)
+    assert second not in _keys(bucket)
+    assert b"".join(storage.object_chunks(key=first)).startswith(b"\x89PNG")
