@@ -12,9 +12,11 @@ ahead into memory. A spool file is on disk already: boto3 is given its path, and
 part from the file as it sends it.
 """
 
+import datetime
 import io
 import logging
 import os
+from collections.abc import Iterator
 
 from botocore.exceptions import BotoCoreError
 from s3transfer.constants import ALLOWED_DOWNLOAD_ARGS
@@ -153,13 +155,11 @@ class S3Storage(django_storages_s3.S3Storage):
         )
         return cleaned
 
-    def names_under(self, folder: str) -> set[str]:
-        """Every name stored under ``folder``, at any depth: a listing (1,000 names per
-        request), as storage.objects_missing checks a study's objects before it streams."""
+    def objects_under(self, folder: str) -> Iterator[tuple[str, datetime.datetime]]:
+        """(name, last modified) of every object stored under ``folder``, at any depth: a
+        listing, 1,000 objects per request (S3 has no folders to walk)."""
         path = self._normalize_name(clean_name(folder)).rstrip("/")
         prefix = f"{path}/" if path else ""
         location = len(self.location)
-        return {
-            summary.key[location:].lstrip("/")
-            for summary in self.bucket.objects.filter(Prefix=prefix)
-        }
+        for summary in self.bucket.objects.filter(Prefix=prefix):
+            yield summary.key[location:].lstrip("/"), summary.last_modified

@@ -1,6 +1,7 @@
 """Object storage of DICOM files through Django's storage API (local folder or S3)."""
 
 import contextlib
+import datetime
 import functools
 import hashlib
 import logging
@@ -146,14 +147,32 @@ def objects_missing(keys: list[str]) -> list[str]:
 def _names_listed(keys: list[str]) -> set[str] | None:
     """The names stored under the keys' common folder, on a storage that lists them (S3);
     None on any other."""
-    lister = getattr(storage(), "names_under", None)
+    lister = getattr(storage(), "objects_under", None)
     if lister is None or not keys:
         return None
     folder = posixpath.commonpath([key.rpartition("/")[0] for key in keys])
     try:
-        return lister(folder)
+        return {name for name, _ in lister(folder)}
     except READ_ERRORS as exc:
         raise _unavailable(folder, exc, "listed", "copies of these instances") from exc
+
+
+def objects_under(folder: str) -> Iterator[tuple[str, datetime.datetime]]:
+    """(key, last modified) of every stored object under ``folder``, at any depth: listed
+    where the storage lists (S3), walked folder by folder on a local one."""
+    lister = getattr(storage(), "objects_under", None)
+    if lister is not None:
+        return lister(folder)
+    return _walked(storage(), folder)
+
+
+def _walked(store: Storage, folder: str) -> Iterator[tuple[str, datetime.datetime]]:
+    folders, files = store.listdir(folder) if store.exists(folder) else ([], [])
+    for name in files:
+        key = f"{folder}/{name}"
+        yield key, store.get_modified_time(key)
+    for inner in folders:
+        yield from _walked(store, f"{folder}/{inner}")
 
 
 def _is_file(path: Path) -> bool:

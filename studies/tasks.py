@@ -1,6 +1,7 @@
 """Follow-up work on stored studies: previews and fixity checks (Celery; inline without broker)."""
 
 import datetime
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -88,6 +89,10 @@ def fixity_check_due(batch_size: int = 500) -> int:
     return len(ids)
 
 
+# Stored objects are checked against the index this many at a time (one query each).
+SWEEP_BATCH = 500
+
+
 def orphans_sweep(*, older_than: datetime.timedelta = datetime.timedelta(hours=1)) -> list[str]:
     """Delete stored objects that no instance references (a process killed between storing
     and indexing), and stale spool files; recent ones may belong to an ingest in progress.
@@ -99,13 +104,16 @@ def orphans_sweep(*, older_than: datetime.timedelta = datetime.timedelta(hours=1
     """
     cutoff = timezone.now() - older_than
     deleted = []
-    for key in _keys_under(storage.storage(), "dicom"):
-        if storage.storage().get_modified_time(key) >= cutoff:
-            continue
-        if not Instance.objects.filter(storage_key=key).exists():
-            storage.object_delete(key=key)
-            logger.warning("Deleted an unindexed stored object: %s", key)
-            deleted.append(key)
+    old = (key for key, modified in storage.objects_under("dicom") if modified < cutoff)
+    while batch := list(itertools.islice(old, SWEEP_BATCH)):
+        indexed = set(
+            Instance.objects.filter(storage_key__in=batch).values_list("storage_key", flat=True)
+        )
+        for key in batch:
+            if key not in indexed:
+                storage.object_delete(key=key)
+                logger.warning("Deleted an unindexed stored object: %s", key)
+                deleted.append(key)
     # A spool file may wait, complete, while the rest of a slow upload arrives: only files
     # older than any request can last are left over from a killed process.
     spool_cutoff = time.time() - settings.SPOOL_MAX_AGE_HOURS * 3600
@@ -114,14 +122,6 @@ def orphans_sweep(*, older_than: datetime.timedelta = datetime.timedelta(hours=1
         if path.stat().st_mtime < min(spool_cutoff, cutoff.timestamp()):
             path.unlink(missing_ok=True)
     return deleted
-
-
-def _keys_under(store, prefix: str):
-    folders, files = store.listdir(prefix) if store.exists(prefix) else ([], [])
-    for name in files:
-        yield f"{prefix}/{name}"
-    for folder in folders:
-        yield from _keys_under(store, f"{prefix}/{folder}")
 
 
 @shared_task
