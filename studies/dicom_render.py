@@ -2,12 +2,14 @@
 
 import io
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
+from anim_gateway.errors import ApplicationError
 from studies.dicom import InvalidDicom
 
 FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG"}
@@ -18,20 +20,25 @@ class CannotRender(InvalidDicom):
 
 
 def render_frame(
-    path: Path,
+    source: Path | BinaryIO,
     *,
     index: int,
     media_type: str = "image/jpeg",
     window: tuple[float, float] | None = None,
     max_size: int | None = None,
 ) -> bytes:
-    """One frame (0-based ``index``) as an 8-bit image, read from the file frame by frame.
+    """One frame (0-based ``index``) as an 8-bit image, read from a file or a stored object
+    (read, seek and tell) as far as that frame, no further.
 
     The window is the caller's (center, width), else the dataset's, else the frame's range.
     """
     ds = Dataset()
     try:
-        arr = pixel_array(str(path), index=index, ds_out=ds)
+        arr = pixel_array(
+            str(source) if isinstance(source, Path) else source, index=index, ds_out=ds
+        )
+    except ApplicationError:
+        raise  # already told apart (the storage failing under the read, say)
     except Exception as exc:  # decoders raise many types on corrupt or unsupported data
         raise CannotRender(f"The frame cannot be decoded: {type(exc).__name__}: {exc}") from exc
     image = _to_image(arr, ds, window=window)

@@ -1,6 +1,5 @@
 """Object storage of DICOM files through Django's storage API (local folder or S3)."""
 
-import contextlib
 import datetime
 import functools
 import hashlib
@@ -9,7 +8,6 @@ import os
 import posixpath
 import secrets
 import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -273,20 +271,3 @@ def object_sha256(*, key: str) -> str:
     for chunk in object_chunks(key=key):
         digest.update(chunk)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def local_copy(*, key: str) -> Iterator[Path]:
-    """The object as a local file: its own path on disk storage, a temporary copy otherwise."""
-    path = object_local_path(key=key)
-    if path is not None:
-        if not _is_file(path):
-            logger.error("Stored object %s is missing", key)
-            raise ObjectUnavailable()
-        yield path
-        return
-    with tempfile.NamedTemporaryFile(suffix=".dcm") as fp:
-        for chunk in object_chunks(key=key):
-            fp.write(chunk)
-        fp.flush()
-        yield Path(fp.name)

@@ -27,8 +27,8 @@ def series_preview(instance_id: int) -> str:
     """Render a small PNG of the instance's first frame as its series' preview."""
     instance = Instance.objects.select_related("series").get(pk=instance_id)
     try:
-        with storage.local_copy(key=instance.storage_key) as path:
-            png = render_frame(path, index=0, media_type="image/png", max_size=PREVIEW_SIZE)
+        with storage.object_reader(key=instance.storage_key) as reader:
+            png = render_frame(reader, index=0, media_type="image/png", max_size=PREVIEW_SIZE)
     except InvalidDicom as exc:
         logger.info("No preview for instance %s: %s", instance.pk, exc)
         return ""

@@ -142,8 +142,8 @@ class RenderedApi(DicomWebApi):
             )
         index = frame_numbers(frames, count=max(found.number_of_frames, 1))[0] - 1
         try:
-            with storage.local_copy(key=found.storage_key) as path:
-                image = render_frame(path, index=index, media_type=media_type, window=window)
+            with storage.object_reader(key=found.storage_key) as reader:
+                image = render_frame(reader, index=index, media_type=media_type, window=window)
         except InvalidDicom as exc:
             raise ApplicationError(str(exc), code="NOT_RENDERABLE", status_code=406) from exc
         return HttpResponse(image, content_type=media_type)

@@ -22,6 +22,7 @@ from botocore.response import StreamingBody
 from django.db import DatabaseError
 from pydicom import dcmread
 from pydicom.encaps import get_frame
+from pydicom.uid import generate_uid
 
 from studies import s3, storage
 from studies.models import Instance
@@ -412,3 +413,60 @@ def test_the_sweep_deletes_unindexed_objects_from_the_bucket(cast, tmp_path, buc
     # Older than "now plus a minute": every object qualifies by its age.
     assert sorted(orphans_sweep(older_than=-datetime.timedelta(minutes=1))) == orphans
     assert _keys(bucket) == [indexed]
+
+
+# --- rendering a frame from the bucket -----------------------------------------------------
+
+
+def _many_frames(tmp_path, frames: int) -> Path:
+    """CT_small's 128x128 frame repeated: a native multi-frame instance of 32 KiB frames."""
+    ds = dcmread(pydicom_file("CT_small.dcm"))
+    ds.NumberOfFrames = frames
+    ds.PixelData = ds.PixelData * frames
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.PatientID = "CHEM-X1"
+    path = tmp_path / "frames.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _bytes_read(monkeypatch) -> list[int]:
+    """The bytes every ranged reader gives, as they are read."""
+    given: list[int] = []
+    real = s3.RangedObject.readinto
+
+    def counted(self, buffer) -> int:
+        size = real(self, buffer)
+        given.append(size)
+        return size
+
+    monkeypatch.setattr(s3.RangedObject, "readinto", counted)
+    return given
+
+
+def test_a_frame_is_rendered_from_the_bucket_reading_only_as_far_as_it(
+    cast, tmp_path, bucket, monkeypatch
+):
+    result = ingest(_many_frames(tmp_path, 400))  # 12.5 MiB of pixel data
+    share_with_alice(cast)
+    given = _bytes_read(monkeypatch)
+    response = client_for("alice", "CHL").get(
+        _path(result, "/frames/400/rendered"), HTTP_ACCEPT="image/png"
+    )
+    assert response.status_code == 200
+    assert response.content.startswith(b"\x89PNG")
+    # The header and the last frame (32 KiB), each with the reader's buffer: not the object.
+    assert sum(given) < 2 * MiB
+
+
+def test_a_bucket_failing_under_a_rendering_is_the_storage_error_not_a_bad_frame(
+    cast, tmp_path, bucket, monkeypatch
+):
+    result = _shared(cast, tmp_path, "CT_small.dcm")
+    _break_bodies(monkeypatch, after=[0] * (s3.RESUMES + 1))
+    response = client_for("alice", "CHL").get(
+        _path(result, "/frames/1/rendered"), HTTP_ACCEPT="image/png"
+    )
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "OBJECT_UNAVAILABLE"
