@@ -18,7 +18,9 @@ import logging
 import os
 from collections.abc import Iterator
 
-from botocore.exceptions import BotoCoreError
+import urllib3
+from boto3.s3.transfer import create_transfer_manager
+from botocore.exceptions import BotoCoreError, ResponseStreamingError
 from s3transfer.constants import ALLOWED_DOWNLOAD_ARGS
 from storages.backends import s3 as django_storages_s3
 from storages.backends.s3 import S3File
@@ -33,9 +35,12 @@ SKIP_WITHIN = 4 * 1024 * 1024
 # Read buffer: pydicom's small reads and short seeks back within it cost no request.
 BUFFER_SIZE = 256 * 1024
 # A body broken while streaming (a reset connection, a read timeout) is asked again from
-# where it broke, this many times per object read; the ETag pins the object, so bytes never
-# mix versions.
+# where it broke, this many times in a row; the ETag pins the object, so bytes never mix
+# versions.
 RESUMES = 2
+# What a body may raise when it breaks: botocore's own, and urllib3's that botocore lets
+# through (an SSLError in the middle of a TLS stream).
+BROKEN = (BotoCoreError, urllib3.exceptions.HTTPError)
 
 
 def ranged(fp: object) -> io.BufferedReader | None:
@@ -80,7 +85,10 @@ class RangedObject(io.RawIOBase):
         return self._position
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
+        bases = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}
+        if whence not in bases:  # SEEK_DATA, SEEK_HOLE: an object has no holes to find
+            raise io.UnsupportedOperation(f"seek whence {whence}")
+        base = bases[whence]
         if base + offset < 0:
             raise ValueError("negative seek position")
         self._position = base + offset
@@ -94,12 +102,13 @@ class RangedObject(io.RawIOBase):
             try:
                 data = self._body_at(self._position).read(wanted)
                 break
-            except BotoCoreError as exc:  # the body broke: ask again from this position
+            except BROKEN as exc:  # the body broke: ask again from this position
                 self._drop_body()
                 if self._resumes_left == 0:
-                    raise
+                    raise ResponseStreamingError(error=exc) from exc
                 self._resumes_left -= 1
                 logger.warning("S3 read broke (%s); resuming", type(exc).__name__)
+        self._resumes_left = RESUMES  # it reads again: the next break starts a new count
         if not data:  # the body ended early: the object is shorter than its HEAD said
             self._drop_body()
             raise OSError("The stored object ended before its length.")
@@ -129,8 +138,16 @@ class RangedObject(io.RawIOBase):
         return self._body
 
     def _get(self, position: int):
-        """A GET from ``position`` to the end; the ETag refuses another version's bytes."""
+        """A GET from ``position`` to the end; the ETag refuses another version's bytes.
+
+        Open-ended: a body dropped before its end (a seek far away) costs its connection,
+        which urllib3 closes rather than pool; a frame or a whole object costs one GET."""
         answer = self._obj.get(Range=f"bytes={position}-", IfMatch=self._etag, **self._params)
+        # A server (or a proxy) that ignores Range answers with the whole object: refused,
+        # rather than served from the wrong offset.
+        if not answer.get("ContentRange", "").startswith(f"bytes {position}-"):
+            answer["Body"].close()
+            raise OSError("The storage did not answer the range asked.")
         return answer["Body"]
 
     def _drop_body(self) -> None:
@@ -150,9 +167,12 @@ class S3Storage(django_storages_s3.S3Storage):
         cleaned = clean_name(name)
         key = self._normalize_name(cleaned)
         params = self._get_write_parameters(key, content)
-        self.bucket.Object(key).upload_file(
-            temporary_file_path(), ExtraArgs=params, Config=self.transfer_config
-        )
+        # boto3's transfer manager, as Object.upload_file uses it, without that method's
+        # wrapping of errors into S3UploadFailedError (a message naming the file and the
+        # bucket): a failure is botocore's own error, as django-storages' upload raised it.
+        client = self.connection.meta.client
+        with create_transfer_manager(client, self.transfer_config) as manager:
+            manager.upload(temporary_file_path(), self.bucket_name, key, params).result()
         return cleaned
 
     def objects_under(self, folder: str) -> Iterator[tuple[str, datetime.datetime]]:

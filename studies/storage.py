@@ -149,6 +149,8 @@ def _names_listed(keys: list[str]) -> set[str] | None:
     if lister is None or not keys:
         return None
     folder = posixpath.commonpath([key.rpartition("/")[0] for key in keys])
+    if not folder:  # keys at the top: no folder to list short of the whole bucket
+        return None
     try:
         return {name for name, _ in lister(folder)}
     except READ_ERRORS as exc:

@@ -6,6 +6,7 @@ GETs, so that no object is ever held whole in memory, and resumed where a body b
 
 import gc
 import hashlib
+import io
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import urllib3
 from botocore.exceptions import ResponseStreamingError
 from botocore.response import StreamingBody
 from django.db import DatabaseError
@@ -171,8 +173,9 @@ def test_a_failed_index_leaves_nothing_in_the_bucket(
 
 @pytest.fixture
 def large_object(bucket) -> tuple[str, bytes]:
-    """48 MiB of patterned bytes under a key, as storage would name it."""
-    data = os.urandom(MiB) * 48
+    """48 MiB of random bytes (no period a wrong offset could land on) under a key, as
+    storage would name it."""
+    data = os.urandom(48 * MiB)
     key = "dicom/1.2/3.4/5.6.large.dcm"
     bucket.put_object(Key=key, Body=data)
     return key, data
@@ -207,9 +210,9 @@ def test_a_large_object_streams_without_being_held_whole(large_object):
     assert peak < 8 * MiB
 
 
-def test_a_range_at_the_end_is_read_without_the_rest(large_object, monkeypatch):
+def test_a_range_at_the_end_is_read_without_the_rest(large_object, ranges_asked):
     key, data = large_object
-    ranges = _ranges_asked(monkeypatch)
+    ranges = ranges_asked
     got, peak = _peak_while(
         lambda: storage.object_read(key=key, start=len(data) - 1000, length=1000)
     )
@@ -218,9 +221,9 @@ def test_a_range_at_the_end_is_read_without_the_rest(large_object, monkeypatch):
     assert peak < 4 * MiB
 
 
-def test_reads_and_seeks_ask_the_fewest_ranges(large_object, monkeypatch):
+def test_reads_and_seeks_ask_the_fewest_ranges(large_object, ranges_asked):
     key, data = large_object
-    ranges = _ranges_asked(monkeypatch)
+    ranges = ranges_asked
     with storage.object_reader(key=key) as reader:
         assert reader.read(10) == data[:10]
         reader.seek(5)  # back, within what was read: no request
@@ -233,9 +236,9 @@ def test_reads_and_seeks_ask_the_fewest_ranges(large_object, monkeypatch):
     assert ranges == ["bytes=0-", f"bytes={40 * MiB}-"]
 
 
-def test_a_body_that_breaks_is_resumed_where_it_broke(large_object, monkeypatch):
+def test_a_body_that_breaks_is_resumed_where_it_broke(large_object, monkeypatch, ranges_asked):
     key, data = large_object
-    ranges = _ranges_asked(monkeypatch)
+    ranges = ranges_asked
     _break_bodies(monkeypatch, after=[5 * MiB, 3 * MiB])
     assert b"".join(storage.object_chunks(key=key)) == data
     assert ranges == ["bytes=0-", f"bytes={5 * MiB}-", f"bytes={8 * MiB}-"]
@@ -243,10 +246,65 @@ def test_a_body_that_breaks_is_resumed_where_it_broke(large_object, monkeypatch)
 
 def test_a_body_that_keeps_breaking_makes_the_object_unavailable(large_object, monkeypatch, caplog):
     key, _ = large_object
-    _break_bodies(monkeypatch, after=[MiB] * (s3.RESUMES + 1))
+    # Three breaks in a row, nothing read in between: a break after progress starts anew.
+    _break_bodies(monkeypatch, after=[MiB] + [0] * (s3.RESUMES + 1))
     with pytest.raises(storage.ObjectUnavailable):
         b"".join(storage.object_chunks(key=key))
     assert "cannot be read: ResponseStreamingError" in caplog.text
+
+
+def test_a_tls_error_that_botocore_lets_through_is_resumed_too(large_object, monkeypatch):
+    key, data = large_object
+    _break_bodies(monkeypatch, after=[3 * MiB], error=urllib3.exceptions.SSLError("bad MAC"))
+    assert b"".join(storage.object_chunks(key=key)) == data
+
+
+def test_a_tls_error_that_keeps_coming_makes_the_object_unavailable(large_object, monkeypatch):
+    key, _ = large_object
+    tls = urllib3.exceptions.SSLError("bad record MAC")
+    _break_bodies(monkeypatch, after=[0] * (s3.RESUMES + 1), error=tls)
+    with pytest.raises(storage.ObjectUnavailable):
+        b"".join(storage.object_chunks(key=key))
+
+
+def test_a_server_that_ignores_the_range_is_not_read_from_the_wrong_offset(large_object):
+    key, _ = large_object
+    events = storage.storage().connection.meta.client.meta.events
+
+    def without_range(params, **kwargs) -> None:
+        params["headers"].pop("Range", None)  # the whole object comes back, with 200
+
+    events.register("before-call.s3.GetObject", without_range)
+    try:
+        with storage.object_reader(key=key) as reader:
+            reader.seek(MiB)
+            with pytest.raises(storage.ObjectUnavailable):
+                reader.read(10)
+    finally:
+        events.unregister("before-call.s3.GetObject", without_range)
+
+
+def test_a_seek_for_data_or_holes_is_unsupported(large_object):
+    key, _ = large_object
+    fp = storage.object_open(key=key)
+    raw = s3.ranged(fp).raw
+    with pytest.raises(io.UnsupportedOperation):
+        raw.seek(0, os.SEEK_DATA)
+    raw.close()
+
+
+def test_an_upload_that_fails_raises_botocores_error_naming_no_file(settings, bucket, tmp_path):
+    from botocore.exceptions import ClientError
+
+    from studies.spool import spool_path
+
+    source = tmp_path / "one.dcm"
+    source.write_bytes(b"x" * 1000)
+    spooled = spool_path(source)
+    settings.AWS_STORAGE_BUCKET_NAME = "anim-no-such-bucket"
+    with pytest.raises(ClientError) as raised:
+        storage.object_put(key="dicom/1/2/3.dcm", spooled=spooled)
+    assert str(spooled.path) not in str(raised.value)
 
 
 def test_an_object_replaced_while_read_is_not_mixed_with_its_new_bytes(
@@ -261,41 +319,43 @@ def test_an_object_replaced_while_read_is_not_mixed_with_its_new_bytes(
             reader.read(10)
 
 
-def _ranges_asked(monkeypatch) -> list[str]:
-    """The Range of every GetObject made from now on."""
+@pytest.fixture
+def ranges_asked(bucket) -> list[str]:
+    """The Range header of every GetObject sent during the test, as botocore sends it."""
     asked: list[str] = []
-    real = s3.RangedObject._get
+    events = storage.storage().connection.meta.client.meta.events
 
-    def recorded(self, position: int):
-        asked.append(f"bytes={position}-")
-        return real(self, position)
+    def recorded(params, **kwargs) -> None:
+        asked.append(params["headers"].get("Range", ""))
 
-    monkeypatch.setattr(s3.RangedObject, "_get", recorded)
-    return asked
+    events.register("before-call.s3.GetObject", recorded)
+    yield asked
+    events.unregister("before-call.s3.GetObject", recorded)
 
 
-def _break_bodies(monkeypatch, *, after: list[int]) -> None:
-    """Each new body raises botocore's streaming error once it has given ``after[n]``
-    bytes (n counts the bodies); bodies beyond the list read normally."""
+def _break_bodies(monkeypatch, *, after: list[int], error: Exception | None = None) -> None:
+    """Each new body raises ``error`` (botocore's streaming error by default) once it has
+    given ``after[n]`` bytes (n counts the bodies); bodies beyond the list read normally."""
     budgets = list(after)
     real = s3.RangedObject._get
 
     def breaking(self, position: int):
         body = real(self, position)
         if budgets:
-            body = _BreakingBody(body, budgets.pop(0))
+            body = _BreakingBody(body, budgets.pop(0), error)
         return body
 
     monkeypatch.setattr(s3.RangedObject, "_get", breaking)
 
 
 class _BreakingBody:
-    def __init__(self, body: StreamingBody, budget: int) -> None:
+    def __init__(self, body: StreamingBody, budget: int, error: Exception | None) -> None:
         self._body, self._budget = body, budget
+        self._error = error or ResponseStreamingError(error=ConnectionResetError("reset"))
 
     def read(self, amt: int) -> bytes:
         if self._budget <= 0:
-            raise ResponseStreamingError(error=ConnectionResetError("reset by peer"))
+            raise self._error
         data = self._body.read(min(amt, self._budget))
         self._budget -= len(data)
         return data
