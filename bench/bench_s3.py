@@ -126,35 +126,30 @@ def through_gateway(key: str, *, start: int = 0, length: int | None = None) -> t
     return total, first or 0.0
 
 
-def put(work: Path, size: int) -> str:
-    from studies import storage
-    from studies.spool import spool_path
-
-    source = work / f"source-{size}.bin"
+def source_file(work: Path, size: int) -> Path:
+    """``size`` bytes of random MiB blocks in a file, written before any timing starts."""
+    source = work / f"source-{size}-{time.time_ns()}.bin"
     with source.open("wb") as out:
         block = os.urandom(MiB)
         for _ in range(size // MiB):
             out.write(block)
-    spooled = spool_path(source)
-    source.unlink()
-    return storage.object_put(key=f"dicom/bench/{size}/{time.time_ns()}.dcm", spooled=spooled)
+    return source
 
 
-def put_through_django_storages(work: Path, size: int) -> str:
+def put(spooled) -> str:
+    """The gateway's upload of a spool file (storage.object_put, as ingest stores)."""
+    from studies import storage
+
+    return storage.object_put(key=f"dicom/bench/{time.time_ns()}.dcm", spooled=spooled)
+
+
+def put_through_django_storages(source: Path) -> str:
     """django-storages' own upload of the same file (a file object: boto3 reads ahead)."""
     from django.core.files import File
     from storages.backends.s3 import S3Storage
 
-    source = work / f"source-{size}.bin"
-    with source.open("wb") as out:
-        block = os.urandom(MiB)
-        for _ in range(size // MiB):
-            out.write(block)
-    try:
-        with source.open("rb") as fp:
-            return S3Storage().save(f"dicom/bench/plain/{time.time_ns()}.dcm", File(fp))
-    finally:
-        source.unlink()
+    with source.open("rb") as fp:
+        return S3Storage().save(f"dicom/bench/plain/{time.time_ns()}.dcm", File(fp))
 
 
 def main() -> int:
@@ -173,16 +168,23 @@ def main() -> int:
 
 
 def bench_size(work: Path, size: int, repeat: int) -> None:
+    from studies.spool import spool_path
+
     keys = []
     runs = []
     for _ in range(repeat):
-        key, seconds, peak = measured(lambda: put(work, size))
+        source = source_file(work, size)
+        spooled = spool_path(source)
+        source.unlink()
+        key, seconds, peak = measured(lambda s=spooled: put(s))
         keys.append(key)
         runs.append((seconds, peak, 0.0))
     report("upload a spool file (studies.s3.S3Storage)", size, runs)
     runs = []
     for _ in range(repeat):
-        _, seconds, peak = measured(lambda: put_through_django_storages(work, size))
+        source = source_file(work, size)
+        _, seconds, peak = measured(lambda s=source: put_through_django_storages(s))
+        source.unlink()
         runs.append((seconds, peak, 0.0))
     report("upload the file, django-storages S3Storage", size, runs)
     steps = [
