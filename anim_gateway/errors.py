@@ -2,7 +2,9 @@
 
 import logging
 
-from django.http import HttpRequest, JsonResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -81,8 +83,32 @@ def _drf_message(exc: exceptions.APIException) -> str:
     return str(exc.detail)
 
 
+def _request_refused(exc: SuspiciousOperation) -> Response:
+    """Django's refusals of a request's size or shape, raised where DRF reads the request
+    (Django's own handler would answer 400 outside a DRF view)."""
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body("TOO_LARGE", "The request body is larger than this endpoint accepts."),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, TooManyFieldsSent):
+        message = "The request has more parameters than the gateway accepts."
+    else:
+        message = "The request is malformed."
+    logger.warning("Request refused: %s", exc.__class__.__name__)
+    return Response(error_body("INVALID", message), status=status.HTTP_400_BAD_REQUEST)
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every error leaves with the documented shape."""
+    # Django's own exceptions, as DRF's handler converts them (and so that their message
+    # is read from the converted one: Http404 has no .detail).
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, SuspiciousOperation):
+        return _request_refused(exc)
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message), status=exc.status_code)
     if isinstance(exc, AuditUnavailable):

@@ -200,7 +200,10 @@ REST_FRAMEWORK = {
         "consent.authentication.PortalSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["anim_gateway.parsers.JSONParser"],
+    # OPTIONS answers 405 (with Allow): DRF's description of a view is not part of the API,
+    # and on a patient-data view it would be a success that never consulted the gate.
+    "DEFAULT_METADATA_CLASS": None,
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",

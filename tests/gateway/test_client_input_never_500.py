@@ -51,6 +51,16 @@ def raw(who: str, path: str, body: bytes, content_type: str, status: int, code: 
     return Case(who, "post", path, status, code, body, content_type)
 
 
+def options(who: str, path: str) -> Case:
+    """OPTIONS: 405 with Allow on every view (DRF's description of a view is not served; on
+    a patient-data view it was a 500, a success that never consulted the gate)."""
+    return Case(who, "options", path, 405, "METHOD_NOT_ALLOWED")
+
+
+# More query parameters than Django parses (DATA_UPLOAD_MAX_NUMBER_FIELDS, 1,000).
+MANY_PARAMETERS = "&".join(f"k{n}=v" for n in range(1001))
+
+
 @pytest.fixture
 def world(cast, tmp_path) -> dict:
     """Xavier's CT study at CHEM, shared with Dr Alice at CHL."""
@@ -160,6 +170,12 @@ DICOMWEB_READS = [
     get("alice", INST + "/rendered?accept=image/gif", 406, "NOT_ACCEPTABLE"),
     get("alice", INST + "/rendered", 200, HTTP_ACCEPT=";q=0, image/*"),
     get("alice", INST + "/thumbnail", 404, "NOT_FOUND"),
+    # methods and parameter counts
+    options("alice", Q),
+    options("alice", INST + "/rendered"),
+    Case("anon", "options", Q, 401, "UNAUTHENTICATED"),  # who asks is checked first
+    get("alice", Q + "?" + MANY_PARAMETERS, 400, "INVALID"),
+    get("alice", INST + "/rendered?" + MANY_PARAMETERS, 400, "INVALID"),
 ]
 
 
@@ -274,6 +290,36 @@ REST = [
     raw("xavier", CONSENTS, b"[]", "application/json", 400, "INVALID"),
     raw("xavier", CONSENTS, b"1e999", "application/json", 400, "INVALID"),
     raw("xavier", CONSENTS, b"x", "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    # nested deeper than the parser's recursion, larger than Django reads, not Unicode text
+    raw("xavier", CONSENTS, b"[" * 3000 + b"]" * 3000, "application/json", 400, "INVALID"),
+    raw(
+        "xavier", CONSENTS, b'{"a":' * 3000 + b"1" + b"}" * 3000, "application/json", 400, "INVALID"
+    ),
+    raw(
+        "xavier",
+        CONSENTS,
+        b'{"x": "' + b"y" * (3 << 20) + b'"}',
+        "application/json",
+        413,
+        "TOO_LARGE",
+    ),
+    raw("xavier", CONSENTS, b'{"institutions": ["\\ud800"]}', "application/json", 400, "INVALID"),
+    raw(
+        "system",
+        "/api/v1/care-relationships/",
+        b'{"patient": "%s", "practitioner": "alice", "kind": "\\ud800"}' % XAVIER_ID.encode(),
+        "application/json",
+        400,
+        "INVALID",
+    ),
+    raw("system", "/api/v1/patients/", b'{"sex": "\\udfff"}', "application/json", 400, "INVALID"),
+    # methods, formats and parameter counts
+    options("xavier", CONSENTS),
+    options("alice", PATIENT + "/studies/"),
+    Case("anon", "options", "/api/v1/me/record/", 401, "UNAUTHENTICATED"),
+    get("anon", "/api/v1/me/record/?format=x", 404, "NOT_FOUND"),
+    get("dora", EVENTS + "?format=x", 404, "NOT_FOUND"),
+    get("anon", "/api/v1/me/record/?" + MANY_PARAMETERS, 400, "INVALID"),
     raw("xavier", CONSENTS, b"x", "multipart/form-data", 415, "UNSUPPORTED_MEDIA_TYPE"),
     post("xavier", CONSENTS, {"institutions": "CHL"}, 400),
     post("xavier", CONSENTS, {"institutions": None, "valid_until": 20270101}, 400),
@@ -317,6 +363,14 @@ REST = [
 @pytest.mark.parametrize("case", REST, ids=_id)
 def test_the_rest_api_answers_malformed_input_without_a_500(world, case):
     _assert_answer(_send(case, world), case)
+
+
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/schema/"])
+def test_the_api_documentation_answers_options_and_unknown_formats_without_a_500(path):
+    client = APIClient()
+    client.raise_request_exception = False
+    assert client.options(path).status_code == 405
+    assert client.get(path + "?format=x").status_code == 404
 
 
 @pytest.mark.parametrize("until", ["9999-12-31T23:00:00-05:00", "9999-12-31T23:30:00+00:00"])
