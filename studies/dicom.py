@@ -220,12 +220,19 @@ def _text(ds: Dataset, keyword: str, limit: int) -> str:
     return str(value).replace("\x00", "").strip()[:limit]
 
 
+# An IS value lies within a signed 32-bit integer (PS3.5 6.2); the US ones read here do too.
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
 def _int(ds: Dataset, keyword: str) -> int | None:
+    """The element's integer, or None when it is absent or not a valid value (one out of
+    range too: the index's integer columns could not hold it)."""
     try:
         value = _get(ds, keyword)
-        return int(value) if value not in (None, "") else None
+        number = int(value) if value not in (None, "") else None
     except Exception:
         return None
+    return number if number is not None and _INT_MIN <= number <= _INT_MAX else None
 
 
 def _date(ds: Dataset) -> datetime.date | None:

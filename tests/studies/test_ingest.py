@@ -464,3 +464,30 @@ def test_the_header_values_are_those_pydicom_converts(path, monkeypatch):
     monkeypatch.setattr(dicom, "_get", lambda ds, keyword: ds.get(keyword))
     slow = dicom.read_header(Path(path))
     assert fast == slow
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR IS")
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        ("SeriesNumber", "99999999999999999999"),
+        ("SeriesNumber", "3000000000"),  # past PostgreSQL's integer, within SQLite's
+        ("InstanceNumber", "-99999999999999999999"),
+        ("InstanceNumber", "-2147483649"),
+    ],
+)
+def test_a_number_out_of_its_vrs_range_is_stored_as_unknown(cast, tmp_path, keyword, value):
+    """IS values lie within a signed 32-bit integer (PS3.5 6.2); one outside could not be
+    indexed (a server error on either database), so it is read as no number at all."""
+    result = ingest(dicom_copy(tmp_path, **{keyword: value}))
+    assert result.status == "stored"
+    assert Series.objects.get().series_number is (None if keyword == "SeriesNumber" else 1)
+    instance = Instance.objects.get()
+    assert instance.instance_number is (None if keyword == "InstanceNumber" else 1)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR IS")
+def test_a_number_of_frames_out_of_range_is_read_as_one_frame(cast, tmp_path):
+    result = ingest(dicom_copy(tmp_path, "SC_rgb_jpeg_dcmtk.dcm", NumberOfFrames="9" * 20))
+    assert result.status == "stored"
+    assert Instance.objects.get().number_of_frames == 1
