@@ -41,7 +41,12 @@ def render_frame(
         raise  # already told apart (the storage failing under the read, say)
     except Exception as exc:  # decoders raise many types on corrupt or unsupported data
         raise CannotRender(f"The frame cannot be decoded: {type(exc).__name__}: {exc}") from exc
-    image = _to_image(arr, ds, window=window)
+    try:
+        image = _to_image(arr, ds, window=window)
+    except Exception as exc:  # a palette or LUT the dataset names but does not hold whole
+        raise CannotRender(
+            f"The frame's lookup tables cannot be applied: {type(exc).__name__}: {exc}"
+        ) from exc
     if max_size:
         image.thumbnail((max_size, max_size))
     out = io.BytesIO()

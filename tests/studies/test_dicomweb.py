@@ -538,6 +538,43 @@ def test_it_renders_with_a_window_and_a_compressed_frame(alice, xavier_studies):
     assert response.content.startswith(b"\xff\xd8")
 
 
+def _lut_item(descriptor: list[int], data: list[int]):
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.LUTDescriptor = descriptor
+    item.add_new(0x00283006, "US", data)  # LUTData
+    item.ModalityLUTType = "HU"
+    return item
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"PhotometricInterpretation": "PALETTE COLOR"},  # and no palette to apply
+        {"ModalityLUTSequence": [_lut_item([4096, 0, 16], [1, 2, 3])]},  # a short table
+        {"ModalityLUTSequence": [_lut_item([4096, 0, 99], [1] * 4096)]},  # 99 bits
+    ],
+    ids=["palette without table", "short modality LUT", "99-bit modality LUT"],
+)
+def test_a_frame_whose_lookup_tables_do_not_apply_is_not_renderable_not_a_500(
+    cast, tmp_path, attributes
+):
+    from pydicom.sequence import Sequence
+
+    values = {k: Sequence(v) if isinstance(v, list) else v for k, v in attributes.items()}
+    result = ingest(dicom_copy(tmp_path, patient_id="CHEM-X1", **values))
+    assert result.status == "stored"
+    share_with_alice(cast)
+    client = client_for("alice", "CHL")
+    client.raise_request_exception = False
+    response = client.get(_path(result, "/rendered"), HTTP_ACCEPT="image/png")
+    assert response.status_code == 406
+    error = response.json()["error"]
+    assert error["code"] == "NOT_RENDERABLE"
+    assert error["message"].startswith("The frame's lookup tables cannot be applied")
+
+
 def test_it_refuses_an_unrenderable_media_type(alice, xavier_studies):
     response = alice.get(_path(xavier_studies["shown"], "/rendered"), HTTP_ACCEPT="image/gif")
     assert response.status_code == 406
