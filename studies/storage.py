@@ -223,6 +223,9 @@ class Reader:
 
     def __init__(self, fp: File, *, key: str) -> None:
         self._fp, self._key = fp, key
+        # The first failure, kept: a reader's caller (pydicom) may catch it and go on, or
+        # raise another error in its place; what it made of the bytes is then untrusted.
+        self.failure: ObjectUnavailable | None = None
 
     def read(self, size: int = -1) -> bytes:
         return self._guarded(self._fp.read, size)
@@ -246,7 +249,9 @@ class Reader:
         try:
             return call(*args)
         except READ_ERRORS as exc:
-            raise _unavailable(self._key, exc, "read") from exc
+            error = _unavailable(self._key, exc, "read")
+            self.failure = self.failure or error
+            raise error from exc
 
 
 def _chunks(reader: Reader, *, start: int, length: int | None) -> Iterator[bytes]:
