@@ -247,7 +247,18 @@ def _frames(ds: Dataset, *, has_pixels: bool) -> int:
     if not has_pixels:
         return 0
     value = _int(ds, "NumberOfFrames")
+    if value is None and _int_beyond_range(ds, "NumberOfFrames"):
+        # Read as one frame, the pixel data's length would no longer be checked against it.
+        raise InvalidDicom("Number of Frames (0028,0008) is beyond an IS value's range.")
     return value if value and value > 0 else 1
+
+
+def _int_beyond_range(ds: Dataset, keyword: str) -> bool:
+    try:
+        value = _get(ds, keyword)
+        return value not in (None, "") and not _INT_MIN <= int(value) <= _INT_MAX
+    except Exception:
+        return False
 
 
 def _check_pixel_length(ds: Dataset, *, syntax: UID, pixel: tuple[int, int] | None) -> None:

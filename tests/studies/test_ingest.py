@@ -487,7 +487,11 @@ def test_a_number_out_of_its_vrs_range_is_stored_as_unknown(cast, tmp_path, keyw
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR IS")
-def test_a_number_of_frames_out_of_range_is_read_as_one_frame(cast, tmp_path):
-    result = ingest(dicom_copy(tmp_path, "SC_rgb_jpeg_dcmtk.dcm", NumberOfFrames="9" * 20))
-    assert result.status == "stored"
-    assert Instance.objects.get().number_of_frames == 1
+@pytest.mark.parametrize("name", ["SC_rgb_jpeg_dcmtk.dcm", "CT_small.dcm"])  # coded, native
+def test_a_number_of_frames_out_of_range_is_refused(cast, tmp_path, private_storage, name):
+    """Read as one frame, a native instance short of its frames would pass as whole."""
+    result = ingest(dicom_copy(tmp_path, name, NumberOfFrames="3000000000"))
+    assert result.status == "rejected"
+    assert "Number of Frames (0028,0008)" in result.reason
+    assert not Instance.objects.exists()
+    assert stored_files(private_storage) == []
