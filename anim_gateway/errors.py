@@ -3,7 +3,12 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -83,9 +88,15 @@ def _drf_message(exc: exceptions.APIException) -> str:
     return str(exc.detail)
 
 
+# Django's refusals of what a client sent; any other SuspiciousOperation (a storage name
+# that leaves its folder, say) is the server's, left to the 500 below.
+_REQUEST_REFUSALS = (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
+
+
 def _request_refused(exc: SuspiciousOperation) -> Response:
     """Django's refusals of a request's size or shape, raised where DRF reads the request
     (Django's own handler would answer 400 outside a DRF view)."""
+    logger.warning("Request refused: %s", exc.__class__.__name__)
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body("TOO_LARGE", "The request body is larger than this endpoint accepts."),
@@ -94,8 +105,7 @@ def _request_refused(exc: SuspiciousOperation) -> Response:
     if isinstance(exc, TooManyFieldsSent):
         message = "The request has more parameters than the gateway accepts."
     else:
-        message = "The request is malformed."
-    logger.warning("Request refused: %s", exc.__class__.__name__)
+        message = "The request has more files than the gateway accepts."
     return Response(error_body("INVALID", message), status=status.HTTP_400_BAD_REQUEST)
 
 
@@ -107,7 +117,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
-    elif isinstance(exc, SuspiciousOperation):
+    elif isinstance(exc, _REQUEST_REFUSALS):
         return _request_refused(exc)
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message), status=exc.status_code)

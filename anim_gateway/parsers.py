@@ -1,5 +1,6 @@
 """JSON request bodies, refused with a clear 400 where Python's json would fail later."""
 
+import io
 import re
 
 from rest_framework import parsers
@@ -8,6 +9,7 @@ from rest_framework.exceptions import ParseError
 # A lone surrogate is valid JSON (an escape such as \ud800) but not Unicode text: no
 # database column or response can hold it.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class JSONParser(parsers.JSONParser):
@@ -15,11 +17,14 @@ class JSONParser(parsers.JSONParser):
     strings that are not Unicode text, instead of failing with a server error."""
 
     def parse(self, stream, media_type=None, parser_context=None):
+        body = stream.read()
         try:
-            data = super().parse(stream, media_type, parser_context)
+            data = super().parse(io.BytesIO(body), media_type, parser_context)
         except RecursionError as exc:
             raise ParseError("JSON parse error - the document is nested too deeply.") from exc
-        if _holds_lone_surrogate(data):
+        # Walked only when the text has a surrogate escape at all: the walk of a large
+        # body costs far more than this search.
+        if _SURROGATE_ESCAPE.search(body) and _holds_lone_surrogate(data):
             raise ParseError(
                 "JSON parse error - a string holds a lone surrogate (\\ud800-\\udfff), "
                 "which is not Unicode text."
