@@ -1,5 +1,5 @@
-"""Rendering through a stored object's reader: a read that fails is the storage's error,
-whatever pydicom makes of it, never a frame rendered from partial bytes."""
+"""Rendering and frames through a stored object's reader: a read that fails is the
+storage's error, whatever pydicom makes of it, never a frame made of partial bytes."""
 
 import warnings
 
@@ -61,3 +61,26 @@ def test_a_read_failing_anywhere_is_the_storage_error(fragmented):
             except CannotRender:
                 outcomes.add(f"not renderable after read {n} failed")
     assert outcomes == {"storage error"}
+
+
+def test_a_frame_read_failing_anywhere_is_the_storage_error(fragmented):
+    from pydicom.uid import JPEGBaseline8Bit
+
+    from studies.dicom import read_frame, read_header
+
+    header = read_header(fragmented)
+    frame = {"transfer_syntax_uid": JPEGBaseline8Bit, "index": 0, "number_of_frames": 1}
+    frame |= {"offset": header.pixel_data_offset, "frame_size": 0}
+    with fragmented.open("rb") as fp:
+        counting = _FailingAt(fp, 0)
+        whole = read_frame(Reader(counting, key="k"), **frame)
+    outcomes = set()
+    for n in range(1, counting.reads + 1):
+        with fragmented.open("rb") as fp:
+            try:
+                got = read_frame(Reader(_FailingAt(fp, n), key="k"), **frame)
+                outcomes.add("the frame" if got == whole else f"other bytes after read {n}")
+            except ObjectUnavailable:
+                outcomes.add("storage error")
+    assert "storage error" in outcomes
+    assert outcomes <= {"storage error", "the frame"}
