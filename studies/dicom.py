@@ -227,12 +227,17 @@ _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 def _int(ds: Dataset, keyword: str) -> int | None:
     """The element's integer, or None when it is absent or not a valid value (one out of
     range too: the index's integer columns could not hold it)."""
+    number = _any_int(ds, keyword)
+    return number if number is not None and _INT_MIN <= number <= _INT_MAX else None
+
+
+def _any_int(ds: Dataset, keyword: str) -> int | None:
+    """The element's integer, however large; None when it is absent or not a number."""
     try:
         value = _get(ds, keyword)
-        number = int(value) if value not in (None, "") else None
+        return int(value) if value not in (None, "") else None
     except Exception:
         return None
-    return number if number is not None and _INT_MIN <= number <= _INT_MAX else None
 
 
 def _date(ds: Dataset) -> datetime.date | None:
@@ -246,19 +251,11 @@ def _date(ds: Dataset) -> datetime.date | None:
 def _frames(ds: Dataset, *, has_pixels: bool) -> int:
     if not has_pixels:
         return 0
-    value = _int(ds, "NumberOfFrames")
-    if value is None and _int_beyond_range(ds, "NumberOfFrames"):
+    value = _any_int(ds, "NumberOfFrames")
+    if value is not None and value > _INT_MAX:
         # Read as one frame, the pixel data's length would no longer be checked against it.
         raise InvalidDicom("Number of Frames (0028,0008) is beyond an IS value's range.")
     return value if value and value > 0 else 1
-
-
-def _int_beyond_range(ds: Dataset, keyword: str) -> bool:
-    try:
-        value = _get(ds, keyword)
-        return value not in (None, "") and not _INT_MIN <= int(value) <= _INT_MAX
-    except Exception:
-        return False
 
 
 def _check_pixel_length(ds: Dataset, *, syntax: UID, pixel: tuple[int, int] | None) -> None:

@@ -45,7 +45,9 @@ BROKEN = (BotoCoreError, urllib3.exceptions.HTTPError)
 
 def ranged(fp: object) -> io.BufferedReader | None:
     """A buffered, seekable reader of the S3 object behind ``fp``, an S3File opened for
-    reading; None for any other file (a local one reads as it is) or a gzipped S3 object."""
+    reading; None for any other file (a local one reads as it is), or on a storage that
+    gzips what it stores (AWS_IS_GZIPPED: its objects are read whole, as django-storages
+    decompresses them)."""
     if not isinstance(fp, S3File) or fp._storage.gzip:
         return None
     raw = RangedObject(
