@@ -147,6 +147,9 @@ else:
         [_given]
         + [f"-c {name}={value}" for name, value in _SERVER_SETTINGS if f"{name}=" not in _given]
     ).strip()
+    # A reused connection is checked before each request's first query; this engine checks
+    # its socket rather than sending SELECT 1 (anim_gateway/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "anim_gateway.postgresql"
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

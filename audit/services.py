@@ -141,6 +141,8 @@ _COLUMNS = [f.attname for f in AuditEvent._meta.concrete_fields]
 def _prepared_cursor() -> "psycopg.Cursor":
     """A server-side-binding cursor on Django's own connection: the statement is planned
     once per connection (Django's client-side cursors re-plan it on every call)."""
+    # As Django's own cursors do: a connection reused by a new request is checked first.
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     return _kept_cursor("_audit_cursor")
 

@@ -47,6 +47,8 @@ def _cursor(db) -> psycopg.Cursor:
     connection (creating one on every call was a measurable part of a query's client CPU).
     Kept on Django's connection wrapper: a module-level map would keep every closed
     connection alive through its cursor."""
+    # As Django's own cursors do: a connection reused by a new request is checked first.
+    db.close_if_health_check_failed()
     db.ensure_connection()
     cursor = getattr(db, "_prepared_cursor", None)
     if cursor is None or cursor.closed or cursor.connection is not db.connection:

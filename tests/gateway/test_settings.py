@@ -54,7 +54,7 @@ def test_database_url_and_broker_switch_to_postgresql_and_redis(tmp_path) -> Non
         DATABASE_URL="postgres://u@127.0.0.1:5432/anim",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
     )
-    assert result.stdout.split() == ["django.db.backends.postgresql", "False", "True"]
+    assert result.stdout.split() == ["anim_gateway.postgresql", "False", "True"]
 
 
 @pytest.mark.parametrize(
