@@ -1,10 +1,11 @@
-"""Request id: taken from X-Request-ID when sane, generated otherwise, echoed in the response."""
+"""Request id (taken from X-Request-ID when sane, generated otherwise) and response headers."""
 
 import re
 import uuid
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -18,6 +19,24 @@ class RequestIdMiddleware:
         request.request_id = supplied if _SAFE_REQUEST_ID.match(supplied) else uuid.uuid4().hex
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
+        return response
+
+
+class NoStoreMiddleware:
+    """Every response the application makes is kept by no cache.
+
+    Patient data leaves as portal pages, REST JSON, DICOMweb bytes and rendered images, and
+    is viewed on shared hospital workstations: the next user must find none of it in the
+    browser's cache. Static files never get here (WhiteNoise answers them first).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if "no-store" not in response.get("Cache-Control", ""):
+            add_never_cache_headers(response)
         return response
 
 
