@@ -3,6 +3,7 @@
 import re
 import uuid
 from collections.abc import Callable
+from functools import wraps
 
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
@@ -38,6 +39,46 @@ class NoStoreMiddleware:
         if "no-store" not in response.get("Cache-Control", ""):
             add_never_cache_headers(response)
         return response
+
+
+# The portal's pages load their own script, stylesheet and images only: injected markup can
+# run nothing, load nothing from elsewhere, and send no form elsewhere.
+PORTAL_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# Anything else (JSON, DICOM, images) is never a document: if a browser is made to open one
+# as such, it runs nothing.
+NON_HTML_POLICY = "default-src 'none'; frame-ancestors 'none'; sandbox"
+
+
+class ContentSecurityPolicyMiddleware:
+    """A Content-Security-Policy on every response that does not bring its own."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if "Content-Security-Policy" not in response:
+            html = response.get("Content-Type", "").startswith("text/html")
+            response["Content-Security-Policy"] = PORTAL_POLICY if html else NON_HTML_POLICY
+        return response
+
+
+def with_policy(policy: str) -> Callable:
+    """A view whose pages need another policy than the portal's (the API docs' CDN)."""
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            response = view(request, *args, **kwargs)
+            response["Content-Security-Policy"] = policy
+            return response
+
+        return wrapper
+
+    return decorate
 
 
 def client_address(request: HttpRequest) -> str:

@@ -1,6 +1,10 @@
-"""Response headers of every kind of response: patient data is never kept by a browser's cache."""
+"""Response headers of every kind of response: no browser cache, a Content-Security-Policy."""
+
+import re
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from tests.conftest import XAVIER_ID
 from tests.portal.conftest import admit, consent_to_all
@@ -54,3 +58,58 @@ def test_it_keeps_no_response_in_the_browsers_cache(alice, xavier_studies, kind)
 def test_the_stylesheet_stays_cacheable(client, db):
     response = client.get("/static/portal.css")
     assert "no-store" not in response.get("Cache-Control", "")
+
+
+def _policy(response) -> dict[str, str]:
+    header = response.get("Content-Security-Policy", "")
+    return {d.split()[0]: d.strip() for d in header.split(";") if d.strip()}
+
+
+@pytest.mark.parametrize("kind", ["portal page", "REST browsable HTML"])
+def test_html_pages_run_only_their_own_scripts(alice, xavier_studies, kind):
+    policy = _policy(_get(alice, xavier_studies, kind))
+    assert policy["script-src"] == "script-src 'self'"
+    assert policy["style-src"] == "style-src 'self'"
+    assert policy["object-src"] == "object-src 'none'"
+    assert policy["base-uri"] == "base-uri 'none'"
+    assert policy["form-action"] == "form-action 'self'"
+    assert policy["frame-ancestors"] == "frame-ancestors 'none'"
+    assert not any("unsafe" in directive for directive in policy.values())
+
+
+def test_the_log_in_page_has_the_policy_too(client, db):
+    assert _policy(client.get("/login/"))["script-src"] == "script-src 'self'"
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [k for k in KINDS if k not in ("portal page", "REST browsable HTML")],
+)
+def test_data_opened_as_a_document_runs_nothing(alice, xavier_studies, kind):
+    # A DICOM header or JSON string holding markup, opened by a browser, is sandboxed.
+    policy = _policy(_get(alice, xavier_studies, kind))
+    assert policy["default-src"] == "default-src 'none'"
+    assert "sandbox" in policy
+
+
+def test_the_api_docs_keep_a_policy_of_their_own(client, db):
+    policy = _policy(client.get("/api/docs/"))
+    assert policy["script-src"] == "script-src 'self' https://cdn.jsdelivr.net"
+    assert policy["frame-ancestors"] == "frame-ancestors 'none'"
+    script = client.get("/api/docs/?script=")
+    assert script.status_code == 200
+    assert b"<script" not in script.content  # served as a file, not inline in the page
+
+
+TEMPLATE_DIRS = [
+    path
+    for app in ("anim_gateway", "consent", "studies", "audit")
+    for path in (Path(settings.BASE_DIR) / app / "templates").rglob("*.html")
+]
+INLINE = re.compile(r"<script(?![^>]*\bsrc=)|\son[a-z]+\s*=|\sstyle\s*=", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("template", TEMPLATE_DIRS, ids=lambda p: p.name)
+def test_no_template_holds_what_the_policy_refuses(template):
+    # Inline scripts, event handlers and style attributes would be refused by the browser.
+    assert not INLINE.findall(template.read_text()), template

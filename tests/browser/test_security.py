@@ -1,0 +1,121 @@
+"""In a real browser: markup from DICOM headers and people's text runs no script, and the
+portal's own pages work under its Content-Security-Policy."""
+
+import pytest
+
+from consent.models import Practitioner
+from tests.browser.steps import log_in
+from tests.conftest import XAVIER_ID
+from tests.portal.conftest import ingest_copy
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# Each sets window.xss if a browser ever runs it. 64 characters at most (a LO value).
+IMG = '<img src=x onerror="window.xss=1">'
+SCRIPT = "<script>window.xss=2</script>"
+QUOTE = '"><svg onload="window.xss=3">'
+
+
+class Watch:
+    """Dialogs opened and policy violations reported while the journey runs."""
+
+    def __init__(self, page) -> None:
+        self.dialogs: list[str] = []
+        self.violations: list[str] = []
+        page.on("dialog", self._dialog)
+        page.on("console", self._console)
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def _console(self, message) -> None:
+        if "Content Security Policy" in message.text:
+            self.violations.append(message.text)
+
+
+def assert_clean(page, watch: Watch) -> None:
+    page.wait_for_load_state("load")
+    assert page.evaluate("() => window.xss") is None, page.url
+    assert watch.dialogs == []
+    assert watch.violations == [], page.url
+
+
+def test_header_values_and_free_text_are_shown_as_text(
+    cast, storage_dir, tmp_path, live_server, page
+):
+    ingest_copy(
+        tmp_path,
+        "CT_small.dcm",
+        "CHEM",
+        PatientID="CHEM-X1",
+        StudyDescription=IMG,
+        SeriesDescription=SCRIPT,
+        AccessionNumber="<b>A1</b>",
+        InstitutionName=QUOTE,
+        ReferringPhysicianName="<i>Ref</i>",
+    )
+    Practitioner.objects.filter(pk=cast.alice.pk).update(display_name=f"Dr {QUOTE} {IMG}")
+    watch = Watch(page)
+
+    # Alice (no consent, no care relationship) breaks the glass with a reason holding markup.
+    log_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/patients/{XAVIER_ID}/emergency/")
+    page.get_by_label("Reason").fill(f"Unconscious in our ER {SCRIPT} {IMG}")
+    page.get_by_role("button", name="Declare emergency access").click()
+    assert_clean(page, watch)
+    row = page.get_by_role("row").filter(has_text=IMG)
+    assert row.is_visible()  # the description, as text
+    row.get_by_role("link", name="Open").click()
+    assert page.get_by_role("heading", name=IMG).is_visible()
+    assert page.get_by_text(SCRIPT).first.is_visible()
+    assert_clean(page, watch)
+    page.get_by_role("button", name="Log out").click()
+
+    # Xavier reads who opened his record; the doctors page lists Alice's name.
+    log_in(page, live_server.url, "xavier")
+    for path in ("/me/access-log/", "/me/doctors/", "/me/who-can-see/", "/me/studies/"):
+        page.goto(f"{live_server.url}{path}")
+        assert_clean(page, watch)
+    page.get_by_role("button", name="Log out").click()
+
+    # The DPO reviews the emergency: the reason and the name, as text.
+    log_in(page, live_server.url, "dora")
+    page.goto(f"{live_server.url}/dpo/emergencies/")
+    assert page.get_by_text(f"Unconscious in our ER {SCRIPT} {IMG}").is_visible()
+    assert_clean(page, watch)
+    page.goto(f"{live_server.url}/dpo/audit/?patient={XAVIER_ID}")
+    assert_clean(page, watch)
+
+
+def test_markup_injected_into_a_page_cannot_run(cast, live_server, page):
+    # Defence in depth: should an escaping mistake ever let markup through, the policy
+    # refuses inline handlers and scripts.
+    watch = Watch(page)
+    response = page.goto(f"{live_server.url}/login/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.evaluate(
+        """() => {
+            document.body.insertAdjacentHTML('beforeend', '<img src="x" onerror="window.xss=1">');
+            const script = document.createElement('script');
+            script.textContent = 'window.xss = 2';
+            document.body.append(script);
+        }"""
+    )
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.xss") is None
+    assert watch.violations  # the browser refused them
+
+
+def test_the_portal_scripts_work_under_the_policy(cast, live_server, page):
+    watch = Watch(page)
+    log_in(page, live_server.url, "xavier")
+    page.goto(f"{live_server.url}/me/access-log/")
+    page.get_by_label("Include my own actions").check()
+    page.wait_for_url("**/me/access-log/?mine=1")  # the box submits its form by itself
+    page.goto(f"{live_server.url}/me/")
+    page.get_by_role("button", name="Close my shared record").click()
+    assert len(watch.dialogs) == 1
+    assert watch.dialogs[0].startswith("Close your shared record?")
+    assert page.get_by_role("button", name="Close my shared record").is_visible()  # dismissed
+    assert watch.violations == []
