@@ -9,9 +9,13 @@ from rest_framework.request import Request
 
 from anim_gateway.middleware import client_address
 from consent.actors import Actor, actor_for
-from consent.models import Institution
+from consent.models import Institution, Role
 from consent.models.tokens import hash_token
 from consent.token_lookup import token_for_hash
+
+PORTAL_ROLES = (Role.PATIENT, Role.PRACTITIONER, Role.DPO, Role.ADMIN)
+# As the portal's log-in has them (anim_gateway.portal.TOTP_ROLES).
+TOTP_ROLES = (Role.PRACTITIONER, Role.DPO, Role.ADMIN)
 
 
 def _context(request: Request) -> dict:
@@ -56,9 +60,11 @@ class PortalSessionAuthentication(authentication.SessionAuthentication):
         code = django_request.session.get("acting_institution")
         institution = Institution.objects.filter(code=code).first() if code else None
         actor = actor_for(user, institution=institution, channel="portal", **_context(request))
-        if actor is None:
+        # Hospital systems act with tokens only (a session left from before the portal
+        # refused them must not carry their powers either).
+        if actor is None or actor.role not in PORTAL_ROLES:
             return None
-        if actor.role in ("practitioner", "dpo") and not _otp_verified(django_request):
+        if actor.role in TOTP_ROLES and not _otp_verified(django_request):
             return None
         return user, actor
 

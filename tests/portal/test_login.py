@@ -196,3 +196,39 @@ def test_a_second_log_in_on_the_same_browser_ends_the_first_session(portal_as):
     confirmed_device("alice")
     assert login(xavier, "alice").url == "/login/verify/"
     assert xavier.get("/me/").status_code == 302  # Xavier is logged out, Alice not yet in
+
+
+def test_it_opens_no_portal_session_for_a_hospital_system_account(cast):
+    # A system account's power (register patients, assert care relationships, store studies)
+    # is meant for its token; a password set on it must not open a session, without any
+    # second factor, that the REST API would accept as that system.
+    set_password("chl-pacs")
+    client = Client()
+    response = login(client, "chl-pacs")
+    assert response.status_code == 200
+    assert b"cannot log in to the portal" in response.content
+    assert "_auth_user_id" not in client.session
+    refused = client.post(
+        f"/api/v1/patients/{cast.yvonne.national_id}/identifiers/",
+        {"institution": "CHL", "value": "CHL-NEW"},
+        content_type="application/json",
+    )
+    assert refused.status_code == 401
+    event = AuditEvent.objects.filter(action="auth.login_failed").get()
+    assert (event.actor_username, event.detail) == ("chl-pacs", {"step": "no_portal_role"})
+
+
+@pytest.mark.parametrize("username", ["chl-pacs", "root"])
+def test_the_api_accepts_no_session_of_a_system_or_of_an_admin_without_otp(
+    cast, admin_user, username
+):
+    # Sessions from elsewhere than the portal's log-in (one opened before it refused system
+    # accounts, or by any other door): the API must hold the portal's rules on its own.
+    client = Client()
+    client.force_login(get_user_model().objects.get(username=username))
+    refused = client.post(
+        f"/api/v1/patients/{cast.yvonne.national_id}/identifiers/",
+        {"institution": "CHL", "value": "CHL-NEW"},
+        content_type="application/json",
+    )
+    assert refused.status_code == 401
