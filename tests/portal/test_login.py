@@ -232,3 +232,27 @@ def test_the_api_accepts_no_session_of_a_system_or_of_an_admin_without_otp(
         content_type="application/json",
     )
     assert refused.status_code == 401
+
+
+def test_the_session_ends_with_the_browser_and_rotates_at_log_in(cast):
+    # A shared workstation: the session cookie is not written to disk for the next person,
+    # and an identifier planted before the log-in (session fixation) is not kept.
+    set_password("xavier")
+    client = Client()
+    client.get("/login/")
+    client.session.save()
+    planted = client.cookies["sessionid"].value
+    login(client, "xavier")
+    cookie = client.cookies["sessionid"]
+    assert cookie.value != planted
+    assert (cookie["expires"], cookie["max-age"]) == ("", "")
+
+
+def test_a_session_is_dead_on_the_server_after_log_out(portal_as):
+    client = portal_as("xavier")
+    stolen = client.cookies["sessionid"].value
+    client.post("/logout/")
+    replay = Client()
+    replay.cookies["sessionid"] = stolen
+    assert replay.get("/me/").status_code == 302
+    assert replay.get("/api/v1/me/record/").status_code == 401
