@@ -256,3 +256,25 @@ def test_a_session_is_dead_on_the_server_after_log_out(portal_as):
     replay.cookies["sessionid"] = stolen
     assert replay.get("/me/").status_code == 302
     assert replay.get("/api/v1/me/record/").status_code == 401
+
+
+def test_the_api_wants_the_csrf_token_of_a_portal_session(cast):
+    # A page elsewhere posting with the patient's cookie: refused, nothing granted.
+    set_password("xavier")
+    client = Client(enforce_csrf_checks=True)
+    client.get("/login/")
+    token = client.cookies["csrftoken"].value
+    client.post(
+        "/login/", {"username": "xavier", "password": PASSWORD, "csrfmiddlewaretoken": token}
+    )
+    forged = client.post(
+        "/api/v1/me/consents/", {"institutions": None}, content_type="application/json"
+    )
+    assert forged.status_code == 403
+    stow = client.post(
+        "/dicomweb/studies",
+        b"",
+        content_type='multipart/related; type="application/dicom"; boundary=x',
+    )
+    assert stow.status_code == 403
+    assert not cast.xavier.consents.exists()
