@@ -1,13 +1,16 @@
 """The DPO's pages: audit search with filters, integrity verification, role checks."""
 
+import datetime
 import re
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from audit.events import Event
 from audit.models import AuditEvent
 from audit.services import append
+from consent.models import EmergencyAccess, Institution
 from tests.conftest import XAVIER_ID, YVONNE_ID
 
 pytestmark = pytest.mark.django_db
@@ -105,3 +108,18 @@ def test_it_exports_what_the_dpo_filtered(portal_as):
     body = b"".join(export.streaming_content).decode()
     assert "alice" in body
     assert "bob" not in body
+
+
+def test_the_review_links_to_what_a_practitioner_with_a_plus_in_the_name_opened(portal_as, cast):
+    # Django usernames may hold "+", which a query string reads as a space: the link to what
+    # the practitioner opened must name them exactly, or the DPO reviews nothing.
+    get_user_model().objects.filter(pk=cast.bob.user.pk).update(username="bob+er")
+    EmergencyAccess.objects.create(
+        practitioner=cast.bob,
+        institution=Institution.objects.get(code="CHEM"),
+        patient=cast.xavier,
+        reason="Unconscious after a road accident, brought to our ER.",
+        expires_at=timezone.now() + datetime.timedelta(hours=4),
+    )
+    page = portal_as("dora").get("/dpo/emergencies/").content.decode()
+    assert f"?patient={XAVIER_ID}&amp;actor=bob%2Ber" in page
