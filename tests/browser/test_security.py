@@ -4,9 +4,11 @@ portal's own pages work under its Content-Security-Policy."""
 import pytest
 
 from consent.models import Practitioner
+from studies import storage
+from studies.models import Instance
 from tests.browser.steps import log_in
 from tests.conftest import XAVIER_ID
-from tests.portal.conftest import ingest_copy
+from tests.portal.conftest import admit, consent_to_all, ingest_copy
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -118,4 +120,20 @@ def test_the_portal_scripts_work_under_the_policy(cast, live_server, page):
     assert len(watch.dialogs) == 1
     assert watch.dialogs[0].startswith("Close your shared record?")
     assert page.get_by_role("button", name="Close my shared record").is_visible()  # dismissed
+    assert watch.violations == []
+
+
+def test_a_series_without_a_preview_says_so_under_the_policy(
+    cast, xavier_studies, live_server, page
+):
+    consent_to_all(cast.xavier)
+    admit(cast.alice, cast.xavier)
+    ct = xavier_studies["ct"]
+    lost = Instance.objects.get(sop_instance_uid=ct.sop_instance_uid)
+    storage.object_delete(key=lost.storage_key)  # the rendered image now fails
+    watch = Watch(page)
+    log_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/patients/{XAVIER_ID}/studies/{ct.study_uid}/")
+    page.get_by_text("No preview for this series.").wait_for()  # portal.js replaced the image
+    assert page.locator(".preview img").count() == 0
     assert watch.violations == []
