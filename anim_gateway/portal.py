@@ -28,10 +28,9 @@ from anim_gateway.middleware import client_address
 from audit.actions import Action
 from consent.actors import Actor, actor_for, role_of
 from consent.auditing import audit_event
+from consent.authentication import TOTP_ROLES
 from consent.models import Affiliation, Institution, Practitioner, Role
 
-# Roles whose portal session needs a second factor (API.md, Authentication).
-TOTP_ROLES = (Role.PRACTITIONER, Role.DPO, Role.ADMIN)
 PENDING_KEY = "portal_pending_login"
 ACTING_KEY = "acting_institution"  # read by consent.authentication.PortalSessionAuthentication
 HOME_BY_ROLE = {

@@ -14,7 +14,8 @@ from consent.models.tokens import hash_token
 from consent.token_lookup import token_for_hash
 
 PORTAL_ROLES = (Role.PATIENT, Role.PRACTITIONER, Role.DPO, Role.ADMIN)
-# As the portal's log-in has them (anim_gateway.portal.TOTP_ROLES).
+# Roles whose portal session needs a second factor (API.md, Authentication), at the
+# portal's log-in and for the API's session authentication alike.
 TOTP_ROLES = (Role.PRACTITIONER, Role.DPO, Role.ADMIN)
 
 
