@@ -1,6 +1,7 @@
 """The index side of ingest: light rows of what is stored, and one transaction per batch."""
 
 import contextlib
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from studies import ingest_sql, reconcile, storage
 from studies.dicom import Header
 from studies.models import Instance, Series, Study
 from studies.spool import Spooled
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -612,5 +615,12 @@ def _after_store(*, instance_id: int) -> None:
     # Only a worker makes previews: run inline (no broker), decoding an image would sit on
     # the store path and halve the ingest rate, for a thumbnail the portal does not need
     # (its pages use /rendered).
-    if not tasks.series_preview.app.conf.task_always_eager:
+    if tasks.series_preview.app.conf.task_always_eager:
+        return
+    try:
         tasks.series_preview.delay(instance_id)
+    except Exception:
+        # The instance is committed: raising here would make ingest delete its object
+        # under a committed row and refuse what is stored. A series without a preview is
+        # queued again with its next stored instance.
+        logger.exception("Preview of instance %s not queued (is the broker down?)", instance_id)
