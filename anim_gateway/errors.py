@@ -1,6 +1,7 @@
 """One error vocabulary and the one place it becomes HTTP: {"error": {"code", "message"}}."""
 
 import logging
+import sys
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import (
@@ -9,6 +10,7 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -109,6 +111,18 @@ def _request_refused(exc: SuspiciousOperation) -> Response:
     return Response(error_body("INVALID", message), status=status.HTTP_400_BAD_REQUEST)
 
 
+# What a database that cannot be reached (stopped, restarting, unreachable, a connection it
+# ended) raises: the client may retry, unlike after any other database error (a bug).
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+def _database_unavailable(exc: BaseException) -> dict:
+    logger.error("Database unavailable: %s", exc.__class__.__name__)
+    return error_body(
+        "DATABASE_UNAVAILABLE", "The database is unavailable; try again in a few moments."
+    )
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every error leaves with the documented shape."""
     # Django's own exceptions, as DRF's handler converts them (and so that their message
@@ -128,6 +142,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             error_body("AUDIT_UNAVAILABLE", "The audit log is unavailable; nothing was changed."),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return Response(_database_unavailable(exc), status=status.HTTP_503_SERVICE_UNAVAILABLE)
     response = exception_handler(exc, context)
     if response is None:
         logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
@@ -145,6 +161,10 @@ def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonRe
 
 
 def json_500(request: HttpRequest) -> JsonResponse:
+    # Django calls this while handling the exception (a portal page's, say).
+    exc = sys.exc_info()[1]
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return JsonResponse(_database_unavailable(exc), status=503)
     return JsonResponse(
         error_body("SERVER_ERROR", "An unexpected error occurred; it has been logged."), status=500
     )
