@@ -1,6 +1,8 @@
 """One error vocabulary and the one place it becomes HTTP: {"error": {"code", "message"}}."""
 
+import errno
 import logging
+import os
 import sys
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -123,6 +125,21 @@ def _database_unavailable(exc: BaseException) -> dict:
     )
 
 
+# What the gateway's own disks raise when they cannot take or give a file (full, failing,
+# remounted read-only, permissions changed under it): a spool or a storage folder.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _storage_unavailable(exc: OSError) -> Response:
+    # The error's name only: its text may name a path.
+    reason = os.strerror(exc.errno or 0)
+    logger.error("Storage unavailable: %s (%s)", exc.__class__.__name__, reason)
+    return Response(
+        error_body("STORAGE_UNAVAILABLE", f"The gateway's storage is unavailable ({reason})."),
+        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every error leaves with the documented shape."""
     # Django's own exceptions, as DRF's handler converts them (and so that their message
@@ -144,6 +161,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         )
     if isinstance(exc, DATABASE_UNAVAILABLE):
         return Response(_database_unavailable(exc), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        return _storage_unavailable(exc)
     response = exception_handler(exc, context)
     if response is None:
         logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
