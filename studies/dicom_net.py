@@ -81,7 +81,14 @@ def _with_usable_connection(fn: Callable[..., T], *args: object) -> T:
 
 def _suspect() -> bool:
     idle = time.monotonic() - getattr(_last_used, "at", 0.0)
-    return connection.errors_occurred or idle > IDLE_CHECK
+    return connection.errors_occurred or idle > IDLE_CHECK or _told_goodbye()
+
+
+def _told_goodbye() -> bool:
+    """Whether the server wrote to an idle connection (a restart or a termination says so
+    before it closes): the C-STORE after a restart is then stored, not refused."""
+    quiet = getattr(connection, "_quietly_idle", None)  # anim_gateway.postgresql's poll
+    return quiet is not None and not quiet()
 
 
 # How long close_db_connections waits for every association thread to take its job.
