@@ -2,15 +2,21 @@
 
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import InterfaceError, OperationalError
 from tqdm import tqdm
 
 from consent.actors import Actor
 from consent.models import Institution, Role
-from studies.ingest import IngestSession, instance_ingest
-from studies.spool import spool_path
+from studies.ingest import IngestResult, IngestSession, instance_ingest
+from studies.spool import CHUNK_SIZE, Spooled, spool_chunks
+
+
+class Unreadable(Exception):
+    """A source file that cannot be read: reported, and the import goes on."""
 
 
 def files_under(path: Path) -> list[Path]:
@@ -45,7 +51,15 @@ class Command(BaseCommand):
         problems: list[tuple[Path, str]] = []
         files = files_under(path)
         for file in tqdm(files, unit="file", disable=no_progress or None, file=sys.stderr):
-            result = instance_ingest(session=session, spooled=spool_path(file))
+            try:
+                result = _import(session, file)
+            except Unreadable as exc:
+                result = IngestResult(status="rejected", reason=f"cannot be read ({exc})")
+            except (OperationalError, InterfaceError, OSError) as exc:
+                # The database or the gateway's own disk failed: every next file would fail
+                # too. What is stored stays; a rerun skips it as duplicates.
+                self._summary(counts, problems, total=len(files))
+                raise CommandError(f"Stopped at {file}: {_outage(exc)}. Run it again.") from exc
             counts[result.status] += 1
             if not result.ok:
                 problems.append((file, result.reason))
@@ -58,3 +72,34 @@ class Command(BaseCommand):
         )
         for file, reason in problems:
             self.stdout.write(f"  rejected {file}: {reason}")
+
+
+def _import(session: IngestSession, file: Path) -> IngestResult:
+    return instance_ingest(session=session, spooled=_spooled(file))
+
+
+def _spooled(file: Path) -> Spooled:
+    """The file spooled; Unreadable when the source fails (not the gateway's disk)."""
+    try:
+        fp = file.open("rb")
+    except OSError as exc:
+        raise Unreadable(exc.strerror or type(exc).__name__) from exc
+    with fp:
+        return spool_chunks(_chunks(fp))
+
+
+def _chunks(fp) -> Iterator[bytes]:
+    while True:
+        try:
+            chunk = fp.read(CHUNK_SIZE)
+        except OSError as exc:
+            raise Unreadable(exc.strerror or type(exc).__name__) from exc
+        if not chunk:
+            return
+        yield chunk
+
+
+def _outage(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"the gateway's storage failed ({exc.strerror or type(exc).__name__})"
+    return "the database is unavailable"
