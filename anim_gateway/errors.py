@@ -5,6 +5,7 @@ import logging
 import os
 import sys
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import (
     RequestDataTooBig,
@@ -130,9 +131,9 @@ def _database_unavailable(exc: BaseException) -> dict:
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def _storage_unavailable(exc: OSError) -> Response:
-    # The error's name only: its text may name a path.
-    reason = os.strerror(exc.errno or 0)
+def _storage_unavailable(exc: OSError | BotoCoreError | ClientError) -> Response:
+    # The error's name only: its text may name a path or an endpoint.
+    reason = os.strerror(exc.errno or 0) if isinstance(exc, OSError) else "object store"
     logger.error("Storage unavailable: %s (%s)", exc.__class__.__name__, reason)
     return Response(
         error_body("STORAGE_UNAVAILABLE", f"The gateway's storage is unavailable ({reason})."),
@@ -162,6 +163,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DATABASE_UNAVAILABLE):
         return Response(_database_unavailable(exc), status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        return _storage_unavailable(exc)
+    if isinstance(exc, BotoCoreError | ClientError):  # S3 refusing or unreachable on a write
         return _storage_unavailable(exc)
     response = exception_handler(exc, context)
     if response is None:

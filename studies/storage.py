@@ -44,6 +44,9 @@ class ObjectUnavailable(ApplicationError):
     def __init__(self, *, conclusive: bool = True, what: str = "copy of this instance") -> None:
         super().__init__(f"The stored {what} cannot be read; the error has been logged.")
         self.conclusive = conclusive
+        if not conclusive:
+            # The storage is down, not the object lost: the client may retry.
+            self.status_code = 503
 
 
 def _unavailable(

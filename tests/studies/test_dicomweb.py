@@ -473,7 +473,7 @@ def test_an_object_that_fails_once_open_is_unavailable_not_a_generic_error(
     monkeypatch.setattr(storage, "object_open", lambda key: File(CutOffStream(), name=key))
     shown = xavier_studies["shown"]
     response = alice.get(_path(shown), HTTP_ACCEPT="application/dicom")
-    assert response.status_code == 500
+    assert response.status_code == 503  # the storage is down, not the object lost
     assert response.json()["error"]["code"] == "OBJECT_UNAVAILABLE"
     assert "EndpointConnectionError" in caplog.text
     assert "s3.example" not in caplog.text

@@ -432,7 +432,7 @@ def test_a_bucket_that_cannot_be_listed_is_an_error_before_any_byte(
 
     monkeypatch.setattr(s3.S3Storage, "objects_under", unreachable)
     response = client_for("alice", "CHL").get(f"/dicomweb/studies/{first.study_uid}")
-    assert response.status_code == 500
+    assert response.status_code == 503  # the storage is down, not the object lost
     error = response.json()["error"]
     assert error["code"] == "OBJECT_UNAVAILABLE"
     assert error["message"].startswith("The stored copies of these instances cannot be read")
@@ -528,5 +528,19 @@ def test_a_bucket_failing_under_a_rendering_is_the_storage_error_not_a_bad_frame
     response = client_for("alice", "CHL").get(
         _path(result, "/frames/1/rendered"), HTTP_ACCEPT="image/png"
     )
-    assert response.status_code == 500
+    assert response.status_code == 503  # the storage is down, not the object lost
     assert response.json()["error"]["code"] == "OBJECT_UNAVAILABLE"
+
+
+def test_a_stow_while_the_bucket_is_unreachable_is_a_503_and_stores_nothing(
+    cast, tmp_path, bucket, settings
+):
+    from .test_dicomweb import stow
+
+    settings.AWS_S3_ENDPOINT_URL = f"http://127.0.0.1:{_free_port()}"  # nothing listens
+    data = dicom_copy(tmp_path, patient_id="CHL-Y1").read_bytes()
+    response = stow(client_for("chl-pacs", "CHL"), [data])
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "STORAGE_UNAVAILABLE"
+    assert not Instance.objects.exists()
+    assert list((tmp_path / "spool").glob("*")) == []
