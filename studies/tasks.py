@@ -9,7 +9,7 @@ from pathlib import Path
 from celery import shared_task
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -22,7 +22,14 @@ logger = logging.getLogger(__name__)
 PREVIEW_SIZE = 256
 
 
-@shared_task(autoretry_for=(OSError, storage.ObjectUnavailable), retry_backoff=True, max_retries=3)
+# Both tasks are idempotent, so a worker killed mid-task (a deploy, the OOM killer) has its
+# task delivered again rather than lost (acks_late, reject_on_worker_lost); a database that
+# is down or restarting is retried like a storage that is.
+_AT_LEAST_ONCE = {"acks_late": True, "reject_on_worker_lost": True}
+UNAVAILABLE = (OSError, storage.ObjectUnavailable, OperationalError, InterfaceError)
+
+
+@shared_task(autoretry_for=UNAVAILABLE, retry_backoff=True, max_retries=5, **_AT_LEAST_ONCE)
 def series_preview(instance_id: int) -> str:
     """Render a small PNG of the instance's first frame as its series' preview."""
     instance = Instance.objects.select_related("series").get(pk=instance_id)
@@ -71,7 +78,7 @@ def fixity_check(*, instance_ids: list[int]) -> list[str]:
     return mismatches
 
 
-@shared_task
+@shared_task(autoretry_for=UNAVAILABLE, retry_backoff=True, max_retries=5, **_AT_LEAST_ONCE)
 def fixity_check_batch(instance_ids: list[int]) -> list[str]:
     return fixity_check(instance_ids=instance_ids)
 
