@@ -312,8 +312,16 @@ def _check(*, session: IngestSession, item: Planned, known: _Known) -> IngestRes
         else:
             _authorize(session=session, study=study)
     except gate.AccessDenied as exc:
-        return _result(header, "rejected", exc.message, FailureReason.NOT_AUTHORIZED)
+        return _refused(header, exc)
     return None
+
+
+def _refused(header: Header, exc: gate.AccessDenied) -> IngestResult:
+    """The gate's deny as a result; a deny because the audit log is down is an outage, not
+    a refusal (a sender takes Not Authorized as final), raised: nothing is stored."""
+    if exc.status_code == 503:
+        raise exc
+    return _result(header, "rejected", exc.message, FailureReason.NOT_AUTHORIZED)
 
 
 FOREIGN_UIDS = "These UIDs cannot be stored for your institution."
@@ -403,7 +411,7 @@ def _same_or_conflict(
         try:
             _authorize(session=session, study=existing)
         except gate.AccessDenied as exc:
-            return _result(header, "rejected", exc.message, FailureReason.NOT_AUTHORIZED)
+            return _refused(header, exc)
         return _result(header, "duplicate", "The same instance is already stored.")
     patient = _patient(existing.patient_id)
     return _conflict(

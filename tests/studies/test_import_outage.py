@@ -107,3 +107,21 @@ def test_a_full_disk_stops_the_import_saying_so(cast, tmp_path, private_storage,
     assert Instance.objects.count() == 1
     assert len(stored_files(private_storage)) == 1
     assert _spool_left(tmp_path) == []
+
+
+def test_an_audit_log_outage_stops_the_import_saying_so(
+    cast, tmp_path, private_storage, monkeypatch
+):
+    from audit.errors import AuditUnavailable
+
+    tree = _tree(tmp_path, 2)
+
+    def unavailable(event):
+        raise AuditUnavailable("the audit table cannot be written")
+
+    monkeypatch.setattr("consent.auditing.append", unavailable)
+    with pytest.raises(CommandError, match="audit log is unavailable"):
+        _run(tree)
+    assert not Instance.objects.exists()
+    assert stored_files(private_storage) == []
+    assert _spool_left(tmp_path) == []

@@ -9,7 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError
 from tqdm import tqdm
 
+from audit.errors import AuditUnavailable
 from consent.actors import Actor
+from consent.gate import AccessDenied
 from consent.models import Institution, Role
 from studies.ingest import IngestResult, IngestSession, instance_ingest
 from studies.spool import CHUNK_SIZE, Spooled, spool_chunks
@@ -55,9 +57,16 @@ class Command(BaseCommand):
                 result = _import(session, file)
             except Unreadable as exc:
                 result = IngestResult(status="rejected", reason=f"cannot be read ({exc})")
-            except (OperationalError, InterfaceError, OSError) as exc:
-                # The database or the gateway's own disk failed: every next file would fail
-                # too. What is stored stays; a rerun skips it as duplicates.
+            except (
+                OperationalError,
+                InterfaceError,
+                OSError,
+                AccessDenied,
+                AuditUnavailable,
+            ) as exc:
+                # The database, the audit log (ingest raises only that deny) or the
+                # gateway's own disk failed: every next file would fail too. What is
+                # stored stays; a rerun skips it as duplicates.
                 self._summary(counts, problems, total=len(files))
                 raise CommandError(f"Stopped at {file}: {_outage(exc)}. Run it again.") from exc
             counts[result.status] += 1
@@ -100,6 +109,10 @@ def _chunks(fp) -> Iterator[bytes]:
 
 
 def _outage(exc: Exception) -> str:
+    if isinstance(exc, AccessDenied):
+        return exc.message
+    if isinstance(exc, AuditUnavailable):
+        return "the audit log is unavailable"
     if isinstance(exc, OSError):
         return f"the gateway's storage failed ({exc.strerror or type(exc).__name__})"
     return "the database is unavailable"
