@@ -88,6 +88,7 @@ NO_DATA_SET = 0x0101
 # A-ASSOCIATE-RJ (result, source, reason) and A-ABORT reasons (PS3.8 9.3.4, 9.3.8)
 CALLING_AE_NOT_RECOGNIZED = (0x01, 0x01, 0x03)
 LOCAL_LIMIT_EXCEEDED = (0x02, 0x03, 0x02)
+TEMPORARY_CONGESTION = (0x02, 0x03, 0x01)
 UNRECOGNIZED_PDU, UNEXPECTED_PDU, INVALID_PARAMETER = 0x01, 0x02, 0x06
 KNOWN_PDU_TYPES = range(0x01, 0x08)
 
@@ -173,7 +174,16 @@ class Association:
     def _associate(self) -> bool:
         request = _association_request(self._read_pdu(ARTIM_SECONDS, MAX_ASSOCIATE_RQ))
         self.calling = request.calling_ae_title.strip()
-        if not self.service.admits(self.calling, self.address):
+        try:
+            admitted = self.service.admits(self.calling, self.address)
+        except Exception:
+            # The titles could not be read (the database is down): a transient rejection,
+            # which the peer may retry, rather than an abort it cannot tell from a fault.
+            logger.exception("DICOM association from %s: its title cannot be checked", self.calling)
+            self._send(_reject_pdu(request, TEMPORARY_CONGESTION))
+            self._await_close()
+            return False
+        if not admitted:
             logger.warning(
                 "DICOM association refused: AE title %s is no member's, or not from %s",
                 self.calling,

@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from pydicom import dcmread
 
+from studies import dicom_net
 from studies.models import Instance
 from tests.conftest import require_postgres
 
@@ -65,3 +66,22 @@ def test_a_c_store_while_the_database_is_down_fails_and_the_next_is_stored(
     assert assoc.send_c_store(refused).Status == 0x0000
     assoc.release()
     assert Instance.objects.filter(sop_instance_uid=refused.SOPInstanceUID).count() == 1
+
+
+def test_an_association_while_the_database_is_down_is_rejected_as_transient(
+    listener,  # noqa: F811
+    monkeypatch,
+):
+    require_postgres()
+    monkeypatch.setitem(connection.settings_dict, "PORT", "1")
+    _others_terminated()
+    dicom_net.forget_member_titles()  # the calling titles must be read again
+    refused = _associate(listener)
+    monkeypatch.undo()
+    dicom_net.forget_member_titles()
+    admitted = _associate(listener)
+    echo = admitted.send_c_echo()
+    admitted.release()
+    assert refused.is_rejected
+    assert not refused.is_aborted
+    assert echo.Status == 0x0000
