@@ -5,7 +5,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 
 from anim_gateway.errors import Forbidden
 from audit.actions import Action
@@ -24,6 +24,7 @@ from studies.ingest_index import (
     identities_of,
     index_batch,
     objects_delete,
+    objects_delete_unindexed,
     objects_put,
     rows_find,
 )
@@ -195,6 +196,10 @@ def _store_and_index(*, session: IngestSession, items: list[Planned]) -> list[In
     except IntegrityError:
         # A row changed since it was looked up (a concurrent writer): one at a time, afresh.
         return _index_each(session=session, items=items)
+    except (OperationalError, InterfaceError):
+        # The connection was lost: the index may have committed (its answer lost).
+        objects_delete_unindexed(items)
+        raise
     except BaseException:
         objects_delete(items)
         raise
