@@ -322,9 +322,10 @@ def _check(*, session: IngestSession, item: Planned, known: _Known) -> IngestRes
 
 
 def _refused(header: Header, exc: gate.AccessDenied) -> IngestResult:
-    """The gate's deny as a result; a deny because the audit log is down is an outage, not
-    a refusal (a sender takes Not Authorized as final), raised: nothing is stored."""
-    if exc.status_code == 503:
+    """The gate's deny as a result; a deny because the gate could not decide or audit (the
+    database is down) is an outage, not a refusal (a sender takes Not Authorized as final),
+    raised: nothing is stored."""
+    if exc.status_code == 503 or exc.code == "GATE_ERROR":
         raise exc
     return _result(header, "rejected", exc.message, FailureReason.NOT_AUTHORIZED)
 

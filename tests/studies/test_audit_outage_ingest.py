@@ -51,3 +51,26 @@ def test_a_c_store_while_the_audit_log_is_down_is_out_of_resources(
     assert refused.Status == 0xA700  # Out of Resources: the sender retries it
     assert stored.Status == 0x0000
     assert Instance.objects.filter(sop_instance_uid=ds.SOPInstanceUID).count() == 1
+
+
+def test_a_c_store_the_gate_cannot_decide_is_out_of_resources(
+    listener,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    from django.db import OperationalError
+
+    from consent import gate
+
+    def database_lost(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    ds = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
+    monkeypatch.setattr(gate, "_decide_one", database_lost)
+    assoc = _associate(listener)
+    refused = assoc.send_c_store(ds)
+    monkeypatch.undo()
+    stored = assoc.send_c_store(ds)
+    assoc.release()
+    assert refused.Status == 0xA700  # Out of Resources: the sender retries it
+    assert stored.Status == 0x0000
