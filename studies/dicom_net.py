@@ -87,7 +87,7 @@ def _suspect() -> bool:
 def _told_goodbye() -> bool:
     """Whether the server wrote to an idle connection (a restart or a termination says so
     before it closes): the C-STORE after a restart is then stored, not refused."""
-    quiet = getattr(connection, "_quietly_idle", None)  # anim_gateway.postgresql's poll
+    quiet = getattr(connection, "quietly_idle", None)  # anim_gateway.postgresql's poll
     return quiet is not None and not quiet()
 
 

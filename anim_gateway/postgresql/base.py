@@ -19,12 +19,12 @@ from psycopg import pq
 
 class DatabaseWrapper(base.DatabaseWrapper):
     def close_if_health_check_failed(self) -> None:
-        if self.health_check_enabled and not self.health_check_done and self._quietly_idle():
+        if self.health_check_enabled and not self.health_check_done and self.quietly_idle():
             self.health_check_done = True
             return
         super().close_if_health_check_failed()
 
-    def _quietly_idle(self) -> bool:
+    def quietly_idle(self) -> bool:
         """Open, outside any transaction, with nothing from the server waiting to be read."""
         raw = self.connection
         if raw is None or raw.closed:
