@@ -98,8 +98,14 @@ def instance_result(
     return _included(attributes, metadata, includefield)
 
 
-def store_response(results: list[IngestResult], *, instance_url: Callable[..., str]) -> dict:
-    """The STOW-RS response dataset (PS3.18 10.5.3): referenced and failed instances."""
+def store_response(
+    results: list[IngestResult],
+    *,
+    instance_url: Callable[..., str],
+    study_url: Callable[[str], str],
+) -> dict:
+    """The STOW-RS response dataset (PS3.18 10.5.3, Table I.1-1): the study's Retrieve URL,
+    referenced and failed instances."""
     referenced, failed = [], []
     for result in results:
         item = {
@@ -116,7 +122,10 @@ def store_response(results: list[IngestResult], *, instance_url: Callable[..., s
             item[PRIVATE_CREATOR[0]] = _element("LO", PRIVATE_CREATOR[1])
             item[FAILURE_TEXT_TAG] = _element("LT", result.reason)
             failed.append(item)
-    body: dict = {}
+    # Retrieve URL is type 2: always there, empty unless the instances stored are of one study.
+    stored_studies = {r.study_uid for r in results if r.ok}
+    study_uid = stored_studies.pop() if len(stored_studies) == 1 else ""
+    body: dict = {"00081190": _element("UR", *([study_url(study_uid)] if study_uid else []))}
     if failed:
         body["00081198"] = _element("SQ", *failed)
     if referenced:

@@ -80,6 +80,8 @@ class IngestSession:
     """
 
     actor: Actor
+    # The study a STOW-RS request targets (/studies/{study}); "" for any study.
+    target_study_uid: str = ""
     # Study UID -> when the gate permitted storing it (time.monotonic()).
     authorized: dict[str, float] = field(default_factory=dict)
     cache: IndexCache = field(default_factory=IndexCache)
@@ -91,11 +93,11 @@ class IngestSession:
         return permitted_at is not None and time.monotonic() - permitted_at < AUTHORIZATION_TTL
 
     @classmethod
-    def for_writer(cls, actor: Actor) -> "IngestSession":
+    def for_writer(cls, actor: Actor, *, target_study_uid: str = "") -> "IngestSession":
         """A session for an actor that stores for its institution; 403 for one without."""
         if actor.institution is None:
             raise Forbidden("Storing needs a token bound to the performing institution.")
-        return cls(actor=actor)
+        return cls(actor=actor, target_study_uid=target_study_uid)
 
     @property
     def institution(self) -> Institution:
@@ -149,7 +151,7 @@ def _ingest_all(*, session: IngestSession, items: list[Spooled]) -> list[IngestR
                 status="rejected", reason=str(exc), failure_code=FailureReason.CANNOT_UNDERSTAND
             )
             continue
-        mismatch = _undeclared(spooled, header)
+        mismatch = _undeclared(spooled, header) or _outside_target(session, header)
         if mismatch:
             results[position] = _result(
                 header, "rejected", mismatch, FailureReason.DATA_SET_MISMATCH
@@ -182,6 +184,15 @@ def _undeclared(spooled: Spooled, header: Header) -> str:
         return "The data set's SOP Class UID is not the request's."
     if header.sop_instance_uid != sop_instance:
         return "The data set's SOP Instance UID is not the request's."
+    return ""
+
+
+def _outside_target(session: IngestSession, header: Header) -> str:
+    """Why the instance is not of the study the request targets ("" when it is): a Store to
+    /studies/{study} stores that study's instances only (PS3.18 10.5, whose 409 names the
+    "Study Instance UID mismatch")."""
+    if session.target_study_uid and header.study_uid != session.target_study_uid:
+        return "The instance's Study Instance UID is not the study of the request's URL."
     return ""
 
 

@@ -7,6 +7,7 @@ from studies.api.dicomweb import (
     MetadataApi,
     RetrieveApi,
     StudiesApi,
+    StudyApi,
     StudySeriesSearchApi,
 )
 from studies.api.frames import FramesApi, RenderedApi
@@ -19,7 +20,7 @@ I = f"{SE}/instances/<str:instance>"  # noqa: E741
 
 urlpatterns = [
     path("studies", StudiesApi.as_view(), name="studies"),
-    path(S, RetrieveApi.as_view(), name="study"),
+    path(S, StudyApi.as_view(), name="study"),
     path(f"{S}/metadata", MetadataApi.as_view(), name="study-metadata"),
     path(f"{S}/series", StudySeriesSearchApi.as_view(), name="study-series"),
     path(f"{S}/instances", InstanceSearchApi.as_view(), name="study-instances"),

@@ -20,6 +20,7 @@ from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
 from studies import access, dicom_json, lookups, qido, selectors, storage
+from studies.dicom import is_valid_uid
 from studies.ingest import IngestResult, IngestSession, study_ingest
 from studies.multipart import (
     BodyTooLarge,
@@ -132,27 +133,35 @@ class StudiesApi(DicomWebApi):
         return _warned_if_more(body, more=page.more)
 
     def post(self, request: Request) -> HttpResponse:
-        session = IngestSession.for_writer(actor_of(request))
-        read = _body_reader(request)
-        reader = MultipartReader(
-            read, boundary=_stow_boundary(request), max_bytes=settings.STOW_MAX_BYTES
-        )
-        results = _store_parts(session, reader)
-        if not results:
-            raise ApplicationError("The body holds no DICOM part.")
-        body = dicom_json.store_response(
-            results,
-            instance_url=lambda r: _url(
-                request,
-                "instance",
-                study=r.study_uid,
-                series=r.series_uid,
-                instance=r.sop_instance_uid,
-            ),
-        )
-        stored = sum(r.ok for r in results)
-        status = 200 if stored == len(results) else 202 if stored else 409
-        return _json(body, status=status)
+        return _store(request)
+
+
+def _store(request: Request, study_uid: str = "") -> HttpResponse:
+    """STOW-RS to /studies, or to /studies/{study}, which stores that study's instances only."""
+    if study_uid and not is_valid_uid(study_uid):
+        raise ApplicationError("study: the URL names no valid Study Instance UID.")
+    session = IngestSession.for_writer(actor_of(request), target_study_uid=study_uid)
+    read = _body_reader(request)
+    reader = MultipartReader(
+        read, boundary=_stow_boundary(request), max_bytes=settings.STOW_MAX_BYTES
+    )
+    results = _store_parts(session, reader)
+    if not results:
+        raise ApplicationError("The body holds no DICOM part.")
+    body = dicom_json.store_response(
+        results,
+        instance_url=lambda r: _url(
+            request,
+            "instance",
+            study=r.study_uid,
+            series=r.series_uid,
+            instance=r.sop_instance_uid,
+        ),
+        study_url=lambda uid: _url(request, "study", study=uid),
+    )
+    stored = sum(r.ok for r in results)
+    status = 200 if stored == len(results) else 202 if stored else 409
+    return _json(body, status=status)
 
 
 def _body_reader(request: Request) -> Callable[[int], bytes]:
@@ -324,6 +333,14 @@ class RetrieveApi(DicomWebApi):
         in_series = access.series_in(found, series) if series else None
         keys = selectors.instance_keys(study=found, series=in_series)
         return _partial_if_lost(keys, storage.objects_missing(keys))
+
+
+@serves_patient_data
+class StudyApi(RetrieveApi):
+    """GET: a study (WADO-RS); POST: store instances of this study (STOW-RS)."""
+
+    def post(self, request: Request, study: str) -> HttpResponse:
+        return _store(request, study)
 
 
 def _partial_if_lost(keys: list[str], missing: list[str]) -> StreamingHttpResponse:

@@ -748,9 +748,9 @@ def stow_body(contents: list[bytes], part_type: str = "application/dicom") -> tu
     return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
 
 
-def stow(client, contents: list[bytes], **kwargs):
+def stow(client, contents: list[bytes], path: str = "/dicomweb/studies", **kwargs):
     body, content_type = stow_body(contents, **kwargs)
-    return client.generic("POST", "/dicomweb/studies", body, content_type=content_type)
+    return client.generic("POST", path, body, content_type=content_type)
 
 
 def test_a_hospital_system_stores_a_study(cast, tmp_path):
@@ -798,6 +798,54 @@ def test_the_same_instance_twice_is_a_success(cast, tmp_path):
     assert stow(client, [data]).status_code == 200
     assert stow(client, [data]).status_code == 200
     assert Instance.objects.count() == 1
+
+
+def test_it_stores_to_the_study_named_in_the_url(cast, tmp_path):
+    """PS3.18 10.5.1: the Store transaction's resource is /studies or /studies/{study}."""
+    uid = generate_uid()
+    data = dicom_copy(tmp_path, patient_id="CHL-Y1", study_uid=uid).read_bytes()
+    response = stow(client_for("chl-pacs", "CHL"), [data], f"/dicomweb/studies/{uid}")
+    assert response.status_code == 200
+    assert len(json.loads(response.content)["00081199"]["Value"]) == 1
+    assert Study.objects.get().study_uid == uid
+
+
+def test_an_instance_of_another_study_than_the_urls_is_refused(cast, tmp_path):
+    uid = generate_uid()
+    ours = dicom_copy(tmp_path, patient_id="CHL-Y1", study_uid=uid).read_bytes()
+    other = dicom_copy(tmp_path, patient_id="CHL-Y1")
+    client = client_for("chl-pacs", "CHL")
+    response = stow(client, [ours, other.read_bytes()], f"/dicomweb/studies/{uid}")
+    assert response.status_code == 202
+    body = json.loads(response.content)
+    (failed,) = body["00081198"]["Value"]
+    assert failed["00081155"]["Value"] == [dcmread(other).SOPInstanceUID]
+    assert failed["00081197"]["Value"] == [0xA900]
+    assert [s.study_uid for s in Study.objects.all()] == [uid]
+    response = stow(client, [other.read_bytes()], f"/dicomweb/studies/{uid}")
+    assert response.status_code == 409
+
+
+def test_a_store_to_a_url_without_a_valid_study_uid_is_refused(cast, tmp_path):
+    data = dicom_copy(tmp_path).read_bytes()
+    response = stow(client_for("chl-pacs", "CHL"), [data], "/dicomweb/studies/1.2.x")
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith("study:")
+    assert not Instance.objects.exists()
+
+
+def test_the_response_holds_the_retrieve_url_of_the_study(cast, tmp_path):
+    """PS3.18 Table I.1-1: Retrieve URL (0008,1190) is type 2, present even when empty."""
+    uid = generate_uid()
+    client = client_for("chl-pacs", "CHL")
+    response = stow(client, [dicom_copy(tmp_path, study_uid=uid).read_bytes()])
+    assert json.loads(response.content)["00081190"] == {
+        "vr": "UR",
+        "Value": [f"http://testserver/dicomweb/studies/{uid}"],
+    }
+    two = [dicom_copy(tmp_path).read_bytes() for _ in "ab"]
+    assert json.loads(stow(client, two).content)["00081190"] == {"vr": "UR"}
+    assert json.loads(stow(client, [b"not dicom"]).content)["00081190"] == {"vr": "UR"}
 
 
 def test_it_refuses_a_body_over_the_maximum_before_reading_it(cast, settings, tmp_path):
