@@ -41,6 +41,18 @@ LEVEL_KEYS = {
 }
 
 
+# PS3.18 8.3.4.2, 8.3.4.5 and 8.3.4.6: each of these parameters, set to true on an origin
+# server that does not support it, gets the search performed without it and this warning.
+_UNSUPPORTED = {
+    "fuzzymatching": "The fuzzymatching parameter is not supported."
+    " Only literal matching has been performed.",
+    "emptyvaluematching": "The emptyvaluematching parameter is not supported."
+    " Empty Value Matching has not been performed.",
+    "multiplevaluematching": "The multiplevaluematching parameter is not supported."
+    " Multiple Value Matching has not been performed.",
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Query:
     patient_id: str = ""
@@ -54,6 +66,8 @@ class Query:
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     includefield: frozenset[str] = field(default_factory=frozenset)
+    # The texts of the warnings the response carries (PS3.18 8.3.4).
+    warnings: tuple[str, ...] = ()
 
     def describe(self) -> dict:
         """The query for the audit event: which keys were used, not the values."""
@@ -97,6 +111,11 @@ def parse_query(params: QueryDict, level: str = "studies") -> Query:
             for raw in params.getlist("includefield")
             for item in raw.split(",")
             if item.strip()
+        ),
+        warnings=tuple(
+            text
+            for name, text in _UNSUPPORTED.items()
+            if (params.get(name) or "").strip().lower() == "true"
         ),
     )
 

@@ -33,12 +33,16 @@ from studies.multipart import (
 from studies.spool import Spooled
 
 DICOM_JSON = "application/dicom+json"
-# PS3.18 8.3.4.4.1's words for a search with results beyond this response (RFC 7234 5.5's
-# form: code, agent, quoted text).
-MORE_RESULTS_WARNING = (
-    '299 anim-gateway "The number of results exceeded the maximum supported by the server.'
-    ' Additional results can be requested."'
+# PS3.18 8.3.4.4.1's words for a search with results beyond this response.
+MORE_RESULTS = (
+    "The number of results exceeded the maximum supported by the server."
+    " Additional results can be requested."
 )
+
+
+def warning_value(text: str) -> str:
+    """A Warning header value in RFC 7234 5.5's form: code, agent, quoted text."""
+    return f'299 anim-gateway "{text}"'
 
 
 class _ErrorsAsJson(BaseContentNegotiation):
@@ -130,7 +134,7 @@ class StudiesApi(DicomWebApi):
         # A page may be short, even empty, where the gate withheld studies: the warning is
         # how a client knows to ask for the page at offset + limit.
         body = HttpResponse(f"[{','.join(results)}]", content_type=DICOM_JSON)
-        return _warned_if_more(body, more=page.more)
+        return _warned(body, query, more=page.more)
 
     def post(self, request: Request) -> HttpResponse:
         return _store(request)
@@ -250,6 +254,7 @@ class StudySeriesSearchApi(DicomWebApi):
                 )
                 for s in series
             ],
+            query=query,
             more=more,
         )
 
@@ -272,6 +277,7 @@ class InstanceSearchApi(DicomWebApi):
                 )
                 for i in instances
             ],
+            query=query,
             more=more,
         )
 
@@ -282,13 +288,15 @@ def _page(query: qido.Query, fetch: Callable[[qido.Query], list]) -> tuple[list,
     return found[: query.limit], len(found) > query.limit
 
 
-def _search_response(results: list, *, more: bool) -> HttpResponse:
-    return _warned_if_more(_json(results), more=more)
+def _search_response(results: list, *, query: qido.Query, more: bool) -> HttpResponse:
+    return _warned(_json(results), query, more=more)
 
 
-def _warned_if_more(response: HttpResponse, *, more: bool) -> HttpResponse:
-    if more:
-        response["Warning"] = MORE_RESULTS_WARNING
+def _warned(response: HttpResponse, query: qido.Query, *, more: bool) -> HttpResponse:
+    """The search's warnings, in one Warning header (RFC 9110 5.3: a list, comma-separated)."""
+    texts = [*query.warnings, MORE_RESULTS] if more else query.warnings
+    if texts:
+        response["Warning"] = ", ".join(warning_value(text) for text in texts)
     return response
 
 

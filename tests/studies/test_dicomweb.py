@@ -274,6 +274,45 @@ def test_series_and_instance_searches_page_and_warn_while_more_follow(three_inst
     assert "Warning" not in series  # the study's one series
 
 
+FUZZY = (
+    '299 anim-gateway "The fuzzymatching parameter is not supported.'
+    ' Only literal matching has been performed."'
+)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dicomweb/studies",
+        "/dicomweb/studies/{study}/series",
+        "/dicomweb/studies/{study}/instances",
+    ],
+)
+def test_a_search_asking_for_fuzzy_matching_is_warned_it_was_literal(alice, xavier_studies, path):
+    """PS3.18 8.3.4.2: an origin server without fuzzy matching says so in a Warning."""
+    path = path.format(study=xavier_studies["shown"].study_uid)
+    response = alice.get(path, {"fuzzymatching": "true"})
+    assert response.status_code == 200
+    assert response["Warning"] == FUZZY
+    assert "Warning" not in alice.get(path, {"fuzzymatching": "false"})
+
+
+def test_the_warnings_of_a_search_come_in_one_header(alice, xavier_studies):
+    study = xavier_studies["shown"].study_uid  # two instances: a page of one has more after it
+    response = alice.get(
+        f"/dicomweb/studies/{study}/instances",
+        {"limit": 1, "fuzzymatching": "true", "multiplevaluematching": "true"},
+    )
+    assert response["Warning"] == ", ".join(
+        [
+            FUZZY,
+            '299 anim-gateway "The multiplevaluematching parameter is not supported.'
+            ' Multiple Value Matching has not been performed."',
+            MORE,
+        ]
+    )
+
+
 def test_bob_without_care_relationship_finds_nothing_of_another_hospital(cast, xavier_studies):
     share_with_alice(cast)
     response = client_for("charlie", "HRS").get("/dicomweb/studies")
