@@ -19,7 +19,7 @@ from audit.actions import Action
 from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
-from studies import access, dicom_json, lookups, qido, selectors, storage
+from studies import accept, access, dicom_json, lookups, qido, selectors, storage
 from studies.dicom import is_valid_uid
 from studies.ingest import IngestResult, IngestSession, study_ingest
 from studies.multipart import (
@@ -84,17 +84,45 @@ def _studies_path(prefix: str) -> str:
 
 
 def _wants_multipart(request: Request) -> bool:
-    """True for multipart/related, False for a bare application/dicom (one instance)."""
-    accept = request.headers.get("Accept", "*/*")
-    if any(t in accept for t in ("multipart/related", "*/*", "multipart/*")):
+    """True for multipart/related, False for a bare application/dicom (one instance): the
+    most preferred of the ranges the client accepts (PS3.18 8.7.8)."""
+    multipart = accept.choose(request.headers.get("Accept"), _dicom_offer)
+    if multipart is None:
+        raise ApplicationError(
+            'Accept: this resource is served as multipart/related; type="application/dicom".',
+            code="NOT_ACCEPTABLE",
+            status_code=406,
+        )
+    return multipart
+
+
+def _dicom_offer(media_range: accept.MediaRange) -> bool | None:
+    if media_range.media_type in ("*/*", "multipart/*"):
         return True
-    if "application/dicom" in accept:
-        return False
-    raise ApplicationError(
-        'Accept: this resource is served as multipart/related; type="application/dicom".',
-        code="NOT_ACCEPTABLE",
-        status_code=406,
-    )
+    if media_range.media_type == "multipart/related":
+        # Another type of part (application/dicom+xml, say) is not served here.
+        part_type = media_range.param("type", "application/dicom").lower()
+        return True if part_type == "application/dicom" else None
+    return False if media_range.media_type == "application/dicom" else None
+
+
+def _json_accepted(request: Request) -> None:
+    """406 unless the client accepts DICOM JSON, the one form of results and metadata served
+    (PS3.18 8.7.8): the XML form (multipart/related; type="application/dicom+xml") is not."""
+    wanted = request.headers.get("Accept")
+    if DICOM_JSON in accept.refused(wanted) or accept.choose(wanted, _json_offer) is None:
+        raise ApplicationError(
+            f"Accept: this resource is served as {DICOM_JSON}.",
+            code="NOT_ACCEPTABLE",
+            status_code=406,
+        )
+
+
+_JSON_TYPES = frozenset((DICOM_JSON, "application/json", "application/*", "*/*"))
+
+
+def _json_offer(media_range: accept.MediaRange) -> bool | None:
+    return True if media_range.media_type in _JSON_TYPES else None
 
 
 def multipart_response(
@@ -121,6 +149,7 @@ class StudiesApi(DicomWebApi):
     """GET: search for studies (QIDO-RS); POST: store instances (STOW-RS)."""
 
     def get(self, request: Request) -> HttpResponse:
+        _json_accepted(request)
         query = qido.parse_query(request.query_params)
         page = access.studies_search(actor_of(request), query=query)
         # UIDs are digits and dots: one reverse() for the base, not one per result.
@@ -242,6 +271,7 @@ def _failed(reason: str) -> IngestResult:
 @serves_patient_data
 class StudySeriesSearchApi(DicomWebApi):
     def get(self, request: Request, study: str) -> HttpResponse:
+        _json_accepted(request)
         query = qido.parse_query(request.query_params, "series")
         found = _study(request, study, gate.LIST_STUDIES, Action.STUDY_SEARCH)
         series, more = _page(query, lambda peek: selectors.series_list(study=found, query=peek))
@@ -262,6 +292,7 @@ class StudySeriesSearchApi(DicomWebApi):
 @serves_patient_data
 class InstanceSearchApi(DicomWebApi):
     def get(self, request: Request, study: str, series: str | None = None) -> HttpResponse:
+        _json_accepted(request)
         query = qido.parse_query(request.query_params, "instances")
         found = _study(request, study, gate.LIST_STUDIES, Action.STUDY_SEARCH)
         in_series = access.series_in(found, series) if series else None
@@ -410,6 +441,7 @@ class MetadataApi(DicomWebApi):
     def get(
         self, request: Request, study: str, series: str | None = None, instance: str | None = None
     ) -> HttpResponse:
+        _json_accepted(request)
         if instance:
             one = access.access_instance(
                 actor_of(request),

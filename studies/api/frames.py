@@ -12,7 +12,7 @@ from audit.actions import Action
 from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
-from studies import access, storage
+from studies import accept, access, storage
 from studies.api.dicomweb import DicomWebApi, multipart_response
 from studies.dicom import InvalidDicom, read_frame
 from studies.dicom_render import FORMATS, render_frame
@@ -150,18 +150,25 @@ class RenderedApi(DicomWebApi):
 
 
 def _rendered_type(request: Request) -> str:
-    accept = request.query_params.get("accept") or request.headers.get("Accept", "*/*")
-    for candidate in accept.split(","):
-        media = candidate.split(";")[0].strip()
-        if media in FORMATS:
-            return media
-        if media in ("*/*", "image/*"):
-            return "image/jpeg"
+    """The most preferred of the formats the client accepts (PS3.18 8.7.8), JPEG for any."""
+    wanted = request.query_params.get("accept") or request.headers.get("Accept")
+    refused = accept.refused(wanted)
+    formats = [f for f in FORMATS if f not in refused]  # JPEG first, for a wildcard
+    media_type = accept.choose(wanted, lambda r: _rendered_offer(r, formats))
+    if media_type is not None:
+        return media_type
     raise ApplicationError(
         "Accept: rendered images are image/jpeg or image/png.",
         code="NOT_ACCEPTABLE",
         status_code=406,
     )
+
+
+def _rendered_offer(media_range: accept.MediaRange, formats: list[str]) -> str | None:
+    if media_range.media_type in formats:
+        return media_range.media_type
+    wildcard = media_range.media_type in ("*/*", "image/*")
+    return formats[0] if wildcard and formats else None
 
 
 WINDOW_LIMIT = 1e15

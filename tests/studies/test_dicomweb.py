@@ -965,6 +965,79 @@ def test_one_instance_can_be_fetched_bare(alice, xavier_studies):
 def test_it_refuses_an_unservable_accept(alice, xavier_studies):
     response = alice.get(_path(xavier_studies["shown"]), HTTP_ACCEPT="application/json")
     assert response.status_code == 406
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/dicom+json",  # held "application/dicom" as a substring
+        'multipart/related; type="application/dicom+xml"',
+        'multipart/related; type="application/dicom"; q=0',  # q=0: not acceptable
+        "application/dicom;q=0, multipart/related;q=0",
+    ],
+)
+def test_an_instance_is_not_served_in_a_form_the_client_refuses(alice, xavier_studies, accept):
+    """RFC 9110 12.5.1 and PS3.18 8.7.8: media ranges, not substrings; q=0 refuses."""
+    response = alice.get(_path(xavier_studies["shown"]), HTTP_ACCEPT=accept)
+    assert response.status_code == 406
+    assert response.json()["error"]["code"] == "NOT_ACCEPTABLE"
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        (
+            'multipart/related; type="application/dicom";q=0.5, application/dicom',
+            "application/dicom",
+        ),
+        (
+            'application/dicom;q=0.2, multipart/related; type="application/dicom"',
+            "multipart/related",
+        ),
+        ("multipart/related; type=application/dicom; transfer-syntax=*", "multipart/related"),
+    ],
+)
+def test_an_instance_comes_in_the_form_the_client_prefers(
+    alice, xavier_studies, accept, content_type
+):
+    response = alice.get(_path(xavier_studies["shown"]), HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    assert response["Content-Type"].split(";")[0] == content_type
+
+
+@pytest.mark.parametrize(
+    ("accept", "magic"),
+    [
+        ("image/png;q=0.5, image/jpeg", b"\xff\xd8"),
+        ("image/jpeg;q=0.4, image/png;q=0.9", b"\x89PNG"),
+        ("image/jpeg;q=0, */*", b"\x89PNG"),
+    ],
+)
+def test_a_rendering_comes_in_the_format_the_client_prefers(alice, xavier_studies, accept, magic):
+    response = alice.get(_path(xavier_studies["shown"], "/rendered"), HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    assert response.content.startswith(magic)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dicomweb/studies",
+        "/dicomweb/studies/{study}/series",
+        "/dicomweb/studies/{study}/metadata",
+        "/dicomweb/studies/{study}/series/{series}/instances/{sop}/metadata",
+    ],
+)
+def test_results_and_metadata_are_refused_to_a_client_wanting_xml_only(alice, xavier_studies, path):
+    """DICOM JSON is the one form served: a client accepting only the XML form gets 406."""
+    shown = xavier_studies["shown"]
+    path = path.format(study=shown.study_uid, series=shown.series_uid, sop=shown.sop_instance_uid)
+    xml = 'multipart/related; type="application/dicom+xml"'
+    response = alice.get(path, HTTP_ACCEPT=xml)
+    assert response.status_code == 406
+    assert response.json()["error"]["code"] == "NOT_ACCEPTABLE"
+    accepted = alice.get(path, HTTP_ACCEPT=f"{xml}, application/dicom+json;q=0.5")
+    assert accepted.status_code == 200
     assert response.json()["error"]["code"] == "NOT_ACCEPTABLE"
 
 

@@ -1,0 +1,77 @@
+"""The Accept header's media ranges (RFC 9110 12.5.1), for DICOMweb's choice of media type."""
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# A comma or semicolon outside a quoted string ends an element or a parameter: a quoted
+# type parameter (type="application/dicom") may hold neither, but a careless one might.
+_ELEMENTS = re.compile(r'(?:[^,"]|"[^"]*")+')
+_PARAMS = re.compile(r'(?:[^;"]|"[^"]*")+')
+
+
+@dataclass(frozen=True)
+class MediaRange:
+    media_type: str  # lower case: "multipart/related", "image/*", "*/*"
+    params: tuple[tuple[str, str], ...]  # names in lower case, values unquoted
+
+    def param(self, name: str, default: str = "") -> str:
+        return next((value for key, value in self.params if key == name), default)
+
+
+def choose(accept: str | None, offer: Callable[[MediaRange], T | None]) -> T | None:
+    """What ``offer`` gives for the most preferred range it serves, None for none of them.
+
+    An absent header accepts anything (RFC 9110 12.5.1), as "*/*" does.
+    """
+    for media_range in media_ranges(accept or "*/*"):
+        chosen = offer(media_range)
+        if chosen is not None:
+            return chosen
+    return None
+
+
+@functools.lru_cache(maxsize=256)  # clients send the same few headers on every request
+def media_ranges(accept: str) -> tuple[MediaRange, ...]:
+    """The header's ranges, most preferred first (higher q, then the order sent); those with
+    q=0, which RFC 9110 12.4.2 makes "not acceptable", and malformed ones are left out."""
+    weighed = []
+    for position, element in enumerate(_ELEMENTS.findall(accept[:4096])):
+        media_type, *raw = [p.strip() for p in _PARAMS.findall(element)] or [""]
+        params = []
+        for item in raw:
+            name, _, value = item.partition("=")
+            params.append((name.strip().lower(), value.strip().strip('"')))
+        quality = _quality(dict(params).get("q", "1"))
+        media_type = media_type.lower()
+        if quality > 0 and media_type.count("/") == 1:
+            params = [(k, v) for k, v in params if k != "q"]
+            weighed.append((-quality, position, MediaRange(media_type, tuple(params))))
+    return tuple(media_range for *_, media_range in sorted(weighed))
+
+
+@functools.lru_cache(maxsize=256)
+def refused(accept: str | None) -> frozenset[str]:
+    """The media types the header names with q=0: not acceptable, even under a wildcard
+    ("image/jpeg;q=0, */*" accepts anything but JPEG; RFC 9110 12.5.1's most specific range)."""
+    found = set()
+    for element in _ELEMENTS.findall((accept or "")[:4096]):
+        media_type, *raw = [p.strip() for p in _PARAMS.findall(element)] or [""]
+        for item in raw:
+            name, _, value = item.partition("=")
+            if name.strip().lower() == "q" and _quality(value.strip()) == 0:
+                found.add(media_type.lower())
+    return frozenset(found)
+
+
+def _quality(value: str) -> float:
+    """RFC 9110 12.4.2's qvalue, from 0 to 1; 0 (not acceptable) when malformed."""
+    try:
+        quality = float(value)
+    except ValueError:
+        return 0.0
+    return quality if 0 <= quality <= 1 else 0.0
