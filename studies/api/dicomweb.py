@@ -128,10 +128,15 @@ def _json_offer(media_range: accept.MediaRange) -> bool | None:
 def multipart_response(
     parts: Iterable[tuple[str, Iterable[bytes]]], part_type: str
 ) -> StreamingHttpResponse:
+    """Parts of ``part_type`` as multipart/related, whose type parameter is the bare media
+    type (RFC 2387 3.1); the part type's own parameters (transfer-syntax) follow it, as in
+    PS3.18's multipart/related; type="image/jpeg"; transfer-syntax=..."""
     boundary = new_boundary()
+    media_type, _, params = (p.strip() for p in part_type.partition(";"))
+    extra = f"; {params}" if params else ""
     return StreamingHttpResponse(
         multipart_stream(parts, boundary=boundary),
-        content_type=f'multipart/related; type="{part_type}"; boundary={boundary}',
+        content_type=f'multipart/related; type="{media_type}"{extra}; boundary={boundary}',
     )
 
 

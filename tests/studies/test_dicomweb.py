@@ -527,7 +527,12 @@ def test_it_serves_a_native_frame(alice, xavier_studies):
 
 def test_it_serves_a_compressed_frame_as_its_bitstream(alice, xavier_studies):
     jpeg = xavier_studies["jpeg"]
-    ((part_type, data),) = multipart_parts(alice.get(_path(jpeg, "/frames/1")))
+    response = alice.get(_path(jpeg, "/frames/1"))
+    # RFC 2387 3.1: the type parameter is a bare media type; the syntax is a parameter apart.
+    assert response["Content-Type"].startswith(
+        'multipart/related; type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.50; boundary='
+    )
+    ((part_type, data),) = multipart_parts(response)
     assert part_type == "image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50"
     original = dcmread(pydicom_file("SC_rgb_jpeg_dcmtk.dcm"))
     assert data == get_frame(original.PixelData, 0, number_of_frames=1)
