@@ -83,12 +83,23 @@ def series_result(series: Series, *, url: str, includefield: frozenset[str] = fr
 
 
 def instance_result(
-    instance: Instance, *, url: str, includefield: frozenset[str] = frozenset()
+    instance: Instance,
+    *,
+    url: str,
+    includefield: frozenset[str] = frozenset(),
+    with_series: bool = False,
 ) -> dict:
+    """A QIDO-RS instance result (PS3.18 Table 10.6.3-5); ``with_series`` for a search of a
+    study's instances, whose results hold their series' attributes too (10.6.3.3.3)."""
     metadata = instance.metadata
-    attributes = {tag: metadata[tag] for tag in INSTANCE_TAGS if tag in metadata}
+    tags = (*SERIES_TAGS, *INSTANCE_TAGS) if with_series else INSTANCE_TAGS
+    attributes = {tag: metadata[tag] for tag in tags if tag in metadata}
+    if with_series:
+        attributes["00201209"] = _element("IS", instance.series.instance_count)
     attributes.update(
         {
+            # Known: a fixity check that found the stored copy lost or altered marks it.
+            "00080056": _element("CS", "UNAVAILABLE" if instance.fixity_ok is False else "ONLINE"),
             "0020000D": _element("UI", instance.study.study_uid),
             "0020000E": _element("UI", instance.series.series_uid),
             "00083002": _element("UI", instance.transfer_syntax_uid),

@@ -310,6 +310,7 @@ class InstanceSearchApi(DicomWebApi):
                     i,
                     url=_instance_url(request, i),
                     includefield=query.includefield,
+                    with_series=series is None,
                 )
                 for i in instances
             ],

@@ -262,6 +262,24 @@ def test_it_lists_series_and_instances_of_a_study(alice, xavier_studies):
     assert instance["00100020"]["Value"] == ["CHEM-X1"]
 
 
+def test_a_study_instance_search_returns_the_series_attributes_too(alice, xavier_studies):
+    """PS3.18 10.6.3.3.3: a study's instances carry their series' attributes (Table
+    10.6.3-4), and each instance its Instance Availability (Table 10.6.3-5)."""
+    shown = xavier_studies["shown"]
+    instances = json.loads(alice.get(f"/dicomweb/studies/{shown.study_uid}/instances").content)
+    by_uid = {i["00080018"]["Value"][0]: i for i in instances}
+    ct = by_uid[shown.sop_instance_uid]
+    assert ct["00080060"]["Value"] == ["CT"]  # Modality
+    assert ct["00201209"]["Value"] == [1]  # Number of Series Related Instances
+    assert by_uid[xavier_studies["jpeg"].sop_instance_uid]["00080060"]["Value"] == ["OT"]
+    assert ct["00080056"]["Value"] == ["ONLINE"]
+    Instance.objects.filter(sop_instance_uid=shown.sop_instance_uid).update(fixity_ok=False)
+    in_series = f"/dicomweb/studies/{shown.study_uid}/series/{shown.series_uid}/instances"
+    (lost,) = json.loads(alice.get(in_series).content)
+    assert lost["00080056"]["Value"] == ["UNAVAILABLE"]
+    assert "00201209" not in lost  # a series' instances: the series is the caller's own
+
+
 def test_series_and_instance_searches_page_and_warn_while_more_follow(three_instances):
     one = three_instances[1]
     alice = client_for("alice", "CHL")
