@@ -105,3 +105,23 @@ def test_dicomweb_client_gets_the_readable_instances_of_a_study_with_a_lost_one(
     )
     (retrieved,) = _client(live_server, "alice", "CHL").retrieve_study(study_uid)
     assert retrieved == kept
+
+
+def test_dicomweb_client_stores_to_a_study_url_and_sees_an_outsider_refused(
+    live_server, cast, tmp_path
+):
+    """store_instances(study_instance_uid=...) posts to /studies/{study} (PS3.18 10.5.1)."""
+    study_uid = generate_uid()
+    ours = dcmread(dicom_copy(tmp_path, patient_id="CHL-Y1", study_uid=study_uid))
+    other = dcmread(dicom_copy(tmp_path, patient_id="CHL-Y1"))
+    pacs = _client(live_server, "chl-pacs", "CHL")
+    response = pacs.store_instances(datasets=[ours, other], study_instance_uid=study_uid)
+    assert [i.ReferencedSOPInstanceUID for i in response.ReferencedSOPSequence] == [
+        ours.SOPInstanceUID
+    ]
+    (failed,) = response.FailedSOPSequence
+    assert (failed.ReferencedSOPInstanceUID, failed.FailureReason) == (
+        other.SOPInstanceUID,
+        0xA900,
+    )
+    assert response.RetrieveURL.endswith(f"/dicomweb/studies/{study_uid}")
