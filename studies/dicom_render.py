@@ -26,6 +26,8 @@ def render_frame(
     media_type: str = "image/jpeg",
     window: tuple[float, float] | None = None,
     max_size: int | None = None,
+    viewport: tuple[int, int] | None = None,
+    quality: int = 90,
 ) -> bytes:
     """One frame (0-based ``index``) as an 8-bit image, read from a file or a stored object
     (read, seek and tell) as far as that frame, no further.
@@ -53,9 +55,18 @@ def render_frame(
         ) from exc
     if max_size:
         image.thumbnail((max_size, max_size))
+    if viewport:
+        image = _fit(image, viewport)
     out = io.BytesIO()
-    image.save(out, format=FORMATS[media_type], quality=90)
+    image.save(out, format=FORMATS[media_type], quality=quality)
     return out.getvalue()
+
+
+def _fit(image: Image.Image, viewport: tuple[int, int]) -> Image.Image:
+    """The whole image scaled, up or down, to fit the viewport with its aspect ratio kept."""
+    scale = min(viewport[0] / image.width, viewport[1] / image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
 
 
 def _to_image(arr: np.ndarray, ds: Dataset, *, window: tuple[float, float] | None) -> Image.Image:

@@ -132,6 +132,8 @@ class RenderedApi(DicomWebApi):
     ) -> HttpResponse:
         media_type = _rendered_type(request)
         window = _window(request.query_params.get("window", ""))
+        viewport = _viewport(request.query_params.get("viewport", ""))
+        quality = _quality(request.query_params.get("quality", ""))
         found = _instance(request, study, series, instance, Action.STUDY_RENDER)
         if (
             found.pixel_data_offset is None
@@ -143,7 +145,14 @@ class RenderedApi(DicomWebApi):
         index = frame_numbers(frames, count=max(found.number_of_frames, 1))[0] - 1
         try:
             with storage.object_reader(key=found.storage_key) as reader:
-                image = render_frame(reader, index=index, media_type=media_type, window=window)
+                image = render_frame(
+                    reader,
+                    index=index,
+                    media_type=media_type,
+                    window=window,
+                    viewport=viewport,
+                    quality=quality,
+                )
         except InvalidDicom as exc:
             raise ApplicationError(str(exc), code="NOT_RENDERABLE", status_code=406) from exc
         return HttpResponse(image, content_type=media_type)
@@ -169,6 +178,36 @@ def _rendered_offer(media_range: accept.MediaRange, formats: list[str]) -> str |
         return media_range.media_type
     wildcard = media_range.media_type in ("*/*", "image/*")
     return formats[0] if wildcard and formats else None
+
+
+# A viewport's sides, at most (PS3.18 8.3.5.1.3): a rendering is made in memory.
+MAX_VIEWPORT = 4096
+
+
+def _viewport(raw: str) -> tuple[int, int] | None:
+    """PS3.18 8.3.5.1.3's vw,vh: the whole image scaled to fit. A cropping region (sx, sy,
+    sw, sh) is refused rather than ignored: the image would not be the one asked for."""
+    if not raw:
+        return None
+    values = raw.split(",")
+    if len(values) != 2:
+        raise ApplicationError("viewport: vw,vh (a cropping region is not supported).")
+    try:
+        width, height = (int(v) for v in values)
+    except ValueError as exc:
+        raise ApplicationError("viewport: vw,vh with whole numbers of pixels.") from exc
+    if not (0 < width <= MAX_VIEWPORT and 0 < height <= MAX_VIEWPORT):
+        raise ApplicationError(f"viewport: each side from 1 to {MAX_VIEWPORT} pixels.")
+    return width, height
+
+
+def _quality(raw: str) -> int:
+    """PS3.18 8.3.5.1.2's quality, 1 to 100, for a lossy format (JPEG); 90 by default."""
+    if not raw:
+        return 90
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 100):
+        raise ApplicationError("quality: a whole number from 1 to 100.")
+    return int(raw)
 
 
 WINDOW_LIMIT = 1e15

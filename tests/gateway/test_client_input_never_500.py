@@ -166,7 +166,10 @@ DICOMWEB_READS = [
     get("alice", INST + "/rendered?window=40,0", 400, "INVALID"),
     get("alice", INST + "/rendered?window=-1.7e308,1.7e308", 400, "INVALID"),
     get("alice", INST + "/rendered?window=0,5e-324", 400, "INVALID"),
-    get("alice", INST + "/rendered?window=40,400,SIGMOID&quality=x&viewport=a,b", 200),
+    get("alice", INST + "/rendered?window=40,400,SIGMOID&fuzzy=x", 200),
+    # viewport and quality are read (PS3.18 8.3.5.1): malformed, they are refused as window is
+    get("alice", INST + "/rendered?quality=x", 400, "INVALID"),
+    get("alice", INST + "/rendered?viewport=a,b", 400, "INVALID"),
     get("alice", INST + "/rendered?accept=image/gif", 406, "NOT_ACCEPTABLE"),
     get("alice", INST + "/rendered", 200, HTTP_ACCEPT=";q=0, image/*"),
     get("alice", INST + "/thumbnail", 404, "NOT_FOUND"),

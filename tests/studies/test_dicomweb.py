@@ -600,6 +600,43 @@ def test_it_renders_with_a_window_and_a_compressed_frame(alice, xavier_studies):
     assert response.content.startswith(b"\xff\xd8")
 
 
+@pytest.mark.parametrize(
+    ("viewport", "size"), [("32,32", (32, 32)), ("64,16", (16, 16)), ("300,600", (300, 300))]
+)
+def test_a_rendering_fits_the_viewport_asked_for(alice, xavier_studies, viewport, size):
+    """PS3.18 8.3.5.1.3: the whole image, scaled to fit vw,vh, its aspect ratio kept (the
+    CT is 128 x 128)."""
+    from PIL import Image
+
+    path = _path(xavier_studies["shown"], "/rendered")
+    response = alice.get(path, {"viewport": viewport})
+    assert response.status_code == 200
+    assert Image.open(io.BytesIO(response.content)).size == size
+
+
+def test_a_lower_quality_asked_for_gives_a_smaller_jpeg(alice, xavier_studies):
+    path = _path(xavier_studies["shown"], "/rendered")
+    low, high = (len(alice.get(path, {"quality": q}).content) for q in (5, 95))
+    assert low < high
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"viewport": "32"},
+        {"viewport": "0,32"},
+        {"viewport": "32,32,0,0,10,10"},
+        {"viewport": "99999,32"},
+        {"quality": "0"},
+        {"quality": "high"},
+    ],
+)
+def test_it_refuses_a_malformed_viewport_or_quality(alice, xavier_studies, params):
+    response = alice.get(_path(xavier_studies["shown"], "/rendered"), params)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(next(iter(params)) + ":")
+
+
 def _lut_item(descriptor: list[int], data: list[int]):
     from pydicom.dataset import Dataset
 
