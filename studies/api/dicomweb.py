@@ -83,27 +83,34 @@ def _studies_path(prefix: str) -> str:
     return reverse("dicomweb:studies")
 
 
-def _wants_multipart(request: Request) -> bool:
-    """True for multipart/related, False for a bare application/dicom (one instance): the
-    most preferred of the ranges the client accepts (PS3.18 8.7.8)."""
-    multipart = accept.choose(request.headers.get("Accept"), _dicom_offer)
-    if multipart is None:
+MULTIPART, BARE, METADATA = "multipart", "bare", "metadata"
+
+
+def _retrieve_form(request: Request) -> str:
+    """How an instance resource is served: multipart/related, a bare application/dicom (one
+    instance), or its DICOM JSON metadata (PS3.18 10.4.4) for a client that accepts only
+    that; the most preferred of the ranges the client accepts (8.7.8)."""
+    form = accept.choose(request.headers.get("Accept"), _dicom_offer)
+    if form is None:
         raise ApplicationError(
-            'Accept: this resource is served as multipart/related; type="application/dicom".',
+            'Accept: this resource is served as multipart/related; type="application/dicom"'
+            f" or {DICOM_JSON}.",
             code="NOT_ACCEPTABLE",
             status_code=406,
         )
-    return multipart
+    return form
 
 
-def _dicom_offer(media_range: accept.MediaRange) -> bool | None:
+def _dicom_offer(media_range: accept.MediaRange) -> str | None:
     if media_range.media_type in ("*/*", "multipart/*"):
-        return True
+        return MULTIPART
     if media_range.media_type == "multipart/related":
         # Another type of part (application/dicom+xml, say) is not served here.
         part_type = media_range.param("type", "application/dicom").lower()
-        return True if part_type == "application/dicom" else None
-    return False if media_range.media_type == "application/dicom" else None
+        return MULTIPART if part_type == "application/dicom" else None
+    if media_range.media_type == DICOM_JSON:
+        return METADATA
+    return BARE if media_range.media_type == "application/dicom" else None
 
 
 def _json_accepted(request: Request) -> None:
@@ -363,7 +370,10 @@ class RetrieveApi(DicomWebApi):
     def get(
         self, request: Request, study: str, series: str | None = None, instance: str | None = None
     ) -> HttpResponse:
-        multipart = _wants_multipart(request)
+        form = _retrieve_form(request)
+        if form == METADATA:
+            return _metadata(request, study, series, instance)
+        multipart = form == MULTIPART
         if instance:
             stored = access.access_stored_object(
                 actor_of(request),
@@ -448,20 +458,27 @@ class MetadataApi(DicomWebApi):
         self, request: Request, study: str, series: str | None = None, instance: str | None = None
     ) -> HttpResponse:
         _json_accepted(request)
-        if instance:
-            one = access.access_instance(
-                actor_of(request),
-                study_uid=study,
-                series_uid=series,
-                sop_uid=instance,
-                action=gate.VIEW_IMAGES,
-                audit_action=Action.STUDY_METADATA,
-            )
-            return _json_array_response(iter([[json.dumps(one.metadata)]]))
-        found = _study_row(request, study, Action.STUDY_METADATA)
-        in_series = access.series_in(found, series) if series else None
-        texts = lookups.metadata_texts(study=found, series_id=in_series.pk if in_series else None)
-        return _json_array_response(texts)
+        return _metadata(request, study, series, instance)
+
+
+def _metadata(
+    request: Request, study: str, series: str | None, instance: str | None
+) -> HttpResponse:
+    """The DICOM JSON of a study's, series' or instance's headers, from the index alone."""
+    if instance:
+        one = access.access_instance(
+            actor_of(request),
+            study_uid=study,
+            series_uid=series,
+            sop_uid=instance,
+            action=gate.VIEW_IMAGES,
+            audit_action=Action.STUDY_METADATA,
+        )
+        return _json_array_response(iter([[json.dumps(one.metadata)]]))
+    found = _study_row(request, study, Action.STUDY_METADATA)
+    in_series = access.series_in(found, series) if series else None
+    texts = lookups.metadata_texts(study=found, series_id=in_series.pk if in_series else None)
+    return _json_array_response(texts)
 
 
 def _json_array_response(chunks: Iterator[list[str]]) -> StreamingHttpResponse:

@@ -1030,8 +1030,7 @@ def test_it_refuses_an_unservable_accept(alice, xavier_studies):
 @pytest.mark.parametrize(
     "accept",
     [
-        "application/dicom+json",  # held "application/dicom" as a substring
-        'multipart/related; type="application/dicom+xml"',
+        'multipart/related; type="application/dicom+xml"',  # held "multipart/related"
         'multipart/related; type="application/dicom"; q=0',  # q=0: not acceptable
         "application/dicom;q=0, multipart/related;q=0",
     ],
@@ -1041,6 +1040,26 @@ def test_an_instance_is_not_served_in_a_form_the_client_refuses(alice, xavier_st
     response = alice.get(_path(xavier_studies["shown"]), HTTP_ACCEPT=accept)
     assert response.status_code == 406
     assert response.json()["error"]["code"] == "NOT_ACCEPTABLE"
+
+
+@pytest.mark.parametrize("suffix", ["", "/series/{series}", "/series/{series}/instances/{sop}"])
+def test_an_instance_resource_asked_for_as_dicom_json_is_its_metadata(
+    alice, xavier_studies, suffix
+):
+    """PS3.18 10.4.4: application/dicom+json is a media type of the instance resources, their
+    metadata; it went out as DICOM labelled application/dicom ("application/dicom" held as
+    a substring of the Accept header)."""
+    shown = xavier_studies["shown"]
+    path = f"/dicomweb/studies/{shown.study_uid}" + suffix.format(
+        series=shown.series_uid, sop=shown.sop_instance_uid
+    )
+    response = alice.get(path, HTTP_ACCEPT="application/dicom+json")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/dicom+json"
+    found = json.loads(b"".join(response.streaming_content))
+    assert found == json.loads(b"".join(alice.get(path + "/metadata").streaming_content))
+    event = AuditEvent.objects.filter(action="study.metadata").latest("seq")
+    assert event.outcome == "permit"
 
 
 @pytest.mark.parametrize(
