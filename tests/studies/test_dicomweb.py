@@ -947,6 +947,35 @@ def test_the_response_holds_the_retrieve_url_of_the_study(cast, tmp_path):
     assert json.loads(stow(client, [b"not dicom"]).content)["00081190"] == {"vr": "UR"}
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        "multipart/related; type=application/dicom; boundary={b}",  # type unquoted
+        'multipart/related; type="application/dicom"; boundary="{b}"',  # boundary quoted
+        'Multipart/Related; Type="Application/DICOM"; start="<part1@x>"; boundary={b}',
+        "multipart/related; boundary={b}",  # no type: application/dicom is the root's
+    ],
+)
+def test_it_takes_the_content_type_variations_of_stow_clients(cast, tmp_path, template):
+    """RFC 2387 and PS3.18 10.5.1: parameters quoted or not, in any case, with a start."""
+    boundary = secrets.token_hex(8)
+    data = dicom_copy(tmp_path).read_bytes()
+    body = (
+        (
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n"
+            "Content-ID: <part1@x>\r\nContent-Location: file:///a.dcm\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    client = client_for("chl-pacs", "CHL")
+    response = client.generic(
+        "POST", "/dicomweb/studies", body, content_type=template.format(b=boundary)
+    )
+    assert response.status_code == 200
+    assert Instance.objects.count() == 1
+
+
 def test_it_refuses_a_body_over_the_maximum_before_reading_it(cast, settings, tmp_path):
     settings.STOW_MAX_BYTES = 1000
     response = stow(client_for("chl-pacs", "CHL"), [dicom_copy(tmp_path).read_bytes()])
