@@ -22,6 +22,20 @@ def _audit_down(monkeypatch) -> None:
     monkeypatch.setattr("consent.auditing.append", unavailable)
 
 
+def _refused_while_down_then_stored(running, tmp_path, monkeypatch) -> None:
+    """One association: a C-STORE while the outage lasts (monkeypatched), then the same
+    instance once it is over."""
+    ds = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
+    assoc = _associate(running)
+    refused = assoc.send_c_store(ds)
+    monkeypatch.undo()
+    stored = assoc.send_c_store(ds)
+    assoc.release()
+    assert refused.Status == 0xA700  # Out of Resources: the sender retries it
+    assert stored.Status == 0x0000
+    assert Instance.objects.filter(sop_instance_uid=ds.SOPInstanceUID).count() == 1
+
+
 def test_a_stow_while_the_audit_log_is_down_is_a_503(cast, tmp_path, private_storage, monkeypatch):
     data = dicom_copy(tmp_path, patient_id="CHL-Y1").read_bytes()
     client = client_for("chl-pacs", "CHL")
@@ -41,16 +55,8 @@ def test_a_c_store_while_the_audit_log_is_down_is_out_of_resources(
     tmp_path,
     monkeypatch,
 ):
-    ds = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
     _audit_down(monkeypatch)
-    assoc = _associate(listener)
-    refused = assoc.send_c_store(ds)
-    monkeypatch.undo()
-    stored = assoc.send_c_store(ds)
-    assoc.release()
-    assert refused.Status == 0xA700  # Out of Resources: the sender retries it
-    assert stored.Status == 0x0000
-    assert Instance.objects.filter(sop_instance_uid=ds.SOPInstanceUID).count() == 1
+    _refused_while_down_then_stored(listener, tmp_path, monkeypatch)
 
 
 def test_a_c_store_the_gate_cannot_decide_is_out_of_resources(
@@ -65,12 +71,5 @@ def test_a_c_store_the_gate_cannot_decide_is_out_of_resources(
     def database_lost(*args, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    ds = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
     monkeypatch.setattr(gate, "_decide_one", database_lost)
-    assoc = _associate(listener)
-    refused = assoc.send_c_store(ds)
-    monkeypatch.undo()
-    stored = assoc.send_c_store(ds)
-    assoc.release()
-    assert refused.Status == 0xA700  # Out of Resources: the sender retries it
-    assert stored.Status == 0x0000
+    _refused_while_down_then_stored(listener, tmp_path, monkeypatch)
