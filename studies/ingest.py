@@ -24,7 +24,7 @@ from studies.ingest_index import (
     identities_of,
     index_batch,
     objects_delete,
-    objects_delete_unindexed,
+    objects_left_to_sweep,
     objects_put,
     rows_find,
 )
@@ -209,7 +209,7 @@ def _store_and_index(*, session: IngestSession, items: list[Planned]) -> list[In
         return _index_each(session=session, items=items)
     except (OperationalError, InterfaceError):
         # The connection was lost: the index may have committed (its answer lost).
-        objects_delete_unindexed(items)
+        objects_left_to_sweep(items)
         raise
     except BaseException:
         objects_delete(items)
@@ -222,6 +222,9 @@ def _index_each(*, session: IngestSession, items: list[Planned]) -> list[IngestR
     for position, item in enumerate(items):
         try:
             results.append(_index_one(session=session, item=item))
+        except (OperationalError, InterfaceError):
+            objects_left_to_sweep(items[position:])  # this one may have committed
+            raise
         except BaseException:
             objects_delete(items[position:])  # this one and those not indexed yet
             raise
@@ -333,10 +336,11 @@ def _check(*, session: IngestSession, item: Planned, known: _Known) -> IngestRes
 
 
 def _refused(header: Header, exc: gate.AccessDenied) -> IngestResult:
-    """The gate's deny as a result; a deny because the gate could not decide or audit (the
+    """The gate's deny as a result; a deny because the audit log could not be written (the
     database is down) is an outage, not a refusal (a sender takes Not Authorized as final),
-    raised: nothing is stored."""
-    if exc.status_code == 503 or exc.code == "GATE_ERROR":
+    raised: nothing is stored. GATE_ERROR stays a refusal: the gate audited it, so the
+    database was up, and a fault that repeats must not have senders retry it for ever."""
+    if exc.status_code == 503:
         raise exc
     return _result(header, "rejected", exc.message, FailureReason.NOT_AUTHORIZED)
 

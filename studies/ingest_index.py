@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import psycopg
-from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, JSONField, Value
 from django.utils import timezone
 
@@ -243,21 +243,14 @@ def objects_put(items: list[Planned]) -> None:
         raise
 
 
-def objects_delete_unindexed(items: list[Planned]) -> None:
-    """After the connection was lost while indexing (the index may have committed before
-    the answer was lost): delete the objects no row names; when the index cannot be asked,
-    leave them to the orphan sweep rather than risk deleting an indexed one."""
-    keys = [item.key for item in items if item.key]
-    try:
-        if not connection.in_atomic_block:
-            connection.close()  # the lost one: the query opens a new connection
-        indexed = set(
-            Instance.objects.filter(storage_key__in=keys).values_list("storage_key", flat=True)
-        )
-    except DatabaseError:
-        logger.warning("%d stored objects left to the orphan sweep", len(keys))
-        return
-    objects_delete([item for item in items if item.key not in indexed])
+def objects_left_to_sweep(items: list[Planned]) -> None:
+    """After the connection was lost while indexing: the index may have committed, or may
+    still commit (a backend finishes its statement before it notices its client gone), so
+    no object is deleted here; the orphan sweep removes those no row names, after its grace
+    period."""
+    left = sum(1 for item in items if item.key)
+    if left:
+        logger.warning("%d stored objects left to the orphan sweep (connection lost)", left)
 
 
 def objects_delete(items: list[Planned]) -> None:

@@ -59,17 +59,19 @@ def test_a_c_store_while_the_audit_log_is_down_is_out_of_resources(
     _refused_while_down_then_stored(listener, tmp_path, monkeypatch)
 
 
-def test_a_c_store_the_gate_cannot_decide_is_out_of_resources(
-    listener,  # noqa: F811
-    tmp_path,
-    monkeypatch,
-):
-    from django.db import OperationalError
-
+def test_a_c_store_the_gate_cannot_decide_stays_a_refusal(listener, tmp_path, monkeypatch):  # noqa: F811
+    """GATE_ERROR is audited, so the database was up: a fault in deciding that repeats is
+    refused as final (0x0124), not turned into an outage its sender would retry for ever.
+    (A database lost while deciding fails the audit append too: AUDIT_UNAVAILABLE, above.)"""
     from consent import gate
 
-    def database_lost(*args, **kwargs):
-        raise OperationalError("server closed the connection unexpectedly")
+    def fault(*args, **kwargs):
+        raise ValueError("a fault in deciding")
 
-    monkeypatch.setattr(gate, "_decide_one", database_lost)
-    _refused_while_down_then_stored(listener, tmp_path, monkeypatch)
+    monkeypatch.setattr(gate, "_decide_one", fault)
+    ds = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
+    assoc = _associate(listener)
+    refused = assoc.send_c_store(ds)
+    assoc.release()
+    assert refused.Status == 0x0124
+    assert not Instance.objects.exists()
