@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from consent.actors import Actor
 from consent.models import Institution, InstitutionAETitle, Role
@@ -143,7 +143,10 @@ class Listener(dimse.Service):
 
     def admits(self, calling: str, address: str) -> bool:
         """A member's AE title, calling from a network it is admitted from."""
-        return _institution_of(calling, address) is not None
+        try:
+            return _institution_of(calling, address) is not None
+        except DatabaseError as exc:
+            raise dimse.Unavailable from exc
 
     def store(self, association: dimse.Association, spooled: Spooled) -> dimse.Outcome:
         """Store one instance; acknowledged only once it is stored and indexed."""

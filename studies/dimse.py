@@ -126,6 +126,11 @@ class Service:
         pass
 
 
+class Unavailable(Exception):
+    """Raised by a service that cannot decide now (its database is down): the peer is told
+    to try again later."""
+
+
 @dataclass(eq=False)
 class Association:
     """One peer's association, from its A-ASSOCIATE-RQ to its release or abort."""
@@ -176,9 +181,10 @@ class Association:
         self.calling = request.calling_ae_title.strip()
         try:
             admitted = self.service.admits(self.calling, self.address)
-        except Exception:
+        except Unavailable:
             # The titles could not be read (the database is down): a transient rejection,
             # which the peer may retry, rather than an abort it cannot tell from a fault.
+            # Any other error stays a fault (aborted): a peer must not retry a bug for ever.
             logger.exception("DICOM association from %s: its title cannot be checked", self.calling)
             self._send(_reject_pdu(request, TEMPORARY_CONGESTION))
             self._await_close()

@@ -486,22 +486,51 @@ def _still_open(sock: socket.socket) -> bool:
         sock.setblocking(True)
 
 
+def _association_rq(max_length: int = 16382) -> bytes:
+    """An A-ASSOCIATE-RQ from GOOD_PACS for Verification."""
+    request = A_ASSOCIATE()
+    request.application_context_name = "1.2.840.10008.3.1.1.1"
+    request.calling_ae_title = "GOOD_PACS"
+    request.called_ae_title = "ANIM_GATEWAY"
+    context = build_context(Verification)
+    context.context_id = 1
+    request.presentation_context_definition_list = [context]
+    maximum = MaximumLengthNotification()
+    maximum.maximum_length_received = max_length
+    request.user_information = [maximum]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(request)
+    return pdu.encode()
+
+
 def test_a_peer_that_takes_no_pdu_is_aborted(acceptor):
     with socket.create_connection(("127.0.0.1", acceptor[0]), timeout=10) as sock:
-        request = A_ASSOCIATE()
-        request.application_context_name = "1.2.840.10008.3.1.1.1"
-        request.calling_ae_title = "GOOD_PACS"
-        request.called_ae_title = "ANIM_GATEWAY"
-        context = build_context(Verification)
-        context.context_id = 1
-        request.presentation_context_definition_list = [context]
-        maximum = MaximumLengthNotification()
-        maximum.maximum_length_received = 4  # no P-DATA-TF fits
-        request.user_information = [maximum]
-        pdu = A_ASSOCIATE_RQ()
-        pdu.from_primitive(request)
-        sock.sendall(pdu.encode())
+        sock.sendall(_association_rq(max_length=4))  # no P-DATA-TF fits
         assert _abort_reason(sock) == 0x06
+
+
+def test_a_title_the_service_cannot_check_now_is_rejected_as_transient(acceptor, service):
+    def unavailable(calling, address):
+        raise dimse.Unavailable
+
+    service.admits = unavailable
+    with socket.create_connection(("127.0.0.1", acceptor[0]), timeout=10) as sock:
+        sock.sendall(_association_rq())
+        kind, body = _read_pdu(sock)
+    # A-ASSOCIATE-RJ: rejected-transient, by the service provider (presentation), temporary
+    # congestion (PS3.8 9.3.4): the peer may try again.
+    assert (kind, tuple(body[1:4])) == (0x03, (0x02, 0x03, 0x01))
+
+
+def test_a_fault_while_checking_a_title_aborts(acceptor, service):
+    def fault(calling, address):
+        raise RuntimeError("a bug")
+
+    service.admits = fault
+    with socket.create_connection(("127.0.0.1", acceptor[0]), timeout=10) as sock:
+        sock.sendall(_association_rq())
+        kind, _ = _read_pdu(sock)
+    assert kind == 0x07
 
 
 def test_an_unknown_pdu_type_is_aborted_as_unrecognized(acceptor):
