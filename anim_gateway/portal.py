@@ -240,17 +240,17 @@ def login_view(request: HttpRequest) -> HttpResponse:
             user = auth.authenticate(
                 request, username=username, password=form.cleaned_data["password"]
             )
-            if user is not None and role_of(user) not in HOME_BY_ROLE:
-                # A hospital system (or an account with no role) acts with its token only:
-                # a session would carry its powers into the REST API without a second factor.
-                _audit_failure(request, user, "no_portal_role")
-                form.add_error(None, "This account cannot log in to the portal.")
-            elif user is not None:
+            if user is not None and role_of(user) in HOME_BY_ROLE:
                 return _after_password(request, user)
+            # A hospital system (or an account with no role) acts with its token only: a
+            # session would carry its powers into the REST API without a second factor. It
+            # gets the same answer as a wrong password, which must not learn it was right.
+            _count_failure(username)
+            if user is not None:
+                _audit_failure(request, user, "no_portal_role")
             else:
-                _count_failure(username)
                 _audit_failure(request, known, "password")
-                form.add_error(None, "Wrong username or password.")
+            form.add_error(None, "Wrong username or password.")
     return render(request, "portal/login.html", {"form": form, "next": _safe_next(request)})
 
 

@@ -206,7 +206,8 @@ def test_it_opens_no_portal_session_for_a_hospital_system_account(cast):
     client = Client()
     response = login(client, "chl-pacs")
     assert response.status_code == 200
-    assert b"cannot log in to the portal" in response.content
+    # The answer to a wrong password: a right one must not be told apart.
+    assert b"Wrong username or password." in response.content
     assert "_auth_user_id" not in client.session
     refused = client.post(
         f"/api/v1/patients/{cast.yvonne.national_id}/identifiers/",
