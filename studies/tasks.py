@@ -22,14 +22,24 @@ logger = logging.getLogger(__name__)
 PREVIEW_SIZE = 256
 
 
-# Both tasks are idempotent, so a worker killed mid-task (a deploy, the OOM killer) has its
-# task delivered again rather than lost (acks_late, reject_on_worker_lost); a database that
-# is down or restarting is retried like a storage that is.
-_AT_LEAST_ONCE = {"acks_late": True, "reject_on_worker_lost": True}
+# Both tasks are idempotent: acknowledged once done, so a worker that stops mid-task (a
+# deploy) leaves its task to another. A database that is down or restarting is retried like
+# a storage that is, for about 13 minutes (1, 2, 4... 256, then 300 s): a restart or a
+# failover, not only a blip.
 UNAVAILABLE = (OSError, storage.ObjectUnavailable, OperationalError, InterfaceError)
+_RETRIED = {
+    "autoretry_for": UNAVAILABLE,
+    "retry_backoff": True,
+    "retry_backoff_max": 300,
+    "retry_jitter": False,
+    "max_retries": 10,
+    "acks_late": True,
+}
 
 
-@shared_task(autoretry_for=UNAVAILABLE, retry_backoff=True, max_retries=5, **_AT_LEAST_ONCE)
+# Not requeued when its worker dies: an instance whose decoding kills the worker (the OOM
+# killer) would kill every next one; a series without a preview is only that.
+@shared_task(**_RETRIED)
 def series_preview(instance_id: int) -> str:
     """Render a small PNG of the instance's first frame as its series' preview."""
     instance = Instance.objects.select_related("series").get(pk=instance_id)
@@ -78,7 +88,8 @@ def fixity_check(*, instance_ids: list[int]) -> list[str]:
     return mismatches
 
 
-@shared_task(autoretry_for=UNAVAILABLE, retry_backoff=True, max_retries=5, **_AT_LEAST_ONCE)
+# Requeued when its worker dies (a fixity check streams the object: memory cannot kill it).
+@shared_task(**_RETRIED, reject_on_worker_lost=True)
 def fixity_check_batch(instance_ids: list[int]) -> list[str]:
     return fixity_check(instance_ids=instance_ids)
 

@@ -11,10 +11,17 @@ from .conftest import dicom_copy, ingest
 
 
 @pytest.mark.parametrize("task", [tasks.series_preview, tasks.fixity_check_batch])
-def test_a_task_survives_its_worker_being_killed(task):
-    # Acknowledged once done, and requeued when the worker process dies: not lost.
+def test_a_task_is_acknowledged_once_done_and_retried_through_a_restart(task):
     assert task.acks_late is True
-    assert task.reject_on_worker_lost is True
+    delays = [min(2**n, task.retry_backoff_max) for n in range(task.max_retries)]
+    assert not task.retry_jitter
+    assert sum(delays) >= 10 * 60
+
+
+def test_only_the_fixity_batch_is_requeued_when_its_worker_dies():
+    # A preview whose decoding kills its worker would kill every worker it is given to.
+    assert tasks.fixity_check_batch.reject_on_worker_lost is True
+    assert not tasks.series_preview.reject_on_worker_lost
 
 
 @pytest.fixture
