@@ -68,6 +68,14 @@ def refused(accept: str | None) -> frozenset[str]:
     return frozenset(found)
 
 
+def refused_under(refused: frozenset[str], media_type: str, wildcard: str) -> bool:
+    """Whether a type that a wildcard range offers is one the client refused (q=0) by a more
+    specific range (RFC 9110 12.5.1): itself, or under "*/*" its own "type/*"."""
+    if media_type in refused:
+        return True
+    return wildcard == "*/*" and media_type.split("/")[0] + "/*" in refused
+
+
 def _quality(value: str) -> float:
     """RFC 9110 12.4.2's qvalue, from 0 to 1; 0 (not acceptable) when malformed."""
     try:

@@ -90,7 +90,9 @@ def _retrieve_form(request: Request) -> str:
     """How an instance resource is served: multipart/related, a bare application/dicom (one
     instance), or its DICOM JSON metadata (PS3.18 10.4.4) for a client that accepts only
     that; the most preferred of the ranges the client accepts (8.7.8)."""
-    form = accept.choose(request.headers.get("Accept"), _dicom_offer)
+    wanted = request.headers.get("Accept")
+    refused = accept.refused(wanted)
+    form = accept.choose(wanted, lambda media_range: _dicom_offer(media_range, refused))
     if form is None:
         raise ApplicationError(
             'Accept: this resource is served as multipart/related; type="application/dicom"'
@@ -101,9 +103,18 @@ def _retrieve_form(request: Request) -> str:
     return form
 
 
-def _dicom_offer(media_range: accept.MediaRange) -> str | None:
+def _dicom_offer(media_range: accept.MediaRange, refused: frozenset[str]) -> str | None:
     if media_range.media_type in ("*/*", "multipart/*"):
-        return MULTIPART
+        # A wildcard: multipart/related, else a bare instance, unless the client refused it.
+        forms = (("multipart/related", MULTIPART), ("application/dicom", BARE))
+        return next(
+            (
+                form
+                for media_type, form in forms
+                if not accept.refused_under(refused, media_type, media_range.media_type)
+            ),
+            None,
+        )
     if media_range.media_type == "multipart/related":
         # Another type of part (application/dicom+xml, say) is not served here.
         part_type = media_range.param("type", "application/dicom").lower()

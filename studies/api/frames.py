@@ -162,8 +162,7 @@ def _rendered_type(request: Request) -> str:
     """The most preferred of the formats the client accepts (PS3.18 8.7.8), JPEG for any."""
     wanted = request.query_params.get("accept") or request.headers.get("Accept")
     refused = accept.refused(wanted)
-    formats = [f for f in FORMATS if f not in refused]  # JPEG first, for a wildcard
-    media_type = accept.choose(wanted, lambda r: _rendered_offer(r, formats))
+    media_type = accept.choose(wanted, lambda r: _rendered_offer(r, refused))
     if media_type is not None:
         return media_type
     raise ApplicationError(
@@ -173,11 +172,14 @@ def _rendered_type(request: Request) -> str:
     )
 
 
-def _rendered_offer(media_range: accept.MediaRange, formats: list[str]) -> str | None:
-    if media_range.media_type in formats:
-        return media_range.media_type
-    wildcard = media_range.media_type in ("*/*", "image/*")
-    return formats[0] if wildcard and formats else None
+def _rendered_offer(media_range: accept.MediaRange, refused: frozenset[str]) -> str | None:
+    wanted = media_range.media_type
+    if wanted in FORMATS:
+        return None if wanted in refused else wanted
+    if wanted not in ("*/*", "image/*"):
+        return None
+    # JPEG first, for a wildcard, unless the client refused it.
+    return next((f for f in FORMATS if not accept.refused_under(refused, f, wanted)), None)
 
 
 # A viewport's sides, at most (PS3.18 8.3.5.1.3): a rendering is made in memory.
