@@ -22,6 +22,8 @@ def broker_down(inline_tasks, monkeypatch, caplog):
     broker_url = inline_tasks.conf.broker_url
     inline_tasks.conf.task_always_eager = False  # inline_tasks restores it
     inline_tasks.conf.broker_url = "redis://127.0.0.1:1/0"
+    # Celery's own settings prefer this variable to broker_url (CI sets it to a live Redis).
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
     # The app keeps its connection pools: new ones are made for the closed port.
     monkeypatch.setattr(inline_tasks, "_pool", None)
     monkeypatch.setattr(inline_tasks.amqp, "_producer_pool", None)
