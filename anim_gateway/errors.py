@@ -5,6 +5,7 @@ import logging
 import os
 import sys
 
+import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import (
@@ -114,9 +115,25 @@ def _request_refused(exc: SuspiciousOperation) -> Response:
     return Response(error_body("INVALID", message), status=status.HTTP_400_BAD_REQUEST)
 
 
-# What a database that cannot be reached (stopped, restarting, unreachable, a connection it
-# ended) raises: the client may retry, unlike after any other database error (a bug).
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+# PostgreSQL's codes of a server that is going or gone (an administrator's or a crash's
+# termination, a shutdown, a server still starting), besides class 08 (connection).
+_SERVER_GONE = {"57P01", "57P02", "57P03"}
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether a database error says the database cannot be reached now (stopped,
+    restarting, unreachable, a connection it ended), which the client may retry; any other
+    (a missing table, a limit exceeded: a fault) stays the server's error."""
+    if isinstance(exc, InterfaceError):  # a connection already closed
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, psycopg.Error):
+        code = cause.sqlstate
+        return code is None or code.startswith("08") or code in _SERVER_GONE
+    # SQLite (make run): only a database busy with another writer is worth retrying.
+    return "database is locked" in str(exc)
 
 
 def _database_unavailable(exc: BaseException) -> dict:
@@ -160,7 +177,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             error_body("AUDIT_UNAVAILABLE", "The audit log is unavailable; nothing was changed."),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
-    if isinstance(exc, DATABASE_UNAVAILABLE):
+    if database_unreachable(exc):
         return Response(_database_unavailable(exc), status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
         return _storage_unavailable(exc)
@@ -185,7 +202,7 @@ def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonRe
 def json_500(request: HttpRequest) -> JsonResponse:
     # Django calls this while handling the exception (a portal page's, say).
     exc = sys.exc_info()[1]
-    if isinstance(exc, DATABASE_UNAVAILABLE):
+    if database_unreachable(exc):
         return JsonResponse(_database_unavailable(exc), status=503)
     return JsonResponse(
         error_body("SERVER_ERROR", "An unexpected error occurred; it has been logged."), status=500

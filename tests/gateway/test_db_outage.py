@@ -1,8 +1,10 @@
 """An unreachable database is a 503 that names it, at every door, and is survived."""
 
+import psycopg
 import pytest
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
+from anim_gateway.errors import api_exception_handler, database_unreachable
 from tests.conftest import client_for, require_postgres
 from tests.portal.helpers import portal_client
 
@@ -47,7 +49,7 @@ def test_an_api_answers_503_naming_the_database_and_recovers(
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "DATABASE_UNAVAILABLE"
     start()
-    assert client.get(url).status_code != 503
+    assert client.get(url).status_code < 500
 
 
 def test_a_portal_page_answers_503_naming_the_database_and_recovers(cast, database_down):
@@ -61,3 +63,29 @@ def test_a_portal_page_answers_503_naming_the_database_and_recovers(cast, databa
     assert response.json()["error"]["code"] == "DATABASE_UNAVAILABLE"
     start()
     assert client.get("/me/").status_code == 200
+
+
+def _wrapped(cause: BaseException | None, message: str = "") -> OperationalError:
+    """A database error as Django raises it: its driver's error as the cause."""
+    exc = OperationalError(message or str(cause))
+    exc.__cause__ = cause
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "unreachable"),
+    [
+        (_wrapped(psycopg.OperationalError("connection refused")), True),  # no SQLSTATE
+        (_wrapped(psycopg.errors.AdminShutdown("terminating connection")), True),  # 57P01
+        (_wrapped(psycopg.errors.ConnectionFailure("lost")), True),  # 08006
+        (InterfaceError("connection already closed"), True),
+        (_wrapped(None, "database is locked"), True),  # SQLite, busy
+        (_wrapped(psycopg.errors.ProgramLimitExceeded("index row too big")), False),  # a fault
+        (_wrapped(psycopg.errors.ObjectNotInPrerequisiteState("not ready")), False),
+        (_wrapped(None, "no such table: studies_study"), False),  # SQLite, a fault
+    ],
+)
+def test_only_a_database_that_cannot_be_reached_is_a_503(exc, unreachable):
+    assert database_unreachable(exc) is unreachable
+    response = api_exception_handler(exc, {"view": None})
+    assert response.status_code == (503 if unreachable else 500)
