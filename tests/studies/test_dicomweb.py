@@ -695,6 +695,7 @@ ENDPOINTS = [
     "/dicomweb/studies/{study}/series/{series}/instances/{sop}/rendered",
     "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/1",
     "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/1/rendered",
+    "/dicomweb/studies/{study}/series/{series}/instances/{sop}/rendered?viewport=64,64&quality=80",
 ]
 
 
@@ -704,9 +705,16 @@ def _fill(template: str, result) -> str:
     )
 
 
-@pytest.mark.parametrize("template", ENDPOINTS)
-def test_a_hidden_study_looks_exactly_like_an_unknown_one(alice, xavier_studies, template):
-    hidden = alice.get(_fill(template, xavier_studies["hidden"]))
+# Each endpoint as any client asks, and those with a DICOM JSON form asked for it (PS3.18
+# 10.4.4: their metadata).
+HIDDEN_CASES = [(t, "*/*") for t in ENDPOINTS] + [
+    (t, "application/dicom+json") for t in ENDPOINTS if "/frames/" not in t and "/rendered" not in t
+]
+
+
+@pytest.mark.parametrize(("template", "accept"), HIDDEN_CASES)
+def test_a_hidden_study_looks_exactly_like_an_unknown_one(alice, xavier_studies, template, accept):
+    hidden = alice.get(_fill(template, xavier_studies["hidden"]), HTTP_ACCEPT=accept)
     unknown_uid = generate_uid()
     unknown = alice.get(
         _fill(
@@ -720,7 +728,8 @@ def test_a_hidden_study_looks_exactly_like_an_unknown_one(alice, xavier_studies,
                     "sop_instance_uid": generate_uid(),
                 },
             ),
-        )
+        ),
+        HTTP_ACCEPT=accept,
     )
     assert hidden.status_code == unknown.status_code == 404
     assert (
