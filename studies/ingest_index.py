@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -619,7 +620,15 @@ def _queue_previews(
         transaction.on_commit(lambda pk=instance_id: _after_store(instance_id=pk))
 
 
+# After a preview could not be queued, none is tried for this long: each attempt on a broker
+# that is down holds the store path for about 0.6 s (kombu's connection attempts), and a
+# C-STORE sender waits for it.
+BROKER_RETRY_AFTER = 30.0
+_previews_paused_until = 0.0
+
+
 def _after_store(*, instance_id: int) -> None:
+    global _previews_paused_until
     from studies import tasks  # tasks render images: imported when needed
 
     # Only a worker makes previews: run inline (no broker), decoding an image would sit on
@@ -627,10 +636,14 @@ def _after_store(*, instance_id: int) -> None:
     # (its pages use /rendered).
     if tasks.series_preview.app.conf.task_always_eager:
         return
+    if time.monotonic() < _previews_paused_until:
+        return
     try:
         tasks.series_preview.delay(instance_id)
     except Exception:
         # The instance is committed: raising here would make ingest delete its object
-        # under a committed row and refuse what is stored. A series without a preview is
-        # queued again with its next stored instance.
+        # under a committed row and refuse what is stored. The series' next instance stored
+        # once the broker is back queues its preview; a series stored whole while it was
+        # down has none (the portal renders its images through /rendered).
+        _previews_paused_until = time.monotonic() + BROKER_RETRY_AFTER
         logger.exception("Preview of instance %s not queued (is the broker down?)", instance_id)

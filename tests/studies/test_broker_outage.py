@@ -24,6 +24,8 @@ def broker_down(inline_tasks, monkeypatch, caplog):
     inline_tasks.conf.broker_url = "redis://127.0.0.1:1/0"
     # Celery's own settings prefer this variable to broker_url (CI sets it to a live Redis).
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    # Each test's first store tries the broker (an earlier test's failure paused them).
+    monkeypatch.setattr("studies.ingest_index._previews_paused_until", 0.0)
     # The app keeps its connection pools: new ones are made for the closed port.
     monkeypatch.setattr(inline_tasks, "_pool", None)
     monkeypatch.setattr(inline_tasks.amqp, "_producer_pool", None)
@@ -68,3 +70,27 @@ def test_a_c_store_is_acknowledged_only_with_its_object_while_the_broker_is_down
     assoc.release()
     assert status.Status == 0x0000
     assert _intact(Instance.objects.get(sop_instance_uid=ds.SOPInstanceUID))
+
+
+def test_after_a_failed_queueing_previews_are_not_tried_for_a_while(
+    cast, tmp_path, inline_tasks, monkeypatch
+):
+    """Each attempt on a broker that is down holds the store path (~0.6 s): one attempt,
+    then none until BROKER_RETRY_AFTER has passed."""
+    from studies import ingest_index, tasks
+
+    inline_tasks.conf.task_always_eager = False  # inline_tasks restores it
+    monkeypatch.setattr(ingest_index, "_previews_paused_until", 0.0)
+    tried = []
+
+    def unreachable(instance_id):
+        tried.append(instance_id)
+        raise OSError("the broker is down")
+
+    monkeypatch.setattr(tasks.series_preview, "delay", unreachable)
+    for _ in range(3):  # three new series
+        assert ingest(dicom_copy(tmp_path)).status == "stored"
+    assert len(tried) == 1
+    monkeypatch.setattr(ingest_index, "_previews_paused_until", 0.0)  # the pause is over
+    assert ingest(dicom_copy(tmp_path)).status == "stored"
+    assert len(tried) == 2
