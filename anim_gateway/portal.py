@@ -28,7 +28,7 @@ from anim_gateway.middleware import client_address
 from audit.actions import Action
 from consent.actors import Actor, actor_for, role_of
 from consent.auditing import audit_event
-from consent.authentication import TOTP_ROLES
+from consent.authentication import PORTAL_ROLES, TOTP_ROLES
 from consent.models import Affiliation, Institution, Practitioner, Role
 
 PENDING_KEY = "portal_pending_login"
@@ -240,7 +240,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
             user = auth.authenticate(
                 request, username=username, password=form.cleaned_data["password"]
             )
-            if user is not None and role_of(user) in HOME_BY_ROLE:
+            if user is not None and role_of(user) in PORTAL_ROLES:
                 return _after_password(request, user)
             # A hospital system (or an account with no role) acts with its token only: a
             # session would carry its powers into the REST API without a second factor. It

@@ -279,3 +279,10 @@ def test_the_api_wants_the_csrf_token_of_a_portal_session(cast):
     )
     assert stow.status_code == 403
     assert not cast.xavier.consents.exists()
+
+
+def test_every_role_that_may_log_in_has_a_home_page():
+    from anim_gateway.portal import HOME_BY_ROLE
+    from consent.authentication import PORTAL_ROLES
+
+    assert set(HOME_BY_ROLE) == set(PORTAL_ROLES)
