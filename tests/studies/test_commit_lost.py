@@ -30,19 +30,24 @@ def _connection_lost(monkeypatch, *, after_commit: bool) -> None:
     monkeypatch.setattr(ingest_index.ingest_sql, "index_rows", index_rows)
 
 
+def _failed_then_sent_again(path, private_storage, monkeypatch) -> None:
+    """The store fails (the connection lost after its commit); the instance is indexed with
+    its object, and the sender, told of a failure, sends it again: the same instance."""
+    with pytest.raises(OperationalError):
+        ingest(path)
+    monkeypatch.undo()
+    instance = Instance.objects.get()
+    assert stored_files(private_storage) == [private_storage / instance.storage_key]
+    assert ingest(path).status == "duplicate"
+
+
 def test_an_index_committed_as_the_connection_was_lost_keeps_its_object(
     cast, tmp_path, private_storage, monkeypatch
 ):
     require_postgres()
     path = dicom_copy(tmp_path)
     _connection_lost(monkeypatch, after_commit=True)
-    with pytest.raises(OperationalError):
-        ingest(path)
-    monkeypatch.undo()
-    instance = Instance.objects.get()
-    assert stored_files(private_storage) == [private_storage / instance.storage_key]
-    # The sender, told of a failure, sends it again: the same instance, still readable.
-    assert ingest(path).status == "duplicate"
+    _failed_then_sent_again(path, private_storage, monkeypatch)
     assert orphans_sweep(older_than=datetime.timedelta(0)) == []
 
 
@@ -79,9 +84,4 @@ def test_a_connection_lost_while_indexing_one_at_a_time_keeps_the_committed_obje
         raise OperationalError(LOST)  # committed, but the answer never arrived
 
     monkeypatch.setattr("studies.ingest.index_batch", index_batch)
-    with pytest.raises(OperationalError):
-        ingest(path)
-    monkeypatch.undo()
-    instance = Instance.objects.get()
-    assert stored_files(private_storage) == [private_storage / instance.storage_key]
-    assert ingest(path).status == "duplicate"
+    _failed_then_sent_again(path, private_storage, monkeypatch)
