@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError
 from tqdm import tqdm
 
+from anim_gateway.errors import database_unreachable
 from audit.errors import AuditUnavailable
 from consent.actors import Actor
 from consent.gate import AccessDenied
@@ -54,7 +55,7 @@ class Command(BaseCommand):
         files = files_under(path)
         for file in tqdm(files, unit="file", disable=no_progress or None, file=sys.stderr):
             try:
-                result = _import(session, file)
+                result = instance_ingest(session=session, spooled=_spooled(file))
             except Unreadable as exc:
                 result = IngestResult(status="rejected", reason=f"cannot be read ({exc})")
             except (
@@ -81,10 +82,6 @@ class Command(BaseCommand):
         )
         for file, reason in problems:
             self.stdout.write(f"  rejected {file}: {reason}")
-
-
-def _import(session: IngestSession, file: Path) -> IngestResult:
-    return instance_ingest(session=session, spooled=_spooled(file))
 
 
 def _spooled(file: Path) -> Spooled:
@@ -115,4 +112,6 @@ def _outage(exc: Exception) -> str:
         return "the audit log is unavailable"
     if isinstance(exc, OSError):
         return f"the gateway's storage failed ({exc.strerror or type(exc).__name__})"
-    return "the database is unavailable"
+    if database_unreachable(exc):
+        return "the database is unavailable"
+    return f"a database error ({type(exc).__name__})"
