@@ -234,6 +234,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-consent-facts": {"task": "consent.tasks.expire_due", "schedule": timedelta(minutes=1)},
     "audit-checkpoint": {"task": "audit.tasks.take_checkpoint", "schedule": timedelta(minutes=15)},
     "fixity-check": {"task": "studies.tasks.fixity_check_due", "schedule": timedelta(hours=1)},
+    "previews": {"task": "studies.tasks.previews_due", "schedule": timedelta(minutes=10)},
     "orphans-sweep": {"task": "studies.tasks.orphans_sweep_due", "schedule": timedelta(days=1)},
 }
 

@@ -643,7 +643,6 @@ def _after_store(*, instance_id: int) -> None:
     except Exception:
         # The instance is committed: raising here would make ingest delete its object
         # under a committed row and refuse what is stored. The series' next instance stored
-        # once the broker is back queues its preview; a series stored whole while it was
-        # down has none (the portal renders its images through /rendered).
+        # once the broker is back queues its preview, or else beat's previews_due does.
         _previews_paused_until = time.monotonic() + BROKER_RETRY_AFTER
         logger.exception("Preview of instance %s not queued (is the broker down?)", instance_id)

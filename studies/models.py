@@ -79,11 +79,22 @@ class Series(models.Model):
     attributes = models.JSONField(default=dict)
     # A small PNG of a representative frame, made by a Celery task after ingest.
     preview_key = models.CharField(max_length=255, blank=True)
+    # Set when no preview can be made (an image that does not decode, its object lost): the
+    # sweep of series without one (studies.tasks.previews_due) then leaves the series alone.
+    preview_given_up_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "series"
         constraints = [models.UniqueConstraint(fields=["series_uid"], name="series_uid_unique")]
-        indexes = [models.Index(fields=["study", "series_number"], name="series_study_number")]
+        indexes = [
+            models.Index(fields=["study", "series_number"], name="series_study_number"),
+            # Small: only the series whose preview is still to be made.
+            models.Index(
+                fields=["id"],
+                name="series_preview_due",
+                condition=models.Q(preview_key="", preview_given_up_at__isnull=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.series_uid

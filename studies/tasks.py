@@ -10,7 +10,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from studies import storage
@@ -46,8 +46,13 @@ def series_preview(instance_id: int) -> str:
     try:
         with storage.object_reader(key=instance.storage_key) as reader:
             png = render_frame(reader, index=0, media_type="image/png", max_size=PREVIEW_SIZE)
-    except InvalidDicom as exc:
+    except (InvalidDicom, storage.ObjectUnavailable) as exc:
+        if isinstance(exc, storage.ObjectUnavailable) and not exc.conclusive:
+            raise  # the storage is down: retried
         logger.info("No preview for instance %s: %s", instance.pk, exc)
+        Series.objects.filter(pk=instance.series_id, preview_key="").update(
+            preview_given_up_at=timezone.now()
+        )
         return ""
     key = storage.storage().save(
         storage.preview_key(series_uid=instance.series.series_uid), ContentFile(png)
@@ -92,6 +97,31 @@ def fixity_check(*, instance_ids: list[int]) -> list[str]:
 @shared_task(**_RETRIED, reject_on_worker_lost=True)
 def fixity_check_batch(instance_ids: list[int]) -> list[str]:
     return fixity_check(instance_ids=instance_ids)
+
+
+# A series' preview is queued once its first image is committed. A broker that was down then,
+# or a worker that died making it, leaves the series without one until this sweep.
+PREVIEW_GRACE = datetime.timedelta(minutes=10)
+
+
+@shared_task
+def previews_due(batch_size: int = 1000) -> int:
+    """Queue the previews still missing for series stored over PREVIEW_GRACE ago (for beat)."""
+    first_image = Instance.objects.filter(
+        series=OuterRef("pk"), number_of_frames__gt=0, created_at__lt=timezone.now() - PREVIEW_GRACE
+    ).order_by("pk")
+    due = (
+        Series.objects.filter(preview_key="", preview_given_up_at__isnull=True)
+        .annotate(image=Subquery(first_image.values("pk")[:1]))
+        .filter(image__isnull=False)
+        .order_by("pk")
+        .values_list("image", flat=True)[:batch_size]
+    )
+    queued = 0
+    for instance_id in due:
+        series_preview.delay(instance_id)
+        queued += 1
+    return queued
 
 
 @shared_task
