@@ -284,6 +284,13 @@ SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 # Shared hospital workstations: closing the browser ends the portal session (the next person
 # to open it is not logged in as the last); SESSION_COOKIE_AGE still caps its length.
 SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
+# Browsers that reached the gateway over HTTPS never use plain HTTP for it again (sent only
+# on HTTPS requests: behind the proxy, gunicorn takes the scheme from X-Forwarded-Proto).
+# Subdomains are left out: a hospital's other hosts are not the gateway's to decide.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+# The reverse proxy terminates TLS and redirects plain HTTP (docs/configuration.md); a
+# redirect here would also catch the proxy's own health checks over loopback.
+SILENCED_SYSTEM_CHECKS = ["security.W008"]
 
 LOGGING = {
     "version": 1,

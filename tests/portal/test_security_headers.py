@@ -81,6 +81,12 @@ def test_the_log_in_page_has_the_policy_too(client, db):
     assert _policy(client.get("/login/"))["script-src"] == "script-src 'self'"
 
 
+def test_https_responses_tell_the_browser_to_keep_to_https(client, db):
+    assert client.get("/login/", secure=True)["Strict-Transport-Security"] == "max-age=31536000"
+    # Sent over plain HTTP it would mean nothing (and could be an attacker's): not sent.
+    assert "Strict-Transport-Security" not in client.get("/login/")
+
+
 @pytest.mark.parametrize(
     "kind",
     [k for k in KINDS if k not in ("portal page", "REST browsable HTML")],
