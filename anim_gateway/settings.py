@@ -286,11 +286,12 @@ SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
 # Browsers that reached the gateway over HTTPS never use plain HTTP for it again (sent only
 # on HTTPS requests: behind the proxy, gunicorn takes the scheme from X-Forwarded-Proto).
-# Subdomains are left out: a hospital's other hosts are not the gateway's to decide.
+# Subdomains and the browsers' preload list are left out (check --deploy's W005 and W021): a
+# hospital's other hosts are not the gateway's to decide.
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
 # The reverse proxy terminates TLS and redirects plain HTTP (docs/configuration.md); a
-# redirect here would also catch the proxy's own health checks over loopback.
-SILENCED_SYSTEM_CHECKS = ["security.W008"]
+# redirect here would also catch the proxy's own health checks over loopback (W008).
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W008", "security.W021"]
 
 LOGGING = {
     "version": 1,
