@@ -232,6 +232,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "expire-consent-facts": {"task": "consent.tasks.expire_due", "schedule": timedelta(minutes=1)},
+    "notify-patients": {"task": "consent.tasks.notify_due", "schedule": timedelta(minutes=1)},
     "audit-checkpoint": {"task": "audit.tasks.take_checkpoint", "schedule": timedelta(minutes=15)},
     "fixity-check": {"task": "studies.tasks.fixity_check_due", "schedule": timedelta(hours=1)},
     "previews": {"task": "studies.tasks.previews_due", "schedule": timedelta(minutes=10)},
@@ -240,6 +241,11 @@ CELERY_BEAT_SCHEDULE = {
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "anim-gateway@localhost")
+# A notice holds its row's lock while the mail server answers: never for ever.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+# How long an emergency notice is left to the task queued at declaration before the sweep
+# sends it (a broker outage or a dead worker only delays it).
+PATIENT_NOTICE_GRACE_SECONDS = env_int("PATIENT_NOTICE_GRACE_SECONDS", 60)
 
 # Tokens
 TOKEN_DEFAULT_DAYS = env_int("TOKEN_DEFAULT_DAYS", 30)

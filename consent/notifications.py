@@ -10,12 +10,17 @@ from consent.models import Patient
 logger = logging.getLogger(__name__)
 
 
+def patient_address(patient: Patient) -> str:
+    """The patient's e-mail address, or "" when they have none."""
+    return patient.user.email if patient.user_id and patient.user.email else ""
+
+
 def notify_patient(*, patient: Patient, subject: str, body: str) -> bool:
     """Email the patient (or log that they have no address); True when a message was sent.
 
     The body never names the patient, in case it ends up in a log or a shared mailbox.
     """
-    address = patient.user.email if patient.user_id and patient.user.email else ""
+    address = patient_address(patient)
     if not address:
         logger.info("No email address for %s; notification not sent", patient)
         return False

@@ -1,32 +1,24 @@
-"""Celery tasks of consent: record expiries and notify patients (queued with on_commit)."""
-
-import logging
+"""Celery tasks of consent: record expiries and notify patients (each notice recorded once)."""
 
 from celery import shared_task
-from django.conf import settings
-from django.utils import timezone
 
-from consent.models import Consent, EmergencyAccess
-from consent.notifications import notify_patient
 from consent.services.expiry import expiries_record
-
-logger = logging.getLogger(__name__)
+from consent.services.notices import (
+    emergency_notice_send,
+    emergency_notices_due_send,
+    expiry_notices_send,
+)
 
 
 @shared_task(name="consent.tasks.expire_due")
 def expire_due() -> dict[str, int]:
-    """Record what has expired since the last run (beat, every minute) and notify."""
+    """Record what has expired since the last run (beat, every minute) and notify.
+
+    The notices are sent here rather than queued: any left by an earlier run (a mail backend
+    down, a worker killed) are still due, and go with this run's.
+    """
     recorded = expiries_record()
-    for task, ids in (
-        (notify_consent_expired, recorded["consent"]),
-        (notify_emergency_expired, recorded["emergency_access"]),
-    ):
-        for pk in ids:
-            try:
-                task.delay(pk)
-            except Exception:
-                # The expiry is recorded; a lost notification must not stop the others.
-                logger.exception("Could not queue %s for %s", task.name, pk)
+    expiry_notices_send()
     return {kind: len(ids) for kind, ids in recorded.items()}
 
 
@@ -36,36 +28,12 @@ def expire_due() -> dict[str, int]:
     retry_backoff=True,
     max_retries=5,
 )
-def notify_emergency(access_id: int) -> bool:
-    access = EmergencyAccess.objects.select_related(
-        "patient__user", "practitioner", "institution"
-    ).get(pk=access_id)
-    local = timezone.localtime(access.start)
-    body = (
-        f"{access.practitioner.display_name} at {access.institution.code} opened an emergency "
-        f"access to your imaging studies on {local:%Y-%m-%d at %H:%M}, until "
-        f"{timezone.localtime(access.expires_at):%H:%M}. The Data Protection Officer reviews "
-        f"every emergency access. You can see who accessed your record at {settings.SITE_URL}."
-    )
-    return notify_patient(
-        patient=access.patient, subject="Emergency access to your images", body=body
-    )
+def notify_emergency(access_id: int) -> str | None:
+    """Queued at declaration; notify_due sends the notice if this never runs or fails."""
+    return emergency_notice_send(access_id=access_id)
 
 
-@shared_task(name="consent.tasks.notify_emergency_expired")
-def notify_emergency_expired(access_id: int) -> bool:
-    access = EmergencyAccess.objects.select_related("patient__user", "institution").get(
-        pk=access_id
-    )
-    body = f"The emergency access opened at {access.institution.code} has ended."
-    return notify_patient(patient=access.patient, subject="Emergency access ended", body=body)
-
-
-@shared_task(name="consent.tasks.notify_consent_expired")
-def notify_consent_expired(consent_id: int) -> bool:
-    consent = Consent.objects.select_related("patient__user").get(pk=consent_id)
-    body = (
-        "Your consent to sharing your imaging studies has expired; other hospitals no longer "
-        f"see them. You can grant a new consent at {settings.SITE_URL}."
-    )
-    return notify_patient(patient=consent.patient, subject="Your consent has expired", body=body)
+@shared_task(name="consent.tasks.notify_due")
+def notify_due() -> int:
+    """Send the emergency notices their queued task lost (beat, every minute)."""
+    return emergency_notices_due_send()

@@ -12,7 +12,7 @@ from consent import gate, selectors
 from consent.access import access_patient_by_national_id, refusals_audited, serves_patient_data
 from consent.api.patients import valid
 from consent.authentication import actor_of
-from consent.models import ReviewState
+from consent.models import Notice, ReviewState
 from consent.services import emergency
 
 
@@ -29,6 +29,15 @@ class EmergencyOutput(serializers.Serializer):
     reviewed_by = serializers.CharField()
     reviewed_at = serializers.DateTimeField()
     review_note = serializers.CharField()
+    patient_notified_at = serializers.DateTimeField(
+        help_text="When the patient was told (or found to have no address); null: still due."
+    )
+    patient_notice = serializers.ChoiceField(
+        choices=Notice.choices,
+        allow_blank=True,
+        help_text="sent, no_address, unrecorded (declared before notices were recorded), "
+        'or "" while the notice is due.',
+    )
 
 
 @serves_patient_data

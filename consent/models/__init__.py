@@ -21,6 +21,7 @@ from .permissions import (
     Consent,
     EmergencyAccess,
     Exclusion,
+    Notice,
     ReviewState,
     StudyVisibility,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Exclusion",
     "Institution",
     "InstitutionAETitle",
+    "Notice",
     "Patient",
     "PatientIdentifier",
     "Practitioner",

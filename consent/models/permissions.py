@@ -47,10 +47,19 @@ class Consent(models.Model):
     revoke_channel = models.CharField(max_length=16, choices=Channel.choices, blank=True)
     # When the expiry task noticed valid_until had passed (notification only; never a rule input).
     expiry_recorded_at = models.DateTimeField(null=True, blank=True)
+    # When the patient was told of the expiry (or found to have no address); null: still due.
+    expiry_notified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-granted_at", "-pk"]
-        indexes = [models.Index(fields=["patient", "revoked_at"], name="consent_by_patient")]
+        indexes = [
+            models.Index(fields=["patient", "revoked_at"], name="consent_by_patient"),
+            models.Index(
+                fields=["expiry_recorded_at"],
+                name="consent_expiry_notice_due",
+                condition=Q(expiry_recorded_at__isnull=False, expiry_notified_at__isnull=True),
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 name="consent_revocation_complete",
@@ -184,6 +193,15 @@ class ReviewState(models.TextChoices):
     UNJUSTIFIED = "unjustified", "Unjustified"
 
 
+class Notice(models.TextChoices):
+    """How the patient was told (an empty value: not yet, it is still due)."""
+
+    SENT = "sent", "E-mailed"
+    NO_ADDRESS = "no_address", "No e-mail address"
+    # Declared before notices were recorded: whether the message got through is not known.
+    UNRECORDED = "unrecorded", "Not recorded"
+
+
 class EmergencyAccess(models.Model):
     """Break the glass: one practitioner, one patient, a written reason, a few hours."""
 
@@ -200,7 +218,12 @@ class EmergencyAccess(models.Model):
     reviewed_at = models.DateTimeField(null=True, blank=True)
     reviewed_by = models.CharField(max_length=150, blank=True)
     review_note = models.TextField(blank=True)
+    # Set once, when the message was handed to the mail backend (or the patient was found to
+    # have no address): until then the sweep sends it (consent.services.notices).
+    patient_notified_at = models.DateTimeField(null=True, blank=True)
+    patient_notice = models.CharField(max_length=16, choices=Notice.choices, blank=True)
     expiry_recorded_at = models.DateTimeField(null=True, blank=True)
+    expiry_notified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-start", "-pk"]
@@ -209,6 +232,16 @@ class EmergencyAccess(models.Model):
                 fields=["practitioner", "patient", "institution"], name="emergency_lookup"
             ),
             models.Index(fields=["review", "start"], name="emergency_review"),
+            models.Index(
+                fields=["start"],
+                name="emergency_notice_due",
+                condition=Q(patient_notified_at__isnull=True),
+            ),
+            models.Index(
+                fields=["expiry_recorded_at"],
+                name="emergency_expiry_notice_due",
+                condition=Q(expiry_recorded_at__isnull=False, expiry_notified_at__isnull=True),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -217,6 +250,11 @@ class EmergencyAccess(models.Model):
             models.CheckConstraint(
                 name="emergency_review_complete",
                 condition=Q(review="pending") | (Q(reviewed_at__isnull=False) & ~Q(reviewed_by="")),
+            ),
+            models.CheckConstraint(
+                name="emergency_notice_complete",
+                condition=Q(patient_notified_at__isnull=True, patient_notice="")
+                | (Q(patient_notified_at__isnull=False) & ~Q(patient_notice="")),
             ),
         ]
 

@@ -21,7 +21,8 @@ def emergency_declare(
     """Open an emergency access for one patient, for EMERGENCY_ACCESS_HOURS.
 
     The gate has decided already (rules 1-3 and EMERGENCY_REFUSED); the patient is notified
-    once the access is committed, and the DPO finds it in the review queue.
+    once the access is committed (or by the sweep, if that fails), and the DPO finds it in
+    the review queue.
 
     Raises
     ------
@@ -55,7 +56,8 @@ def emergency_declare(
     )
     from consent import tasks
 
-    # robust: a failed notification is logged; it never turns the committed access into a 500.
+    # robust: a failed queueing is logged; it never turns the committed access into a 500.
+    # The notice stays due on the row (patient_notified_at), and the sweep sends it.
     transaction.on_commit(lambda: tasks.notify_emergency.delay(access.pk), robust=True)
     return access
 

@@ -1,0 +1,246 @@
+"""Patient notices are never lost: a row records each, and a sweep sends what is still due."""
+
+import datetime
+import importlib
+import smtplib
+import threading
+
+import pytest
+from django.apps import apps
+from django.core import mail
+from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+from django.db import connection
+from django.utils import timezone
+
+from consent.models import Consent, EmergencyAccess, Institution
+from consent.services.notices import emergency_notice_send
+from consent.tasks import expire_due, notify_due
+from tests.conftest import client_for, require_postgres
+
+from .conftest import consent_for
+from .test_api_care_emergency import API, declare
+
+HOUR = datetime.timedelta(hours=1)
+FAILING = "tests.consent.test_notices.FailingBackend"
+
+
+class FailingBackend(LocmemBackend):
+    """A mail server that hangs up on every message."""
+
+    calls = 0
+
+    def send_messages(self, messages):
+        FailingBackend.calls += 1
+        raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+
+
+@pytest.fixture
+def xavier(cast):
+    cast.xavier.user.email = "xavier@example.org"
+    cast.xavier.user.save()
+    return cast.xavier
+
+
+@pytest.fixture
+def broker_down(monkeypatch, caplog):
+    """Tasks go to a broker on a closed port (Redis down), as in production with a broker."""
+    from anim_gateway.celery import app
+
+    eager, broker_url = app.conf.task_always_eager, app.conf.broker_url
+    app.conf.task_always_eager = False
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    # Celery's own settings prefer this variable to broker_url (CI sets it to a live Redis).
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    # The app keeps its connection pools: new ones are made for the closed port.
+    monkeypatch.setattr(app, "_pool", None)
+    monkeypatch.setattr(app.amqp, "_producer_pool", None)
+    yield caplog
+    app.conf.task_always_eager, app.conf.broker_url = eager, broker_url
+
+
+def declared(django_capture_on_commit_callbacks) -> EmergencyAccess:
+    with django_capture_on_commit_callbacks(execute=True):
+        response = declare(client_for("bob", "CHEM"))
+    assert response.status_code == 201, response.json()
+    return EmergencyAccess.objects.get(pk=response.json()["id"])
+
+
+def grace_passes(access: EmergencyAccess, settings) -> None:
+    EmergencyAccess.objects.filter(pk=access.pk).update(
+        start=access.start - datetime.timedelta(seconds=settings.PATIENT_NOTICE_GRACE_SECONDS + 1)
+    )
+
+
+def dpo_view(access: EmergencyAccess) -> dict:
+    rows = client_for("dora").get(f"{API}/emergency-accesses/?review=pending").json()
+    return next(row for row in rows if row["id"] == access.pk)
+
+
+def test_the_notice_is_sent_once_and_recorded(xavier, django_capture_on_commit_callbacks):
+    access = declared(django_capture_on_commit_callbacks)
+    assert len(mail.outbox) == 1
+    assert "Xavier" not in mail.outbox[0].body
+    row = dpo_view(access)
+    assert row["patient_notice"] == "sent"
+    assert row["patient_notified_at"] is not None
+    assert emergency_notice_send(access_id=access.pk) is None
+    assert len(mail.outbox) == 1
+
+
+def test_a_notice_the_broker_lost_is_sent_by_the_sweep_once(
+    xavier, broker_down, settings, django_capture_on_commit_callbacks
+):
+    access = declared(django_capture_on_commit_callbacks)
+    assert mail.outbox == []
+    assert "in on_commit()" in broker_down.text  # the failed queueing was logged
+    assert (dpo_view(access)["patient_notice"], dpo_view(access)["patient_notified_at"]) == (
+        "",
+        None,
+    )
+    assert notify_due() == 0  # within the grace, the queued task may still come
+    grace_passes(access, settings)
+    assert notify_due() == 1
+    assert notify_due() == 0
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["xavier@example.org"]
+    assert "Dr Bob Becker at CHEM" in mail.outbox[0].body
+    assert dpo_view(access)["patient_notice"] == "sent"
+    assert "Xavier" not in broker_down.text
+
+
+def test_a_notice_the_mail_backend_failed_stays_due_until_sent(
+    xavier, settings, caplog, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_BACKEND = FAILING
+    access = declared(django_capture_on_commit_callbacks)
+    grace_passes(access, settings)
+    assert notify_due() == 0
+    access.refresh_from_db()
+    assert (access.patient_notified_at, access.patient_notice) == (None, "")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert notify_due() == 1
+    assert notify_due() == 0
+    assert len(mail.outbox) == 1
+    assert "Xavier" not in caplog.text
+
+
+def test_a_sweep_stops_when_the_mail_backend_is_down(xavier, cast, settings):
+    start = timezone.now() - HOUR
+    for _ in range(5):
+        EmergencyAccess.objects.create(
+            practitioner=cast.bob,
+            institution=Institution.objects.get(code="CHEM"),
+            patient=xavier,
+            reason="x" * 30,
+            start=start,
+            expires_at=start + 4 * HOUR,
+        )
+    settings.EMAIL_BACKEND = FAILING
+    FailingBackend.calls = 0
+    assert notify_due() == 0
+    assert FailingBackend.calls == 3
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert notify_due() == 5
+    assert len(mail.outbox) == 5
+
+
+def test_a_patient_without_an_address_is_recorded_as_such(
+    cast, settings, django_capture_on_commit_callbacks
+):
+    access = declared(django_capture_on_commit_callbacks)
+    assert mail.outbox == []
+    row = dpo_view(access)
+    assert row["patient_notice"] == "no_address"
+    assert row["patient_notified_at"] is not None
+    grace_passes(access, settings)
+    assert notify_due() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_at_once_send_one_message(xavier, cast, settings):
+    """While one worker is handing the message over, another skips the notice."""
+    require_postgres()
+    settings.EMAIL_BACKEND = "tests.consent.test_notices.SlowBackend"
+    access = EmergencyAccess.objects.create(
+        practitioner=cast.bob,
+        institution=Institution.objects.get(code="CHEM"),
+        patient=xavier,
+        reason="x" * 30,
+        expires_at=timezone.now() + HOUR,
+    )
+    results = []
+
+    def first_worker():
+        try:
+            results.append(emergency_notice_send(access_id=access.pk))
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=first_worker)
+    worker.start()
+    assert SlowBackend.sending.wait(10)
+    second = emergency_notice_send(access_id=access.pk)
+    SlowBackend.release.set()
+    worker.join(10)
+    assert (results, second) == (["sent"], None)
+    assert len(mail.outbox) == 1
+
+
+class SlowBackend(LocmemBackend):
+    """A mail server that answers only when the test lets it."""
+
+    sending = threading.Event()
+    release = threading.Event()
+
+    def send_messages(self, messages):
+        SlowBackend.sending.set()
+        SlowBackend.release.wait(10)
+        return super().send_messages(messages)
+
+
+@pytest.fixture
+def expired(xavier, cast):
+    now = timezone.now()
+    consent = consent_for(xavier, valid_from=now - 3 * HOUR, valid_until=now - HOUR)
+    access = EmergencyAccess.objects.create(
+        practitioner=cast.bob,
+        institution=Institution.objects.get(code="CHEM"),
+        patient=xavier,
+        reason="x" * 30,
+        start=now - 5 * HOUR,
+        expires_at=now - HOUR,
+        patient_notified_at=now - 5 * HOUR,
+        patient_notice="sent",
+    )
+    return consent, access
+
+
+def test_expiry_notices_the_mail_backend_failed_go_with_the_next_run(expired, settings):
+    settings.EMAIL_BACKEND = FAILING
+    assert expire_due() == {"consent": 1, "care_relationship": 0, "emergency_access": 1}
+    for row in expired:
+        row.refresh_from_db()
+        assert row.expiry_recorded_at is not None
+        assert row.expiry_notified_at is None
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert expire_due() == {"consent": 0, "care_relationship": 0, "emergency_access": 0}
+    assert sorted(m.subject for m in mail.outbox) == [
+        "Emergency access ended",
+        "Your consent has expired",
+    ]
+    expire_due()
+    assert len(mail.outbox) == 2
+
+
+def test_the_migration_counts_earlier_rows_as_notified(expired):
+    consent, access = expired
+    EmergencyAccess.objects.filter(pk=access.pk).update(
+        patient_notified_at=None, patient_notice="", expiry_recorded_at=access.expires_at
+    )
+    Consent.objects.filter(pk=consent.pk).update(expiry_recorded_at=consent.valid_until)
+    importlib.import_module("consent.migrations.0005_patient_notices_backfill").backfill(apps, None)
+    access.refresh_from_db()
+    consent.refresh_from_db()
+    assert (access.patient_notified_at, access.patient_notice) == (access.start, "unrecorded")
+    assert access.expiry_notified_at == access.expires_at
+    assert consent.expiry_notified_at == consent.valid_until
