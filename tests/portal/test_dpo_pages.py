@@ -123,3 +123,19 @@ def test_the_review_links_to_what_a_practitioner_with_a_plus_in_the_name_opened(
     )
     page = portal_as("dora").get("/dpo/emergencies/").content.decode()
     assert f"?patient={XAVIER_ID}&amp;actor=bob%2Ber" in page
+
+
+def test_the_review_tells_whether_the_patient_was_told(portal_as, cast):
+    from consent.services.notices import emergency_notice_send
+
+    access = EmergencyAccess.objects.create(
+        practitioner=cast.bob,
+        institution=Institution.objects.get(code="CHEM"),
+        patient=cast.xavier,
+        reason="Unconscious after a road accident, brought to our ER.",
+        expires_at=timezone.now() + datetime.timedelta(hours=4),
+    )
+    dora = portal_as("dora")
+    assert "patient not told yet" in dora.get("/dpo/emergencies/").content.decode()
+    assert emergency_notice_send(access_id=access.pk) == "no_address"
+    assert "patient has no e-mail address" in dora.get("/dpo/emergencies/").content.decode()
