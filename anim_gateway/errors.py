@@ -1,12 +1,9 @@
 """One error vocabulary and the one place it becomes HTTP: {"error": {"code", "message"}}."""
 
-import errno
 import logging
-import os
 import sys
 
 import psycopg
-from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import (
     RequestDataTooBig,
@@ -143,21 +140,6 @@ def _database_unavailable(exc: BaseException) -> dict:
     )
 
 
-# What the gateway's own disks raise when they cannot take or give a file (full, failing,
-# remounted read-only, permissions changed under it): a spool or a storage folder.
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM}
-
-
-def _storage_unavailable(exc: OSError | BotoCoreError | ClientError) -> Response:
-    # The error's name only: its text may name a path or an endpoint.
-    reason = os.strerror(exc.errno or 0) if isinstance(exc, OSError) else "object store"
-    logger.error("Storage unavailable: %s (%s)", exc.__class__.__name__, reason)
-    return Response(
-        error_body("STORAGE_UNAVAILABLE", f"The gateway's storage is unavailable ({reason})."),
-        status=status.HTTP_503_SERVICE_UNAVAILABLE,
-    )
-
-
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every error leaves with the documented shape."""
     # Django's own exceptions, as DRF's handler converts them (and so that their message
@@ -169,6 +151,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, _REQUEST_REFUSALS):
         return _request_refused(exc)
     if isinstance(exc, ApplicationError):
+        # Storage failures among them: studies.storage_errors raises the gateway's own disk
+        # or bucket failing as a StorageUnavailable (503) or a StorageMisconfigured (500),
+        # so that an OSError of anything else (a template, a settings file) stays a 500.
         return Response(error_body(exc.code, exc.message), status=exc.status_code)
     if isinstance(exc, AuditUnavailable):
         # Nothing was changed (the service's transaction rolled back with the audit row).
@@ -179,10 +164,6 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         )
     if database_unreachable(exc):
         return Response(_database_unavailable(exc), status=status.HTTP_503_SERVICE_UNAVAILABLE)
-    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
-        return _storage_unavailable(exc)
-    if isinstance(exc, BotoCoreError | ClientError):  # S3 refusing or unreachable on a write
-        return _storage_unavailable(exc)
     response = exception_handler(exc, context)
     if response is None:
         logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)

@@ -46,6 +46,7 @@ from pynetdicom.sop_class import Verification
 
 from studies.dicom import is_valid_uid
 from studies.spool import Spooled, SpoolWriter
+from studies.storage_errors import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +317,7 @@ class Association:
             self._writer = SpoolWriter()
             # A Part 10 file, as pynetdicom writes a received data set: preamble, meta, data.
             self._writer.write(_file_head(sop_class, sop_instance, self.contexts[self._context]))
-        except OSError as exc:
+        except SPOOL_ERRORS as exc:
             self._spool_failed(exc)
 
     def _spool(self, data: memoryview) -> None:
@@ -324,12 +325,14 @@ class Association:
             return  # refused, or spooling failed: the rest is only read, then answered
         try:
             self._writer.write(data)
-        except OSError as exc:
+        except SPOOL_ERRORS as exc:
             self._spool_failed(exc)
 
-    def _spool_failed(self, exc: OSError) -> None:
+    def _spool_failed(self, exc: Exception) -> None:
         """The gateway's own disk failed (full, say): the instance is answered Out of
-        Resources once its data set has been read, so the SCU sends it again later."""
+        Resources once its data set has been read, so the SCU sends it again later (a spool
+        folder the gateway may not write too: DICOM has no status for a misconfiguration,
+        and a sender keeps what it is told to send later)."""
         logger.error("C-STORE from %s could not be spooled: %s", self.calling, exc)
         if self._writer is not None:
             self._writer.abort()
@@ -342,7 +345,7 @@ class Association:
         if writer is not None:
             try:
                 spooled = writer.finish()  # removes its file when it fails
-            except OSError as exc:
+            except SPOOL_ERRORS as exc:
                 self._spool_failed(exc)
             else:
                 declared = (str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID))
@@ -458,6 +461,9 @@ class Association:
             pass
 
 
+# What spooling raises when the gateway's disk fails: its StorageErrors, and any other
+# OSError of the file system.
+SPOOL_ERRORS = (OSError, StorageError)
 SPOOL_FAILURE = Outcome(0xA700, "The gateway could not write the instance; send it later.")
 WRONG_CONTEXT = Outcome(0x0122, "SOP Class not the presentation context's")
 

@@ -13,6 +13,7 @@ from typing import BinaryIO
 from django.conf import settings
 
 from studies.dicom import PREAMBLE_LENGTH, sanitise_preamble
+from studies.storage_errors import raise_storage_failure
 
 CHUNK_SIZE = 1024 * 1024
 # Every this many bytes the spool file's new pages are handed to the kernel for writing
@@ -45,10 +46,17 @@ class SpoolWriter:
     Past BACKGROUND_AFTER bytes, hashing and writing move to a thread of their own: both
     release the GIL, so a large body is hashed on one core while it is received on another
     (SHA-256 was half the time of a large STOW). At most BACKGROUND_QUEUE chunks wait.
+
+    Its disk's failures are raised as StorageUnavailable (full, failing) or
+    StorageMisconfigured (a spool folder it may not write); any other error as it is.
     """
 
     def __init__(self) -> None:
-        fd, name = tempfile.mkstemp(dir=_spool_dir(), suffix=".dcm")
+        try:
+            fd, name = tempfile.mkstemp(dir=_spool_dir(), suffix=".dcm")
+        except OSError as exc:
+            raise_storage_failure(exc, "spooling")
+            raise
         self.path = Path(name)
         self._fp = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
@@ -60,6 +68,13 @@ class SpoolWriter:
         self._sink: _Sink | None = None
 
     def write(self, chunk: bytes | memoryview) -> None:
+        try:
+            self._write(chunk)
+        except OSError as exc:
+            raise_storage_failure(exc, "spooling")
+            raise
+
+    def _write(self, chunk: bytes | memoryview) -> None:
         if not self._head_done:
             self._head += chunk
             if len(self._head) < _HEAD:
@@ -94,13 +109,14 @@ class SpoolWriter:
         try:
             if not self._head_done:
                 self._head_done = True
-                self.write(self._head)
+                self._write(self._head)
             if self._sink is not None:
                 self._sink.close()  # raises the writer thread's error, if any
             self._fp.close()
-        except BaseException:
+        except BaseException as exc:
             # A late write error (a full disk on the last chunks): nothing is left behind.
             self.abort()
+            raise_storage_failure(exc, "spooling")
             raise
         return Spooled(path=self.path, size=self.size, sha256=self._hash.hexdigest())
 

@@ -19,13 +19,22 @@ from django.core.files.storage import Storage, default_storage
 from anim_gateway.errors import ApplicationError
 from studies import s3
 from studies.spool import CHUNK_SIZE, Spooled
+from studies.storage_errors import (
+    OUTAGE_ERRNOS,
+    STORAGE_ERRORS,
+    StorageMisconfigured,
+    raise_storage_failure,
+    s3_error_code,
+    storage_failure_kind,
+)
 
 logger = logging.getLogger(__name__)
 
 
-# What a storage raises when it cannot give an object: the file system's errors, and
-# botocore's on S3 (its own classes, not OSError).
-READ_ERRORS: tuple[type[Exception], ...] = (OSError, BotoCoreError, ClientError)
+# What a storage raises when it cannot give an object.
+READ_ERRORS = STORAGE_ERRORS
+# S3's answers that it has no such object.
+S3_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 
 
 class ObjectUnavailable(ApplicationError):
@@ -33,19 +42,28 @@ class ObjectUnavailable(ApplicationError):
     the server's fault, told apart from any other so that operators look at storage and
     fixity rather than at the request.
 
-    ``conclusive`` when the storage answered about the object itself (a missing or
-    unreadable file, S3's "no such key"), not when it could not answer (S3 unreachable,
-    throttled, refusing the credentials): a fixity check judges only the first.
+    ``conclusive`` when the storage answered about the object itself (a file missing or
+    unreadable under a storage root that is there, S3's "no such key"), not when it could
+    not answer (S3 unreachable, throttled or refusing the credentials; a local root gone or
+    failing): a fixity check judges only the first. ``transient`` when the storage is down
+    rather than misconfigured: 503, the client may retry.
     """
 
     status_code = 500
     code = "OBJECT_UNAVAILABLE"
 
-    def __init__(self, *, conclusive: bool = True, what: str = "copy of this instance") -> None:
+    def __init__(
+        self,
+        *,
+        conclusive: bool = True,
+        transient: bool | None = None,
+        what: str = "copy of this instance",
+    ) -> None:
         super().__init__(f"The stored {what} cannot be read; the error has been logged.")
         self.conclusive = conclusive
-        if not conclusive:
-            # The storage is down, not the object lost: the client may retry.
+        if transient is None:
+            transient = not conclusive  # a storage that could not answer: down, unless told
+        if transient:
             self.status_code = 503
 
 
@@ -54,11 +72,44 @@ def _unavailable(
 ) -> ObjectUnavailable:
     # The error's type only: its text may name a path or an endpoint, never needed here.
     logger.error("Stored object %s cannot be %s: %s", key, doing, type(exc).__name__)
+    if isinstance(exc, BotoCoreError | ClientError):
+        return _s3_unavailable(exc, what)
+    if not isinstance(exc, OSError):
+        return ObjectUnavailable(conclusive=False, what=what)
+    # A local file: this object is lost only if the storage itself is there to say so.
+    lost = exc.errno not in OUTAGE_ERRNOS and _storage_reachable(key)
+    if not lost:
+        logger.error("The storage holding %s cannot be reached: no verdict on the object", key)
+    return ObjectUnavailable(conclusive=lost, what=what)
+
+
+def _s3_unavailable(exc: BotoCoreError | ClientError, what: str) -> ObjectUnavailable:
+    if storage_failure_kind(exc) is StorageMisconfigured:
+        # No verdict on the object (S3 answers AccessDenied for a missing key to a client
+        # that may not list), and no retry fixes it: a 500.
+        return ObjectUnavailable(conclusive=False, transient=False, what=what)
     if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        conclusive = code in ("NoSuchKey", "404", "NotFound")
-        return ObjectUnavailable(conclusive=conclusive, what=what)
-    return ObjectUnavailable(conclusive=isinstance(exc, OSError), what=what)
+        return ObjectUnavailable(conclusive=s3_error_code(exc) in S3_NOT_FOUND, what=what)
+    return ObjectUnavailable(conclusive=False, what=what)  # unreachable, throttled
+
+
+def _storage_reachable(key: str) -> bool:
+    """Whether a local storage's root, and the top folder the key lies in (dicom/,
+    previews/), can be opened: a storage whose mount is gone leaves no root, an unreadable
+    one, or an empty mount point behind, where every object would look lost. True on a
+    storage without local paths (S3 answers for itself)."""
+    try:
+        root = Path(storage().path(""))
+    except NotImplementedError:
+        return True
+    top, sep, _ = key.partition("/")
+    for folder in (root, root / top) if sep else (root,):
+        try:
+            with os.scandir(folder) as entries:
+                next(entries, None)
+        except OSError:
+            return False
+    return True
 
 
 class _SpoolFile(File):
@@ -88,9 +139,14 @@ def preview_key(*, series_uid: str) -> str:
 
 
 def object_put(*, key: str, spooled: Spooled) -> str:
-    """Move the spool file into storage; returns the key actually used."""
-    with spooled.path.open("rb") as fp:
-        name = storage().save(key, _SpoolFile(fp, name=str(spooled.path)))
+    """Move the spool file into storage; returns the key actually used. StorageUnavailable
+    or StorageMisconfigured when the storage fails so (logged)."""
+    try:
+        with spooled.path.open("rb") as fp:
+            name = storage().save(key, _SpoolFile(fp, name=str(spooled.path)))
+    except STORAGE_ERRORS as exc:
+        raise_storage_failure(exc, "storing an object")
+        raise
     spooled.discard()  # already gone when it was moved
     return name
 
@@ -109,9 +165,14 @@ def objects_sync(keys: list[str]) -> None:
             # The file, and each folder up to the storage's root: a new folder or a name
             # moved into one is durable only once the folder holding it is synced.
             paths |= {path, *path.parents[: key.count("/") + 1]}
-    if paths:
+    if not paths:
+        return
+    try:
         # Sorted: files before folders is not needed, one order keeps runs comparable.
         list(_sync_pool().map(_fsync, sorted(paths)))
+    except OSError as exc:
+        raise_storage_failure(exc, "syncing stored objects")
+        raise
 
 
 @functools.cache
@@ -133,11 +194,7 @@ def objects_missing(keys: list[str]) -> list[str]:
     listing of the folder they share, a request per 1,000 objects (a HEAD each would cost a
     request per instance). ObjectUnavailable when the storage cannot answer."""
     listed = _names_listed(keys)
-    if listed is None:
-        paths = {key: object_local_path(key=key) for key in keys}
-        missing = [key for key, path in paths.items() if path is not None and not _is_file(path)]
-    else:
-        missing = [key for key in keys if key not in listed]
+    missing = _files_missing(keys) if listed is None else [key for key in keys if key not in listed]
     if missing:
         logger.error(
             "%d of %d stored objects are missing, the first %s", len(missing), len(keys), missing[0]
@@ -178,16 +235,38 @@ def _walked(store: Storage, folder: str) -> Iterator[tuple[str, datetime.datetim
         yield from _walked(store, f"{folder}/{inner}")
 
 
+def _files_missing(keys: list[str]) -> list[str]:
+    """The keys whose local file is gone; ObjectUnavailable (no verdict) when it is the
+    storage that is gone or failing rather than the files."""
+    what = "copies of these instances"
+    paths = {key: object_local_path(key=key) for key in keys}
+    try:
+        missing = [key for key, path in paths.items() if path is not None and not _is_file(path)]
+    except OSError as exc:
+        raise _unavailable(keys[0], exc, "found", what) from exc
+    if missing and not _storage_reachable(missing[0]):
+        logger.error("The storage holding %s cannot be reached: no verdict", missing[0])
+        raise ObjectUnavailable(conclusive=False, what=what)
+    return missing
+
+
 def _is_file(path: Path) -> bool:
-    """Path.is_file without its PermissionError: an object that cannot be reached is lost."""
+    """Path.is_file without its PermissionError: an object that cannot be reached is lost;
+    a disk failing (EIO) says nothing of the object and is raised."""
     try:
         return stat.S_ISREG(path.stat().st_mode)
-    except OSError:  # gone, or not even its folder can be read
+    except OSError as exc:  # gone, or not even its folder can be read
+        if exc.errno in OUTAGE_ERRNOS:
+            raise
         return False
 
 
 def object_delete(*, key: str) -> None:
-    storage().delete(key)
+    try:
+        storage().delete(key)
+    except STORAGE_ERRORS as exc:
+        raise_storage_failure(exc, "deleting an object")
+        raise
 
 
 def object_local_path(*, key: str) -> Path | None:

@@ -17,6 +17,7 @@ from studies import storage
 from studies.dicom import InvalidDicom
 from studies.dicom_render import render_frame
 from studies.models import Instance, Series
+from studies.storage_errors import StorageUnavailable
 
 logger = logging.getLogger(__name__)
 PREVIEW_SIZE = 256
@@ -26,7 +27,13 @@ PREVIEW_SIZE = 256
 # deploy) leaves its task to another. A database that is down or restarting is retried like
 # a storage that is, for about 13 minutes (1, 2, 4... 256, then 300 s): a restart or a
 # failover, not only a blip.
-UNAVAILABLE = (OSError, storage.ObjectUnavailable, OperationalError, InterfaceError)
+UNAVAILABLE = (
+    OSError,
+    storage.ObjectUnavailable,
+    StorageUnavailable,
+    OperationalError,
+    InterfaceError,
+)
 _RETRIED = {
     "autoretry_for": UNAVAILABLE,
     "retry_backoff": True,
@@ -66,9 +73,10 @@ def series_preview(instance_id: int) -> str:
 def fixity_check(*, instance_ids: list[int]) -> list[str]:
     """Re-hash stored objects against their recorded SHA-256.
 
-    A storage that cannot answer (S3 unreachable, say) gives no verdict: the check stops
-    there, the instances already checked keep theirs, and the rest stay due for the next
-    run, rather than all being marked as failed by an outage.
+    A storage that cannot answer (S3 unreachable, a local storage whose root is gone or
+    failing) gives no verdict: the check stops there, the instances already checked keep
+    theirs, and the rest stay due for the next run, rather than all being marked as failed
+    by an outage.
 
     Returns
     -------

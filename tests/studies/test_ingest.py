@@ -14,6 +14,7 @@ from studies import storage
 from studies.ingest import IngestSession, instance_ingest
 from studies.models import Instance, Series, Study
 from studies.spool import spool_path
+from studies.storage_errors import StorageUnavailable
 from tests.conftest import ADMIN, XAVIER_ID
 
 from .conftest import (
@@ -447,7 +448,7 @@ def test_it_leaves_nothing_when_an_object_cannot_be_synced(
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(storage, "_fsync", failing)
-    with pytest.raises(OSError, match="Input/output"):
+    with pytest.raises(StorageUnavailable, match="Input/output"):  # the disk, told as such
         ingest(dicom_copy(tmp_path))
     assert not Study.objects.exists()
     assert stored_files(private_storage) == []

@@ -6,6 +6,7 @@ import pytest
 
 from studies import multipart
 from studies.multipart import MalformedMultipart, MultipartReader, multipart_stream
+from studies.storage_errors import StorageUnavailable
 
 
 def _read(body: bytes, *, boundary: str = "b0undary", max_bytes: int = 10**9):
@@ -133,7 +134,7 @@ def test_a_write_error_in_the_background_reaches_the_writer_and_leaves_no_spool(
 
     monkeypatch.setattr(spool.SpoolWriter, "_consume", failing)
     payload = bytes(100_000)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(StorageUnavailable, match="No space"):  # the disk, told as such
         spool.spool_chunks(payload[i : i + 700] for i in range(0, len(payload), 700))
     assert list(tmp_path.iterdir()) == []
 
@@ -156,7 +157,7 @@ def test_a_write_error_on_the_last_chunks_leaves_no_spool_either(settings, tmp_p
     writer = spool.SpoolWriter()
     for i in range(0, len(payload), 700):
         writer.write(payload[i : i + 700])
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(StorageUnavailable, match="No space"):  # the disk, told as such
         writer.finish()
     assert list(tmp_path.iterdir()) == []
 

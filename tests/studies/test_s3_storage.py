@@ -293,18 +293,24 @@ def test_a_seek_for_data_or_holes_is_unsupported(large_object):
     raw.close()
 
 
-def test_an_upload_that_fails_raises_botocores_error_naming_no_file(settings, bucket, tmp_path):
+def test_an_upload_to_a_missing_bucket_is_a_misconfiguration_naming_no_file(
+    settings, bucket, tmp_path
+):
     from botocore.exceptions import ClientError
 
     from studies.spool import spool_path
+    from studies.storage_errors import StorageMisconfigured
 
     source = tmp_path / "one.dcm"
     source.write_bytes(b"x" * 1000)
     spooled = spool_path(source)
     settings.AWS_STORAGE_BUCKET_NAME = "anim-no-such-bucket"
-    with pytest.raises(ClientError) as raised:
+    with pytest.raises(StorageMisconfigured) as raised:
         storage.object_put(key="dicom/1/2/3.dcm", spooled=spooled)
-    assert str(spooled.path) not in str(raised.value)
+    assert isinstance(raised.value.__cause__, ClientError)  # botocore's own, naming no file
+    for told in (raised.value, raised.value.__cause__):
+        assert str(spooled.path) not in str(told)
+    assert "anim-no-such-bucket" not in raised.value.message
 
 
 def test_an_object_replaced_while_read_is_not_mixed_with_its_new_bytes(
@@ -542,5 +548,23 @@ def test_a_stow_while_the_bucket_is_unreachable_is_a_503_and_stores_nothing(
     response = stow(client_for("chl-pacs", "CHL"), [data])
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "STORAGE_UNAVAILABLE"
+    assert not Instance.objects.exists()
+    assert list((tmp_path / "spool").glob("*")) == []
+
+
+def test_a_stow_to_a_bucket_that_does_not_exist_is_a_500_of_its_own_not_a_retry(
+    cast, tmp_path, bucket, settings
+):
+    """A misconfiguration no retry fixes: not told to the sender as "unavailable, retry"."""
+    from .test_dicomweb import stow
+
+    settings.AWS_STORAGE_BUCKET_NAME = "anim-no-such-bucket"
+    data = dicom_copy(tmp_path, patient_id="CHL-Y1").read_bytes()
+    response = stow(client_for("chl-pacs", "CHL"), [data])
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["code"] == "STORAGE_MISCONFIGURED"
+    assert "NoSuchBucket" in error["message"]
+    assert "anim-no-such-bucket" not in error["message"]
     assert not Instance.objects.exists()
     assert list((tmp_path / "spool").glob("*")) == []
