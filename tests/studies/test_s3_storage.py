@@ -568,3 +568,50 @@ def test_a_stow_to_a_bucket_that_does_not_exist_is_a_500_of_its_own_not_a_retry(
     assert "anim-no-such-bucket" not in error["message"]
     assert not Instance.objects.exists()
     assert list((tmp_path / "spool").glob("*")) == []
+
+
+# --- import_dicom when the bucket fails ----------------------------------------------------
+
+
+@pytest.fixture
+def uploads_fail_after(bucket):
+    """Every upload after the first ``n`` raises what botocore raises for an unreachable
+    endpoint (where the client sends its request: no retry delays the test)."""
+    from botocore.exceptions import EndpointConnectionError
+
+    events = storage.storage().connection.meta.client.meta.events
+    allowed = []
+
+    def unreachable(**kwargs) -> None:
+        if not allowed or allowed[0] <= 0:
+            raise EndpointConnectionError(endpoint_url="https://s3.example/bucket")
+        allowed[0] -= 1
+
+    def arm(n: int) -> None:
+        allowed.append(n)
+        events.register("before-call.s3.PutObject", unreachable)
+
+    yield arm
+    events.unregister("before-call.s3.PutObject", unreachable)
+
+
+def test_an_import_stops_with_its_summary_and_a_reason_when_the_bucket_is_unreachable(
+    cast, tmp_path, bucket, uploads_fail_after, capsys
+):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for _ in range(3):
+        dicom_copy(tree, patient_id="CHEM-X1")
+    uploads_fail_after(1)
+    with pytest.raises(CommandError) as raised:
+        call_command("import_dicom", str(tree), "--institution", "CHEM", "--no-progress")
+    message = str(raised.value)
+    assert "the gateway's storage is unavailable (object store unreachable)" in message
+    assert "s3.example" not in message
+    assert "\n" not in message  # one line: manage.py prints it as "CommandError: ..."
+    assert "3 file(s): 1 stored, 0 duplicate, 0 rejected" in capsys.readouterr().out
+    assert len(_keys(bucket)) == Instance.objects.count() == 1
+    assert list((tmp_path / "spool").glob("*")) == []

@@ -5,6 +5,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError
 from tqdm import tqdm
@@ -16,6 +17,7 @@ from consent.gate import AccessDenied
 from consent.models import Institution, Role
 from studies.ingest import IngestResult, IngestSession, instance_ingest
 from studies.spool import CHUNK_SIZE, Spooled, spool_chunks
+from studies.storage_errors import StorageError, StorageMisconfigured, StorageUnavailable
 
 
 class Unreadable(Exception):
@@ -62,12 +64,15 @@ class Command(BaseCommand):
                 OperationalError,
                 InterfaceError,
                 OSError,
+                StorageError,
+                BotoCoreError,
+                ClientError,
                 AccessDenied,
                 AuditUnavailable,
             ) as exc:
                 # The database, the audit log (ingest raises only that deny) or the
-                # gateway's own disk failed: every next file would fail too. What is
-                # stored stays; a rerun skips it as duplicates.
+                # gateway's own disk or bucket failed: every next file would fail too. What
+                # is stored stays; a rerun skips it as duplicates.
                 self._summary(counts, problems, total=len(files))
                 raise CommandError(f"Stopped at {file}: {_outage(exc)}. Run it again.") from exc
             counts[result.status] += 1
@@ -110,6 +115,12 @@ def _outage(exc: Exception) -> str:
         return exc.message
     if isinstance(exc, AuditUnavailable):
         return "the audit log is unavailable"
+    if isinstance(exc, StorageUnavailable):
+        return f"the gateway's storage is unavailable ({exc.reason})"
+    if isinstance(exc, StorageMisconfigured):
+        return f"the gateway's storage refuses it ({exc.reason}), a configuration fault"
+    if isinstance(exc, BotoCoreError | ClientError):  # neither an outage nor a refusal
+        return f"the object store failed ({type(exc).__name__})"
     if isinstance(exc, OSError):
         return f"the gateway's storage failed ({exc.strerror or type(exc).__name__})"
     if database_unreachable(exc):
