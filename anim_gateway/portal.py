@@ -12,7 +12,6 @@ from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import get_user_model
 from django.contrib.auth.views import redirect_to_login
-from django.core.cache import cache
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -24,6 +23,7 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from anim_gateway import login_throttle
 from anim_gateway.middleware import client_address
 from audit.actions import Action
 from consent.actors import Actor, actor_for, role_of
@@ -43,26 +43,6 @@ HOME_BY_ROLE = {
 
 def _setting(name: str, default: int) -> int:
     return int(getattr(settings, name, default))
-
-
-# --- throttling: a per-username failure counter in the cache -------------------------------
-
-
-def _failures_key(username: str) -> str:
-    return f"portal:login-failures:{username.strip().lower()[:150]}"
-
-
-def login_locked(username: str) -> bool:
-    return cache.get(_failures_key(username), 0) >= _setting("PORTAL_LOGIN_MAX_FAILURES", 5)
-
-
-def _count_failure(username: str) -> None:
-    key = _failures_key(username)
-    cache.add(key, 0, timeout=_setting("PORTAL_LOGIN_LOCK_SECONDS", 900))
-    try:
-        cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=_setting("PORTAL_LOGIN_LOCK_SECONDS", 900))
 
 
 # --- actors and the decorator every portal page uses ---------------------------------------
@@ -162,12 +142,31 @@ def _request_fields(request: HttpRequest) -> dict:
     }
 
 
-def _audit_failure(request: HttpRequest, user: object | None, step: str) -> None:
+def _audit_failure(request: HttpRequest, user: object | None, step: str, **detail: str) -> None:
     # Only a known username is recorded: an unknown one may be a mistyped password.
     username = user.get_username() if user is not None else ""
     role = (role_of(user) or "") if user is not None else ""
     actor = Actor(role=role, username=username, display_name=username, **_request_fields(request))
-    audit_event(actor, action=Action.AUTH_LOGIN_FAILED, outcome="deny", detail={"step": step})
+    detail = {"step": step, **detail}
+    audit_event(actor, action=Action.AUTH_LOGIN_FAILED, outcome="deny", detail=detail)
+
+
+THROTTLED = "Too many failed attempts. Wait a few minutes and try again."
+
+
+def _throttled(request: HttpRequest, username: str, user: object | None) -> bool:
+    """Refuse, and audit, an attempt while the username's or the client address's counter is
+    full, before any password or code is checked: the answer tells nothing of either."""
+    counter = login_throttle.tripped(username, client_address(request))
+    if counter is None:
+        return False
+    # Naming the counter tells nothing of the account: both count any username typed.
+    _audit_failure(request, user, "throttled", counter=counter)
+    return True
+
+
+def _count_failure(request: HttpRequest, username: str) -> None:
+    login_throttle.count_failure(username, client_address(request))
 
 
 def _safe_next(request: HttpRequest) -> str:
@@ -201,7 +200,7 @@ def _complete_login(request: HttpRequest, user: object, device: TOTPDevice | Non
     auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     if device is not None:
         otp_login(request, device)
-    cache.delete(_failures_key(user.get_username()))
+    login_throttle.forget_username(user.get_username())
     practitioner = Practitioner.objects.filter(user=user).first()
     institutions = active_institutions(practitioner) if practitioner else []
     if len(institutions) == 1:
@@ -233,9 +232,8 @@ def login_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         username = form.cleaned_data["username"]
         known = get_user_model().objects.filter(username=username).first()
-        if login_locked(username):
-            _audit_failure(request, known, "throttled")
-            form.add_error(None, "Too many failed attempts. Wait a few minutes and try again.")
+        if _throttled(request, username, known):
+            form.add_error(None, THROTTLED)
         else:
             user = auth.authenticate(
                 request, username=username, password=form.cleaned_data["password"]
@@ -245,7 +243,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
             # A hospital system (or an account with no role) acts with its token only: a
             # session would carry its powers into the REST API without a second factor. It
             # gets the same answer as a wrong password, which must not learn it was right.
-            _count_failure(username)
+            _count_failure(request, username)
             if user is not None:
                 _audit_failure(request, user, "no_portal_role")
             else:
@@ -278,13 +276,12 @@ def totp_verify(request: HttpRequest) -> HttpResponse:
         return redirect("portal:totp-enrol")
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if login_locked(user.get_username()):
-            _audit_failure(request, user, "throttled")
-            form.add_error(None, "Too many failed attempts. Wait a few minutes and try again.")
+        if _throttled(request, user.get_username(), user):
+            form.add_error(None, THROTTLED)
         elif device.verify_token(form.cleaned_data["token"].strip()):
             return _complete_login(request, user, device)
         else:
-            _count_failure(user.get_username())
+            _count_failure(request, user.get_username())
             _audit_failure(request, user, "totp")
             form.add_error("token", "This code is not valid. Check your app and try again.")
     return render(request, "portal/totp_verify.html", {"form": form})
@@ -301,15 +298,14 @@ def totp_enrol(request: HttpRequest) -> HttpResponse:
     device = device or TOTPDevice.objects.create(user=user, name="Portal", confirmed=False)
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if login_locked(user.get_username()):
-            _audit_failure(request, user, "throttled")
-            form.add_error(None, "Too many failed attempts. Wait a few minutes and try again.")
+        if _throttled(request, user.get_username(), user):
+            form.add_error(None, THROTTLED)
         elif device.verify_token(form.cleaned_data["token"].strip()):
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             return _complete_login(request, user, device)
         else:
-            _count_failure(user.get_username())
+            _count_failure(request, user.get_username())
             _audit_failure(request, user, "totp_enrolment")
             form.add_error("token", "This code is not valid. Check the time on your phone.")
     secret = b32encode(device.bin_key).decode()

@@ -319,6 +319,9 @@ LOGGING = {
 STATICFILES_DIRS = [BASE_DIR / "anim_gateway" / "static"]
 PORTAL_LOGIN_MAX_FAILURES = env_int("PORTAL_LOGIN_MAX_FAILURES", 5)
 PORTAL_LOGIN_LOCK_SECONDS = env_int("PORTAL_LOGIN_LOCK_SECONDS", 900)
+# Failures from one client address (an IPv6 /64), whatever the usernames: password spraying.
+PORTAL_LOGIN_ADDRESS_MAX_FAILURES = env_int("PORTAL_LOGIN_ADDRESS_MAX_FAILURES", 100)
+PORTAL_LOGIN_ADDRESS_WINDOW_SECONDS = env_int("PORTAL_LOGIN_ADDRESS_WINDOW_SECONDS", 3600)
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Anim Gateway")
 
 # --- audit ---

@@ -1,5 +1,7 @@
 """Portal log-in: password, TOTP enrolment and verification, acting institution, throttling."""
 
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -286,3 +288,122 @@ def test_every_role_that_may_log_in_has_a_home_page():
     from consent.authentication import PORTAL_ROLES
 
     assert set(HOME_BY_ROLE) == set(PORTAL_ROLES)
+
+
+# --- the per-address counter: password spraying -------------------------------------------
+
+SPRAYER = "203.0.113.7"
+
+
+@pytest.fixture
+def address_limit(settings):
+    """Three failures from one address trip its counter; five per username, as by default."""
+    settings.PORTAL_LOGIN_ADDRESS_MAX_FAILURES = 3
+    settings.PORTAL_LOGIN_MAX_FAILURES = 5
+    return 3
+
+
+def spray(address: str, count: int) -> None:
+    """One wrong password for each of `count` usernames, known or not, from one address."""
+    names = ["xavier", "alice", "dora", "nobody-1", "nobody-2", "nobody-3"][:count]
+    for name in names:
+        response = login(Client(REMOTE_ADDR=address), name, "wrong-password")
+        assert b"Wrong username or password" in response.content
+
+
+def test_it_throttles_one_address_trying_many_usernames(cast, address_limit):
+    set_password("yvonne")
+    spray(SPRAYER, address_limit)
+    response = login(Client(REMOTE_ADDR=SPRAYER), "nobody-4", "wrong-password")
+    assert b"Too many failed attempts" in response.content
+    throttled = AuditEvent.objects.filter(action="auth.login_failed").latest("pk")
+    assert throttled.detail == {"step": "throttled", "counter": "address"}
+    assert throttled.client_address == SPRAYER
+
+
+def test_a_throttled_address_is_refused_a_right_password_and_learns_nothing(cast, address_limit):
+    set_password("xavier")
+    spray(SPRAYER, address_limit)
+    client = Client(REMOTE_ADDR=SPRAYER)
+    answers = [
+        login(client, "xavier"),  # the right password
+        login(client, "xavier", "wrong-password"),
+        login(client, "no-such-user", "wrong-password"),
+    ]
+    assert not answers[0].wsgi_request.user.is_authenticated
+    assert "_auth_user_id" not in client.session
+    # One answer whether the username exists and whether the password was right.
+    bodies = {(a.status_code, re.sub(rb'value="[^"]*"', b"", a.content)) for a in answers}
+    assert len(bodies) == 1
+    assert b"Too many failed attempts" in answers[0].content
+
+
+def test_another_address_is_not_affected_by_a_throttled_one(cast, address_limit):
+    set_password("xavier")
+    spray(SPRAYER, address_limit)
+    client = Client(REMOTE_ADDR="198.51.100.9")
+    assert login(client, "xavier").url == "/"
+    assert client.get("/").url == "/me/"
+
+
+def test_an_ipv6_client_is_counted_by_its_64_bit_prefix(cast, address_limit):
+    set_password("xavier")
+    for host in range(1, address_limit + 1):
+        login(Client(REMOTE_ADDR=f"2001:db8::{host}"), f"nobody-{host}", "wrong-password")
+    refused = login(Client(REMOTE_ADDR="2001:db8::ffff:1"), "xavier")
+    assert b"Too many failed attempts" in refused.content
+    assert login(Client(REMOTE_ADDR="2001:db8:0:1::1"), "xavier").url == "/"
+
+
+def test_a_success_does_not_reset_the_address_counter(cast, address_limit):
+    set_password("xavier")
+    spray(SPRAYER, address_limit - 1)
+    assert login(Client(REMOTE_ADDR=SPRAYER), "xavier").url == "/"  # the attacker's own account
+    login(Client(REMOTE_ADDR=SPRAYER), "nobody-9", "wrong-password")
+    refused = login(Client(REMOTE_ADDR=SPRAYER), "xavier")
+    assert b"Too many failed attempts" in refused.content
+
+
+def test_the_username_counter_still_locks_a_name_tried_from_many_addresses(cast, address_limit):
+    set_password("xavier")
+    for host in range(1, 6):
+        login(Client(REMOTE_ADDR=f"192.0.2.{host}"), "xavier", "wrong-password")
+    refused = login(Client(REMOTE_ADDR="192.0.2.99"), "xavier")
+    assert b"Too many failed attempts" in refused.content
+    throttled = AuditEvent.objects.filter(action="auth.login_failed").latest("pk")
+    assert throttled.detail == {"step": "throttled", "counter": "username"}
+
+
+def test_a_success_still_resets_the_username_counter(cast):
+    set_password("xavier")
+    for _ in range(4):
+        login(Client(), "xavier", "wrong-password")
+    assert login(Client(), "xavier").url == "/"
+    for _ in range(4):
+        login(Client(), "xavier", "wrong-password")
+    assert login(Client(), "xavier").url == "/"
+
+
+def test_wrong_codes_count_against_the_address_and_it_is_checked_at_the_code_step(
+    cast, address_limit
+):
+    device = confirmed_device("alice")
+    set_password("alice")
+    set_password("xavier")
+    client = Client(REMOTE_ADDR=SPRAYER)
+    login(client, "alice")
+    wrong = f"{(int(totp_code(device)) + 500_000) % 10**6:06d}"
+    for _ in range(address_limit):
+        TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_count=0)
+        assert b"not valid" in client.post("/login/verify/", {"token": wrong}).content
+    refused = login(Client(REMOTE_ADDR=SPRAYER), "xavier")  # another user, same address
+    assert b"Too many failed attempts" in refused.content
+    # Alice's own code step is refused by the address counter before her username's is full.
+    refused = client.post("/login/verify/", {"token": fresh_code("alice")})
+    assert b"Too many failed attempts" in refused.content
+    assert not refused.wsgi_request.user.is_authenticated
+    throttled = AuditEvent.objects.filter(action="auth.login_failed").latest("pk")
+    assert (throttled.actor_username, throttled.detail) == (
+        "alice",
+        {"step": "throttled", "counter": "address"},
+    )
