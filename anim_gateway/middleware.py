@@ -3,7 +3,6 @@
 import re
 import uuid
 from collections.abc import Callable
-from functools import wraps
 
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
@@ -64,21 +63,6 @@ class ContentSecurityPolicyMiddleware:
             html = response.get("Content-Type", "").startswith("text/html")
             response["Content-Security-Policy"] = PORTAL_POLICY if html else NON_HTML_POLICY
         return response
-
-
-def with_policy(policy: str) -> Callable:
-    """A view whose pages need another policy than the portal's (the API docs' CDN)."""
-
-    def decorate(view: Callable) -> Callable:
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-            response = view(request, *args, **kwargs)
-            response["Content-Security-Policy"] = policy
-            return response
-
-        return wrapper
-
-    return decorate
 
 
 def client_address(request: HttpRequest) -> str:

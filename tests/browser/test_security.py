@@ -6,6 +6,7 @@ import pytest
 from consent.models import Practitioner
 from studies import storage
 from studies.models import Instance
+from tests.browser.conftest import screenshot
 from tests.browser.steps import log_in
 from tests.conftest import XAVIER_ID
 from tests.portal.conftest import admit, consent_to_all, ingest_copy
@@ -137,3 +138,31 @@ def test_a_series_without_a_preview_says_so_under_the_policy(
     page.get_by_text("No preview for this series.").wait_for()  # portal.js replaced the image
     assert page.locator(".preview img").count() == 0
     assert watch.violations == []
+
+
+def test_the_api_docs_render_from_the_gateway_alone_under_the_policy(live_server, page):
+    # Hospital networks may have no Internet: Swagger UI comes from the gateway's static
+    # files, and runs under the portal's policy (no inline script or style allowed).
+    watch = Watch(page)
+    errors: list[str] = []
+    requested: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("request", lambda request: requested.append(request.url))
+    response = page.goto(f"{live_server.url}/api/docs/")
+    assert "script-src 'self';" in response.headers["content-security-policy"]
+    page.get_by_text("Anim Gateway API").first.wait_for()
+    operations = page.locator(".opblock")
+    operations.first.wait_for()
+    assert operations.count() > 10
+    assert (
+        page.locator(".opblock-summary-path").get_by_text("/api/v1/me/record/", exact=True).count()
+        >= 1
+    )
+    screenshot(page, "api-docs")
+    operations.filter(has_text="/api/v1/me/record/").first.locator(".opblock-summary").click()
+    page.get_by_role("button", name="Try it out").first.wait_for()  # expanded, with examples
+    page.locator(".opblock-body .highlight-code").first.wait_for()
+    assert_clean(page, watch)
+    assert errors == []
+    elsewhere = [url for url in requested if not url.startswith((live_server.url, "data:"))]
+    assert elsewhere == []
