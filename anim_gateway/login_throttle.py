@@ -34,15 +34,25 @@ def _address_key(address: str) -> str:
     return f"portal:login-failures-from:{address_group(address)}"
 
 
+def _a_proxy(address: str) -> bool:
+    """Whether the peer is the reverse proxy: every client would share its counter, and a
+    hundred failures from anyone would lock everyone out (the proxy limits addresses)."""
+    proxies = settings.PROXY_ADDRESSES
+    return "*" in proxies or address in proxies
+
+
 def _counters(username: str, address: str) -> list[tuple[str, str, int, int]]:
     """(name, cache key, failures allowed, window in seconds) of each counter; address first."""
-    return [
+    by_address = [
         (
             ADDRESS,
             _address_key(address),
             _setting("PORTAL_LOGIN_ADDRESS_MAX_FAILURES", 100),
             _setting("PORTAL_LOGIN_ADDRESS_WINDOW_SECONDS", 3600),
-        ),
+        )
+    ]
+    return [
+        *([] if _a_proxy(address) else by_address),
         (
             USERNAME,
             _username_key(username),

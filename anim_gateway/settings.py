@@ -327,6 +327,19 @@ PORTAL_LOGIN_LOCK_SECONDS = env_int("PORTAL_LOGIN_LOCK_SECONDS", 900)
 # Failures from one client address (an IPv6 /64), whatever the usernames: password spraying.
 PORTAL_LOGIN_ADDRESS_MAX_FAILURES = env_int("PORTAL_LOGIN_ADDRESS_MAX_FAILURES", 100)
 PORTAL_LOGIN_ADDRESS_WINDOW_SECONDS = env_int("PORTAL_LOGIN_ADDRESS_WINDOW_SECONDS", 3600)
+# The portal's log-in failure counters must be shared by every web process, or each counts
+# on its own and an attacker gets the limit once per process: Redis in production.
+CACHE_URL = env_str("CACHE_URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+# The reverse proxy's addresses, as gunicorn trusts them (gunicorn.conf.py): the log-in
+# counter per client address leaves them out, since every client behind one shares it.
+PROXY_ADDRESSES = env_list("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Anim Gateway")
 
 # --- audit ---

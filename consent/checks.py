@@ -23,4 +23,12 @@ def check_production_settings(app_configs, **kwargs) -> list:
                 id="anim.W002",
             )
         )
+    if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+        problems.append(
+            Warning(
+                "No shared cache: each web process counts failed log-ins on its own.",
+                hint="Set CACHE_URL to a Redis database (redis://host:6379/1).",
+                id="anim.W003",
+            )
+        )
     return problems

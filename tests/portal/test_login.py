@@ -1,5 +1,6 @@
 """Portal log-in: password, TOTP enrolment and verification, acting institution, throttling."""
 
+import os
 import re
 
 import pytest
@@ -407,3 +408,65 @@ def test_wrong_codes_count_against_the_address_and_it_is_checked_at_the_code_ste
         "alice",
         {"step": "throttled", "counter": "address"},
     )
+
+
+def test_the_reverse_proxy_is_not_counted_as_a_client(cast, address_limit, settings):
+    """Behind the proxy every client comes from its address: counting it would let anyone
+    lock everyone out. The username counter still holds there."""
+    settings.PROXY_ADDRESSES = [SPRAYER]
+    spray(SPRAYER, address_limit + 2)
+    set_password("yvonne")
+    assert login(Client(REMOTE_ADDR=SPRAYER), "yvonne").url == "/"
+    for _ in range(settings.PORTAL_LOGIN_MAX_FAILURES):
+        login(Client(REMOTE_ADDR=SPRAYER), "yvonne", "wrong-password")
+    refused = login(Client(REMOTE_ADDR=SPRAYER), "yvonne")
+    assert b"Too many failed attempts" in refused.content
+
+
+@pytest.mark.redis
+def test_with_a_shared_cache_another_process_sees_the_failures(cast, settings):
+    """CACHE_URL puts the counters in Redis, where every web process reads them (with each
+    process's own memory, an attacker would get the limit once per gunicorn worker)."""
+    import subprocess
+    import sys
+
+    from django.core.cache import cache
+
+    from tests.conftest import require_redis
+
+    url = require_redis().rsplit("/", 1)[0] + "/15"
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    }
+    cache.clear()
+    try:
+        for _ in range(settings.PORTAL_LOGIN_MAX_FAILURES):
+            login(Client(REMOTE_ADDR="198.51.100.20"), "xavier", "wrong-password")
+        probe = (
+            "import django; django.setup(); from anim_gateway import login_throttle; "
+            "print(login_throttle.tripped('xavier', '198.51.100.21'))"
+        )
+        env = {**os.environ, "CACHE_URL": url, "DJANGO_SETTINGS_MODULE": "anim_gateway.settings"}
+        seen = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+        )
+        assert seen.stdout.strip() == "username"
+    finally:
+        cache.clear()
+
+
+def test_deploy_checks_warn_of_counters_kept_per_process(settings):
+    from consent.checks import check_production_settings
+
+    def ids() -> set[str]:
+        return {problem.id for problem in check_production_settings(None)}
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert "anim.W003" in ids()
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/15",
+        }
+    }
+    assert "anim.W003" not in ids()
