@@ -106,12 +106,7 @@ def parse_query(params: QueryDict, level: str = "studies") -> Query:
         # PS3.18 8.3.4.4.1: at most the server's maximum, however many the limit asks for.
         limit=min(_bounded(params.get("limit"), "limit", DEFAULT_LIMIT, 1, None), MAX_LIMIT),
         offset=_bounded(params.get("offset"), "offset", 0, 0, 10**9),
-        includefield=frozenset(
-            item.strip()
-            for raw in params.getlist("includefield")
-            for item in raw.split(",")
-            if item.strip()
-        ),
+        includefield=_includefield(params),
         warnings=tuple(
             text
             for name, text in _UNSUPPORTED.items()
@@ -145,6 +140,29 @@ def _names_an_attribute(key: str) -> bool:
     """Whether the key is a tag or a keyword, in any case: "patientname" is refused too,
     rather than ignored as a name that is no attribute."""
     return bool(re.fullmatch(r"[0-9A-Fa-f]{8}", key)) or key.lower() in _KEYWORDS
+
+
+def _includefield(params: QueryDict) -> frozenset[str]:
+    """The attributes asked for, or 'all'; an item that names no attribute is refused rather
+    than left out without a word (a client would take its absence for an empty value)."""
+    items = frozenset(
+        item.strip()
+        for raw in params.getlist("includefield")
+        for item in raw.split(",")
+        if item.strip()
+    )
+    for item in items - {"all"}:
+        if not all(_is_attribute(step) for step in item.split(".")):
+            raise ApplicationError(
+                f"includefield: {item[:64]!r} is no attribute keyword, tag or 'all'."
+            )
+    return items
+
+
+def _is_attribute(step: str) -> bool:
+    """A tag or a keyword (in its own case); dotted, they are a path into sequences."""
+    # (The data dictionary keys its keyword-less entries by "".)
+    return bool(re.fullmatch(r"[0-9A-Fa-f]{8}", step)) or (step != "" and step in keyword_dict)
 
 
 def _uids(raw: str, name: str) -> tuple[str, ...]:

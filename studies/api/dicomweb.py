@@ -232,12 +232,28 @@ def _body_reader(request: Request) -> Callable[[int], bytes]:
                 code="TOO_LARGE",
                 status_code=413,
             )
-        return request._request.read
+        return _client_read(request._request.read)
     if request.META.get("wsgi.input_terminated"):
         # Chunked transfer encoding, de-chunked by the server (gunicorn); the reader stops
         # at STOW_MAX_BYTES.
-        return request.META["wsgi.input"].read
+        return _client_read(request.META["wsgi.input"].read)
     raise ApplicationError("Content-Length is required.", code="LENGTH_REQUIRED", status_code=411)
+
+
+def _client_read(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """``read``, with the client's connection failing under it (reset, timed out, closed
+    inside a chunk: Django's UnreadablePostError, gunicorn's NoMoreData) refused as the
+    client's fault, not answered 500: what was spooled of the body is discarded."""
+
+    def guarded(size: int) -> bytes:
+        try:
+            return read(size)
+        except OSError as exc:
+            raise ApplicationError(
+                f"The body could not be read to its end ({type(exc).__name__})."
+            ) from exc
+
+    return guarded
 
 
 def _stow_boundary(request: Request) -> str:
