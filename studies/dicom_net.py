@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 
 from consent.actors import Actor
@@ -140,6 +141,12 @@ def forget_member_titles() -> None:
 
 class Listener(dimse.Service):
     """Member AE titles may associate; what they send is ingested for their institution."""
+
+    @property
+    def max_data_set(self) -> int:  # type: ignore[override]
+        """A C-STORE's data set, at most: the ceiling of a STOW-RS body (a larger one is
+        aborted rather than spooled to the end)."""
+        return settings.STOW_MAX_BYTES
 
     def admits(self, calling: str, address: str) -> bool:
         """A member's AE title, calling from a network it is admitted from."""

@@ -63,6 +63,9 @@ CLOSE_SECONDS = 1.0
 # of a hundred presentation contexts is a few kB. A command set is a few hundred bytes.
 MAX_ASSOCIATE_RQ = 64 * 1024
 MAX_COMMAND = 64 * 1024
+# A C-STORE's data set, at most (Service.max_data_set): one whose last fragment never comes
+# would otherwise fill the spool's disk, and every other sender's stores with it.
+MAX_DATA_SET = 2 * 1024**3
 # Associations beyond the limit are answered "busy" by at most this many threads at once,
 # each for at most REJECT_SECONDS; any more are closed without an answer.
 REJECT_THREADS = 4
@@ -117,6 +120,8 @@ class Outcome:
 class Service:
     """What the acceptor asks its owner; dicom_net's listener is the one in use."""
 
+    max_data_set = MAX_DATA_SET
+
     def admits(self, calling: str, address: str) -> bool:
         raise NotImplementedError
 
@@ -150,6 +155,7 @@ class Association:
     _request: Dataset | None = None
     _writer: SpoolWriter | None = None
     _refusal: Outcome | None = None  # the answer to a C-STORE refused before its data set
+    _room = 0  # how many more bytes the data set may have
     # Answered its last PDU; only waits for the peer to close (it holds its thread, but
     # keeps no one waiting: Server._still_pending does not count it).
     closing: bool = False
@@ -302,6 +308,7 @@ class Association:
         if not (_is_uid(sop_class) and _is_uid(sop_instance)):
             raise Abort("a C-STORE-RQ without a valid SOP Class or SOP Instance UID")
         self._request = command
+        self._room = self.service.max_data_set
         if sop_class != self.abstract_syntaxes.get(self._context):
             # The context was negotiated for another SOP Class (Verification, say): the data
             # set is read and dropped, and answered "SOP Class not supported".
@@ -321,6 +328,9 @@ class Association:
             self._spool_failed(exc)
 
     def _spool(self, data: memoryview) -> None:
+        self._room -= len(data)
+        if self._room < 0:
+            raise Abort(f"a data set over {self.service.max_data_set} bytes", INVALID_PARAMETER)
         if self._writer is None:
             return  # refused, or spooling failed: the rest is only read, then answered
         try:
