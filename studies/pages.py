@@ -175,11 +175,15 @@ class EmergencyForm(forms.Form):
     )
 
 
+def _emergency_page(request: HttpRequest, form: EmergencyForm, national_id: str, status: int):
+    context = {"form": form, "national_id": national_id, "hours": settings.EMERGENCY_ACCESS_HOURS}
+    return render(request, "studies/emergency.html", context, status=status)
+
+
 @portal_view(Role.PRACTITIONER)
 def emergency_form(request: HttpRequest, national_id: str) -> HttpResponse:
     """Only the form (no patient data); the gate decides when it is sent."""
-    context = {"form": EmergencyForm(), "national_id": national_id}
-    return render(request, "studies/emergency.html", context)
+    return _emergency_page(request, EmergencyForm(), national_id, status=200)
 
 
 @require_POST
@@ -187,8 +191,7 @@ def emergency_form(request: HttpRequest, national_id: str) -> HttpResponse:
 def emergency_declare(request: HttpRequest, national_id: str) -> HttpResponse:
     form = EmergencyForm(request.POST)
     if not form.is_valid():
-        context = {"form": form, "national_id": national_id}
-        return render(request, "studies/emergency.html", context, status=400)
+        return _emergency_page(request, form, national_id, status=400)
     patient = access_patient_by_national_id(
         request.actor,
         national_id,

@@ -63,6 +63,7 @@ def test_a_patient_grants_and_revokes_consent_and_sees_who_can_see(
     cast, xavier_studies, live_server, page
 ):
     admit(cast.alice, cast.xavier)
+    page.on("dialog", lambda dialog: dialog.accept())  # revoking and hiding ask first
     log_in(page, live_server.url, "xavier")
     page.get_by_role("heading", name="My shared record").wait_for()
     screenshot(page, "20-patient-record")
@@ -114,6 +115,7 @@ def test_the_dpo_searches_the_audit_log_verifies_it_and_reviews_an_emergency(
     cast, xavier_studies, live_server, page
 ):
     admit(cast.alice, cast.xavier)
+    page.on("dialog", lambda dialog: dialog.accept())  # breaking the glass asks first
     log_in(page, live_server.url, "bob", institution="CHEM")
     page.goto(f"{live_server.url}/patients/{XAVIER_ID}/")  # refused: no care relationship
     assert page.get_by_role("heading", name="Access refused").is_visible()

@@ -1,0 +1,52 @@
+"""What the portal's pages say and ask, as a person reads them: confirmations, dates, words."""
+
+import re
+
+import pytest
+
+from consent.models import Consent
+from tests.conftest import YVONNE_ID
+
+pytestmark = pytest.mark.django_db
+
+
+def forms_posting_to(content: bytes, action: str) -> list[str]:
+    """The opening tags of the forms that post to `action`."""
+    html = content.decode()
+    return [tag for tag in re.findall(r"<form\b[^>]*>", html) if f'action="{action}"' in tag]
+
+
+def test_hiding_a_study_blocking_and_revoking_ask_first(portal_as, cast, xavier_studies):
+    xavier = portal_as("xavier")
+    consent = Consent.objects.create(patient=cast.xavier, all_members=True, granted_by="x")
+    ct = xavier_studies["ct"].study_uid
+    pages = [
+        ("/me/studies/", f"/me/studies/{ct}/hide/"),
+        ("/me/doctors/", "/me/doctors/block/"),
+        ("/me/consents/", f"/me/consents/{consent.pk}/revoke/"),
+        ("/me/", "/me/record/close/"),
+    ]
+    for page, action in pages:
+        (form,) = forms_posting_to(xavier.get(page).content, action)
+        assert "data-confirm=" in form, page
+
+
+def test_the_emergency_form_asks_first_and_says_how_long(portal_as, cast, settings):
+    settings.EMERGENCY_ACCESS_HOURS = 6
+    response = portal_as("alice").get(f"/patients/{YVONNE_ID}/emergency/")
+    (form,) = forms_posting_to(response.content, f"/patients/{YVONNE_ID}/emergency/declare/")
+    assert "data-confirm=" in form
+    assert "6 hours" in form
+    assert b"The access lasts 6 hours" in response.content
+
+
+def test_the_emergency_reason_is_described_by_its_help_and_error(portal_as, cast):
+    alice = portal_as("alice")
+    response = alice.post(f"/patients/{YVONNE_ID}/emergency/declare/", {"reason": "too short"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "too short</textarea>" in html  # the reason typed is kept
+    described_by = re.search(r'aria-describedby="([^"]+)"', html).group(1).split()
+    for element_id in described_by:
+        assert f'id="{element_id}"' in html, element_id
+
