@@ -90,6 +90,16 @@ def run_service(
     return True
 
 
+def last_day(end: datetime.datetime | None) -> datetime.date | None:
+    """The last day, in local time, of a period that excludes its end (DESIGN.md, the rule).
+
+    A consent "until 31 Dec" ends at midnight starting 1 Jan: the patient chose 31 Dec.
+    """
+    if end is None:
+        return None
+    return timezone.localtime(end - datetime.timedelta(microseconds=1)).date()
+
+
 def own_record(request: HttpRequest, audit_action: str, audit_permit: bool = True) -> Patient:
     return access_own_record(request.actor, audit_action=audit_action, audit_permit=audit_permit)
 
@@ -184,7 +194,8 @@ class ConsentForm(forms.Form):
     )
     valid_until = forms.DateField(
         required=False,
-        label="Until (optional)",
+        label="Last day (optional)",
+        help_text="The consent holds through this day. Leave empty for a consent without end.",
         widget=forms.DateInput({"type": "date"}),
         # The consent ends at the start of the next day, which must exist.
         validators=[MaxValueValidator(datetime.date(9999, 12, 30))],
@@ -237,7 +248,10 @@ def consent_page(request: HttpRequest) -> HttpResponse:
             return redirect("portal:me-consents")
     patient = own_record(request, Action.CONSENT_LIST)
     now = timezone.now()
-    rows = [(c, c.status(at=now)) for c in selectors.consent_list(patient=patient)]
+    rows = [
+        (c, c.status(at=now), last_day(c.valid_until))
+        for c in selectors.consent_list(patient=patient)
+    ]
     return render(request, "consent/consents.html", {"form": form, "rows": rows})
 
 
@@ -289,7 +303,9 @@ def doctors(request: HttpRequest) -> HttpResponse:
     context = {
         "blocked": [e for e in selectors.exclusion_list(patient=patient) if e.is_active(at=now)],
         "links": [
-            c for c in selectors.care_relationship_list(patient=patient) if c.is_active(at=now)
+            (c, last_day(c.effective_end))
+            for c in selectors.care_relationship_list(patient=patient)
+            if c.is_active(at=now)
         ],
         "form": PractitionerForm(),
     }

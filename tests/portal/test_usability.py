@@ -1,10 +1,12 @@
 """What the portal's pages say and ask, as a person reads them: confirmations, dates, words."""
 
+import datetime
 import re
 
 import pytest
+from django.utils import timezone
 
-from consent.models import Consent
+from consent.models import CareRelationship, Consent
 from tests.conftest import YVONNE_ID
 
 pytestmark = pytest.mark.django_db
@@ -50,3 +52,23 @@ def test_the_emergency_reason_is_described_by_its_help_and_error(portal_as, cast
     for element_id in described_by:
         assert f'id="{element_id}"' in html, element_id
 
+
+def test_a_consent_shows_the_last_day_the_patient_chose(portal_as, cast):
+    xavier = portal_as("xavier")
+    response = xavier.post(
+        "/me/consents/", {"scope": "all", "valid_until": "2030-01-01"}, follow=True
+    )
+    consents = re.search(r"<tbody>.*?</tbody>", response.content.decode(), re.S).group(0)
+    assert "1 Jan 2030" in consents
+    assert "2 Jan 2030" not in consents
+
+
+def test_a_declared_doctor_shows_the_last_day_of_the_relationship(portal_as, cast):
+    xavier = portal_as("xavier")
+    xavier.post("/me/doctors/declare/", {"practitioner": "alice"})
+    link = CareRelationship.objects.get(patient=cast.xavier)
+    CareRelationship.objects.filter(pk=link.pk).update(
+        end=timezone.make_aware(datetime.datetime(2031, 3, 1))
+    )
+    content = xavier.get("/me/doctors/").content.decode()
+    assert "until 28 Feb 2031" in content
