@@ -25,10 +25,15 @@ class Watch:
     def __init__(self, page) -> None:
         self.dialogs: list[str] = []
         self.violations: list[str] = []
+        self.confirm = ""  # the start of the portal's own question to accept, once
         page.on("dialog", self._dialog)
         page.on("console", self._console)
 
     def _dialog(self, dialog) -> None:
+        if self.confirm and dialog.message.startswith(self.confirm):
+            self.confirm = ""
+            dialog.accept()
+            return
         self.dialogs.append(dialog.message)
         dialog.dismiss()
 
@@ -65,6 +70,7 @@ def test_header_values_and_free_text_are_shown_as_text(
     log_in(page, live_server.url, "alice")
     page.goto(f"{live_server.url}/patients/{XAVIER_ID}/emergency/")
     page.get_by_label("Reason").fill(f"Unconscious in our ER {SCRIPT} {IMG}")
+    watch.confirm = "Declare an emergency access to this patient's images"
     page.get_by_role("button", name="Declare emergency access").click()
     assert_clean(page, watch)
     row = page.get_by_role("row").filter(has_text=IMG)
