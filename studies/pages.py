@@ -36,6 +36,28 @@ WITHHELD = {
 # Denials that an emergency access can lift (rules 4 and 7-8; never 1-3 or a hidden study).
 EMERGENCY_CAN_HELP = {"NO_CONSENT", "NO_CARE_RELATIONSHIP"}
 PREVIEW_INSTANCES = 2000
+# The kinds of imaging in a patient's words (DICOM modality codes, PS3.3 C.7.3.1.1.1).
+MODALITY_WORDS = {
+    "CR": "X-ray",
+    "DX": "X-ray",
+    "MG": "Mammography",
+    "CT": "CT scan",
+    "MR": "MRI scan",
+    "US": "Ultrasound",
+    "NM": "Nuclear medicine scan",
+    "PT": "PET scan",
+    "XA": "Angiography",
+    "RF": "Fluoroscopy",
+    "IO": "Dental X-ray",
+    "PX": "Dental X-ray",
+    "OT": "Other imaging",
+}
+
+
+def modality_words(codes: list[str]) -> str:
+    """'CT, MR' as 'CT scan, MRI scan'; codes that are not images (SEG, SR) as 'Other imaging'."""
+    words = dict.fromkeys(MODALITY_WORDS.get(code, "Other imaging") for code in codes)
+    return ", ".join(words) or "Not stated"
 
 
 def practitioner_page(view: Callable) -> Callable:
@@ -224,7 +246,10 @@ def my_studies(request: HttpRequest) -> HttpResponse:
         actor, patient=patient, audit_action=Action.PATIENT_STUDIES_LIST
     )
     hidden = hidden_study_uids(patient=patient)
-    rows = [(study, study.study_uid in hidden) for study in decision.permitted]
+    rows = [
+        (study, study.study_uid in hidden, modality_words(study.modality_list()))
+        for study in decision.permitted
+    ]
     return render(request, "studies/my_studies.html", {"rows": rows})
 
 

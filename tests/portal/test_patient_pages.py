@@ -159,13 +159,13 @@ def test_it_does_not_let_a_patient_act_for_someone_unrelated(xavier, cast):
 
 def test_it_lists_my_studies_and_hides_one(xavier, cast, xavier_studies):
     response = xavier.get("/me/studies/")
-    rows = {study.study_uid: hidden for study, hidden in response.context["rows"]}
+    rows = {study.study_uid: hidden for study, hidden, _kind in response.context["rows"]}
     ct, mr = xavier_studies["ct"].study_uid, xavier_studies["mr"].study_uid
     assert rows == {ct: False, mr: True}
     assert xavier_studies["yvonne"].study_uid.encode() not in response.content
     xavier.post(f"/me/studies/{ct}/hide/")
     xavier.post(f"/me/studies/{mr}/unhide/")
-    rows = {s.study_uid: hidden for s, hidden in xavier.get("/me/studies/").context["rows"]}
+    rows = {s.study_uid: hidden for s, hidden, _kind in xavier.get("/me/studies/").context["rows"]}
     assert rows == {ct: True, mr: False}
     assert AuditEvent.objects.filter(action="study.hide", study_uid=ct).exists()
 

@@ -72,3 +72,17 @@ def test_a_declared_doctor_shows_the_last_day_of_the_relationship(portal_as, cas
     )
     content = xavier.get("/me/doctors/").content.decode()
     assert "until 28 Feb 2031" in content
+
+
+def test_my_studies_name_the_kind_of_imaging_in_plain_words(portal_as, cast, xavier_studies):
+    response = portal_as("xavier").get("/me/studies/")
+    kinds = {study.description: kind for study, _hidden, kind in response.context["rows"]}
+    assert kinds == {"CT thorax": "CT scan", "MR knee": "MRI scan"}
+    assert b"<td>CT scan</td>" in response.content
+    assert b"<td>CT</td>" not in response.content
+
+
+def test_a_patient_without_studies_is_told_where_they_come_from(portal_as, cast):
+    response = portal_as("yvonne").get("/me/studies/")
+    assert b"No imaging study has been linked to your record yet" in response.content
+    assert b"ask the hospital that made it" in response.content
