@@ -86,3 +86,9 @@ def test_a_patient_without_studies_is_told_where_they_come_from(portal_as, cast)
     response = portal_as("yvonne").get("/me/studies/")
     assert b"No imaging study has been linked to your record yet" in response.content
     assert b"ask the hospital that made it" in response.content
+
+
+def test_the_audit_search_says_when_its_filters_are_wrong(portal_as, cast):
+    response = portal_as("dora").get("/dpo/audit/", {"since": "not a date"})
+    assert b"No search was run: correct the filters marked above." in response.content
+    assert b"No event matches these filters" not in response.content
