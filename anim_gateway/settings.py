@@ -317,7 +317,13 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"pynetdicom": {"level": "WARNING"}},
+    "loggers": {
+        "pynetdicom": {"level": "WARNING"},
+        # Its decode_bytes logs a traceback for each association request holding bytes that
+        # are not ASCII, before the peer is known: anyone could fill the log. The listener
+        # logs the refusal in one line (studies.dimse).
+        "pynetdicom.utils": {"level": "CRITICAL"},
+    },
 }
 
 # --- portal ---

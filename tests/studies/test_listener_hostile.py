@@ -442,3 +442,18 @@ def test_a_data_set_past_the_maximum_is_aborted_not_spooled_to_the_end(
     _nothing_left(listener, private_storage, settings)
     settings.STOW_MAX_BYTES = 10**8  # room for the next instance
     _still_serves(listener, tmp_path)
+
+
+def test_a_calling_title_that_is_not_ascii_is_refused_without_a_traceback_in_the_log(
+    listener, caplog, tmp_path
+):
+    """pynetdicom logs a traceback for each byte it cannot decode in the request, before the
+    peer is known: anyone could fill the logs with them. The refusal itself is enough."""
+    request = bytearray(_association_rq())
+    request[26:42] = "CHÉM_PACS".encode("latin-1").ljust(16)  # the calling AE title
+    with _connect(listener) as sock:
+        sock.sendall(bytes(request))
+        assert _read_pdu(sock)[0] in (0x03, 0x07, 0)  # rejected, aborted or closed
+    _still_serves(listener, tmp_path)
+    tracebacks = [r.getMessage() for r in caplog.records if r.exc_info]
+    assert not tracebacks
