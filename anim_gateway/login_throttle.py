@@ -1,5 +1,6 @@
 """The portal log-in's failure counters, in the cache: one per username, one per client address."""
 
+import contextlib
 import ipaddress
 
 from django.conf import settings
@@ -36,9 +37,25 @@ def _address_key(address: str) -> str:
 
 def _a_proxy(address: str) -> bool:
     """Whether the peer is the reverse proxy: every client would share its counter, and a
-    hundred failures from anyone would lock everyone out (the proxy limits addresses)."""
-    proxies = settings.PROXY_ADDRESSES
-    return "*" in proxies or address in proxies
+    hundred failures from anyone would lock everyone out (the proxy limits addresses).
+
+    As gunicorn reads GUNICORN_FORWARDED_ALLOW_IPS: addresses or networks, ``*`` for all. A
+    peer without an IP address (gunicorn bound to a Unix socket) is a proxy too.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return True
+    return any(_within(ip, entry) for entry in settings.PROXY_ADDRESSES)
+
+
+def _within(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, entry: str) -> bool:
+    if entry == "*":
+        return True
+    try:
+        return ip in ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False  # not an address: gunicorn ignores it too
 
 
 def _counters(username: str, address: str) -> list[tuple[str, str, int, int]]:
@@ -62,22 +79,32 @@ def _counters(username: str, address: str) -> list[tuple[str, str, int, int]]:
     ]
 
 
-def tripped(username: str, address: str) -> str | None:
-    """The name of the first counter that refuses this attempt, or None if both allow it."""
-    for name, key, limit, _window in _counters(username, address):
-        if cache.get(key, 0) >= limit:
-            return name
-    return None
+def attempt(username: str, address: str) -> str | None:
+    """Count this attempt as a failure before its password or code is checked, and name the
+    first counter it takes past its limit (None: go on).
 
-
-def count_failure(username: str, address: str) -> None:
-    """One more failure on both counters; each window starts at its counter's first failure."""
-    for _name, key, _limit, window in _counters(username, address):
-        cache.add(key, 0, timeout=window)  # atomic: only the first failure sets the window
+    Counted first, so that guesses sent together, while the first is being checked, cannot
+    all pass a check made before any of them was counted. Each window starts at its counter's
+    first attempt.
+    """
+    over = None
+    for name, key, limit, window in _counters(username, address):
+        cache.add(key, 0, timeout=window)  # atomic: only the first attempt sets the window
         try:
-            cache.incr(key)
+            count = cache.incr(key)
         except ValueError:  # expired between add and incr
             cache.set(key, 1, timeout=window)
+            count = 1
+        if count > limit and over is None:
+            over = name
+    return over
+
+
+def not_a_failure(username: str, address: str) -> None:
+    """The attempt counted by ``attempt`` was right: take it back from both counters."""
+    for _name, key, _limit, _window in _counters(username, address):
+        with contextlib.suppress(ValueError):  # the window ended meanwhile
+            cache.decr(key)
 
 
 def forget_username(username: str) -> None:

@@ -155,9 +155,10 @@ THROTTLED = "Too many failed attempts. Wait a few minutes and try again."
 
 
 def _throttled(request: HttpRequest, username: str, user: object | None) -> bool:
-    """Refuse, and audit, an attempt while the username's or the client address's counter is
-    full, before any password or code is checked: the answer tells nothing of either."""
-    counter = login_throttle.tripped(username, client_address(request))
+    """Count the attempt as a failure until it proves right, and refuse (and audit) it when
+    that takes the username's or the client address's counter past its limit, before any
+    password or code is checked: the answer tells nothing of either."""
+    counter = login_throttle.attempt(username, client_address(request))
     if counter is None:
         return False
     # Naming the counter tells nothing of the account: both count any username typed.
@@ -165,8 +166,8 @@ def _throttled(request: HttpRequest, username: str, user: object | None) -> bool
     return True
 
 
-def _count_failure(request: HttpRequest, username: str) -> None:
-    login_throttle.count_failure(username, client_address(request))
+def _not_a_failure(request: HttpRequest, username: str) -> None:
+    login_throttle.not_a_failure(username, client_address(request))
 
 
 def _safe_next(request: HttpRequest) -> str:
@@ -239,11 +240,11 @@ def login_view(request: HttpRequest) -> HttpResponse:
                 request, username=username, password=form.cleaned_data["password"]
             )
             if user is not None and role_of(user) in PORTAL_ROLES:
+                _not_a_failure(request, username)
                 return _after_password(request, user)
             # A hospital system (or an account with no role) acts with its token only: a
             # session would carry its powers into the REST API without a second factor. It
             # gets the same answer as a wrong password, which must not learn it was right.
-            _count_failure(request, username)
             if user is not None:
                 _audit_failure(request, user, "no_portal_role")
             else:
@@ -279,9 +280,9 @@ def totp_verify(request: HttpRequest) -> HttpResponse:
         if _throttled(request, user.get_username(), user):
             form.add_error(None, THROTTLED)
         elif device.verify_token(form.cleaned_data["token"].strip()):
+            _not_a_failure(request, user.get_username())
             return _complete_login(request, user, device)
         else:
-            _count_failure(request, user.get_username())
             _audit_failure(request, user, "totp")
             form.add_error("token", "This code is not valid. Check your app and try again.")
     return render(request, "portal/totp_verify.html", {"form": form})
@@ -301,11 +302,11 @@ def totp_enrol(request: HttpRequest) -> HttpResponse:
         if _throttled(request, user.get_username(), user):
             form.add_error(None, THROTTLED)
         elif device.verify_token(form.cleaned_data["token"].strip()):
+            _not_a_failure(request, user.get_username())
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             return _complete_login(request, user, device)
         else:
-            _count_failure(request, user.get_username())
             _audit_failure(request, user, "totp_enrolment")
             form.add_error("token", "This code is not valid. Check the time on your phone.")
     secret = b32encode(device.bin_key).decode()

@@ -423,6 +423,43 @@ def test_the_reverse_proxy_is_not_counted_as_a_client(cast, address_limit, setti
     assert b"Too many failed attempts" in refused.content
 
 
+def test_guesses_sent_together_are_counted_before_any_is_checked(cast, monkeypatch, settings):
+    """Eight guesses in flight at once (each arriving while the one before is checking its
+    password): only the first five are checked, as if they had come one after the other."""
+    from django.contrib import auth
+
+    real_authenticate = auth.authenticate
+    checked = []
+
+    def authenticate(request, **credentials):
+        checked.append(credentials["username"])
+        if len(checked) < 8:  # the next guess arrives while this one is being checked
+            login(Client(REMOTE_ADDR=f"192.0.2.{len(checked)}"), "xavier", "wrong-password")
+        return real_authenticate(request, **credentials)
+
+    monkeypatch.setattr(auth, "authenticate", authenticate)
+    login(Client(REMOTE_ADDR="192.0.2.100"), "xavier", "wrong-password")
+    assert len(checked) == settings.PORTAL_LOGIN_MAX_FAILURES
+
+
+@pytest.mark.parametrize(
+    ("proxies", "peer"),
+    [
+        pytest.param(["10.0.0.0/24", "::1"], "10.0.0.5", id="a network"),
+        pytest.param(["10.0.0.0/24", "::1"], "::1", id="IPv6 loopback"),
+        pytest.param(["*"], SPRAYER, id="every address"),
+        pytest.param(["10.0.0.5"], "", id="a Unix socket (no address)"),
+    ],
+)
+def test_proxies_are_recognised_as_gunicorn_lists_them(
+    cast, address_limit, settings, proxies, peer
+):
+    settings.PROXY_ADDRESSES = proxies
+    spray(peer, address_limit + 1)
+    set_password("yvonne")
+    assert login(Client(REMOTE_ADDR=peer), "yvonne").url == "/"
+
+
 @pytest.mark.redis
 def test_with_a_shared_cache_another_process_sees_the_failures(cast, settings):
     """CACHE_URL puts the counters in Redis, where every web process reads them (with each
@@ -444,7 +481,7 @@ def test_with_a_shared_cache_another_process_sees_the_failures(cast, settings):
             login(Client(REMOTE_ADDR="198.51.100.20"), "xavier", "wrong-password")
         probe = (
             "import django; django.setup(); from anim_gateway import login_throttle; "
-            "print(login_throttle.tripped('xavier', '198.51.100.21'))"
+            "print(login_throttle.attempt('xavier', '198.51.100.21'))"
         )
         env = {**os.environ, "CACHE_URL": url, "DJANGO_SETTINGS_MODULE": "anim_gateway.settings"}
         seen = subprocess.run(
