@@ -79,8 +79,11 @@ class Series(models.Model):
     attributes = models.JSONField(default=dict)
     # A small PNG of a representative frame, made by a Celery task after ingest.
     preview_key = models.CharField(max_length=255, blank=True)
-    # Set when no preview can be made (an image that does not decode, its object lost): the
-    # sweep of series without one (studies.tasks.previews_due) then leaves the series alone.
+    # The sweep of series without a preview (studies.tasks.previews_due) queues it again at
+    # most PREVIEW_REQUEUES times (a worker killed decoding it would be killed again), and
+    # leaves the series alone once this is set: no image in it, an image that does not
+    # decode, its object lost, or the requeues spent.
+    preview_requeues = models.SmallIntegerField(default=0, db_default=0)
     preview_given_up_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

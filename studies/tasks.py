@@ -10,7 +10,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
 from studies import storage
@@ -50,6 +50,8 @@ _RETRIED = {
 def series_preview(instance_id: int) -> str:
     """Render a small PNG of the instance's first frame as its series' preview."""
     instance = Instance.objects.select_related("series").get(pk=instance_id)
+    if instance.series.preview_key:
+        return instance.series.preview_key  # queued twice (the sweep and a late queue)
     try:
         with storage.object_reader(key=instance.storage_key) as reader:
             png = render_frame(reader, index=0, media_type="image/png", max_size=PREVIEW_SIZE)
@@ -110,26 +112,42 @@ def fixity_check_batch(instance_ids: list[int]) -> list[str]:
 # A series' preview is queued once its first image is committed. A broker that was down then,
 # or a worker that died making it, leaves the series without one until this sweep.
 PREVIEW_GRACE = datetime.timedelta(minutes=10)
+PREVIEW_REQUEUES = 3
 
 
 @shared_task
 def previews_due(batch_size: int = 1000) -> int:
-    """Queue the previews still missing for series stored over PREVIEW_GRACE ago (for beat)."""
-    first_image = Instance.objects.filter(
-        series=OuterRef("pk"), number_of_frames__gt=0, created_at__lt=timezone.now() - PREVIEW_GRACE
-    ).order_by("pk")
-    due = (
-        Series.objects.filter(preview_key="", preview_given_up_at__isnull=True)
-        .annotate(image=Subquery(first_image.values("pk")[:1]))
+    """Queue the previews still missing for series stored over PREVIEW_GRACE ago, and give up
+    on those that have no image or whose requeues are spent (for beat)."""
+    settled = timezone.now() - PREVIEW_GRACE
+    waiting = Series.objects.filter(preview_key="", preview_given_up_at__isnull=True).exclude(
+        Exists(Instance.objects.filter(series=OuterRef("pk"), created_at__gte=settled))
+    )
+    # Out of the sweep's index, so that it holds only the series still to look at.
+    waiting.exclude(
+        Exists(Instance.objects.filter(series=OuterRef("pk"), number_of_frames__gt=0))
+    ).update(preview_given_up_at=timezone.now())
+    waiting.filter(preview_requeues__gte=PREVIEW_REQUEUES).update(
+        preview_given_up_at=timezone.now()
+    )
+    first_image = (
+        Instance.objects.filter(series=OuterRef("pk"), number_of_frames__gt=0)
+        .order_by("pk")
+        .values("pk")[:1]
+    )
+    due = list(
+        waiting.filter(preview_requeues__lt=PREVIEW_REQUEUES)
+        .annotate(image=Subquery(first_image))
         .filter(image__isnull=False)
         .order_by("pk")
-        .values_list("image", flat=True)[:batch_size]
+        .values_list("pk", "image")[:batch_size]
     )
-    queued = 0
-    for instance_id in due:
+    Series.objects.filter(pk__in=[pk for pk, _ in due]).update(
+        preview_requeues=F("preview_requeues") + 1
+    )
+    for _, instance_id in due:
         series_preview.delay(instance_id)
-        queued += 1
-    return queued
+    return len(due)
 
 
 @shared_task

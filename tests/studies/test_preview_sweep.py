@@ -54,11 +54,38 @@ def test_a_series_stored_while_the_broker_was_down_gets_its_preview_later(
     assert queued == [instance.pk]
 
 
-def test_series_without_an_image_are_never_queued(cast, tmp_path, queued):
+def test_series_without_an_image_are_never_queued_and_leave_the_sweep(cast, tmp_path, queued):
     ingest(dicom_copy(tmp_path, "rtplan.dcm"))
+    assert tasks.previews_due() == 0
+    assert Series.objects.get().preview_given_up_at is None  # an image may still come
     _age(Instance.objects.get())
     assert tasks.previews_due() == 0
     assert queued == []
+    assert Series.objects.get().preview_given_up_at is not None
+
+
+def test_a_preview_that_never_comes_is_queued_a_bounded_number_of_times(
+    cast, tmp_path, monkeypatch, inline_tasks, queued
+):
+    """A worker killed decoding the image (the OOM killer) records nothing: the sweep must
+    not hand the series to a worker every ten minutes for ever."""
+    instance = _stored_while_the_broker_was_down(tmp_path, monkeypatch, inline_tasks)
+    _age(instance)
+    for _ in range(tasks.PREVIEW_REQUEUES + 2):
+        tasks.previews_due()  # each task "dies": nothing is recorded
+    assert queued == [instance.pk] * tasks.PREVIEW_REQUEUES
+    assert Series.objects.get().preview_given_up_at is not None
+
+
+def test_a_preview_queued_twice_is_made_once(cast, tmp_path, monkeypatch, inline_tasks):
+    instance = _stored_while_the_broker_was_down(tmp_path, monkeypatch, inline_tasks)
+    key = tasks.series_preview(instance.pk)
+
+    def undecodable(*args, **kwargs):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(tasks, "render_frame", undecodable)
+    assert tasks.series_preview(instance.pk) == key
 
 
 def test_a_series_whose_image_does_not_decode_is_given_up(
