@@ -192,9 +192,11 @@ def test_it_answers_503_when_the_search_cannot_be_audited(dpo, mixed_log, monkey
         raise AuditUnavailable("down")
 
     monkeypatch.setattr(api, "append", broken)
-    response = dpo.get("/api/v1/audit/events/")
-    assert response.status_code == 503
-    assert "results" not in response.json()
+    for path in ("/api/v1/audit/events/", "/api/v1/audit/verify/"):
+        response = dpo.get(path)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "AUDIT_UNAVAILABLE"
+        assert "results" not in response.json()
 
 
 def test_it_lists_events_in_a_fixed_number_of_queries(
