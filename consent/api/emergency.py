@@ -30,13 +30,14 @@ class EmergencyOutput(serializers.Serializer):
     reviewed_at = serializers.DateTimeField()
     review_note = serializers.CharField()
     patient_notified_at = serializers.DateTimeField(
-        help_text="When the patient was told (or found to have no address); null: still due."
+        help_text="When the patient was told (or found to have no address, or the notice was "
+        "given up as failed); null: still due."
     )
     patient_notice = serializers.ChoiceField(
         choices=Notice.choices,
         allow_blank=True,
-        help_text="sent, no_address, unrecorded (declared before notices were recorded), "
-        'or "" while the notice is due.',
+        help_text="sent, no_address, failed (the mail server refused the address every time), "
+        'unrecorded (declared before notices were recorded), or "" while the notice is due.',
     )
 
 

@@ -47,8 +47,11 @@ class Consent(models.Model):
     revoke_channel = models.CharField(max_length=16, choices=Channel.choices, blank=True)
     # When the expiry task noticed valid_until had passed (notification only; never a rule input).
     expiry_recorded_at = models.DateTimeField(null=True, blank=True)
-    # When the patient was told of the expiry (or found to have no address); null: still due.
+    # When the patient was told of the expiry (or found to have no address); null: still due,
+    # or given up after NOTICE_MAX_ATTEMPTS (consent.services.notices).
     expiry_notified_at = models.DateTimeField(null=True, blank=True)
+    expiry_notice_attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
+    expiry_notice_next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-granted_at", "-pk"]
@@ -200,6 +203,8 @@ class Notice(models.TextChoices):
     NO_ADDRESS = "no_address", "No e-mail address"
     # Declared before notices were recorded: whether the message got through is not known.
     UNRECORDED = "unrecorded", "Not recorded"
+    # Refused for this recipient NOTICE_MAX_ATTEMPTS times (a mistyped address, say).
+    FAILED = "failed", "Could not be delivered"
 
 
 class EmergencyAccess(models.Model):
@@ -219,11 +224,20 @@ class EmergencyAccess(models.Model):
     reviewed_by = models.CharField(max_length=150, blank=True)
     review_note = models.TextField(blank=True)
     # Set once, when the message was handed to the mail backend (or the patient was found to
-    # have no address): until then the sweep sends it (consent.services.notices).
+    # have no address, or it was given up as failed): until then the sweep sends it
+    # (consent.services.notices). The database keeps the defaults of the NOT NULL columns
+    # so that a process of the previous release can still insert during a rolling deploy.
     patient_notified_at = models.DateTimeField(null=True, blank=True)
-    patient_notice = models.CharField(max_length=16, choices=Notice.choices, blank=True)
+    patient_notice = models.CharField(
+        max_length=16, choices=Notice.choices, blank=True, default="", db_default=""
+    )
+    patient_notice_attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
+    # Claimed until then (a lease), or failed for this recipient and retried from then.
+    patient_notice_next_attempt_at = models.DateTimeField(null=True, blank=True)
     expiry_recorded_at = models.DateTimeField(null=True, blank=True)
     expiry_notified_at = models.DateTimeField(null=True, blank=True)
+    expiry_notice_attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
+    expiry_notice_next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-start", "-pk"]

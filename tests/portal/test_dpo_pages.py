@@ -139,3 +139,5 @@ def test_the_review_tells_whether_the_patient_was_told(portal_as, cast):
     assert "patient not told yet" in dora.get("/dpo/emergencies/").content.decode()
     assert emergency_notice_send(access_id=access.pk) == "no_address"
     assert "patient has no e-mail address" in dora.get("/dpo/emergencies/").content.decode()
+    EmergencyAccess.objects.filter(pk=access.pk).update(patient_notice="failed")
+    assert "patient notice could not be delivered" in dora.get("/dpo/emergencies/").content.decode()
