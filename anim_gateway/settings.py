@@ -246,7 +246,7 @@ CELERY_BEAT_SCHEDULE = {
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "anim-gateway@localhost")
-# A notice holds its row's lock while the mail server answers: never for ever.
+# Each step of a patient notice's SMTP exchange (sent outside any transaction): never for ever.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 # How long an emergency notice is left to the task queued at declaration before the sweep
 # sends it (a broker outage or a dead worker only delays it).

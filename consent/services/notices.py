@@ -2,19 +2,28 @@
 
 A task queued at commit sends a notice at once; when the broker was down, the worker died or
 the mail backend failed, the row still says the notice is due and the next sweep sends it.
-A notice is claimed by locking its row (another worker skips it) and stamped in the same
-transaction as the message is handed to the mail backend: a failure leaves it due, and a
-notice recorded as sent was sent. A crash between the hand-over and the commit can still
-send one twice (there is no transaction spanning the database and the mail server).
+A notice is claimed by a lease (its next-attempt column set LEASE ahead, in one UPDATE that
+finds it unclaimed and not yet recorded: another worker's UPDATE then finds nothing), sent
+outside any transaction (a slow mail server holds no lock: on SQLite a transaction locks the
+whole database), then recorded in another short UPDATE. A crash between the hand-over and
+that UPDATE can still send one twice, as can a send outlasting LEASE (there is no
+transaction spanning the database and the mail server).
+
+A mail backend that cannot be reached ends the sweep after MAX_FAILURES and costs the
+notice nothing. A notice refused for its own sake (an address the server rejects, a bug in
+one row) waits BACKOFF, doubling, while the sweep goes on; after MAX_ATTEMPTS it is given up
+and logged as an error: an emergency notice is recorded as ``failed`` for the DPO, an expiry
+notice stays unrecorded with its attempts at MAX_ATTEMPTS.
 """
 
 import datetime
 import logging
+import smtplib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
@@ -24,8 +33,25 @@ from consent.notifications import notify_patient, patient_address
 logger = logging.getLogger(__name__)
 
 BATCH = 200
-# A mail backend that fails this many notices in a row is down: the next sweep tries again.
+# A mail backend that cannot be reached this many times in a row is down: the next sweep
+# tries again.
 MAX_FAILURES = 3
+# A notice refused for its own sake is retried after BACKOFF, 2 x BACKOFF... and given up
+# after MAX_ATTEMPTS (about 2.5 hours in all).
+MAX_ATTEMPTS = 5
+BACKOFF = datetime.timedelta(minutes=10)
+# How long a worker holds a notice it is sending: far more than EMAIL_TIMEOUT's few round
+# trips; a worker that died holding one leaves it to a sweep after that.
+LEASE = datetime.timedelta(minutes=10)
+# The mail backend, not this notice: it cannot be reached, hangs up, refuses our log-in or
+# our sender, or answers 421 (closing). Any other failure is the notice's own.
+_BACKEND_DOWN = (
+    smtplib.SMTPServerDisconnected,
+    smtplib.SMTPConnectError,
+    smtplib.SMTPHeloError,
+    smtplib.SMTPAuthenticationError,
+    smtplib.SMTPSenderRefused,
+)
 
 
 def _declared(access: EmergencyAccess) -> tuple[str, str]:
@@ -61,10 +87,22 @@ class _Kind:
     since: str  # the column a notice is due from
     related: tuple[str, ...]
     compose: Callable[[models.Model], tuple[str, str]]
+    attempts: str  # the column counting the attempts the recipient refused
+    next_attempt: str  # the column holding a claim's lease, or a refused notice's backoff
     outcome: str = ""  # the column recording which Notice, if the model keeps one
+    after: str = ""  # a set-once column that must be set first (an earlier notice)
 
-    def due(self) -> Q:
-        return Q(**{f"{self.stamp}__isnull": True, f"{self.since}__isnull": False})
+    def due(self, *, now: datetime.datetime) -> Q:
+        """Not recorded, not given up, not claimed or waiting (and after ``after``)."""
+        return Q(
+            Q(**{f"{self.next_attempt}__isnull": True}) | Q(**{f"{self.next_attempt}__lte": now}),
+            **{
+                f"{self.stamp}__isnull": True,
+                f"{self.since}__isnull": False,
+                f"{self.attempts}__lt": MAX_ATTEMPTS,
+                **({f"{self.after}__isnull": False} if self.after else {}),
+            },
+        )
 
 
 EMERGENCY_DECLARED = _Kind(
@@ -73,6 +111,8 @@ EMERGENCY_DECLARED = _Kind(
     "start",
     ("patient__user", "practitioner", "institution"),
     _declared,
+    "patient_notice_attempts",
+    "patient_notice_next_attempt_at",
     outcome="patient_notice",
 )
 EMERGENCY_ENDED = _Kind(
@@ -81,36 +121,100 @@ EMERGENCY_ENDED = _Kind(
     "expiry_recorded_at",
     ("patient__user", "institution"),
     _emergency_ended,
+    "expiry_notice_attempts",
+    "expiry_notice_next_attempt_at",
+    # The "ended" notice never overtakes the "declared" one (sent, no address or failed).
+    after="patient_notified_at",
 )
 CONSENT_EXPIRED = _Kind(
-    Consent, "expiry_notified_at", "expiry_recorded_at", ("patient__user",), _consent_expired
+    Consent,
+    "expiry_notified_at",
+    "expiry_recorded_at",
+    ("patient__user",),
+    _consent_expired,
+    "expiry_notice_attempts",
+    "expiry_notice_next_attempt_at",
 )
+
+
+def _claim(kind: _Kind, pk: int) -> models.Model | None:
+    """Take the lease on a due notice; the row, or None when it is not due or taken."""
+    now = timezone.now()
+    leased = kind.model.objects.filter(kind.due(now=now), pk=pk).update(
+        **{kind.next_attempt: now + LEASE}
+    )
+    if not leased:
+        return None
+    return kind.model.objects.select_related(*kind.related).get(pk=pk)
+
+
+def _record(kind: _Kind, pk: int, notice: str) -> None:
+    stamped = {kind.stamp: timezone.now(), **({kind.outcome: notice} if kind.outcome else {})}
+    kind.model.objects.filter(pk=pk, **{f"{kind.stamp}__isnull": True}).update(
+        **stamped, **{kind.next_attempt: None}
+    )
+
+
+def _refused(kind: _Kind, row: models.Model, exc: Exception) -> str | None:
+    """Count an attempt the notice failed on its own; Notice.FAILED once given up."""
+    attempts = getattr(row, kind.attempts) + 1
+    name = f"{kind.stamp} of {kind.model.__name__} {row.pk}"
+    # The exception's text may hold the address: only its class is logged.
+    if attempts < MAX_ATTEMPTS:
+        retry = timezone.now() + BACKOFF * 2 ** (attempts - 1)
+        kind.model.objects.filter(pk=row.pk).update(
+            **{kind.attempts: attempts, kind.next_attempt: retry}
+        )
+        logger.warning(
+            "The notice %s was refused (%s), attempt %d of %d; retried from %s",
+            *(name, type(exc).__name__, attempts, MAX_ATTEMPTS, retry.isoformat()),
+        )
+        return None
+    given_up = {kind.attempts: attempts, kind.next_attempt: None}
+    if kind.outcome:
+        given_up |= {kind.stamp: timezone.now(), kind.outcome: Notice.FAILED}
+    kind.model.objects.filter(pk=row.pk).update(**given_up)
+    logger.error(
+        "The notice %s could not be delivered (%s) after %d attempts: given up",
+        *(name, type(exc).__name__, attempts),
+    )
+    return Notice.FAILED
 
 
 def _send_once(kind: _Kind, pk: int) -> str | None:
-    """Send one notice; the Notice recorded, or None when it was sent or is being sent."""
-    with transaction.atomic():
-        row = (
-            kind.model.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related(*kind.related)
-            .filter(kind.due(), pk=pk)
-            .first()
-        )
-        if row is None:
-            return None  # recorded already, or another worker holds it
-        notice = Notice.SENT if patient_address(row.patient) else Notice.NO_ADDRESS
-        stamped = {kind.stamp: timezone.now(), **({kind.outcome: notice} if kind.outcome else {})}
-        kind.model.objects.filter(pk=pk).update(**stamped)
-        subject, body = kind.compose(row)
-        # Last: an error here undoes the stamp, and the notice stays due.
-        notify_patient(patient=row.patient, subject=subject, body=body)
+    """Send one notice; the Notice recorded, or None when it is not due, taken or retried.
+
+    Raises the mail backend's error when the backend is down (the notice is released).
+    """
+    row = _claim(kind, pk)
+    if row is None:
+        return None  # recorded already, given up, waiting, or another worker holds it
+    notice = Notice.SENT if patient_address(row.patient) else Notice.NO_ADDRESS
+    try:
+        if notice == Notice.SENT:
+            subject, body = kind.compose(row)
+            notify_patient(patient=row.patient, subject=subject, body=body)
+    except Exception as exc:
+        if not _backend_down(exc):
+            return _refused(kind, row, exc)
+        kind.model.objects.filter(pk=pk).update(**{kind.next_attempt: None})  # release
+        raise
+    _record(kind, pk, notice)
     return notice
 
 
+def _backend_down(exc: Exception) -> bool:
+    """The mail backend failed, not this notice (every smtplib error is an OSError)."""
+    if isinstance(exc, _BACKEND_DOWN):
+        return True
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code == 421
+    return isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPException)
+
+
 def _send_due(kind: _Kind, *, older_than: datetime.timedelta) -> int:
-    due = kind.model.objects.filter(
-        kind.due(), **{f"{kind.since}__lte": timezone.now() - older_than}
-    )
+    now = timezone.now()
+    due = kind.model.objects.filter(kind.due(now=now), **{f"{kind.since}__lte": now - older_than})
     sent = failures = 0
     for pk in list(due.order_by(kind.since, "pk").values_list("pk", flat=True)[:BATCH]):
         try:

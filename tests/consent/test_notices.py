@@ -13,6 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from consent.models import Consent, EmergencyAccess, Institution
+from consent.services import notices
 from consent.services.notices import emergency_notice_send
 from consent.tasks import expire_due, notify_due
 from tests.conftest import client_for, require_postgres
@@ -244,3 +245,123 @@ def test_the_migration_counts_earlier_rows_as_notified(expired):
     assert (access.patient_notified_at, access.patient_notice) == (access.start, "unrecorded")
     assert access.expiry_notified_at == access.expires_at
     assert consent.expiry_notified_at == consent.valid_until
+
+
+class RefusingBackend(LocmemBackend):
+    """A mail server that refuses one mistyped address and delivers the others."""
+
+    def send_messages(self, messages):
+        for message in messages:
+            if "mistyped" in message.to[0]:
+                raise smtplib.SMTPRecipientsRefused({message.to[0]: (550, b"No such user")})
+        return super().send_messages(messages)
+
+
+def emergency_for(patient, cast, start) -> EmergencyAccess:
+    return EmergencyAccess.objects.create(
+        practitioner=cast.bob,
+        institution=Institution.objects.get(code="CHEM"),
+        patient=patient,
+        reason="x" * 30,
+        start=start,
+        expires_at=start + 4 * HOUR,
+    )
+
+
+def test_an_undeliverable_notice_neither_blocks_the_others_nor_stays_due(
+    xavier, cast, settings, caplog
+):
+    cast.yvonne.user.email = "yvonne.mistyped@example.org"
+    cast.yvonne.user.save()
+    start = timezone.now() - 2 * HOUR
+    poisoned = [emergency_for(cast.yvonne, cast, start) for _ in range(4)]
+    good = [emergency_for(xavier, cast, start + HOUR) for _ in range(2)]
+    settings.EMAIL_BACKEND = "tests.consent.test_notices.RefusingBackend"
+    assert notify_due() == 2  # behind four refused notices
+    assert [m.to for m in mail.outbox] == [["xavier@example.org"]] * 2
+    for access in good:
+        assert dpo_view(access)["patient_notice"] == "sent"
+    assert notify_due() == 0  # the refused ones wait their backoff
+    for sweep in range(2, notices.MAX_ATTEMPTS + 1):
+        assert dpo_view(poisoned[0])["patient_notice"] == ""
+        EmergencyAccess.objects.filter(pk__in=[a.pk for a in poisoned]).update(
+            patient_notice_next_attempt_at=timezone.now()  # the backoff has passed
+        )
+        assert notify_due() == (4 if sweep == notices.MAX_ATTEMPTS else 0)
+    row = dpo_view(poisoned[0])
+    assert row["patient_notice"] == "failed"
+    assert row["patient_notified_at"] is not None
+    assert notify_due() == 0
+    assert len(mail.outbox) == 2
+    assert "could not be delivered" in caplog.text
+    assert [r.levelname for r in caplog.records if "could not be" in r.message] == ["ERROR"] * 4
+    assert "mistyped" not in caplog.text
+    assert "Yvonne" not in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_message_is_sent_outside_any_transaction(xavier, cast, settings):
+    """A slow mail server holds no row lock (on SQLite: no database lock)."""
+    settings.EMAIL_BACKEND = "tests.consent.test_notices.TransactionSpy"
+    TransactionSpy.in_transaction = []
+    access = emergency_for(xavier, cast, timezone.now())
+    assert emergency_notice_send(access_id=access.pk) == "sent"
+    assert TransactionSpy.in_transaction == [False]
+
+
+class TransactionSpy(LocmemBackend):
+    in_transaction: list[bool] = []
+
+    def send_messages(self, messages):
+        TransactionSpy.in_transaction.append(connection.in_atomic_block)
+        return super().send_messages(messages)
+
+
+def test_the_ended_notice_waits_for_the_declared_one(
+    xavier, broker_down, settings, django_capture_on_commit_callbacks
+):
+    access = declared(django_capture_on_commit_callbacks)  # its notice lost with the broker
+    EmergencyAccess.objects.filter(pk=access.pk).update(
+        start=timezone.now() - 5 * HOUR, expires_at=timezone.now() - HOUR
+    )
+    assert expire_due()["emergency_access"] == 1
+    assert mail.outbox == []  # not "ended" before "declared"
+    assert notify_due() == 1
+    expire_due()
+    assert [m.subject for m in mail.outbox] == [
+        "Emergency access to your images",
+        "Emergency access ended",
+    ]
+
+
+def test_an_old_release_can_still_insert_an_emergency_access(xavier, cast):
+    """Rolling deploy: a web process without the notice columns inserts after migrate."""
+    new = {
+        "patient_notified_at",
+        "patient_notice",
+        "patient_notice_attempts",
+        "patient_notice_next_attempt_at",
+        "expiry_notified_at",
+        "expiry_notice_attempts",
+        "expiry_notice_next_attempt_at",
+    }
+    access = EmergencyAccess(
+        practitioner=cast.bob,
+        institution=Institution.objects.get(code="CHEM"),
+        patient=xavier,
+        reason="x" * 30,
+        expires_at=timezone.now() + HOUR,
+    )
+    fields = [
+        f for f in EmergencyAccess._meta.concrete_fields if not f.primary_key and f.name not in new
+    ]
+    values = [f.get_db_prep_save(f.pre_save(access, True), connection) for f in fields]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(EmergencyAccess._meta.db_table)
+    # The names come from the model, the values are parameters.
+    insert = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(values))})"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(insert, values)
+    row = EmergencyAccess.objects.get(patient=xavier)
+    assert (row.patient_notice, row.patient_notice_attempts) == ("", 0)
+    assert notify_due() == 0  # within the grace: the new workers send it

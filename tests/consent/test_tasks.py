@@ -31,6 +31,9 @@ def expired(cast):
         reason="x" * 30,
         start=now - 5 * HOUR,
         expires_at=now - HOUR,
+        # The "declared" notice went out: the "ended" one waits for it.
+        patient_notified_at=now - 5 * HOUR,
+        patient_notice="sent",
     )
     consent_for(cast.xavier)  # still active: untouched
     return consent, link, access
