@@ -220,7 +220,7 @@ def _send_due(kind: _Kind, *, older_than: datetime.timedelta) -> int:
         try:
             sent += _send_once(kind, pk) is not None
             failures = 0
-        except Exception:
+        except Exception:  # the backend (or the database) is down: a notice's own failure is not
             name = kind.model.__name__
             logger.exception("Could not send the notice %s of %s %s", kind.stamp, name, pk)
             failures += 1
@@ -235,8 +235,14 @@ def emergency_notice_send(*, access_id: int) -> str | None:
     Returns
     -------
     str | None
-        The Notice recorded (``sent`` or ``no_address``), or None when the notice had been
-        recorded already or another worker is sending it.
+        The Notice recorded (``sent``, ``no_address``, or ``failed`` at the last attempt),
+        or None when the notice had been recorded already, another worker is sending it, or
+        the recipient was refused and it waits for its next attempt.
+
+    Raises
+    ------
+    OSError
+        The mail backend could not be reached; the notice stays due (the task retries).
     """
     return _send_once(EMERGENCY_DECLARED, access_id)
 
