@@ -377,14 +377,14 @@ def read_frame(
     except ApplicationError:
         raise  # already told apart (the storage failing under the read, say)
     except Exception as exc:  # a corrupt offset table or fragments
-        raise_storage_failure(fp)
+        reraise_reader_failure(fp)
         raise InvalidDicom(f"The frame cannot be read: {exc}") from exc
     # pydicom stops walking fragments at a read error: what it gathered is not the frame.
-    raise_storage_failure(fp)
+    reraise_reader_failure(fp)
     return frame
 
 
-def raise_storage_failure(source: object) -> None:
+def reraise_reader_failure(source: object) -> None:
     """Raise the failure a stored object's reader met, if any (storage.Reader keeps its
     first), though pydicom caught it or raised another error in its place."""
     failure = getattr(source, "failure", None)

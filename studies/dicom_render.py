@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
 from anim_gateway.errors import ApplicationError
-from studies.dicom import InvalidDicom, raise_storage_failure
+from studies.dicom import InvalidDicom, reraise_reader_failure
 
 FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG"}
 
@@ -42,11 +42,11 @@ def render_frame(
     except ApplicationError:
         raise  # already told apart (the storage failing under the read, say)
     except Exception as exc:  # decoders raise many types on corrupt or unsupported data
-        raise_storage_failure(source)
+        reraise_reader_failure(source)
         raise CannotRender(f"The frame cannot be decoded: {type(exc).__name__}: {exc}") from exc
     # pydicom catches some read errors (walking fragments, say) and decodes what it had:
     # a frame read while the storage failed is refused, never rendered from partial bytes.
-    raise_storage_failure(source)
+    reraise_reader_failure(source)
     try:
         image = _to_image(arr, ds, window=window)
     except Exception as exc:  # a palette or LUT the dataset names but does not hold whole

@@ -12,6 +12,7 @@ route of a data set to the spool.
 import contextlib
 import io
 import logging
+import os
 import select
 import socket
 import struct
@@ -343,7 +344,7 @@ class Association:
         Resources once its data set has been read, so the SCU sends it again later (a spool
         folder the gateway may not write too: DICOM has no status for a misconfiguration,
         and a sender keeps what it is told to send later)."""
-        logger.error("C-STORE from %s could not be spooled: %s", self.calling, exc)
+        logger.error("C-STORE from %s could not be spooled: %s", self.calling, _reason(exc))
         if self._writer is not None:
             self._writer.abort()
         self._writer = None
@@ -474,6 +475,16 @@ class Association:
 # What spooling raises when the gateway's disk fails: its StorageErrors, and any other
 # OSError of the file system.
 SPOOL_ERRORS = (OSError, StorageError)
+
+
+def _reason(exc: Exception) -> str:
+    """What failed, without the spool file's path that an OSError's text carries."""
+    if isinstance(exc, StorageError):
+        return exc.reason
+    errno = getattr(exc, "errno", None)
+    return os.strerror(errno) if errno else type(exc).__name__
+
+
 SPOOL_FAILURE = Outcome(0xA700, "The gateway could not write the instance; send it later.")
 WRONG_CONTEXT = Outcome(0x0122, "SOP Class not the presentation context's")
 

@@ -436,11 +436,13 @@ def test_a_command_without_its_message_id_is_aborted_before_anything_is_stored(a
     assert service.stored == []
 
 
-def test_a_full_spool_disk_is_answered_out_of_resources(acceptor, service, monkeypatch, settings):
+def test_a_full_spool_disk_is_answered_out_of_resources(
+    acceptor, service, monkeypatch, settings, caplog
+):
     from studies import spool
 
     def full(self, chunk):
-        raise OSError(28, "No space left on device")
+        raise OSError(28, "No space left on device", self.path)
 
     monkeypatch.setattr(spool.SpoolWriter, "write", full)
     assoc = _associate(acceptor[0])
@@ -450,6 +452,9 @@ def test_a_full_spool_disk_is_answered_out_of_resources(acceptor, service, monke
     assoc.release()
     assert service.stored == []
     assert not list(Path(settings.SPOOL_DIR).glob("*"))
+    logged = " ".join(r.getMessage() for r in caplog.records if r.name == "studies.dimse")
+    assert "No space left on device" in logged
+    assert str(settings.SPOOL_DIR) not in logged  # the operator learns what, not the path
 
 
 def test_an_oversized_association_request_is_aborted_unread(acceptor):
