@@ -4,7 +4,7 @@ import os
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -23,12 +23,18 @@ class Command(BaseCommand):
         if noreload or os.environ.get("RUN_MAIN") == "true":
             from studies.dicom_net import start_listener
 
-            start_listener(
-                ae_title=settings.DICOM_LISTENER_AE_TITLE,
-                host=dicom_host,
-                port=dicom_port,
-                block=False,
-            )
+            try:
+                start_listener(
+                    ae_title=settings.DICOM_LISTENER_AE_TITLE,
+                    host=dicom_host,
+                    port=dicom_port,
+                    block=False,
+                )
+            except OSError as exc:  # a second `make run`, say: said plainly, no traceback
+                raise CommandError(
+                    f"The DICOM listener on {dicom_host}:{dicom_port} cannot run: {exc}. "
+                    "Choose another port: make run DICOM_LISTENER_PORT=11113"
+                ) from exc
             self.stdout.write(
                 f"DICOM listener {settings.DICOM_LISTENER_AE_TITLE} on {dicom_host}:{dicom_port}"
             )
