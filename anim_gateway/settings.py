@@ -235,6 +235,8 @@ CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = TIME_ZONE
+# Instances re-hashed each hour: set it so that a cycle covers the archive (docs/configuration.md).
+FIXITY_CHECKS_PER_HOUR = env_int("FIXITY_CHECKS_PER_HOUR", 500)
 CELERY_BEAT_SCHEDULE = {
     "expire-consent-facts": {"task": "consent.tasks.expire_due", "schedule": timedelta(minutes=1)},
     "notify-patients": {"task": "consent.tasks.notify_due", "schedule": timedelta(minutes=1)},

@@ -150,16 +150,22 @@ def previews_due(batch_size: int = 1000) -> int:
     return len(due)
 
 
+# Instances per fixity task: a task that fails or is requeued repeats this much work.
+FIXITY_BATCH = 500
+
+
 @shared_task
-def fixity_check_due(batch_size: int = 500) -> int:
-    """Queue fixity checks for the instances checked longest ago (for Celery beat)."""
+def fixity_check_due(count: int | None = None) -> int:
+    """Queue the fixity checks of the ``count`` instances checked longest ago (for Celery
+    beat, hourly: FIXITY_CHECKS_PER_HOUR by default), in tasks of FIXITY_BATCH."""
+    count = settings.FIXITY_CHECKS_PER_HOUR if count is None else count
     ids = list(
         Instance.objects.order_by(F("fixity_checked_at").asc(nulls_first=True), "pk").values_list(
             "pk", flat=True
-        )[:batch_size]
+        )[:count]
     )
-    if ids:
-        fixity_check_batch.delay(ids)
+    for start in range(0, len(ids), FIXITY_BATCH):
+        fixity_check_batch.delay(ids[start : start + FIXITY_BATCH])
     return len(ids)
 
 

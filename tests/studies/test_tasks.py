@@ -88,10 +88,24 @@ def test_a_storage_that_cannot_answer_gives_no_fixity_verdict(cast, tmp_path, mo
 def test_fixity_due_checks_the_longest_unchecked_first(cast, tmp_path):
     for _ in range(3):
         ingest(dicom_copy(tmp_path))
-    assert fixity_check_due(batch_size=2) == 2
+    assert fixity_check_due(count=2) == 2
     assert Instance.objects.filter(fixity_ok=True).count() == 2
-    fixity_check_due(batch_size=2)
+    fixity_check_due(count=2)
     assert Instance.objects.filter(fixity_ok=True).count() == 3
+
+
+def test_fixity_due_checks_the_hourly_count_in_batches(cast, tmp_path, settings, monkeypatch):
+    """An archive of millions needs thousands checked an hour; a task holds FIXITY_BATCH."""
+    from studies import tasks
+
+    for _ in range(5):
+        ingest(dicom_copy(tmp_path))
+    monkeypatch.setattr(tasks, "FIXITY_BATCH", 2)
+    settings.FIXITY_CHECKS_PER_HOUR = 4
+    queued: list[list[int]] = []
+    monkeypatch.setattr(tasks.fixity_check_batch, "delay", queued.append)
+    assert fixity_check_due() == 4
+    assert [len(batch) for batch in queued] == [2, 2]
 
 
 def test_a_preview_is_a_small_png(cast, tmp_path):
