@@ -446,17 +446,29 @@ def test_a_bucket_that_cannot_be_listed_is_an_error_before_any_byte(
     assert "s3.example" not in caplog.text
 
 
-def test_a_second_preview_of_a_series_leaves_the_first_in_the_bucket(cast, tmp_path, bucket):
+def test_a_second_preview_of_a_series_leaves_the_first_in_the_bucket(
+    cast, tmp_path, bucket, monkeypatch
+):
     """Two workers may render a series' preview; the one that finds it made deletes its own
     object, never the one the series names (S3 overwrites a name that is saved again)."""
+    from studies import tasks
     from studies.models import Series
-    from studies.tasks import series_preview
 
     ingest(dicom_copy(tmp_path, "examples_overlay.dcm"))
     instance = Instance.objects.get()
     Series.objects.update(preview_key="")
-    first = series_preview(instance.pk)
-    second = series_preview(instance.pk)
+    render = tasks.render_frame
+    made: list[str] = []
+
+    def render_while_another_worker_finishes(*args, **kwargs):
+        if not made:
+            made.append("")  # the other worker's own rendering goes straight through
+            made[0] = tasks.series_preview(instance.pk)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "render_frame", render_while_another_worker_finishes)
+    second = tasks.series_preview(instance.pk)
+    first = made[0]
     assert Series.objects.get().preview_key == first
     assert second != first
     assert first in _keys(bucket)
