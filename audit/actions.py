@@ -81,10 +81,64 @@ class Basis(models.TextChoices):
 
 _LABELS = dict(Action.choices)
 
+# The same actions in the words of the patient reading who accessed their record: "your"
+# is the patient whose log it is. Every action has one (a test walks them all); the DPO's
+# pages keep the labels above, next to the exact code.
+PATIENT_WORDS: dict[str, str] = {
+    Action.AUTH_LOGIN: "Signed in to the portal",
+    Action.AUTH_LOGIN_FAILED: "Tried to sign in to the portal, without success",
+    Action.AUTH_TOKEN_ISSUE: "Gave out an access key for an app",
+    Action.AUTH_TOKEN_REVOKE: "Cancelled access keys for apps",
+    Action.ACCOUNT_CREATE: "Created an account",
+    Action.INSTITUTION_CREATE: "Added a hospital to the network",
+    Action.PRACTITIONER_CREATE: "Registered a doctor or other health professional",
+    Action.PATIENT_CREATE: "Registered you in the network",
+    Action.PATIENT_IDENTIFIER_ADD: "Linked your patient number at a hospital to your record",
+    Action.REPRESENTATION_GRANT: "Gave a legal representative the right to act for you",
+    Action.REPRESENTATION_REVOKE: "Ended a legal representative's right to act for you",
+    Action.RECORD_VIEW: "Looked at your record's sharing settings",
+    Action.RECORD_CLOSE: "Closed your shared record",
+    Action.RECORD_REOPEN: "Reopened your shared record",
+    Action.CONSENT_GRANT: "Gave consent to share your images",
+    Action.CONSENT_REVOKE: "Withdrew a consent to share your images",
+    Action.CONSENT_EXPIRE: "A consent to share your images came to its end",
+    Action.CONSENT_LIST: "Looked at your consents",
+    Action.CARE_ASSERT: "A hospital recorded that a doctor treats you",
+    Action.CARE_DECLARE: "Declared a doctor as your own",
+    Action.CARE_END: "Recorded that a doctor no longer treats you",
+    Action.CARE_EXPIRE: "A doctor's time to treat you came to its end",
+    Action.EXCLUSION_ADD: "Blocked a doctor or other health professional",
+    Action.EXCLUSION_REMOVE: "Unblocked a doctor or other health professional",
+    Action.STUDY_HIDE: "Hid a study from other hospitals",
+    Action.STUDY_UNHIDE: "Let other hospitals see a hidden study again",
+    Action.EMERGENCY_DECLARE: "Declared an emergency to see your images",
+    Action.EMERGENCY_EXPIRE: "An emergency access to your images came to its end",
+    Action.EMERGENCY_REVIEW: "Checked whether an emergency access was justified",
+    Action.EMERGENCY_LIST: "Looked at the emergency accesses to check",
+    Action.PATIENT_STUDIES_LIST: "Looked at the list of your studies",
+    Action.STUDY_SEARCH: "Searched among your studies",
+    Action.STUDY_RETRIEVE: "Downloaded images of a study",
+    Action.STUDY_METADATA: "Opened the details of a study",
+    Action.STUDY_RENDER: "Opened images of a study",
+    Action.STUDY_STORE: "Added images of a study to the archive",
+    Action.STUDY_STORE_CONFLICT: "Sent images that were refused (they did not match stored ones)",
+    Action.STUDY_RECONCILE: "Linked a study to your record",
+    Action.AUDIT_SEARCH: "Searched the access log",
+    Action.AUDIT_VERIFY: "Checked that the access log is intact",
+    Action.AUDIT_EXPORT: "Exported entries of the access log",
+    Action.AUDIT_CHECKPOINT: "Sealed the access log against changes",
+    Action.AUDIT_ACCESS_LOG: "Looked at this access log",
+}
+
 
 def describe(action: str) -> str:
     """A human label for an action code; unknown codes are shown as they are."""
     return str(_LABELS.get(action, action))
+
+
+def describe_for_patient(action: str) -> str:
+    """The action in a patient's words; a code without them falls back to the label."""
+    return PATIENT_WORDS.get(action) or describe(action)
 
 
 def is_known(action: str) -> bool:

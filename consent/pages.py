@@ -16,7 +16,7 @@ from guardian.shortcuts import get_objects_for_user
 
 from anim_gateway.errors import ApplicationError
 from anim_gateway.portal import forbidden, portal_view
-from audit.actions import Action, describe
+from audit.actions import Action, describe_for_patient
 from audit.selectors import access_log_list
 from consent import gate, selectors
 from consent.access import access_own_record, refusals_audited, serves_patient_data
@@ -171,7 +171,7 @@ def access_log(request: HttpRequest) -> HttpResponse:
         before=int(before) if before.isdigit() and len(before) <= 18 else None,
         limit=ACCESS_LOG_PAGE,
     )
-    rows = [(event, describe(event.action)) for event in events]
+    rows = [(event, describe_for_patient(event.action)) for event in events]
     older = events[-1].seq if len(events) == ACCESS_LOG_PAGE else None
     context = {"rows": rows, "mine": mine, "older": older}
     return render(request, "consent/access_log.html", context)
