@@ -37,6 +37,24 @@ class Actor:
     def patient_national_id(self) -> str:
         return self.patient.national_id if self.patient else ""
 
+    @property
+    def person_name(self) -> str:
+        """The logged-in person's own name, to show them on their own pages only.
+
+        Never audited or logged (audit_fields keep a patient's username): for a legal
+        representative, their own name, not that of the patient they act for.
+        """
+        patient = self.representative or self.patient
+        if patient is not None:
+            name = f"{patient.given_name} {patient.family_name}".strip()
+        elif self.practitioner is not None:
+            name = self.practitioner.display_name
+        elif self.user is not None:
+            name = self.user.get_full_name()
+        else:
+            name = self.display_name
+        return name or self.username
+
     def audit_fields(self) -> dict:
         """The actor part of an audit event, as it is now (the log must stand alone later)."""
         return {
