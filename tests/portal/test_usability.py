@@ -71,7 +71,7 @@ def test_a_declared_doctor_shows_the_last_day_of_the_relationship(portal_as, cas
         end=timezone.make_aware(datetime.datetime(2031, 3, 1))
     )
     content = xavier.get("/me/doctors/").content.decode()
-    assert "until 28 Feb 2031" in content
+    assert 'until <time datetime="2031-02-28">28 Feb 2031</time>' in content
 
 
 def test_my_studies_name_the_kind_of_imaging_in_plain_words(portal_as, cast, xavier_studies):
