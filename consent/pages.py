@@ -275,7 +275,13 @@ def consent_revoke(request: HttpRequest, consent_id: int) -> HttpResponse:
 
 
 class PractitionerForm(forms.Form):
-    practitioner = forms.ChoiceField()
+    practitioner = forms.ChoiceField(
+        error_messages={
+            "required": "Choose a practitioner from the list.",
+            "invalid_choice": "Choose a practitioner from the list.",
+        },
+        widget=forms.Select({"class": "grow"}),
+    )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -296,8 +302,13 @@ def _practitioner_label(practitioner: Practitioner) -> str:
     return f"{practitioner.display_name} ({practitioner.get_profession_display()}, {codes})"
 
 
-@patient_page
-def doctors(request: HttpRequest) -> HttpResponse:
+# The page's two practitioner forms, told apart by their fields' ids ("declare-practitioner").
+DOCTOR_FORMS = ("declare", "block")
+
+
+def _doctors_page(
+    request: HttpRequest, status: int = 200, **sent: PractitionerForm
+) -> HttpResponse:
     patient = own_record(request, Action.RECORD_VIEW)
     now = timezone.now()
     context = {
@@ -307,18 +318,26 @@ def doctors(request: HttpRequest) -> HttpResponse:
             for c in selectors.care_relationship_list(patient=patient)
             if c.is_active(at=now)
         ],
-        "form": PractitionerForm(),
+        **{f"{name}_form": PractitionerForm(auto_id=f"{name}-%s") for name in DOCTOR_FORMS},
+        # A form sent back comes with its error next to its own field.
+        **sent,
     }
-    return render(request, "consent/doctors.html", context)
+    return render(request, "consent/doctors.html", context, status=status)
 
 
-def _practitioner_post(request: HttpRequest, audit_action: str, service: Callable, ok: str):
+@patient_page
+def doctors(request: HttpRequest) -> HttpResponse:
+    return _doctors_page(request)
+
+
+def _practitioner_post(
+    request: HttpRequest, audit_action: str, service: Callable, ok: str, *, form_name: str
+) -> HttpResponse:
     # The gate first: a patient page that answers without it is refused as a 500.
     patient = own_record(request, audit_action, audit_permit=False)
-    form = PractitionerForm(request.POST)
+    form = PractitionerForm(request.POST, auto_id=f"{form_name}-%s")
     if not form.is_valid():
-        messages.error(request, "Choose a practitioner from the list.")
-        return redirect("portal:me-doctors")
+        return _doctors_page(request, status=400, **{f"{form_name}_form": form})
     practitioner = form.cleaned_data["practitioner"]
     run_service(
         request,
@@ -338,6 +357,7 @@ def exclusion_add(request: HttpRequest) -> HttpResponse:
         Action.EXCLUSION_ADD,
         exclusions.exclusion_add,
         "{name} is blocked: they cannot open your studies, even in an emergency.",
+        form_name="block",
     )
 
 
@@ -365,6 +385,7 @@ def care_declare(request: HttpRequest) -> HttpResponse:
         Action.CARE_DECLARE,
         care.care_relationship_declare,
         "{name} is declared as your doctor for the next 15 months.",
+        form_name="declare",
     )
 
 

@@ -91,6 +91,8 @@ class SearchForm(forms.Form):
     national_id = forms.CharField(
         label="National identifier",
         max_length=20,
+        help_text="The 13-digit Luxembourg national identifier (matricule).",
+        error_messages={"required": "Enter the patient's national identifier."},
         widget=forms.TextInput(
             {"inputmode": "numeric", "autocomplete": "off", "placeholder": "13 digits"}
         ),
@@ -100,7 +102,8 @@ class SearchForm(forms.Form):
         try:
             return national_id.validate(self.cleaned_data["national_id"])
         except StdnumError as error:
-            raise forms.ValidationError(f"Not a valid national identifier: {error}") from error
+            # Its message names the identifier and what is wrong with it: said once.
+            raise forms.ValidationError(str(error)) from error
 
 
 @portal_view(Role.PRACTITIONER)

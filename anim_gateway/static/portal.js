@@ -16,6 +16,11 @@
     sync();
   }
 
+  // A form sent back with errors: start at the first field to correct, whose description
+  // (aria-describedby) says what is wrong; a fieldset's first box sits under its error.
+  var invalid = document.querySelector("main [aria-invalid=true]");
+  if (invalid) invalid.focus();
+
   // A filter that applies as soon as it changes (the access log's "include my own actions").
   document.querySelectorAll("[data-autosubmit]").forEach(function (input) {
     input.addEventListener("change", function () { input.form.submit(); });

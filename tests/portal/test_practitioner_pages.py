@@ -32,7 +32,7 @@ def test_it_sends_a_valid_national_id_to_the_patients_page(alice):
 def test_it_explains_an_invalid_national_id(alice):
     response = alice.get("/patients/", {"national_id": "1980051700154"})
     assert response.status_code == 200
-    assert b"Not a valid national identifier" in response.content
+    assert b"The 12th digit (Luhn check digit) does not match." in response.content
 
 
 def test_it_shows_shared_studies_but_never_the_hidden_one(alice, cast, xavier_studies):
