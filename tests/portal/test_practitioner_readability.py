@@ -5,7 +5,7 @@ import re
 import pytest
 
 from tests.conftest import XAVIER_ID
-from tests.portal.conftest import admit
+from tests.portal.conftest import admit, consent_to_all
 
 pytestmark = pytest.mark.django_db
 
@@ -35,3 +35,15 @@ def test_a_withheld_hospital_gives_its_code_only_as_a_reference(portal_as, cast,
         "CHEM : The patient has not consented to sharing with your hospital."
         " (reference NO_CONSENT )" in words
     )
+
+
+def test_each_open_button_names_its_study_but_not_the_patient(portal_as, cast, xavier_studies):
+    consent_to_all(cast.xavier)
+    admit(cast.alice, cast.xavier)
+    response = portal_as("alice", "CHL").get(f"/patients/{XAVIER_ID}/")
+    (study,) = response.context["studies"]
+    links = re.findall(r'<a class="btn small" href="[^"]+">(.*?)</a>', response.content.decode())
+    names = [re.sub(r"<[^>]+>", "", link) for link in links]
+    assert names == [f"Open study of {study.study_date:%-d %b %Y}: CT thorax"]
+    assert "Xavier" not in links[0]
+    assert '<span class="sr-only"> study of' in links[0]  # the button still reads "Open"
