@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from anim_gateway.api_fields import DateTimeField
 from audit import exports
-from audit.actions import Action, Basis, Outcome, describe
+from audit.actions import Action, Basis, Outcome, describe, describe_for_patient
 from audit.errors import AuditUnavailable
 from audit.events import Event
 from audit.models import AuditEvent
@@ -244,7 +244,7 @@ class AccessLogOutput(serializers.Serializer):
     who = serializers.SerializerMethodField()
 
     def get_what(self, event: AuditEvent) -> str:
-        return describe(event.action)
+        return describe_for_patient(event.action)  # the patient's own log, in their words
 
     def get_emergency(self, event: AuditEvent) -> bool:
         return event.basis == Basis.EMERGENCY or event.action.startswith("emergency.")

@@ -4,6 +4,7 @@ import pytest
 from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
 
+from audit.actions import describe, describe_for_patient
 from audit.events import Event
 from audit.models import AuditEvent
 from audit.services import append
@@ -57,6 +58,8 @@ def test_it_shows_the_patient_who_did_what_newest_first(history) -> None:
         "profession": "physician",
         "institution": "CHEM",
     }
+    assert by_seq[history["retrieve"].seq]["what"] == describe_for_patient("study.retrieve")
+    assert by_seq[history["retrieve"].seq]["what"] != describe("study.retrieve")
     assert by_seq[history["denied"].seq]["outcome"] == "deny"
     assert by_seq[history["retrieve"].seq]["basis"] == "CONSENT"
     assert history["other"].seq not in by_seq
