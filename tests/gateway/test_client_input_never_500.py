@@ -396,8 +396,9 @@ def test_a_consent_ending_past_the_calendar_is_refused_before_anything_is_stored
 PORTAL = [
     ("xavier", "post", "/me/consents/", {"scope": "all", "valid_until": "9999-12-31"}, 200),
     ("xavier", "post", "/me/consents/99999999999999999999999/revoke/", {}, 302),
-    ("xavier", "post", "/me/doctors/block/", {"practitioner": "nobody"}, 302),
-    ("xavier", "post", "/me/doctors/declare/", {}, 302),
+    # The form comes back with the error on its field (abe340f), no longer a redirect.
+    ("xavier", "post", "/me/doctors/block/", {"practitioner": "nobody"}, 400),
+    ("xavier", "post", "/me/doctors/declare/", {}, 400),
     ("xavier", "post", "/me/studies/1.2%003/hide/", {}, 404),
     ("xavier", "get", "/me/access-log/?before=99999999999999999999999", None, 200),
     ("alice", "get", "/patients/?national_id=%00", None, 200),
