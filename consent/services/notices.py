@@ -2,11 +2,11 @@
 
 A task queued at commit sends a notice at once; when the broker was down, the worker died or
 the mail backend failed, the row still says the notice is due and the next sweep sends it.
-A notice is claimed by a lease (its next-attempt column set LEASE ahead, in one UPDATE that
-finds it unclaimed and not yet recorded: another worker's UPDATE then finds nothing), sent
+A notice is claimed by a lease (its next-attempt column set a lease ahead, in one UPDATE
+that finds it unclaimed and not yet recorded: another worker's UPDATE then finds nothing), sent
 outside any transaction (a slow mail server holds no lock: on SQLite a transaction locks the
 whole database), then recorded in another short UPDATE. A crash between the hand-over and
-that UPDATE can still send one twice, as can a send outlasting LEASE (there is no
+that UPDATE can still send one twice, as can a send outlasting its lease (there is no
 transaction spanning the database and the mail server).
 
 A mail backend that cannot be reached ends the sweep after MAX_FAILURES and costs the
@@ -40,9 +40,17 @@ MAX_FAILURES = 3
 # after MAX_ATTEMPTS (about 2.5 hours in all).
 MAX_ATTEMPTS = 5
 BACKOFF = datetime.timedelta(minutes=10)
-# How long a worker holds a notice it is sending: far more than EMAIL_TIMEOUT's few round
-# trips; a worker that died holding one leaves it to a sweep after that.
-LEASE = datetime.timedelta(minutes=10)
+# How long a worker holds a notice it is sending: far more than an SMTP exchange's steps at
+# EMAIL_TIMEOUT each; a worker that died holding one leaves it to a sweep after that.
+LEASE_AT_LEAST = datetime.timedelta(minutes=10)
+SMTP_STEPS = 10
+
+
+def _lease() -> datetime.timedelta:
+    per_step = datetime.timedelta(seconds=settings.EMAIL_TIMEOUT or 0)
+    return max(LEASE_AT_LEAST, SMTP_STEPS * per_step)
+
+
 # The mail backend, not this notice: it cannot be reached, hangs up, refuses our log-in or
 # our sender, or answers 421 (closing). Any other failure is the notice's own.
 _BACKEND_DOWN = (
@@ -137,34 +145,42 @@ CONSENT_EXPIRED = _Kind(
 )
 
 
-def _claim(kind: _Kind, pk: int) -> models.Model | None:
-    """Take the lease on a due notice; the row, or None when it is not due or taken."""
+def _claim(kind: _Kind, pk: int) -> tuple[models.Model, datetime.datetime] | None:
+    """Take the lease on a due notice; the row and the lease's end, or None when it is not
+    due or taken. The lease's end is the holder's token: every later write on the notice
+    names it, so a worker whose lease ran out (and was taken by another) changes nothing."""
     now = timezone.now()
+    lease = now + _lease()
     leased = kind.model.objects.filter(kind.due(now=now), pk=pk).update(
-        **{kind.next_attempt: now + LEASE}
+        **{kind.next_attempt: lease}
     )
     if not leased:
         return None
-    return kind.model.objects.select_related(*kind.related).get(pk=pk)
+    return kind.model.objects.select_related(*kind.related).get(pk=pk), lease
 
 
-def _record(kind: _Kind, pk: int, notice: str) -> None:
-    stamped = {kind.stamp: timezone.now(), **({kind.outcome: notice} if kind.outcome else {})}
-    kind.model.objects.filter(pk=pk, **{f"{kind.stamp}__isnull": True}).update(
-        **stamped, **{kind.next_attempt: None}
+def _held(kind: _Kind, pk: int, lease: datetime.datetime) -> models.QuerySet:
+    """The notice, while this worker still holds its lease."""
+    return kind.model.objects.filter(
+        pk=pk, **{kind.next_attempt: lease, f"{kind.stamp}__isnull": True}
     )
 
 
-def _refused(kind: _Kind, row: models.Model, exc: Exception) -> str | None:
+def _record(kind: _Kind, pk: int, lease: datetime.datetime, notice: str) -> None:
+    stamped = {kind.stamp: timezone.now(), **({kind.outcome: notice} if kind.outcome else {})}
+    _held(kind, pk, lease).update(**stamped, **{kind.next_attempt: None})
+
+
+def _refused(
+    kind: _Kind, row: models.Model, lease: datetime.datetime, exc: Exception
+) -> str | None:
     """Count an attempt the notice failed on its own; Notice.FAILED once given up."""
     attempts = getattr(row, kind.attempts) + 1
     name = f"{kind.stamp} of {kind.model.__name__} {row.pk}"
     # The exception's text may hold the address: only its class is logged.
     if attempts < MAX_ATTEMPTS:
         retry = timezone.now() + BACKOFF * 2 ** (attempts - 1)
-        kind.model.objects.filter(pk=row.pk).update(
-            **{kind.attempts: attempts, kind.next_attempt: retry}
-        )
+        _held(kind, row.pk, lease).update(**{kind.attempts: attempts, kind.next_attempt: retry})
         logger.warning(
             "The notice %s was refused (%s), attempt %d of %d; retried from %s",
             *(name, type(exc).__name__, attempts, MAX_ATTEMPTS, retry.isoformat()),
@@ -173,7 +189,8 @@ def _refused(kind: _Kind, row: models.Model, exc: Exception) -> str | None:
     given_up = {kind.attempts: attempts, kind.next_attempt: None}
     if kind.outcome:
         given_up |= {kind.stamp: timezone.now(), kind.outcome: Notice.FAILED}
-    kind.model.objects.filter(pk=row.pk).update(**given_up)
+    if not _held(kind, row.pk, lease).update(**given_up):
+        return None  # the lease ran out and another worker took the notice
     logger.error(
         "The notice %s could not be delivered (%s) after %d attempts: given up",
         *(name, type(exc).__name__, attempts),
@@ -186,9 +203,10 @@ def _send_once(kind: _Kind, pk: int) -> str | None:
 
     Raises the mail backend's error when the backend is down (the notice is released).
     """
-    row = _claim(kind, pk)
-    if row is None:
+    claimed = _claim(kind, pk)
+    if claimed is None:
         return None  # recorded already, given up, waiting, or another worker holds it
+    row, lease = claimed
     notice = Notice.SENT if patient_address(row.patient) else Notice.NO_ADDRESS
     try:
         if notice == Notice.SENT:
@@ -196,10 +214,10 @@ def _send_once(kind: _Kind, pk: int) -> str | None:
             notify_patient(patient=row.patient, subject=subject, body=body)
     except Exception as exc:
         if not _backend_down(exc):
-            return _refused(kind, row, exc)
-        kind.model.objects.filter(pk=pk).update(**{kind.next_attempt: None})  # release
+            return _refused(kind, row, lease, exc)
+        _held(kind, pk, lease).update(**{kind.next_attempt: None})  # released
         raise
-    _record(kind, pk, notice)
+    _record(kind, pk, lease, notice)
     return notice
 
 
@@ -207,8 +225,12 @@ def _backend_down(exc: Exception) -> bool:
     """The mail backend failed, not this notice (every smtplib error is an OSError)."""
     if isinstance(exc, _BACKEND_DOWN):
         return True
+    # A 4xx reply is the server's "try later" (a full queue, greylisting, 421 closing): not
+    # the notice's fault, and counting it would give a notice up while the server is busy.
     if isinstance(exc, smtplib.SMTPResponseException):
-        return exc.smtp_code == 421
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(400 <= code < 500 for code, _ in exc.recipients.values())
     return isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPException)
 
 

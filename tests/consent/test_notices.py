@@ -365,3 +365,37 @@ def test_an_old_release_can_still_insert_an_emergency_access(xavier, cast):
     row = EmergencyAccess.objects.get(patient=xavier)
     assert (row.patient_notice, row.patient_notice_attempts) == ("", 0)
     assert notify_due() == 0  # within the grace: the new workers send it
+
+
+def test_a_worker_whose_lease_ran_out_changes_nothing(xavier, cast, settings):
+    """Worker A's send outlasts its lease; B takes the notice and tells the patient. A's
+    refusal, coming last, must not record the notice as failed (nor release B's lease)."""
+    access = emergency_for(xavier, cast, timezone.now() - HOUR)
+    kind = notices.EMERGENCY_DECLARED
+    row, lease = notices._claim(kind, access.pk)
+    EmergencyAccess.objects.filter(pk=access.pk).update(
+        patient_notice_next_attempt_at=timezone.now() - HOUR  # A's lease ran out
+    )
+    assert emergency_notice_send(access_id=access.pk) == "sent"  # B
+    refusal = smtplib.SMTPRecipientsRefused({"x": (550, b"No such user")})
+    row.patient_notice_attempts = notices.MAX_ATTEMPTS  # A's last attempt
+    assert notices._refused(kind, row, lease, refusal) is None
+    assert dpo_view(access)["patient_notice"] == "sent"
+
+
+class BusyBackend(LocmemBackend):
+    """A relay whose queue is full: 451, try again later."""
+
+    def send_messages(self, messages):
+        raise smtplib.SMTPDataError(451, b"Queue full, try later")
+
+
+def test_a_busy_mail_server_does_not_use_up_a_notices_attempts(xavier, cast, settings):
+    access = emergency_for(xavier, cast, timezone.now() - HOUR)
+    settings.EMAIL_BACKEND = "tests.consent.test_notices.BusyBackend"
+    for _ in range(notices.MAX_ATTEMPTS + 1):
+        EmergencyAccess.objects.filter(pk=access.pk).update(patient_notice_next_attempt_at=None)
+        notify_due()
+    access.refresh_from_db()
+    assert access.patient_notice == ""  # still due: sent once the relay has room
+    assert access.patient_notice_attempts == 0
