@@ -95,6 +95,10 @@ def attempt(username: str, address: str) -> str | None:
         except ValueError:  # expired between add and incr
             cache.set(key, 1, timeout=window)
             count = 1
+        if count == 1:
+            # Django's Redis incr checks that the key exists, then adds: a key that expired
+            # in between comes back without an expiry, and would lock the name for good.
+            cache.touch(key, window)
         if count > limit and over is None:
             over = name
     return over
@@ -104,7 +108,10 @@ def not_a_failure(username: str, address: str) -> None:
     """The attempt counted by ``attempt`` was right: take it back from both counters."""
     for _name, key, _limit, _window in _counters(username, address):
         with contextlib.suppress(ValueError):  # the window ended meanwhile
-            cache.decr(key)
+            if cache.decr(key) <= 0:
+                # Nothing left to count (and a key that expired between Redis's check and
+                # its decrement would stay at -1, without an expiry).
+                cache.delete(key)
 
 
 def forget_username(username: str) -> None:

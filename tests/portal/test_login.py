@@ -492,6 +492,34 @@ def test_with_a_shared_cache_another_process_sees_the_failures(cast, settings):
         cache.clear()
 
 
+@pytest.mark.redis
+def test_a_counter_always_ends(cast, settings):
+    """Django's Redis incr and decr check that the key exists, then add: a key that expires in
+    between comes back without an expiry (the reviewer forced it), which would lock a name
+    for good after five failures spread over any time, or leave -1 (one more guess)."""
+    from django.core.cache import cache
+
+    from anim_gateway import login_throttle
+    from tests.conftest import require_redis
+
+    url = require_redis().rsplit("/", 1)[0] + "/15"
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    }
+    cache.clear()
+    try:
+        key = login_throttle._username_key("xavier")
+        redis = cache._cache.get_client(key, write=True)
+        cache.set(key, 0, timeout=None)  # as the race leaves it: no expiry
+        login_throttle.attempt("xavier", "198.51.100.30")
+        assert 0 < redis.ttl(cache.make_and_validate_key(key)) <= settings.PORTAL_LOGIN_LOCK_SECONDS
+        cache.set(key, 0, timeout=None)
+        login_throttle.not_a_failure("xavier", "198.51.100.30")
+        assert cache.get(key) is None  # not -1 for ever
+    finally:
+        cache.clear()
+
+
 def test_deploy_checks_warn_of_counters_kept_per_process(settings):
     from consent.checks import check_production_settings
 
