@@ -186,3 +186,22 @@ def test_the_sweep_deletes_only_old_unindexed_objects(cast, tmp_path, settings):
     assert storage.storage().exists(fresh)
     assert not stale_spool.exists()
     assert waiting_spool.exists()
+
+
+def test_fixity_due_takes_the_never_checked_then_the_oldest_checked(cast, tmp_path, monkeypatch):
+    import datetime
+
+    from django.utils import timezone
+
+    from studies import tasks
+
+    for _ in range(4):
+        ingest(dicom_copy(tmp_path))
+    yesterday, last_week, never, too = Instance.objects.order_by("pk")
+    now = timezone.now()
+    Instance.objects.filter(pk=yesterday.pk).update(fixity_checked_at=now - datetime.timedelta(1))
+    Instance.objects.filter(pk=last_week.pk).update(fixity_checked_at=now - datetime.timedelta(7))
+    queued: list[list[int]] = []
+    monkeypatch.setattr(tasks.fixity_check_batch, "delay", queued.append)
+    assert fixity_check_due(count=3) == 3
+    assert sorted(queued[0]) == sorted([never.pk, too.pk, last_week.pk])
