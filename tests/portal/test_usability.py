@@ -31,6 +31,15 @@ def test_hiding_a_study_blocking_and_revoking_ask_first(portal_as, cast, xavier_
     for page, action in pages:
         (form,) = forms_posting_to(xavier.get(page).content, action)
         assert "data-confirm=" in form, page
+    (revoke,) = forms_posting_to(xavier.get("/me/consents/").content, pages[2][1])
+    assert "the member hospitals no longer see" in revoke  # it names none: it covers all
+
+
+def test_one_hour_of_emergency_access_is_not_one_hours(portal_as, cast, settings):
+    settings.EMERGENCY_ACCESS_HOURS = 1
+    response = portal_as("alice").get(f"/patients/{YVONNE_ID}/emergency/")
+    assert b"1 hours" not in response.content
+    assert b"The access lasts 1 hour and" in response.content
 
 
 def test_the_emergency_form_asks_first_and_says_how_long(portal_as, cast, settings):
