@@ -142,12 +142,17 @@ def previews_due(batch_size: int = 1000) -> int:
         .order_by("pk")
         .values_list("pk", "image")[:batch_size]
     )
-    Series.objects.filter(pk__in=[pk for pk, _ in due]).update(
-        preview_requeues=F("preview_requeues") + 1
-    )
-    for _, instance_id in due:
-        series_preview.delay(instance_id)
-    return len(due)
+    queued = []
+    for series_pk, instance_id in due:
+        try:
+            series_preview.delay(instance_id)
+        except Exception:
+            # The broker is down: the rest wait for the next sweep, their requeues unspent.
+            logger.exception("Previews not queued (is the broker down?)")
+            break
+        queued.append(series_pk)
+    Series.objects.filter(pk__in=queued).update(preview_requeues=F("preview_requeues") + 1)
+    return len(queued)
 
 
 # Instances per fixity task: a task that fails or is requeued repeats this much work.

@@ -122,3 +122,17 @@ def test_a_lost_object_is_given_up_and_a_storage_outage_retried(
     storage.object_delete(key=instance.storage_key)
     assert tasks.series_preview.run(instance.pk) == ""
     assert Series.objects.get().preview_given_up_at is not None
+
+
+def test_a_broker_down_during_the_sweep_spends_no_requeue(
+    cast, tmp_path, monkeypatch, inline_tasks
+):
+    instance = _stored_while_the_broker_was_down(tmp_path, monkeypatch, inline_tasks)
+    _age(instance)
+
+    def unreachable(instance_id):
+        raise OSError("the broker is down")
+
+    monkeypatch.setattr(tasks.series_preview, "delay", unreachable)
+    assert tasks.previews_due() == 0
+    assert Series.objects.get().preview_requeues == 0
