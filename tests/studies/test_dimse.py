@@ -27,6 +27,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from studies import dimse
 
 from .conftest import pydicom_file
+from .pdus import association_rq, read_pdu
 
 
 class FakeService(dimse.Service):
@@ -191,40 +192,10 @@ def _pynetdicom_pdus(message, primitive, max_pdu: int) -> bytes:
 
 def _raw_association(port: int, max_pdu: int = 16382) -> socket.socket:
     """A socket whose association (Verification and CT, contexts 1 and 3) is accepted."""
-    request = A_ASSOCIATE()
-    request.application_context_name = "1.2.840.10008.3.1.1.1"
-    request.calling_ae_title = "GOOD_PACS"
-    request.called_ae_title = "ANIM_GATEWAY"
-    contexts = [build_context(Verification), build_context(CTImageStorage)]
-    for number, context in enumerate(contexts):
-        context.context_id = 2 * number + 1
-    request.presentation_context_definition_list = contexts
-    maximum = MaximumLengthNotification()
-    maximum.maximum_length_received = max_pdu
-    request.user_information = [maximum]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(request)
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(pdu.encode())
-    assert _read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
+    sock.sendall(association_rq("GOOD_PACS", max_pdu))
+    assert read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
     return sock
-
-
-def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
-    header = _read_exactly(sock, 6)
-    if not header:
-        return 0, b""
-    return header[0], _read_exactly(sock, struct.unpack(">L", header[2:])[0])
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            return data
-        data += chunk
-    return data
 
 
 def _p_data(context_id: int, control: int, data: bytes) -> bytes:
@@ -246,7 +217,7 @@ def _store_command(sop_class=CTImageStorage, message_id=1, sop_instance="1.2.3.4
 
 def _aborted(sock: socket.socket) -> bool:
     """Whether the acceptor answered with an A-ABORT (or at least closed the connection)."""
-    kind, _ = _read_pdu(sock)
+    kind, _ = read_pdu(sock)
     return kind in (0x07, 0)
 
 
@@ -300,7 +271,7 @@ def test_a_c_store_on_a_context_of_another_sop_class_is_refused_and_the_associat
 
 def _status_of(sock: socket.socket) -> int:
     """The Status of the command set that the next P-DATA-TF PDU carries (a response)."""
-    kind, body = _read_pdu(sock)
+    kind, body = read_pdu(sock)
     assert kind == 0x04
     return decode(io.BytesIO(body[6:]), True, True).Status
 
@@ -388,7 +359,7 @@ def test_after_the_release_the_peer_closes_the_connection(acceptor, service):
     sock = _raw_association(acceptor[0])
     with sock:
         sock.sendall(b"\x05\x00" + struct.pack(">L", 4) + bytes(4))  # A-RELEASE-RQ
-        assert _read_pdu(sock)[0] == 0x06  # A-RELEASE-RP
+        assert read_pdu(sock)[0] == 0x06  # A-RELEASE-RP
         # PS3.8: the requestor closes; the acceptor waits for it (Sta13).
         sock.settimeout(0.3)
         with pytest.raises(TimeoutError):
@@ -401,7 +372,7 @@ def test_after_the_release_the_peer_closes_the_connection(acceptor, service):
 
 
 def _abort_reason(sock: socket.socket) -> int | None:
-    kind, body = _read_pdu(sock)
+    kind, body = read_pdu(sock)
     return body[3] if kind == 0x07 else None
 
 
@@ -521,7 +492,7 @@ def test_a_title_the_service_cannot_check_now_is_rejected_as_transient(acceptor,
     service.admits = unavailable
     with socket.create_connection(("127.0.0.1", acceptor[0]), timeout=10) as sock:
         sock.sendall(_association_rq())
-        kind, body = _read_pdu(sock)
+        kind, body = read_pdu(sock)
     # A-ASSOCIATE-RJ: rejected-transient, by the service provider (presentation), temporary
     # congestion (PS3.8 9.3.4): the peer may try again.
     assert (kind, tuple(body[1:4])) == (0x03, (0x02, 0x03, 0x01))
@@ -534,7 +505,7 @@ def test_a_fault_while_checking_a_title_aborts(acceptor, service):
     service.admits = fault
     with socket.create_connection(("127.0.0.1", acceptor[0]), timeout=10) as sock:
         sock.sendall(_association_rq())
-        kind, _ = _read_pdu(sock)
+        kind, _ = read_pdu(sock)
     assert kind == 0x07
 
 
@@ -549,7 +520,7 @@ def test_after_a_release_a_trickling_peer_is_closed_within_a_second(acceptor, se
     sock = _raw_association(acceptor[0])
     with sock:
         sock.sendall(b"\x05\x00" + struct.pack(">L", 4) + bytes(4))
-        assert _read_pdu(sock)[0] == 0x06
+        assert read_pdu(sock)[0] == 0x06
         started = time.monotonic()
         while _still_open(sock) and time.monotonic() - started < 5:
             with contextlib.suppress(OSError):

@@ -13,9 +13,6 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.dsutils import decode, encode
-from pynetdicom.pdu import A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
-from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from studies import dimse
@@ -23,11 +20,11 @@ from studies.dicom_net import start_listener, stop_listener
 from studies.models import Instance, Series, Study
 
 from .conftest import dicom_copy, stored_files
+from .pdus import CT, ECHO, association_rq, read_pdu
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RELEASE_RQ = b"\x05\x00" + struct.pack(">L", 4) + bytes(4)
-ECHO, CT = 1, 3  # the presentation contexts of _raw_association
 
 
 @pytest.fixture
@@ -43,20 +40,7 @@ def _port(server) -> int:
 
 
 def _association_rq(max_pdu: int = 16382) -> bytes:
-    request = A_ASSOCIATE()
-    request.application_context_name = "1.2.840.10008.3.1.1.1"
-    request.calling_ae_title = "CHEM_PACS"
-    request.called_ae_title = "ANIM_GATEWAY"
-    contexts = [build_context(Verification), build_context(CTImageStorage)]
-    for context, number in zip(contexts, (ECHO, CT), strict=True):
-        context.context_id = number
-    request.presentation_context_definition_list = contexts
-    maximum = MaximumLengthNotification()
-    maximum.maximum_length_received = max_pdu
-    request.user_information = [maximum]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(request)
-    return pdu.encode()
+    return association_rq("CHEM_PACS", max_pdu)
 
 
 def _connect(server) -> socket.socket:
@@ -67,29 +51,8 @@ def _raw_association(server) -> socket.socket:
     """A socket whose association (Verification on context 1, CT on 3) is accepted."""
     sock = _connect(server)
     sock.sendall(_association_rq())
-    assert _read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
+    assert read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
     return sock
-
-
-def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
-    """(type, body) of the next PDU; (0, b"") once the listener closed the connection."""
-    header = _read_exactly(sock, 6)
-    if len(header) < 6:
-        return 0, b""
-    return header[0], _read_exactly(sock, struct.unpack(">L", header[2:])[0])
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        try:
-            chunk = sock.recv(size - len(data))
-        except ConnectionResetError:
-            return data
-        if not chunk:
-            return data
-        data += chunk
-    return data
 
 
 def _pdu(kind: int, body: bytes) -> bytes:
@@ -138,13 +101,13 @@ def _data_set(tmp_path) -> tuple[bytes, str]:
 
 def _abort_reason(sock: socket.socket) -> int | None:
     """The reason of the A-ABORT the listener answered with (None: it only closed)."""
-    kind, body = _read_pdu(sock)
+    kind, body = read_pdu(sock)
     assert kind in (0x07, 0), f"PDU type 0x{kind:02x} where an A-ABORT was due"
     return body[3] if kind == 0x07 else None
 
 
 def _status(sock: socket.socket) -> int:
-    kind, body = _read_pdu(sock)
+    kind, body = read_pdu(sock)
     assert kind == 0x04, f"PDU type 0x{kind:02x} where a response was due"
     return decode(io.BytesIO(body[6:]), True, True).Status
 
@@ -325,7 +288,7 @@ def test_an_echo_whose_sop_class_uid_is_garbage_is_answered_as_verification(list
         sock.sendall(_p_data((ECHO, 0x03, command)))
         assert _status(sock) == 0x0000
         sock.sendall(RELEASE_RQ)
-        assert _read_pdu(sock)[0] == 0x06
+        assert read_pdu(sock)[0] == 0x06
 
 
 def test_a_huge_group_length_is_not_believed(listener, private_storage, settings, tmp_path):
@@ -336,7 +299,7 @@ def test_a_huge_group_length_is_not_believed(listener, private_storage, settings
         sock.sendall(_p_data((CT, 0x03, command), (CT, 0x02, data)))
         assert _status(sock) == 0x0000
         sock.sendall(RELEASE_RQ)
-        assert _read_pdu(sock)[0] == 0x06
+        assert read_pdu(sock)[0] == 0x06
     _nothing_left(listener, private_storage, settings, stored=1)
 
 
@@ -360,7 +323,7 @@ def test_a_store_whose_data_set_is_not_dicom_fails_and_the_association_goes_on(
         sock.sendall(_p_data((ECHO, 0x03, _echo_command(message_id=2))))
         assert _status(sock) == 0x0000
         sock.sendall(RELEASE_RQ)
-        assert _read_pdu(sock)[0] == 0x06
+        assert read_pdu(sock)[0] == 0x06
     _nothing_left(listener, private_storage, settings)
     _still_serves(listener, tmp_path)
 
@@ -423,7 +386,7 @@ def test_a_data_set_in_thousands_of_tiny_fragments_is_stored(
         sock.sendall(_p_data((CT, 0x00, data), (CT, 0x02, b"")))
         assert _status(sock) == 0x0000  # the same instance again: a duplicate, stored once
         sock.sendall(RELEASE_RQ)
-        assert _read_pdu(sock)[0] == 0x06
+        assert read_pdu(sock)[0] == 0x06
     _nothing_left(listener, private_storage, settings, stored=1)
 
 
@@ -453,7 +416,7 @@ def test_a_calling_title_that_is_not_ascii_is_refused_without_a_traceback_in_the
     request[26:42] = "CHÉM_PACS".encode("latin-1").ljust(16)  # the calling AE title
     with _connect(listener) as sock:
         sock.sendall(bytes(request))
-        assert _read_pdu(sock)[0] in (0x03, 0x07, 0)  # rejected, aborted or closed
+        assert read_pdu(sock)[0] in (0x03, 0x07, 0)  # rejected, aborted or closed
     _still_serves(listener, tmp_path)
     tracebacks = [r.getMessage() for r in caplog.records if r.exc_info]
     assert not tracebacks
