@@ -49,6 +49,19 @@ def _a_proxy(address: str) -> bool:
     return any(_within(ip, entry) for entry in settings.PROXY_ADDRESSES)
 
 
+def counted_address(peer: str, forwarded_for: str) -> str:
+    """The client address the counter counts. Behind a trusted proxy, the last address the
+    proxies appended to X-Forwarded-For that is not one of theirs (what a client wrote in
+    the header itself comes before it, and is never read); "" (not counted) when there is
+    none. The audit log keeps the peer's address (docs/configuration.md)."""
+    if not _a_proxy(peer):
+        return peer
+    for hop in reversed(forwarded_for.split(",")):
+        if not _a_proxy(hop.strip()):
+            return hop.strip()
+    return ""
+
+
 def _within(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, entry: str) -> bool:
     if entry == "*":
         return True

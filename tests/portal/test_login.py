@@ -442,6 +442,24 @@ def test_guesses_sent_together_are_counted_before_any_is_checked(cast, monkeypat
     assert len(checked) == settings.PORTAL_LOGIN_MAX_FAILURES
 
 
+def test_behind_the_proxy_the_client_it_names_is_counted(cast, address_limit, settings):
+    """The proxy appends each client's address to X-Forwarded-For: spraying through it is
+    counted for that client alone, whatever the client wrote in the header itself."""
+    settings.PROXY_ADDRESSES = ["10.0.0.0/24"]
+
+    def through_proxy(forwarded_for: str) -> Client:
+        return Client(REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR=forwarded_for)
+
+    for number in range(address_limit):  # a fresh forged entry each time, then the proxy's
+        response = login(through_proxy(f"192.0.2.{number}, {SPRAYER}"), f"nobody-{number}", "x")
+        assert b"Wrong username or password" in response.content
+    set_password("yvonne")
+    refused = login(through_proxy(SPRAYER), "yvonne")
+    assert b"Too many failed attempts" in refused.content
+    assert login(through_proxy("198.51.100.9"), "yvonne").url == "/"  # another client
+    assert login(Client(REMOTE_ADDR="10.0.0.5"), "yvonne").url == "/"  # no client named
+
+
 @pytest.mark.parametrize(
     ("proxies", "peer"),
     [
