@@ -400,6 +400,14 @@ class ReviewForm(forms.Form):
     note = forms.CharField(required=False, widget=forms.Textarea({"rows": 2}), max_length=2000)
 
 
+def _review_problem(form: ReviewForm) -> str:
+    """What is wrong with a review, in the DPO's words (the page shows it above the list)."""
+    if "outcome" in form.errors:
+        return "Review not recorded: choose justified or unjustified."
+    limit = form.fields["note"].max_length
+    return f"Review not recorded: the note is longer than {limit} characters."
+
+
 @portal_view(Role.DPO)
 @serves_patient_data
 def emergency_reviews(request: HttpRequest) -> HttpResponse:
@@ -430,7 +438,7 @@ def emergency_review(request: HttpRequest, access_id: int) -> HttpResponse:
     except AccessDenied as denied:
         return forbidden(request, denied.message, status=denied.status_code)
     if not form.is_valid():
-        messages.error(request, "Choose justified or unjustified.")
+        messages.error(request, _review_problem(form))
         return redirect("portal:dpo-emergencies")
     run_service(
         request,

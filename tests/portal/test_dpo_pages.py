@@ -141,3 +141,25 @@ def test_the_review_tells_whether_the_patient_was_told(portal_as, cast):
     assert "patient has no e-mail address" in dora.get("/dpo/emergencies/").content.decode()
     EmergencyAccess.objects.filter(pk=access.pk).update(patient_notice="failed")
     assert "patient notice could not be delivered" in dora.get("/dpo/emergencies/").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("posted", "message"),
+    [
+        ({"note": "Seen the ER log."}, "choose justified or unjustified"),
+        ({"outcome": "justified", "note": "x" * 2001}, "the note is longer than 2000 characters"),
+    ],
+)
+def test_a_review_not_recorded_says_why(portal_as, cast, posted, message):
+    access = EmergencyAccess.objects.create(
+        practitioner=cast.bob,
+        institution=Institution.objects.get(code="CHEM"),
+        patient=cast.xavier,
+        reason="Unconscious after a road accident, brought to our ER.",
+        expires_at=timezone.now() + datetime.timedelta(hours=4),
+    )
+    dora = portal_as("dora")
+    page = dora.post(f"/dpo/emergencies/{access.pk}/review/", posted, follow=True)
+    assert f"Review not recorded: {message}." in page.content.decode()
+    access.refresh_from_db()
+    assert access.review == "pending"
