@@ -310,6 +310,25 @@ def test_a_body_shorter_than_its_length_is_refused_and_nothing_is_stored(
     _nothing_stored(private_storage, settings)
 
 
+def test_a_chunked_body_cut_inside_a_chunk_is_refused_and_nothing_is_stored(
+    chl_pacs, private_storage, settings, tmp_path
+):
+    from gunicorn.http.errors import NoMoreData
+
+    # gunicorn de-chunks the body (no Content-Length) and raises NoMoreData when the
+    # connection closes inside a chunk.
+    half, content_type = _first_half_of_a_stow(tmp_path)
+    response = _post(
+        chl_pacs,
+        b"",
+        content_type,
+        CONTENT_LENGTH="",
+        **{"wsgi.input": _CutShort(half, NoMoreData(b"")), "wsgi.input_terminated": True},
+    )
+    _refused(response, names="body")
+    _nothing_stored(private_storage, settings)
+
+
 def test_a_store_is_refused_before_its_body_is_read_when_the_length_is_not_a_number(
     chl_pacs, private_storage, settings
 ):
