@@ -143,7 +143,8 @@ def access_patient_by_national_id(
     """
     patient = _patient_or_none(value)
     if patient is None:
-        gate.deny_unknown(actor, audit_action=audit_action, detail={"national_id": "unknown"})
+        detail = {"national_id": "unknown"}
+        gate.deny_unknown(actor, audit_action=audit_action, detail=detail, action=action)
         raise NotFound("No such patient.")
     gate.authorize(
         actor,
@@ -165,7 +166,7 @@ def access_care_assertion(
     """
     patient = _patient_or_none(national_id_value)
     if patient is None:
-        gate.deny_unknown(actor, audit_action=Action.CARE_ASSERT)
+        gate.deny_unknown(actor, audit_action=Action.CARE_ASSERT, action=gate.ASSERT_CARE)
         raise ApplicationError("patient: no patient with this national_id.")
     gate.authorize(
         actor,
@@ -196,7 +197,7 @@ def access_care_end(actor: Actor, *, link_id: int, audit_action: str) -> CareRel
         actor.role != Role.SYSTEM or link.institution_id == getattr(actor.institution, "pk", None)
     )
     if not mine:
-        gate.deny_unknown(actor, audit_action=audit_action)
+        gate.deny_unknown(actor, audit_action=audit_action, action=gate.ASSERT_CARE)
         raise NotFound("No such care relationship.")
     gate.authorize(
         actor, gate.ASSERT_CARE, patient=link.patient, audit_action=audit_action, audit_permit=False

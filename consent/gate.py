@@ -358,14 +358,24 @@ def authorize_found_studies(
     )
 
 
-def deny_unknown(actor: Actor, *, audit_action: str, detail: dict | None = None) -> None:
+def deny_unknown(
+    actor: Actor, *, audit_action: str, detail: dict | None = None, action: str = ""
+) -> None:
     """Audit a request for an unknown patient or study as a deny; the caller answers 404.
+
+    An actor whose role may never perform ``action`` is refused for that (403), as it is
+    for a patient or study that exists: the answer does not tell whether it exists.
 
     Raises
     ------
     AccessDenied
-        Only when the audit log is unavailable.
+        For a role that may not perform ``action``, and when the audit log is unavailable.
     """
+    refusal = policy.role_refusal(actor.role, action) if action else None
+    if refusal is not None:
+        raise AccessDenied(
+            _audited(actor, refusal, audit_action, "", study_uid="", detail=detail or {})
+        )
     decision = Decision(False, "NOT_FOUND", "No such patient or study.")
     decision = _audited(actor, decision, audit_action, "", study_uid="", detail=detail or {})
     if decision.reason_code != "NOT_FOUND":
@@ -429,6 +439,9 @@ def _decide_one(
     actor: Actor, action: str, *, patient: Patient | None, study: StudyRef | None
 ) -> tuple[Decision, bool]:
     """The decision, and whether a deny must look like an unknown study (404)."""
+    refusal = policy.role_refusal(actor.role, action)
+    if refusal is not None:
+        return refusal, False  # whatever the patient or study: it reveals neither
     if study is not None and patient is not None and study.patient_id != patient.pk:
         # A study of another patient than the one in the URL: it is not there for this one.
         return Decision(False, "NOT_FOUND", NOT_FOUND_MESSAGE), True
@@ -446,6 +459,9 @@ def _decide_found(
     actor: Actor, action: str, facts: dict[int | None, Facts], study: StudyRef
 ) -> tuple[Decision, bool]:
     """The decision on one study, and whether a deny must look like an unknown study."""
+    refusal = policy.role_refusal(actor.role, action)
+    if refusal is not None:
+        return refusal, False
     facts_of = facts[study.patient_id]
     decision = policy.decide(
         facts_of,

@@ -120,6 +120,9 @@ def decide(
     study_uid
         The study, for rule 5 (hidden by the patient).
     """
+    refusal = role_refusal(facts.role, action)
+    if refusal is not None:
+        return refusal
     deciders = {
         "practitioner": _practitioner,
         "patient": _patient,
@@ -127,10 +130,35 @@ def decide(
         "dpo": _dpo,
         "admin": _admin,
     }
-    decider = deciders.get(facts.role)
-    if decider is None:
+    return deciders[facts.role](facts, action, study_institution_id, study_uid)
+
+
+# What each role may ever do, and what it is told otherwise. A refusal here depends on the
+# role and the action alone, never on a patient or a study: the gate gives it before it looks
+# either up, so that it reveals neither's existence.
+ROLE_ACTIONS = {
+    "practitioner": frozenset({STORE, LIST_STUDIES, VIEW_IMAGES, EMERGENCY}),
+    "patient": frozenset({LIST_STUDIES, VIEW_IMAGES, MANAGE_RECORD}),
+    "system": frozenset({STORE, LIST_STUDIES, ASSERT_CARE}),
+    "dpo": frozenset({REVIEW_EMERGENCY}),
+    "admin": frozenset({ASSERT_CARE}),
+}
+_REFUSED = {
+    "practitioner": "Practitioners may not perform this action.",
+    "patient": "Patients may not perform this action.",
+    "system": "Hospital systems may not perform this action.",
+    "dpo": "The DPO reads audit data only, never patient data.",
+    "admin": "Administrators do not see patient data.",
+}
+
+
+def role_refusal(role: str, action: str) -> Decision | None:
+    """The deny of an action the role may never perform, or None."""
+    if role not in ROLE_ACTIONS:
         return _deny("ROLE_NOT_ALLOWED", "This account has no role that gives access.")
-    return decider(facts, action, study_institution_id, study_uid)
+    if action not in ROLE_ACTIONS[role]:
+        return _deny("ROLE_NOT_ALLOWED", _REFUSED[role])
+    return None
 
 
 def _practitioner(f: Facts, action: str, j: int | None, study_uid: str | None) -> Decision:
@@ -147,8 +175,6 @@ def _practitioner(f: Facts, action: str, j: int | None, study_uid: str | None) -
     ids = {"affiliation": affiliation.id}
     if action == STORE:
         return _store(f, j, ids)
-    if action not in (LIST_STUDIES, VIEW_IMAGES, EMERGENCY):
-        return _deny("ROLE_NOT_ALLOWED", "Practitioners may not perform this action.", ids=ids)
     # 2: the profession may perform the action
     if action not in f.profession_actions.get(f.profession, ()):
         return _deny(
@@ -246,8 +272,6 @@ def _emergency_declaration(f: Facts, ids: dict) -> Decision:
 
 
 def _patient(f: Facts, action: str, j: int | None, study_uid: str | None) -> Decision:
-    if action not in (LIST_STUDIES, VIEW_IMAGES, MANAGE_RECORD):
-        return _deny("ROLE_NOT_ALLOWED", "Patients may not perform this action.")
     if f.patient_id is None or f.patient_id != f.actor_patient_id:
         return _deny("NOT_OWN_RECORD", "Patients may act only on their own record.")
     if f.via_representative and not f.representation_granted:
@@ -263,8 +287,6 @@ def _system(f: Facts, action: str, j: int | None, study_uid: str | None) -> Deci
     # Hospital systems act only for their own institution.
     if f.acting_institution_id is None:
         return _deny("NOT_AFFILIATED", "This system account belongs to no institution.")
-    if action not in (STORE, LIST_STUDIES, ASSERT_CARE):
-        return _deny("ROLE_NOT_ALLOWED", "Hospital systems may not perform this action.")
     if j is not None and j != f.acting_institution_id:
         return _deny(
             "OTHER_INSTITUTION", "A hospital system sees only its own institution's studies."
@@ -276,13 +298,13 @@ def _dpo(f: Facts, action: str, j: int | None, study_uid: str | None) -> Decisio
     # The DPO oversees; they never see patient data (images, studies).
     if action == REVIEW_EMERGENCY:
         return _permit(DPO, "Permitted: data protection oversight.", {})
-    return _deny("ROLE_NOT_ALLOWED", "The DPO reads audit data only, never patient data.")
+    return _deny("ROLE_NOT_ALLOWED", _REFUSED["dpo"])
 
 
 def _admin(f: Facts, action: str, j: int | None, study_uid: str | None) -> Decision:
     if action == ASSERT_CARE:
         return _permit(ADMIN, "Permitted: provisioning by an administrator.", {})
-    return _deny("ROLE_NOT_ALLOWED", "Administrators do not see patient data.")
+    return _deny("ROLE_NOT_ALLOWED", _REFUSED["admin"])
 
 
 def _first_active(periods: Sequence[Period], at: datetime.datetime) -> Period | None:

@@ -35,7 +35,7 @@ def access_study(
         study = Study.objects.select_related("patient", "institution").filter(study_uid=study_uid)
         study = study.first()
     if study is None:
-        _unknown_study(actor, study_uid=study_uid, audit_action=audit_action)
+        _unknown_study(actor, study_uid=study_uid, action=action, audit_action=audit_action)
     gate.authorize(
         actor, action, patient=study.patient, study=study, audit_action=audit_action, detail=detail
     )
@@ -62,15 +62,15 @@ def access_study_row(
             return lookups.study_of(found)
     row = lookups.study_row(study_uid) if is_valid_uid(study_uid) else None
     if row is None:
-        _unknown_study(actor, study_uid=study_uid, audit_action=audit_action)
+        _unknown_study(actor, study_uid=study_uid, action=action, audit_action=audit_action)
     gate.authorize(actor, action, patient=row.patient, study=row, audit_action=audit_action)
     return row
 
 
-def _unknown_study(actor: Actor, *, study_uid: str, audit_action: str) -> NoReturn:
+def _unknown_study(actor: Actor, *, study_uid: str, action: str, audit_action: str) -> NoReturn:
     # Only a valid UID is quoted in the audit detail; anything else is not worth keeping.
     quoted = study_uid if is_valid_uid(study_uid) else "invalid"
-    gate.deny_unknown(actor, audit_action=audit_action, detail={"study_uid": quoted})
+    gate.deny_unknown(actor, audit_action=audit_action, detail={"study_uid": quoted}, action=action)
     raise NotFound(gate.NOT_FOUND_MESSAGE)
 
 

@@ -61,11 +61,42 @@ def test_a_practitioner_learns_why_a_visible_study_is_withheld(cast) -> None:
     assert (denied.status_code, denied.code) == (403, "RECORD_NOT_ACTIVE")
 
 
-@pytest.mark.parametrize("username", ["yvonne", "dora", "chl-pacs"])
-def test_other_roles_cannot_tell_an_existing_study_from_an_unknown_one(cast, username) -> None:
+def _user(username: str):
     from django.contrib.auth import get_user_model
 
-    user = get_user_model().objects.get(username=username)
-    denied = deny(actor(user, "CHL" if username == "chl-pacs" else None), cast.xavier)
+    return get_user_model().objects.get(username=username)
+
+
+def test_a_patient_cannot_tell_another_patients_study_from_an_unknown_one(cast) -> None:
+    denied = deny(actor(_user("yvonne"), None), cast.xavier)
     assert (denied.status_code, denied.code, denied.message) == (404, "NOT_FOUND", "No such study.")
     assert AuditEvent.objects.order_by("-seq").first().outcome == "deny"
+
+
+def unknown(who) -> AccessDenied | None:
+    """What the gate answers this actor for a study that does not exist (None: a 404)."""
+    try:
+        gate.deny_unknown(
+            who, audit_action="study.retrieve", detail={"study_uid": UID}, action=gate.VIEW_IMAGES
+        )
+    except AccessDenied as denied:
+        return denied
+    return None
+
+
+@pytest.mark.parametrize("username", ["dora", "chl-pacs"])
+def test_a_role_that_never_sees_images_is_refused_alike_for_any_study(cast, username) -> None:
+    # Refused for the role, before the study is looked at: an existing study and an unknown
+    # one get the same 403, which says why and reveals neither.
+    who = actor(_user(username), "CHL" if username == "chl-pacs" else None)
+    existing, missing = deny(who, cast.xavier), unknown(who)
+    assert missing is not None
+    for denied in (existing, missing):
+        assert (denied.status_code, denied.code) == (403, "ROLE_NOT_ALLOWED")
+    assert existing.message == missing.message
+    outcomes = AuditEvent.objects.order_by("-seq").values_list("outcome", "reason_code")[:2]
+    assert list(outcomes) == [("deny", "ROLE_NOT_ALLOWED")] * 2
+
+
+def test_a_patient_asking_for_an_unknown_study_gets_a_404(cast) -> None:
+    assert unknown(actor(_user("yvonne"), None)) is None

@@ -4,6 +4,7 @@ import re
 
 import pytest
 from django.test import Client
+from pydicom.uid import generate_uid
 
 from audit.models import AuditEvent
 from consent.models import EmergencyAccess
@@ -151,8 +152,10 @@ def test_the_dpo_never_sees_images_even_with_the_url(alice, portal_as, cast, xav
     uid = xavier_studies["ct"].study_uid
     [(_series, preview)] = alice.get(f"/patients/{XAVIER_ID}/studies/{uid}/").context["series"]
     dora = portal_as("dora")
-    # Not even the existence of the study is confirmed to her (404, as for an unknown one).
-    assert dora.get(preview, {"accept": "image/png"}).status_code == 404
+    # Refused for her role, as for an unknown study: its existence is not confirmed to her.
+    unknown = preview.replace(uid, generate_uid())
+    assert dora.get(preview, {"accept": "image/png"}).status_code == 403
+    assert dora.get(unknown, {"accept": "image/png"}).status_code == 403
     assert dora.get(f"/patients/{XAVIER_ID}/studies/{uid}/").status_code == 403
 
 

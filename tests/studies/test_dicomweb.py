@@ -1,5 +1,6 @@
 """DICOMweb: QIDO-RS, WADO-RS and STOW-RS through the gate, with the DRF error shape."""
 
+import datetime
 import io
 import json
 import secrets
@@ -14,7 +15,7 @@ from pydicom.uid import generate_uid
 from audit.models import AuditEvent
 from studies import storage
 from studies.models import Instance, Study
-from tests.conftest import client_for
+from tests.conftest import XAVIER_ID, client_for
 
 from .conftest import (
     dicom_copy,
@@ -1303,3 +1304,32 @@ def test_several_frames_come_in_the_order_asked_from_one_read_of_the_object(
     parts = multipart_parts(response)
     assert [data for _, data in parts] == [frames[2].tobytes(), frames[0].tobytes()]
     assert len(opened) == 2, "opened once to check it is there, once for all its frames"
+
+
+@pytest.mark.parametrize(("username", "institution"), [("dora", None), ("chl-pacs", "CHL")])
+def test_a_role_that_never_sees_images_cannot_tell_a_study_from_an_unknown_one(
+    cast, tmp_path, username, institution
+):
+    # A study of the system's own institution included: hospital systems store, not read.
+    own = ingest(dicom_copy(tmp_path, patient_id="CHL-X1"), "CHL")
+    client, unknown = client_for(username, institution), generate_uid()
+    instance = f"/series/{own.series_uid}/instances/{own.sop_instance_uid}"
+    suffixes = ["/metadata", "", f"{instance}/rendered", f"{instance}/frames/1"]
+    if username == "dora":
+        suffixes.append("/series")  # hospital systems list their own studies' series
+    for suffix in suffixes:
+        answers = [
+            client.get(f"/dicomweb/studies/{uid}{suffix}") for uid in (own.study_uid, unknown)
+        ]
+        assert [a.status_code for a in answers] == [403, 403], suffix
+        assert answers[0].json() == answers[1].json()
+        assert answers[0].json()["error"]["code"] == "ROLE_NOT_ALLOWED"
+
+
+def test_the_dpo_cannot_tell_a_registered_national_id_from_an_unknown_one(cast):
+    from consent import national_id
+
+    dora, unknown = client_for("dora"), national_id.make(datetime.date(1970, 1, 1), 9)
+    answers = [dora.get(f"/api/v1/patients/{nid}/studies/") for nid in (XAVIER_ID, unknown)]
+    assert [a.status_code for a in answers] == [403, 403]
+    assert answers[0].json() == answers[1].json()
