@@ -16,7 +16,7 @@ with the not-found body; ``GATE_ERROR`` (deciding failed) is 403; ``AUDIT_UNAVAI
 import contextvars
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, NoReturn, Protocol
 
@@ -88,8 +88,7 @@ class StudyListDecision:
     # (institution code, reason code) of institutions whose studies were withheld; studies
     # hidden by the patient are never mentioned.
     withheld: list[tuple[str, str]]
-    # The lookup found studies after the first ``limit`` (authorize_found_studies): they
-    # were neither decided nor audited.
+    # Permitted studies follow the page (authorize_search).
     more: bool = False
 
 
@@ -263,7 +262,7 @@ class Found(NamedTuple):
 
 
 def looks_up_with_facts(actor: Actor) -> bool:
-    """Whether ``authorize_found`` and ``authorize_found_studies`` serve this actor: a
+    """Whether ``authorize_found`` and a search's lookups serve this actor: a
     practitioner, on PostgreSQL. Otherwise the caller looks the study up, then authorizes."""
     return (
         actor.role == Role.PRACTITIONER
@@ -318,18 +317,35 @@ def authorize_found(
     return study
 
 
-def authorize_found_studies(
+# A search decides at most this many studies to fill a page with permitted ones: beyond,
+# the page may come short, and ``more`` says that studies follow.
+MAX_SEARCH_DECIDED = 20_000
+
+# The studies of rows [start, start + count) of a search in its order, the first ``bare``
+# of them without their result's columns (rows before the offset, which never land on the
+# page): a list, or a lookup found in the fact query's own statement (a practitioner on
+# PostgreSQL).
+SearchWindow = Callable[[int, int, int], "Sequence[StudyRef] | facts_query.Lookup"]
+
+
+def authorize_search(
     actor: Actor,
     action: str,
     *,
-    lookup: facts_query.Lookup,
+    window: SearchWindow,
+    offset: int,
+    limit: int,
     audit_action: str,
     detail: dict | None = None,
-    limit: int | None = None,
 ) -> StudyListDecision:
-    """As ``authorize_studies``, on the studies the lookup finds (ordered by their ``pk``
-    column), found in the fact query's own statement; on the first ``limit`` of them only
-    when it is given (a lookup may find one more, to learn whether more follow).
+    """A page of the permitted studies of a search: ``offset`` and ``limit`` count studies
+    the actor may see, so a study withheld from them never takes a place on a page, and
+    neither a gap nor ``more`` tells that one matched the search. One audit event.
+
+    The search's rows are decided in order, window after window, until the page and one
+    study beyond it are permitted (``more``) or the rows end: one window, one statement,
+    unless studies are withheld. The first ``offset`` rows can never be on the page, and
+    are read without their result's columns.
 
     Raises
     ------
@@ -337,25 +353,59 @@ def authorize_found_studies(
         When deciding or auditing fails (never because some studies were withheld).
     """
     _mark_consulted()
+    national_ids: dict[int, str] = {}
     try:
         _refuse_inside_transaction()
-        national_ids: dict[int, str] = {}
-        facts, studies = _facts_and_found(actor, lookup, national_ids=national_ids)
-        studies.sort(key=lambda found: found.pk)
-        more = limit is not None and len(studies) > limit
-        studies = studies[:limit]
-        result, hidden = _decided_many(action, studies, facts)
-        result = StudyListDecision(result.permitted, result.withheld, more)
-        national_id = _one_patient(studies, national_ids)
-        outcome = _permitted_of(result, studies)
+        permitted, withheld, hidden, decided = [], set(), 0, []
+        wanted = offset + limit + 1
+        start, count = 0, min(wanted, MAX_SEARCH_DECIDED)
+        while True:
+            rows = window(start, count, max(0, offset - start))
+            studies, result, hid = _decided_window(actor, action, rows, national_ids)
+            permitted += result.permitted
+            withheld.update(result.withheld)
+            hidden, decided = hidden + hid, decided + list(studies)
+            done = len(permitted) >= wanted or len(studies) < count
+            if done or len(decided) >= MAX_SEARCH_DECIDED:
+                break
+            # Windows grow: many withheld studies cost few statements.
+            start, count = start + count, min(2 * count, MAX_SEARCH_DECIDED - len(decided))
+        page = permitted[offset : offset + limit]
+        more = len(permitted) > offset + limit or not done
+        result = StudyListDecision(page, sorted(withheld), more)
+        # The event is about one patient when every study decided is theirs.
+        national_id = _one_patient(decided, national_ids)
+        outcome = _permitted_of(result, page)
+        counts = {"decided": len(decided)}
     except Exception:
-        logger.exception("The gate failed while deciding a list of %s", action)
-        studies, national_id = [], ""
+        logger.exception("The gate failed while deciding a search of %s", action)
+        page, national_id, counts = [], "", {}
         result, hidden = StudyListDecision([], []), 0
         outcome = _error_decision("GATE_ERROR", "Access could not be decided; it is denied.")
     return _list_audited(
-        actor, outcome, result, studies, hidden, audit_action, national_id, detail=detail
+        actor,
+        outcome,
+        result,
+        page,
+        hidden,
+        audit_action,
+        national_id,
+        detail={**(detail or {}), **counts},
     )
+
+
+def _decided_window(
+    actor: Actor,
+    action: str,
+    studies: "Sequence[StudyRef] | facts_query.Lookup",
+    national_ids: dict[int, str],
+) -> tuple[Sequence[StudyRef], StudyListDecision, int]:
+    """The studies of one window of a search, decided: (studies, decision, hidden)."""
+    if isinstance(studies, facts_query.Lookup):
+        facts, found = _facts_and_found(actor, studies, national_ids=national_ids)
+        found.sort(key=lambda study: study.pk)
+        return found, *_decided_many(action, found, facts)
+    return studies, *_decide_many(actor, action, studies, national_ids=national_ids)
 
 
 def deny_unknown(
@@ -503,14 +553,23 @@ def _decided_many(
     action: str, studies: Sequence[StudyRef], facts: dict[int | None, Facts]
 ) -> tuple[StudyListDecision, int]:
     permitted, withheld, hidden = [], set(), 0
+    # A study's decision depends on its patient and institution, and on its UID only when
+    # the patient hid it: decided once per patient and institution otherwise (a search
+    # decides up to MAX_SEARCH_DECIDED studies).
+    same: dict[tuple[int | None, int], Decision] = {}
     for study in studies:
         facts_of = facts[study.patient_id]
-        decision = policy.decide(
-            facts_of,
-            action=action,
-            study_institution_id=study.institution_id,
-            study_uid=study.study_uid,
-        )
+        key = (study.patient_id, study.institution_id)
+        decision = None if study.study_uid in facts_of.hidden_study_uids else same.get(key)
+        if decision is None:
+            decision = policy.decide(
+                facts_of,
+                action=action,
+                study_institution_id=study.institution_id,
+                study_uid=study.study_uid,
+            )
+            if study.study_uid not in facts_of.hidden_study_uids:
+                same[key] = decision
         if decision.permit:
             permitted.append(study)
         elif _hidden_from(facts_of, study):

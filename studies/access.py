@@ -9,6 +9,7 @@ from anim_gateway.errors import NotFound
 from audit.actions import Action
 from consent import facts_query, gate
 from consent.actors import Actor
+from consent.gate import Found
 from consent.models import Patient, Role
 from studies import lookups, qido, qido_sql, selectors
 from studies.dicom import is_valid_uid
@@ -162,7 +163,7 @@ def instance_of(study: Study, *, series_uid: str, sop_uid: str) -> Instance:
 
 @dataclass(frozen=True)
 class SearchPage:
-    """A page of QIDO-RS study results, and whether studies in scope follow it."""
+    """A page of QIDO-RS study results, and whether studies the caller may see follow it."""
 
     hits: list[selectors.StudyHit]
     more: bool
@@ -171,17 +172,14 @@ class SearchPage:
 def studies_search(actor: Actor, *, query: qido.Query) -> SearchPage:
     """The page of studies matching a QIDO-RS query that the actor may see.
 
-    SQL selects the page (ORDER BY, OFFSET, LIMIT) among the studies in the actor's scope
-    (``_search_scope``), with the columns of a result only, in one query; the gate then
-    decides each study of the page, in one audited decision. Offset and limit therefore
-    count studies in scope: a page holds fewer than ``limit`` studies when the gate
-    withholds some of it (an institution the patient's consent does not cover, say), and
-    the next page starts at ``offset + limit`` all the same, so paging never skips nor
-    repeats a study. Hidden studies are out of scope in
-    SQL already: they never leave a gap that would reveal them.
-
-    A short or even empty page does not mean the end, so SQL reads one study in scope
-    beyond the page (neither decided nor audited): ``more`` says whether one follows.
+    SQL selects the studies in the actor's scope (``_search_scope``: the patients they may
+    possibly see, less what is surely not theirs to see) that match the query, newest first,
+    with the columns of a result only; the gate decides them in that order, window after
+    window, and the page is cut from the permitted ones (``gate.authorize_search``). Offset
+    and limit count the studies the actor may see: a study withheld from them (a patient who
+    blocked them, a consent that does not cover their institution, a closed record) takes no
+    place on a page, so neither a short page nor the "more results" warning tells that it
+    matched. ``more`` says whether permitted studies follow the page.
     """
     if actor.role not in (Role.PRACTITIONER, Role.PATIENT):
         # The DPO, administrators and hospital systems search no patient's images.
@@ -192,46 +190,38 @@ def studies_search(actor: Actor, *, query: qido.Query) -> SearchPage:
             audit_action=Action.STUDY_SEARCH,
             detail=query.describe(),
         )
-    if gate.looks_up_with_facts(actor):
-        return _studies_found(actor, query=query)
-    scope = _search_scope(actor)
-    page = selectors.study_page(
-        scope=scope, query=query, offset=query.offset, limit=query.limit + 1
-    )
-    decision = gate.authorize_studies(
+    decision = gate.authorize_search(
         actor,
         gate.LIST_STUDIES,
-        studies=page[: query.limit],
-        audit_action=Action.STUDY_SEARCH,
-        detail=query.describe(),
-    )
-    return SearchPage(decision.permitted, more=len(page) > query.limit)
-
-
-def _studies_found(actor: Actor, *, query: qido.Query) -> SearchPage:
-    """As ``studies_search`` for a practitioner on PostgreSQL: the scope, the page and the
-    gate's facts in one statement (the page is a lookup of the fact query)."""
-    own = actor.institution.pk if actor.institution else None
-    scope = qido_sql.Scope(
-        patient_ids=(),
-        patients_sql=facts_query.VISIBLE_PATIENTS,
-        leave_out_hidden=True,
-        institution_id=own,
-        unreconciled=True,
-    )
-    lookup = qido_sql.page_lookup(
-        scope=scope, query=query, offset=query.offset, limit=query.limit + 1
-    )
-    decision = gate.authorize_found_studies(
-        actor,
-        gate.LIST_STUDIES,
-        lookup=lookup,
-        audit_action=Action.STUDY_SEARCH,
-        detail=query.describe(),
+        window=_search_window(actor, query),
+        offset=query.offset,
         limit=query.limit,
+        audit_action=Action.STUDY_SEARCH,
+        detail=query.describe(),
     )
-    hits = [selectors.study_hit_of(found) for found in decision.permitted]
+    hits = [selectors.study_hit_of(s) if isinstance(s, Found) else s for s in decision.permitted]
     return SearchPage(hits, more=decision.more)
+
+
+def _search_window(actor: Actor, query: qido.Query) -> gate.SearchWindow:
+    """Rows [start, start + count) of the search: for a practitioner on PostgreSQL, a lookup
+    that the gate's fact query finds in its own statement; otherwise the studies."""
+    if gate.looks_up_with_facts(actor):
+        own = actor.institution.pk if actor.institution else None
+        scope = qido_sql.Scope(
+            patient_ids=(),
+            patients_sql=facts_query.VISIBLE_PATIENTS,
+            leave_out_hidden=True,
+            institution_id=own,
+            unreconciled=True,
+        )
+        return lambda start, count, bare: qido_sql.page_lookup(
+            scope=scope, query=query, offset=start, limit=count, bare=bare
+        )
+    scope = _search_scope(actor)
+    return lambda start, count, _bare: selectors.study_page(
+        scope=scope, query=query, offset=start, limit=count
+    )
 
 
 def _search_scope(actor: Actor) -> qido_sql.Scope:

@@ -27,11 +27,13 @@ _RESULT_COLUMNS = (
     " CAST(attributes AS text)"
 )
 
-# A lookup's columns (consent.facts_query.Lookup): the rank in the page, then StudyHit's.
+# A lookup's columns (consent.facts_query.Lookup): the rank in the page, then StudyHit's,
+# whose result's columns are left out of the first rows (a mark: how many).
 _LOOKUP_COLUMNS = (
     f"row_number() OVER (ORDER BY {_NEWEST_FIRST}), patient_id, institution_id, study_uid,"
+    f" CASE WHEN row_number() OVER (ORDER BY {_NEWEST_FIRST}) > %s THEN"
     " ARRAY[modalities, CAST(series_count AS text), CAST(instance_count AS text),"
-    " CAST(attributes AS text)]"
+    " CAST(attributes AS text)] END"
 )
 
 
@@ -75,15 +77,18 @@ def page(*, scope: Scope, query: qido.Query, offset: int, limit: int) -> list[tu
         return cursor.fetchall()
 
 
-def page_lookup(*, scope: Scope, query: qido.Query, offset: int, limit: int) -> Lookup:
+def page_lookup(
+    *, scope: Scope, query: qido.Query, offset: int, limit: int, bare: int = 0
+) -> Lookup:
     """The page as a lookup for the gate's fact query (PostgreSQL): its studies are found and
     decided in one statement. Each row's id is its rank in the page; ``extra`` holds the
-    modalities, series and instance counts and the attributes' text (``StudyHit``)."""
+    modalities, series and instance counts and the attributes' text (``StudyHit``), or
+    nothing in the first ``bare`` rows (only decided, never served)."""
     parts = _parts(scope, query)
     union = " UNION ALL ".join(sql for sql, _ in parts)
     ids = f"SELECT id FROM ({union}) page ORDER BY {_NEWEST_FIRST} LIMIT %s OFFSET %s"  # noqa: S608
     sql = f"SELECT {_LOOKUP_COLUMNS} FROM {_STUDY} WHERE id IN ({ids})"  # noqa: S608 (names, marks)
-    params = [p for _, part_params in parts for p in part_params] + [limit, offset]
+    params = [bare] + [p for _, part_params in parts for p in part_params] + [limit, offset]
     return Lookup(*_named(sql, params))
 
 

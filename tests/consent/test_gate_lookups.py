@@ -132,36 +132,36 @@ def test_only_practitioners_are_served(cast):
     assert not gate.looks_up_with_facts(actor(cast.dora.user))
 
 
+def search(who, found, *, limit: int = 10):
+    """The gate's search over one window: the lookup's studies, whatever rows are asked."""
+    return gate.authorize_search(
+        who,
+        gate.LIST_STUDIES,
+        window=lambda start, count, bare: found if start == 0 else lookup(),
+        offset=0,
+        limit=limit,
+        audit_action="study.search",
+    )
+
+
 def test_a_list_comes_in_rank_order_and_withholds_as_authorize_studies(shared):
     care(shared.alice, shared.yvonne)  # but no consent from Yvonne
     hits = [(2, shared.xavier, "CHEM", "1.2"), (1, shared.xavier, "HRS", "1.1")]
-    result = gate.authorize_found_studies(
-        actor(shared.alice.user, "CHL"),
-        gate.LIST_STUDIES,
-        lookup=lookup(*hits),
-        audit_action="study.search",
-    )
+    result = search(actor(shared.alice.user, "CHL"), lookup(*hits))
     assert [s.study_uid for s in result.permitted] == ["1.1", "1.2"]
-    withheld = gate.authorize_found_studies(
+    withheld = search(
         actor(shared.alice.user, "CHL"),
-        gate.LIST_STUDIES,
-        lookup=lookup((1, shared.yvonne, "CHEM", "2.1"), (2, shared.xavier, "CHL", "2.2")),
-        audit_action="study.search",
+        lookup((1, shared.yvonne, "CHEM", "2.1"), (2, shared.xavier, "CHL", "2.2")),
     )
     assert [s.study_uid for s in withheld.permitted] == ["2.2"]
     assert withheld.withheld == [("CHEM", "NO_CONSENT")]
     event = last_event()
-    assert (event.detail["studies"], event.detail["permitted"], event.patient) == (2, 1, "")
+    assert (event.detail["decided"], event.detail["permitted"], event.patient) == (2, 1, "")
 
 
 def test_a_list_never_mentions_a_hidden_study(shared):
     hide(shared.xavier, "1.2")
-    result = gate.authorize_found_studies(
-        actor(shared.alice.user, "CHL"),
-        gate.LIST_STUDIES,
-        lookup=lookup((1, shared.xavier, "CHEM", "1.2")),
-        audit_action="study.search",
-    )
+    result = search(actor(shared.alice.user, "CHL"), lookup((1, shared.xavier, "CHEM", "1.2")))
     assert (result.permitted, result.withheld) == ([], [])
     assert last_event().detail["hidden"] == 1
     assert last_event().patient == shared.xavier.national_id
