@@ -21,3 +21,4 @@ preload_app = True
 # log records it as the client's (docs/configuration.md).
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = None  # access is in the audit log; the proxy keeps its own request log
+logger_class = "anim_gateway.gunicorn_logging.Logger"  # national identifiers redacted

@@ -4,17 +4,30 @@ import logging
 import re
 
 _NATIONAL_ID = re.compile(r"(?<!\d)\d{13}(?!\d)")
+_TRACEBACKS = logging.Formatter()  # the standard formatter's rendering of a traceback
 
 
 def _redact(value: object) -> object:
     return _NATIONAL_ID.sub("<national-id>", value) if isinstance(value, str) else value
 
 
+def _message(record: logging.LogRecord) -> str:
+    """The message as it will read: any argument's str() may hold one (an exception, say)."""
+    try:
+        return record.getMessage()
+    except Exception:  # a malformed call: raising here would raise in the caller's code
+        return f"{record.msg!r} % {record.args!r}"
+
+
 class RedactNationalIds(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = _redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(_redact(arg) for arg in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {key: _redact(arg) for key, arg in record.args.items()}
+        record.msg = _redact(_message(record))
+        record.args = ()
+        # Formatters use the cached exc_text when set, and only format exc_info otherwise: a
+        # database error ("Key (national_id)=(...) already exists.") is redacted here, while
+        # exc_info stays for whatever inspects the exception itself.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        record.exc_text = _redact(record.exc_text)
+        record.stack_info = _redact(record.stack_info)
         return True

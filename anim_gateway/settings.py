@@ -309,17 +309,36 @@ SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W008", "security.W021"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # Django's own for the development server's request lines ("GET /patients/...").
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
+    },
     "filters": {"redact": {"()": "anim_gateway.logfilters.RedactNationalIds"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
             "filters": ["redact"],
-        }
+        },
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["redact"],
+        },
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's defaults give these two handlers of their own, without the redaction: its
+        # console handler when DEBUG, and mail_admins (a no-op: ADMINS is never set). Listed
+        # here, they lose those: "django" goes to the root's handler, the development server's
+        # request log to a redacting one.
+        "django": {"handlers": [], "level": "INFO"},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
         "pynetdicom": {"level": "WARNING"},
         # Its decode_bytes logs a traceback for each association request holding bytes that
         # are not ASCII, before the peer is known: anyone could fill the log. The listener

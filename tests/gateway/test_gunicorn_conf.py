@@ -37,7 +37,8 @@ def _get(sock: socket.socket, path: str) -> bytes:
 
 
 @pytest.fixture
-def served(process_env):
+def gunicorn(process_env):
+    """gunicorn on gunicorn.conf.py: its port and its process (its error log on stderr)."""
     port = _free_port()
     env = dict(process_env, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="1")
     proc = subprocess.Popen(
@@ -55,9 +56,14 @@ def served(process_env):
         except OSError:
             assert proc.poll() is None, proc.stderr.read().decode()
             time.sleep(0.2)
-    yield port
+    yield port, proc
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture
+def served(gunicorn):
+    return gunicorn[0]
 
 
 def test_gunicorn_serves_the_gateway_and_keeps_the_connection_alive(served):
@@ -90,3 +96,14 @@ def test_a_busy_worker_leaves_a_new_connection_a_moment_to_idle_workers(monkeypa
     worker.accept("swamped")
     assert accepted == ["while idle", "with two requests in progress", "with one", "swamped"]
     assert slept == [0.004, 0.002, 0.01]
+
+
+def test_gunicorn_s_error_log_carries_no_national_id(gunicorn):
+    port, proc = gunicorn
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"GET /patients/1980051700166/\x01 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400")
+    proc.terminate()
+    _, log = proc.communicate(timeout=30)
+    assert b"Invalid HTTP request line: 'GET /patients/<national-id>/" in log
+    assert not re.search(rb"(?<!\d)\d{13}(?!\d)", log)
