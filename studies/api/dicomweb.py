@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.urls import get_script_prefix, reverse
+from gunicorn.http.errors import ParseException
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -242,13 +243,14 @@ def _body_reader(request: Request) -> Callable[[int], bytes]:
 
 def _client_read(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
     """``read``, with the client's connection failing under it (reset, timed out, closed
-    inside a chunk: Django's UnreadablePostError, gunicorn's NoMoreData) refused as the
-    client's fault, not answered 500: what was spooled of the body is discarded."""
+    inside a chunk: Django's UnreadablePostError, gunicorn's NoMoreData) or its chunked
+    encoding malformed (gunicorn's InvalidChunkSize and the other ParseExceptions) refused
+    as the client's fault, not answered 500: what was spooled of the body is discarded."""
 
     def guarded(size: int) -> bytes:
         try:
             return read(size)
-        except OSError as exc:
+        except (OSError, ParseException) as exc:
             raise ApplicationError(
                 f"The body could not be read to its end ({type(exc).__name__})."
             ) from exc

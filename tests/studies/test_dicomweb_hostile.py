@@ -310,20 +310,35 @@ def test_a_body_shorter_than_its_length_is_refused_and_nothing_is_stored(
     _nothing_stored(private_storage, settings)
 
 
-def test_a_chunked_body_cut_inside_a_chunk_is_refused_and_nothing_is_stored(
-    chl_pacs, private_storage, settings, tmp_path
-):
-    from gunicorn.http.errors import NoMoreData
+def _gunicorn_error(name: str) -> Exception:
+    from gunicorn.http import errors
 
-    # gunicorn de-chunks the body (no Content-Length) and raises NoMoreData when the
-    # connection closes inside a chunk.
+    return getattr(errors, name)(b"zz")  # each takes what it was given, and keeps it
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "NoMoreData",
+        "InvalidChunkSize",
+        "ChunkMissingTerminator",
+        "InvalidChunkExtension",
+        "InvalidHeader",
+    ],
+)
+def test_a_chunked_body_cut_or_malformed_is_refused_and_nothing_is_stored(
+    chl_pacs, private_storage, settings, tmp_path, error
+):
+    # gunicorn de-chunks the body (no Content-Length): it raises NoMoreData when the
+    # connection closes inside a chunk, and a ParseException for a chunk size that is not
+    # hexadecimal, a chunk without its CRLF, a bad extension or a bad trailer.
     half, content_type = _first_half_of_a_stow(tmp_path)
     response = _post(
         chl_pacs,
         b"",
         content_type,
         CONTENT_LENGTH="",
-        **{"wsgi.input": _CutShort(half, NoMoreData(b"")), "wsgi.input_terminated": True},
+        **{"wsgi.input": _CutShort(half, _gunicorn_error(error)), "wsgi.input_terminated": True},
     )
     _refused(response, names="body")
     _nothing_stored(private_storage, settings)
