@@ -108,7 +108,7 @@ def patient_actor(request: Request) -> Actor:
     target = _patient_or_none(header)
     if target is None:
         gate.deny_unknown(actor, audit_action=Action.RECORD_VIEW, detail={"act_for": "unknown"})
-        raise NotFound("No such patient.", code="NOT_FOUND")
+        raise NotFound(gate.NO_SUCH_PATIENT, code="NOT_FOUND")
     return dataclasses.replace(actor, patient=target, representative=actor.patient)
 
 
@@ -145,7 +145,7 @@ def access_patient_by_national_id(
     if patient is None:
         detail = {"national_id": "unknown"}
         gate.deny_unknown(actor, audit_action=audit_action, detail=detail, action=action)
-        raise NotFound("No such patient.")
+        raise NotFound(gate.NO_SUCH_PATIENT)
     gate.authorize(
         actor,
         action,

@@ -56,6 +56,9 @@ ASSERT_CARE = policy.ASSERT_CARE
 REVIEW_EMERGENCY = policy.REVIEW_EMERGENCY
 
 NOT_FOUND_MESSAGE = "No such study."
+NO_SUCH_PATIENT = "No such patient."
+# A patient's denies on a record that is not theirs (nor one they represent).
+_NOT_THEIRS = ("NOT_OWN_RECORD", "NOT_REPRESENTATIVE")
 
 
 class StudyRef(Protocol):
@@ -71,11 +74,14 @@ class AccessDenied(ApplicationError):
 
     status_code = status.HTTP_403_FORBIDDEN
 
-    def __init__(self, decision: Decision, *, conceal: bool = False):
+    def __init__(
+        self, decision: Decision, *, conceal: bool = False, not_found: str = NOT_FOUND_MESSAGE
+    ):
         self.decision = decision
         if conceal or decision.reason_code in ("STUDY_HIDDEN", "NOT_FOUND"):
-            # Its existence is not revealed: the same body as a study that is not there.
-            super().__init__(NOT_FOUND_MESSAGE, code="NOT_FOUND", status_code=404)
+            # Its existence is not revealed: the same body as a study (or a patient, as
+            # ``not_found`` says) that is not there.
+            super().__init__(not_found, code="NOT_FOUND", status_code=404)
             return
         message = f"{decision.message} {decision.remedy}".strip()
         status_code = 503 if decision.reason_code == "AUDIT_UNAVAILABLE" else 403
@@ -153,6 +159,7 @@ def authorize(
         study_uid=study_uid,
         detail=detail,
         conceal=conceal,
+        not_found=NOT_FOUND_MESSAGE if study is not None else NO_SUCH_PATIENT,
     )
 
 
@@ -165,6 +172,7 @@ def _audited_or_denied(
     study_uid: str,
     detail: dict | None,
     conceal: bool,
+    not_found: str = NOT_FOUND_MESSAGE,
 ) -> Decision:
     """Audit one decision; raise AccessDenied unless it (and its audit) permitted."""
     audited = _audited(
@@ -172,7 +180,8 @@ def _audited_or_denied(
     )
     if not audited.permit:
         # The audit row keeps the real reason; the answer may be the not-found one.
-        raise AccessDenied(audited, conceal=conceal and audited is decision)
+        conceal = conceal and audited is decision
+        raise AccessDenied(audited, conceal=conceal, not_found=not_found)
     return audited
 
 
@@ -502,7 +511,11 @@ def _decide_one(
     facts = load_facts(actor, patient_ids=[patient_id], study_uids=uids)
     if study is not None:
         return _decide_found(actor, action, facts, study)
-    return policy.decide(facts[patient_id], action=action), False
+    decision = policy.decide(facts[patient_id], action=action)
+    # A patient account may not learn that a national identifier is registered: another
+    # patient's record gets the answer of an unknown one.
+    conceal = actor.role == Role.PATIENT and decision.reason_code in _NOT_THEIRS
+    return decision, conceal
 
 
 def _decide_found(

@@ -236,7 +236,8 @@ def test_a_representative_acts_for_the_represented_patient(cast):
 def test_acting_for_a_patient_without_the_permission_is_refused(cast):
     client = client_for("yvonne")
     response = client.get(f"{API}/me/record/", HTTP_X_ACT_FOR=XAVIER_ID)
-    assert (response.status_code, error(response)) == (403, "NOT_REPRESENTATIVE")
+    # The answer of an unknown patient: a patient account may not learn who is registered.
+    assert (response.status_code, error(response)) == (404, "NOT_FOUND")
     event = last("record.view")
     assert (event.outcome, event.reason_code, event.on_behalf_of) == (
         "deny",
