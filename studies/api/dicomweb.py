@@ -335,7 +335,11 @@ class InstanceSearchApi(DicomWebApi):
     def get(self, request: Request, study: str, series: str | None = None) -> HttpResponse:
         _json_accepted(request)
         query = qido.parse_query(request.query_params, "instances")
-        found = _study(request, study, gate.LIST_STUDIES, Action.STUDY_SEARCH)
+        # includefield draws on the instances' whole stored header, what /metadata serves:
+        # it needs the right to view images, which listing studies does not give (a
+        # nurse's profession may list a patient's studies, not read their headers).
+        action = gate.VIEW_IMAGES if query.includefield else gate.LIST_STUDIES
+        found = _study(request, study, action, Action.STUDY_SEARCH)
         in_series = access.series_in(found, series) if series else None
         instances, more = _page(
             query, lambda peek: selectors.instance_list(study=found, series=in_series, query=peek)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.core.files import File
+from django.utils import timezone
 from pydicom import dcmread
 from pydicom.encaps import get_frame
 from pydicom.uid import generate_uid
@@ -1329,3 +1330,27 @@ def test_the_dpo_cannot_tell_a_registered_national_id_from_an_unknown_one(cast):
     answers = [dora.get(f"/api/v1/patients/{nid}/studies/") for nid in (XAVIER_ID, unknown)]
     assert [a.status_code for a in answers] == [403, 403]
     assert answers[0].json() == answers[1].json()
+
+
+def test_a_profession_that_may_only_list_studies_reads_no_header_through_includefield(
+    cast, tmp_path
+):
+    from consent.models import CareRelationship, Practitioner
+
+    cast._practitioner("nina", "Nina Nilles", "nurse", ["CHL"])
+    nina = Practitioner.objects.get(user__username="nina")
+    CareRelationship.objects.create(
+        practitioner=nina,
+        patient=cast.yvonne,
+        kind="admission",
+        asserted_by="test",
+        end=timezone.now() + datetime.timedelta(days=30),
+    )
+    y = ingest(dicom_copy(tmp_path, patient_id="CHL-Y1"), "CHL")
+    client, url = client_for("nina", "CHL"), f"/dicomweb/studies/{y.study_uid}/instances"
+    assert client.get(url).status_code == 200  # listing the study's instances
+    for fields in ("all", "PatientName", "00180050"):
+        refused = client.get(url, {"includefield": fields})
+        assert refused.status_code == 403, fields
+        assert refused.json()["error"]["code"] == "PROFESSION_NOT_ALLOWED"
+    assert client.get(f"/dicomweb/studies/{y.study_uid}/metadata").status_code == 403
