@@ -192,8 +192,10 @@ def authorize_studies(
     studies: Sequence[StudyRef],
     audit_action: str,
     detail: dict | None = None,
+    patient: Patient | None = None,
 ) -> StudyListDecision:
-    """Decide each study of a list or query with the same facts; one audit event for all.
+    """Decide each study of a list or query with the same facts; one audit event for all,
+    about ``patient`` when the list is theirs (even empty: the patient was looked at).
 
     The facts of every patient involved are loaded in a fixed number of queries.
 
@@ -203,13 +205,13 @@ def authorize_studies(
         When deciding or auditing fails (never because some studies were withheld).
     """
     _mark_consulted()
-    national_id = ""
+    national_id = patient.national_id if patient else ""
     try:
         _refuse_inside_transaction()
         national_ids: dict[int, str] = {}
         result, hidden = _decide_many(actor, action, studies, national_ids=national_ids)
         outcome = _permitted_of(result, studies)
-        national_id = _one_patient(studies, national_ids)
+        national_id = national_id or _one_patient(studies, national_ids)
     except Exception:
         logger.exception("The gate failed while deciding a list of %s", action)
         result, hidden = StudyListDecision([], []), 0

@@ -241,5 +241,5 @@ def patient_studies(actor: Actor, *, patient: Patient, audit_action: str) -> gat
     """A patient's studies that the actor may see, and which institutions withheld theirs."""
     studies = selectors.study_list(scope=Q(patient=patient), query=None, limit=MAX_CANDIDATES)
     return gate.authorize_studies(
-        actor, gate.LIST_STUDIES, studies=studies, audit_action=audit_action
+        actor, gate.LIST_STUDIES, studies=studies, audit_action=audit_action, patient=patient
     )

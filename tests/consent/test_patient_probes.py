@@ -42,3 +42,20 @@ def test_another_patients_record_answers_as_an_unknown_one(cast, method, path, h
 def test_a_patient_still_reads_their_own_record(cast):
     response = client_for("xavier").get(f"/api/v1/patients/{XAVIER_ID}/studies/")
     assert response.status_code == 200
+
+
+def test_opening_a_patient_without_studies_is_in_their_access_log(cast):
+    from django.core.cache import cache
+
+    from tests.consent.conftest import care
+    from tests.portal.helpers import portal_client
+
+    cache.clear()
+    care(cast.alice, cast.xavier)  # Xavier has no study stored yet
+    api = client_for("alice", "CHL").get(f"/api/v1/patients/{XAVIER_ID}/studies/")
+    assert (api.status_code, api.json()["studies"]) == (200, [])
+    assert portal_client("alice", "CHL").get(f"/patients/{XAVIER_ID}/").status_code == 200
+    lists = AuditEvent.objects.filter(action="patient.studies_list", actor_username="alice")
+    assert list(lists.values_list("patient", flat=True)) == [XAVIER_ID, XAVIER_ID]
+    log = client_for("xavier").get("/api/v1/me/access-log/").json()["results"]
+    assert len([row for row in log if row["action"] == "patient.studies_list"]) == 2
