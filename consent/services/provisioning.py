@@ -25,11 +25,13 @@ from consent.models import (
 from consent.signals import patient_identifier_added
 
 
-def institutions_by_code(codes: list[str]) -> list[Institution]:
+def institutions_by_code(codes: list[str], *, field: str = "institutions") -> list[Institution]:
+    """The institutions of these codes; an unknown code is refused naming ``field``, the
+    request's field that held it."""
     found = {i.code: i for i in Institution.objects.filter(code__in=codes)}
     unknown = sorted(set(codes) - set(found))
     if unknown:
-        raise ApplicationError(f"institutions: unknown institution code(s) {', '.join(unknown)}.")
+        raise ApplicationError(f"{field}: unknown institution code(s) {', '.join(unknown)}.")
     return [found[code] for code in codes]
 
 
@@ -86,7 +88,11 @@ def account_create(
         raise ApplicationError("institution: a system account belongs to one institution.")
     if role == Role.DPO and institution_code:
         raise ApplicationError("institution: a DPO account has no institution.")
-    institution = institutions_by_code([institution_code])[0] if institution_code else None
+    institution = (
+        institutions_by_code([institution_code], field="institution")[0]
+        if institution_code
+        else None
+    )
     account = Account.objects.create(user=_new_user(username), role=role, institution=institution)
     audit_event(actor, action=Action.ACCOUNT_CREATE, detail={"username": username, "role": role})
     return account
@@ -138,7 +144,8 @@ def patient_create(
     number = national_id.validate(national_id_value)
     if national_id.birth_date(number) != birth_date:
         raise ApplicationError("birth_date: does not match the birth date in the national_id.")
-    institutions = institutions_by_code([i["institution"] for i in identifiers])
+    codes = [i["institution"] for i in identifiers]
+    institutions = institutions_by_code(codes, field="identifiers.institution")
     _require_may_provision(actor, institutions)
     if Patient.objects.filter(national_id=number).exists():
         raise Conflict(f"A patient with national_id {number} already exists.")
@@ -185,7 +192,7 @@ def _identifier_add(
 def patient_identifier_add(
     *, actor: Actor, national_id_value: str, institution_code: str, value: str
 ) -> PatientIdentifier:
-    institution = institutions_by_code([institution_code])[0]
+    institution = institutions_by_code([institution_code], field="institution")[0]
     _require_may_provision(actor, [institution])
     number = national_id.compact(national_id_value)
     # Only a valid number is looked up (a NUL byte in the URL is a database error on PostgreSQL).

@@ -87,8 +87,22 @@ def test_it_refuses_an_unknown_institution_and_writes_nothing(admin_api) -> None
     body = patient_body(identifiers=[{"institution": "NOPE", "value": "1"}])
     response = admin_api.post("/api/v1/patients/", body, format="json")
     assert response.status_code == 400
-    assert "NOPE" in response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    assert message == "identifiers.institution: unknown institution code(s) NOPE."
     assert not Patient.objects.filter(national_id=NEW_ID).exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/v1/accounts/", {"username": "x", "role": "system", "institution": "NOPE"}),
+        (f"/api/v1/patients/{XAVIER_ID}/identifiers/", {"institution": "NOPE", "value": "1"}),
+    ],
+)
+def test_an_unknown_institution_is_refused_naming_the_field_that_held_it(admin_api, url, body):
+    response = admin_api.post(url, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith("institution: unknown institution")
 
 
 def test_it_answers_409_for_a_duplicate_patient(admin_api) -> None:
