@@ -215,7 +215,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "EXCEPTION_HANDLER": "anim_gateway.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "anim_gateway.openapi.AutoSchema",  # adds the error responses
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

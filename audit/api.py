@@ -2,7 +2,8 @@
 
 from django.core.validators import RegexValidator
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -131,6 +132,12 @@ def _size(data: dict) -> int:
     return min(data.get("page_size", DEFAULT_PAGE_SIZE), MAX_PAGE_SIZE)
 
 
+def page_of(name: str, item: serializers.Serializer) -> serializers.Serializer:
+    """The schema of a page that _page cut: {"results": [...], "next": URL or null}."""
+    next_url = serializers.URLField(allow_null=True, help_text="The next page; null: the last.")
+    return inline_serializer(name, {"results": item, "next": next_url})
+
+
 class EventOutput(serializers.ModelSerializer):
     description = serializers.SerializerMethodField()
     basis_ids = serializers.JSONField()
@@ -155,7 +162,11 @@ class AuditEventListApi(AuditedApi):
     permission_classes = [IsDpo]
     audit_action = Action.AUDIT_SEARCH
 
-    @extend_schema(parameters=[EventListInput], responses=EventOutput(many=True))
+    @extend_schema(
+        parameters=[EventListInput],
+        operation_id="v1_audit_events_list",  # a list, as before its envelope was described
+        responses=page_of("AuditEventPage", EventOutput(many=True)),
+    )
     def get(self, request: Request) -> Response:
         data = _validated(EventListInput, request)
         filters, size = _filters(data), _size(data)
@@ -206,6 +217,18 @@ class IgnoreFormatParameter(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+_EXPORT = (
+    "An attachment: a FHIR Bundle of AuditEvents (format=fhir), DICOM audit messages "
+    "(format=dicom) or CSV rows (format=csv)."
+)
+# The media type of each format (exports.CONTENT_TYPES), without csv's charset parameter.
+EXPORT_RESPONSES = {
+    (200, "application/fhir+json"): OpenApiResponse(OpenApiTypes.OBJECT, _EXPORT),
+    (200, "application/xml"): OpenApiResponse(OpenApiTypes.STR, _EXPORT),
+    (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, _EXPORT),
+}
+
+
 class AuditExportApi(AuditedApi):
     """GET audit/export/?format=fhir|dicom|csv: a filtered range, oldest first, streamed."""
 
@@ -213,7 +236,7 @@ class AuditExportApi(AuditedApi):
     audit_action = Action.AUDIT_EXPORT
     content_negotiation_class = IgnoreFormatParameter
 
-    @extend_schema(parameters=[ExportInput], responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(parameters=[ExportInput], responses=EXPORT_RESPONSES)
     def get(self, request: Request) -> StreamingHttpResponse:
         data = _validated(ExportInput, request)
         filters, fmt = _filters(data), data["format"]
@@ -270,7 +293,11 @@ class AccessLogApiBase(APIView):
         """The national id of the record the caller may read; raise when they may not."""
         raise NotImplementedError
 
-    @extend_schema(parameters=[PageInput], responses=AccessLogOutput(many=True))
+    @extend_schema(
+        parameters=[PageInput],
+        operation_id="v1_me_access_log_list",  # a list, as before its envelope was described
+        responses=page_of("AccessLogPage", AccessLogOutput(many=True)),
+    )
     def get(self, request: Request) -> Response:
         data = _validated(PageInput, request)
         size = _size(data)

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from anim_gateway.api_fields import DateTimeField
+from anim_gateway.openapi import error_response
 from audit.actions import Action
 from consent.access import access_care_assertion, access_care_end, serves_patient_data
 from consent.api.fields import USERNAME
@@ -50,7 +51,10 @@ class CareRelationshipCreateApi(APIView):
 
 @serves_patient_data
 class CareRelationshipEndApi(APIView):
-    @extend_schema(request=None, responses={200: CareOutput})
+    @extend_schema(
+        request=None,
+        responses={200: CareOutput, 409: error_response("ALREADY_ENDED: ended already.")},
+    )
     def post(self, request: Request, link_id: int) -> Response:
         actor = actor_of(request)
         access_care_end(actor, link_id=link_id, audit_action=Action.CARE_END)

@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from anim_gateway.openapi import error_response
 from audit.actions import Action
 from consent import gate, selectors
 from consent.access import access_patient_by_national_id, refusals_audited, serves_patient_data
@@ -27,11 +28,12 @@ class EmergencyOutput(serializers.Serializer):
     expires_at = serializers.DateTimeField()
     review = serializers.CharField()
     reviewed_by = serializers.CharField()
-    reviewed_at = serializers.DateTimeField()
+    reviewed_at = serializers.DateTimeField(allow_null=True, help_text="null: pending.")
     review_note = serializers.CharField()
     patient_notified_at = serializers.DateTimeField(
+        allow_null=True,
         help_text="When the patient was told (or found to have no address, or the notice was "
-        "given up as failed); null: still due."
+        "given up as failed); null: still due.",
     )
     patient_notice = serializers.ChoiceField(
         choices=Notice.choices,
@@ -105,7 +107,13 @@ class EmergencyAccessReviewApi(APIView):
         outcome = serializers.ChoiceField(choices=[ReviewState.JUSTIFIED, ReviewState.UNJUSTIFIED])
         note = serializers.CharField(max_length=4000, allow_blank=True, required=False, default="")
 
-    @extend_schema(request=InputSerializer, responses={200: EmergencyOutput})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: EmergencyOutput,
+            409: error_response("ALREADY_REVIEWED: reviewed already."),
+        },
+    )
     def post(self, request: Request, access_id: int) -> Response:
         data = valid(self.InputSerializer, request)
         actor = actor_of(request)

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from anim_gateway.errors import ApplicationError, NotFound
+from anim_gateway.openapi import error_response
 from audit.actions import Action
 from consent import gate, selectors
 from consent.access import (
@@ -41,11 +42,11 @@ class ConsentOutput(serializers.Serializer):
     status = serializers.SerializerMethodField()
     institutions = serializers.SerializerMethodField()
     valid_from = serializers.DateTimeField()
-    valid_until = serializers.DateTimeField()
+    valid_until = serializers.DateTimeField(allow_null=True, help_text="null: until revoked.")
     allow_emergency = serializers.BooleanField()
     granted_at = serializers.DateTimeField()
     granted_by = serializers.CharField()
-    revoked_at = serializers.DateTimeField()
+    revoked_at = serializers.DateTimeField(allow_null=True)
     revoked_by = serializers.CharField()
 
     def get_status(self, consent) -> str:
@@ -62,10 +63,14 @@ class CareOutput(serializers.Serializer):
     kind = serializers.CharField()
     practitioner = serializers.CharField(source="practitioner.user.username")
     practitioner_name = serializers.CharField(source="practitioner.display_name")
-    institution = serializers.CharField(source="institution.code", default=None)
+    institution = serializers.CharField(
+        source="institution.code",
+        allow_null=True,
+        help_text="The institution that asserted it; null when the patient declared it.",
+    )
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
-    ended_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
     active = serializers.SerializerMethodField()
 
     def get_active(self, link) -> bool:
@@ -77,7 +82,7 @@ class ExclusionOutput(serializers.Serializer):
     practitioner = serializers.CharField(source="practitioner.user.username")
     practitioner_name = serializers.CharField(source="practitioner.display_name")
     created_at = serializers.DateTimeField()
-    removed_at = serializers.DateTimeField()
+    removed_at = serializers.DateTimeField(allow_null=True, help_text="null: still blocked.")
 
 
 @serves_patient_data
@@ -102,7 +107,14 @@ class _RecordStatusApi(APIView):
     target = RecordStatus.ACTIVE
     audit_action = Action.RECORD_REOPEN
 
-    @extend_schema(parameters=[ACT_FOR_PARAMETER], request=None, responses={200: dict})
+    @extend_schema(
+        parameters=[ACT_FOR_PARAMETER],
+        request=None,
+        responses={
+            200: dict,
+            409: error_response("ALREADY_CLOSED or ALREADY_ACTIVE: the record has that status."),
+        },
+    )
     def post(self, request: Request) -> Response:
         actor = patient_actor(request)
         patient = access_own_record(actor, audit_action=self.audit_action, audit_permit=False)
@@ -167,7 +179,14 @@ class ConsentListCreateApi(APIView):
 
 @serves_patient_data
 class ConsentRevokeApi(APIView):
-    @extend_schema(parameters=[ACT_FOR_PARAMETER], request=None, responses={200: ConsentOutput})
+    @extend_schema(
+        parameters=[ACT_FOR_PARAMETER],
+        request=None,
+        responses={
+            200: ConsentOutput,
+            409: error_response("ALREADY_REVOKED: revoked already."),
+        },
+    )
     def post(self, request: Request, consent_id: int) -> Response:
         actor = patient_actor(request)
         patient = access_own_record(actor, audit_action=Action.CONSENT_REVOKE, audit_permit=False)
@@ -192,7 +211,12 @@ class ExclusionListCreateApi(APIView):
         return Response(ExclusionOutput(selectors.exclusion_list(patient=patient), many=True).data)
 
     @extend_schema(
-        parameters=[ACT_FOR_PARAMETER], request=InputSerializer, responses={201: ExclusionOutput}
+        parameters=[ACT_FOR_PARAMETER],
+        request=InputSerializer,
+        responses={
+            201: ExclusionOutput,
+            409: error_response("ALREADY_EXCLUDED: the practitioner is blocked already."),
+        },
     )
     def post(self, request: Request) -> Response:
         data = valid(self.InputSerializer, request)

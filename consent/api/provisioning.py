@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from stdnum.exceptions import ValidationError as StdnumError
 
+from anim_gateway.openapi import error_response
 from consent import national_id
 from consent.api.fields import USERNAME
 from consent.authentication import actor_of
@@ -34,7 +35,10 @@ class AccountCreateApi(APIView):
         role = serializers.ChoiceField(choices=[Role.DPO, Role.SYSTEM])
         institution = serializers.RegexField(INSTITUTION_CODE, required=False, allow_null=True)
 
-    @extend_schema(request=InputSerializer, responses={201: dict})
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: dict, 409: error_response("USERNAME_TAKEN: the username exists.")},
+    )
     def post(self, request: Request) -> Response:
         data = _valid(self.InputSerializer, request)
         account = provisioning.account_create(
@@ -64,7 +68,15 @@ class PractitionerCreateApi(APIView):
             child=serializers.RegexField(INSTITUTION_CODE), min_length=1
         )
 
-    @extend_schema(request=InputSerializer, responses={201: dict})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: dict,
+            409: error_response(
+                "USERNAME_TAKEN: the username exists; CONFLICT: the license number exists."
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = _valid(self.InputSerializer, request)
         practitioner = provisioning.practitioner_create(
@@ -103,7 +115,16 @@ class PatientCreateApi(APIView):
         identifiers = IdentifierSerializer(many=True, required=False, default=list)
         username = serializers.RegexField(USERNAME, required=False, allow_null=True)
 
-    @extend_schema(request=InputSerializer, responses={201: dict})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: dict,
+            409: error_response(
+                "CONFLICT: the national_id or an identifier is registered already; "
+                "USERNAME_TAKEN: the username exists."
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = _valid(self.InputSerializer, request)
         patient = provisioning.patient_create(
@@ -132,7 +153,13 @@ class PatientCreateApi(APIView):
 
 
 class PatientIdentifierCreateApi(APIView):
-    @extend_schema(request=IdentifierSerializer, responses={201: dict})
+    @extend_schema(
+        request=IdentifierSerializer,
+        responses={
+            201: dict,
+            409: error_response("CONFLICT: the identifier is registered already."),
+        },
+    )
     def post(self, request: Request, national_id: str) -> Response:
         data = _valid(IdentifierSerializer, request)
         identifier = provisioning.patient_identifier_add(
