@@ -125,16 +125,21 @@ def test_the_review_links_to_what_a_practitioner_with_a_plus_in_the_name_opened(
     assert f"?patient={XAVIER_ID}&amp;actor=bob%2Ber" in page
 
 
-def test_the_review_tells_whether_the_patient_was_told(portal_as, cast):
-    from consent.services.notices import emergency_notice_send
-
-    access = EmergencyAccess.objects.create(
+def _emergency_access(cast) -> EmergencyAccess:
+    """Bob (CHEM) broke the glass for Xavier; the DPO is to review it."""
+    return EmergencyAccess.objects.create(
         practitioner=cast.bob,
         institution=Institution.objects.get(code="CHEM"),
         patient=cast.xavier,
         reason="Unconscious after a road accident, brought to our ER.",
         expires_at=timezone.now() + datetime.timedelta(hours=4),
     )
+
+
+def test_the_review_tells_whether_the_patient_was_told(portal_as, cast):
+    from consent.services.notices import emergency_notice_send
+
+    access = _emergency_access(cast)
     dora = portal_as("dora")
     assert "patient not told yet" in dora.get("/dpo/emergencies/").content.decode()
     assert emergency_notice_send(access_id=access.pk) == "no_address"
@@ -151,13 +156,7 @@ def test_the_review_tells_whether_the_patient_was_told(portal_as, cast):
     ],
 )
 def test_a_review_not_recorded_says_why(portal_as, cast, posted, message):
-    access = EmergencyAccess.objects.create(
-        practitioner=cast.bob,
-        institution=Institution.objects.get(code="CHEM"),
-        patient=cast.xavier,
-        reason="Unconscious after a road accident, brought to our ER.",
-        expires_at=timezone.now() + datetime.timedelta(hours=4),
-    )
+    access = _emergency_access(cast)
     dora = portal_as("dora")
     page = dora.post(f"/dpo/emergencies/{access.pk}/review/", posted, follow=True)
     assert f"Review not recorded: {message}." in page.content.decode()

@@ -298,16 +298,20 @@ def _first_half_of_a_stow(tmp_path) -> tuple[bytes, str]:
 def test_a_body_shorter_than_its_length_is_refused_and_nothing_is_stored(
     chl_pacs, private_storage, settings, tmp_path, error
 ):
-    half, content_type = _first_half_of_a_stow(tmp_path)
-    response = _post(
-        chl_pacs,
-        b"",
-        content_type,
-        CONTENT_LENGTH=str(2 * len(half)),
-        **{"wsgi.input": _CutShort(half, error)},
-    )
-    _refused(response, names="body")
+    _refused_half_of_a_stow(chl_pacs, tmp_path, error, chunked=False)
     _nothing_stored(private_storage, settings)
+
+
+def _refused_half_of_a_stow(client, tmp_path, error: Exception | None, *, chunked: bool) -> None:
+    """The first half of a STOW-RS body, then ``error`` from the server's reader: a 400
+    that names the body. Chunked, the server de-chunks it and there is no length."""
+    half, content_type = _first_half_of_a_stow(tmp_path)
+    environ = {"wsgi.input": _CutShort(half, error)}
+    if chunked:
+        environ.update(CONTENT_LENGTH="", **{"wsgi.input_terminated": True})
+    else:
+        environ.update(CONTENT_LENGTH=str(2 * len(half)))
+    _refused(_post(client, b"", content_type, **environ), names="body")
 
 
 def _gunicorn_error(name: str) -> Exception:
@@ -332,15 +336,7 @@ def test_a_chunked_body_cut_or_malformed_is_refused_and_nothing_is_stored(
     # gunicorn de-chunks the body (no Content-Length): it raises NoMoreData when the
     # connection closes inside a chunk, and a ParseException for a chunk size that is not
     # hexadecimal, a chunk without its CRLF, a bad extension or a bad trailer.
-    half, content_type = _first_half_of_a_stow(tmp_path)
-    response = _post(
-        chl_pacs,
-        b"",
-        content_type,
-        CONTENT_LENGTH="",
-        **{"wsgi.input": _CutShort(half, _gunicorn_error(error)), "wsgi.input_terminated": True},
-    )
-    _refused(response, names="body")
+    _refused_half_of_a_stow(chl_pacs, tmp_path, _gunicorn_error(error), chunked=True)
     _nothing_stored(private_storage, settings)
 
 
