@@ -235,6 +235,9 @@ CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = TIME_ZONE
+# A worker keeps LOGGING's handlers: by default it replaces the root's with its own, which
+# do not redact national identifiers (a task's traceback may hold one).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Instances re-hashed each hour: set it so that a cycle covers the archive (docs/configuration.md).
 FIXITY_CHECKS_PER_HOUR = env_int("FIXITY_CHECKS_PER_HOUR", 500)
 CELERY_BEAT_SCHEDULE = {

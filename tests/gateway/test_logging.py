@@ -131,3 +131,26 @@ def test_every_handler_a_request_or_an_error_reaches_redacts(name) -> None:
 
 def test_the_console_handler_uses_the_filter(settings) -> None:
     assert "redact" in settings.LOGGING["handlers"]["console"]["filters"]
+
+
+def test_a_celery_worker_keeps_the_redacting_handlers() -> None:
+    from anim_gateway.celery import app
+
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        # What a worker does at start (celery worker's logging set-up).
+        app.log.setup_logging_subsystem(loglevel="INFO")
+        assert root.handlers == before  # none replaced, none added
+        redacting = [
+            h for h in root.handlers if any(isinstance(f, RedactNationalIds) for f in h.filters)
+        ]
+        assert redacting  # LOGGING's console handler
+    finally:
+        for handler in list(root.handlers):
+            if handler not in before:
+                root.removeHandler(handler)
+        for handler in before:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        app.log.already_setup = False
