@@ -281,6 +281,9 @@ PROFESSION_ACTIONS = {
 DICOM_LISTENER_PORT = env_int("DICOM_LISTENER_PORT", 11112)
 DICOM_LISTENER_AE_TITLE = env_str("DICOM_LISTENER_AE_TITLE", "ANIM_GATEWAY")
 STOW_MAX_BYTES = env_int("STOW_MAX_BYTES", 2 * 1024**3)
+# The most pixels a rendering (/rendered, previews) is computed on: a larger frame is reduced
+# first, which bounds the memory of its lookup tables and window (8 bytes a pixel, twice).
+RENDER_MAX_PIXELS = env_int("RENDER_MAX_PIXELS", 4096 * 4096)
 
 # Audit
 AUDIT_SIGNING_KEY = env_secret("AUDIT_SIGNING_KEY")
