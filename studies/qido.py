@@ -172,11 +172,25 @@ def _uids(raw: str, name: str) -> tuple[str, ...]:
     return uids
 
 
+def whole_number(text: str) -> int:
+    """A number written in ASCII digits, nothing else: int() also takes "1_0", " 7",
+    "+1" and other scripts' digits ("١٢"), which no DICOMweb client sends.
+
+    Raises
+    ------
+    ValueError
+        For anything else.
+    """
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(text)
+
+
 def _bounded(raw: str | None, name: str, default: int, low: int, high: int | None) -> int:
     if raw in (None, ""):
         return default
     try:
-        number = int(raw)
+        number = whole_number(raw)
     except ValueError as exc:
         raise ApplicationError(f"{name}: must be an integer.") from exc
     if number < low:

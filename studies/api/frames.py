@@ -17,6 +17,7 @@ from studies.api.dicomweb import DicomWebApi, multipart_response
 from studies.dicom import InvalidDicom, read_frame
 from studies.dicom_render import FORMATS, render_frame
 from studies.models import Instance
+from studies.qido import whole_number
 
 # PS3.18 Table 8.7.3-5: the media type of a compressed frame, by transfer syntax.
 _FRAME_TYPES = {
@@ -54,10 +55,13 @@ def _value(instance: Instance, tag: str, default: object = None) -> object:
 def frame_numbers(raw: str, *, count: int) -> list[int]:
     """'1,3' -> [1, 3]; 400 naming the parameter when malformed or out of range."""
     try:
-        numbers = [int(n) for n in raw.split(",") if n.strip()]
+        # Empty items ("1,,2", "1,") are skipped; a list of none is refused below.
+        numbers = [whole_number(n) for n in raw.split(",") if n.strip()]
     except ValueError as exc:
         raise ApplicationError("frames: a comma-separated list of frame numbers.") from exc
-    if not numbers or any(n < 1 or n > count for n in numbers):
+    if not numbers:
+        raise ApplicationError("frames: a comma-separated list of frame numbers.")
+    if any(n < 1 or n > count for n in numbers):
         raise ApplicationError(f"frames: frame numbers go from 1 to {count}.")
     # Each frame once, in the order asked: a repeated list must not multiply the response.
     return list(dict.fromkeys(numbers))
@@ -195,7 +199,7 @@ def _viewport(raw: str) -> tuple[int, int] | None:
     if len(values) != 2:
         raise ApplicationError("viewport: vw,vh (a cropping region is not supported).")
     try:
-        width, height = (int(v) for v in values)
+        width, height = (whole_number(v) for v in values)
     except ValueError as exc:
         raise ApplicationError("viewport: vw,vh with whole numbers of pixels.") from exc
     if not (0 < width <= MAX_VIEWPORT and 0 < height <= MAX_VIEWPORT):

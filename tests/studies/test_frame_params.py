@@ -31,3 +31,32 @@ def test_a_window_the_arithmetic_cannot_carry_is_refused(raw: str) -> None:
 def test_the_widest_and_narrowest_windows_are_read() -> None:
     assert _window("-1e15,1e15") == (-1e15, 1e15)
     assert _window("0.5,0.000001") == (0.5, 1e-6)
+
+
+@pytest.mark.parametrize("raw", ["", ",", " ", "1_0", "+1", " 1", "\u0661", "1,x"])
+def test_a_frame_list_is_whole_numbers_in_ascii_digits_and_commas(raw: str) -> None:
+    with pytest.raises(ApplicationError, match="frames: a comma-separated list of frame numbers"):
+        frame_numbers(raw, count=20)
+
+
+def test_empty_items_of_a_frame_list_are_skipped() -> None:
+    assert frame_numbers("1,,2,", count=20) == [1, 2]
+
+
+@pytest.mark.parametrize("raw", ["\u0661\u0662,\u0661\u0662", "5_0,50", "+5,5"])
+def test_a_viewport_is_whole_numbers_in_ascii_digits(raw: str) -> None:
+    from studies.api.frames import _viewport
+
+    with pytest.raises(ApplicationError, match="viewport: vw,vh with whole numbers"):
+        _viewport(raw)
+
+
+@pytest.mark.parametrize("name", ["limit", "offset"])
+@pytest.mark.parametrize("raw", ["\u0661\u0662", "1_0", "+1", " 5"])
+def test_limit_and_offset_are_ascii_digits(name: str, raw: str) -> None:
+    from django.http import QueryDict
+
+    from studies import qido
+
+    with pytest.raises(ApplicationError, match=f"{name}: must be an integer"):
+        qido.parse_query(QueryDict(f"{name}={raw}".encode()), "studies")
