@@ -3,7 +3,10 @@
 import logging
 import re
 
-_NATIONAL_ID = re.compile(r"(?<!\d)\d{13}(?!\d)")
+# 13 digits, also as a client may write them in a URL ("1980-0517-00166", "1980 0517 00166"
+# or its %20 form: the gateway reads those as the identifier). Not with dots between digits:
+# DICOM UIDs are written so, and a UID in a log says which object failed.
+_NATIONAL_ID = re.compile(r"(?<!\d)\d(?:(?:[ \-]|%20)?\d){12}(?!\d)")
 _TRACEBACKS = logging.Formatter()  # the standard formatter's rendering of a traceback
 
 
@@ -15,8 +18,14 @@ def _message(record: logging.LogRecord) -> str:
     """The message as it will read: any argument's str() may hold one (an exception, say)."""
     try:
         return record.getMessage()
-    except Exception:  # a malformed call: raising here would raise in the caller's code
-        return f"{record.msg!r} % {record.args!r}"
+    except Exception:
+        # A malformed call, or an argument whose str() raises: a filter runs outside the
+        # handler's error handling, so raising here would raise in the caller's code. Even
+        # repr() may raise (a model's __repr__ calls its __str__).
+        try:
+            return f"{record.msg!r} % {record.args!r}"
+        except Exception:
+            return "<a log record that cannot be printed>"
 
 
 class RedactNationalIds(logging.Filter):

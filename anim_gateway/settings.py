@@ -345,6 +345,9 @@ LOGGING = {
         # request log to a redacting one.
         "django": {"handlers": [], "level": "INFO"},
         "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+        # Configured here, Celery leaves it alone: otherwise a worker gives it a console
+        # handler of its own that does not redact, and does not propagate.
+        "celery.task": {"handlers": ["console"], "propagate": False},
         "pynetdicom": {"level": "WARNING"},
         # Its decode_bytes logs a traceback for each association request holding bytes that
         # are not ASCII, before the peer is known: anyone could fill the log. The listener

@@ -141,7 +141,13 @@ def test_a_celery_worker_keeps_the_redacting_handlers() -> None:
     try:
         # What a worker does at start (celery worker's logging set-up).
         app.log.setup_logging_subsystem(loglevel="INFO")
+        app.log.setup_task_loggers(loglevel="INFO")
         assert root.handlers == before  # none replaced, none added
+        # Stream handlers only: pytest adds capturing handlers of its own.
+        task = logging.getLogger("celery.task").handlers
+        streams = [h for h in task if type(h) is logging.StreamHandler]
+        assert streams
+        assert all(any(isinstance(f, RedactNationalIds) for f in h.filters) for h in streams)
         redacting = [
             h for h in root.handlers if any(isinstance(f, RedactNationalIds) for f in h.filters)
         ]
@@ -154,3 +160,33 @@ def test_a_celery_worker_keeps_the_redacting_handlers() -> None:
             if handler not in root.handlers:
                 root.addHandler(handler)
         app.log.already_setup = False
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_an_argument_that_cannot_be_printed_never_raises_into_the_caller() -> None:
+    item = record("Could not store %s", _Unprintable())
+    assert RedactNationalIds().filter(item)
+    assert item.getMessage() == "<a log record that cannot be printed>"
+
+
+@pytest.mark.parametrize(
+    "written_so", ["1980-0517-00166", "1980 0517 00166", "1980%200517%2000166", "19800517-00166"]
+)
+def test_a_national_id_written_with_separators_is_redacted(written_so: str) -> None:
+    item = record("Forbidden: /api/v1/patients/%s/studies/", written_so)
+    RedactNationalIds().filter(item)
+    assert item.getMessage() == "Forbidden: /api/v1/patients/<national-id>/studies/"
+
+
+def test_uids_and_dates_are_left_alone() -> None:
+    text = "Study 1.2.840.10008.5.1.4.1.1.2.123456 stored 2026-11-30 21:22:50, 41 of 1000"
+    item = record("%s", text)
+    RedactNationalIds().filter(item)
+    assert item.getMessage() == text
