@@ -58,6 +58,7 @@ class Action(models.TextChoices):
     AUDIT_SEARCH = "audit.search", "Searched the audit log"
     AUDIT_VERIFY = "audit.verify", "Verified the audit log"
     AUDIT_EXPORT = "audit.export", "Exported the audit log"
+    ADMIN_VIEW = "admin.view", "Viewed consent records in the administration"
     AUDIT_CHECKPOINT = "audit.checkpoint", "Signed an audit checkpoint"
     AUDIT_ACCESS_LOG = "audit.access_log", "Read the access log"
 
@@ -128,6 +129,7 @@ PATIENT_WORDS: dict[str, str] = {
     Action.AUDIT_EXPORT: "Exported entries of the access log",
     Action.AUDIT_CHECKPOINT: "Sealed the access log against changes",
     Action.AUDIT_ACCESS_LOG: "Looked at this access log",
+    Action.ADMIN_VIEW: "An administrator looked at your sharing settings",
 }
 
 

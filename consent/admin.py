@@ -1,8 +1,10 @@
 """Django admin: institutions, practitioners, affiliations; consent history read-only."""
 
+import logging
+
 from django import forms
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from guardian.admin import (
     AdminGroupObjectPermissionsForm,
     AdminUserObjectPermissionsForm,
@@ -10,6 +12,9 @@ from guardian.admin import (
 )
 
 from anim_gateway.portal import portal_actor
+from audit.actions import Action
+from audit.errors import AuditUnavailable
+from consent.auditing import audit_event
 from consent.models import (
     Account,
     Affiliation,
@@ -24,6 +29,62 @@ from consent.models import (
     StudyVisibility,
 )
 from consent.services import representation
+
+logger = logging.getLogger(__name__)
+
+
+class AuditedReads:
+    """Every page of these consent records, list or one record, is an audit event (about
+    the record's patient for one record): what the administration shows of a patient's
+    choices (a hidden study, an emergency's reason) is read like any other access. No event,
+    no page: when the audit log cannot be written, the page is refused (503)."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        if not _audited_read(request, self.model, object_id=""):
+            return _audit_unavailable()
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None
+    ):
+        if not _audited_read(request, self.model, object_id=object_id):
+            return _audit_unavailable()
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _audited_read(request: HttpRequest, model: type, *, object_id: str) -> bool:
+    """Write the read's audit event; False when the audit log could not be written."""
+    detail = {"model": model._meta.model_name, "object": object_id or "list"}
+    try:
+        audit_event(
+            portal_actor(request),
+            action=Action.ADMIN_VIEW,
+            patient=_national_id_of(model, object_id),
+            detail=detail,
+        )
+    except AuditUnavailable:
+        logger.exception("An administration page was refused: the audit log is unavailable")
+        return False
+    return True
+
+
+def _national_id_of(model: type, object_id: str) -> str:
+    """The national identifier of the record's patient, "" for a list or an unknown id."""
+    if not object_id.isdigit():
+        return ""
+    if model is Patient:
+        found = Patient.objects.filter(pk=object_id)
+    else:
+        found = Patient.objects.filter(pk__in=model.objects.filter(pk=object_id).values("patient"))
+    return found.values_list("national_id", flat=True).first() or ""
+
+
+def _audit_unavailable() -> HttpResponse:
+    return HttpResponse(
+        "The audit log is unavailable: this page cannot be shown. Try again later.",
+        status=503,
+        content_type="text/plain",
+    )
 
 
 class AETitleInline(admin.TabularInline):
@@ -63,7 +124,7 @@ class AccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(Patient)
-class PatientAdmin(GuardedModelAdmin):
+class PatientAdmin(AuditedReads, GuardedModelAdmin):
     """Only for granting legal representation (object permission act_for_patient).
 
     Administrators do not see patient data: no names, birth dates or hospital identifiers
@@ -128,7 +189,7 @@ class GroupRepresentationRefused(AdminGroupObjectPermissionsForm):
         return cleaned
 
 
-class ReadOnlyHistoryAdmin(admin.ModelAdmin):
+class ReadOnlyHistoryAdmin(AuditedReads, admin.ModelAdmin):
     """Consents and the like change only through their services (audited, set-once columns):
     the admin shows them and never edits or deletes them."""
 

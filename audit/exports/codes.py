@@ -31,6 +31,7 @@ _EXACT = {
     "consent.list": QUERY,
     "emergency.list": QUERY,
     "record.view": QUERY,
+    "admin.view": QUERY,
     "study.retrieve": ACCESS,
     "study.metadata": ACCESS,
     "study.render": ACCESS,
