@@ -214,6 +214,14 @@ class ConsentForm(forms.Form):
             self.add_error("institutions", "Choose at least one hospital.")
         return data
 
+    def clean_valid_until(self) -> datetime.date | None:
+        """The last day may be today (the consent then holds until midnight), not before:
+        said on the field, in the patient's words, rather than as the service's refusal."""
+        until = self.cleaned_data["valid_until"]
+        if until and until < timezone.localdate():
+            raise forms.ValidationError("The last day cannot be in the past.")
+        return until
+
     def grant_arguments(self) -> dict:
         data = self.cleaned_data
         until = data["valid_until"]

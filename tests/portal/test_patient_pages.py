@@ -4,6 +4,7 @@ import datetime
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 from django.utils.timezone import localtime
 from guardian.shortcuts import assign_perm
 
@@ -80,6 +81,22 @@ def test_it_grants_consent_to_chosen_hospitals_until_a_date(xavier, cast):
     assert not consent.allow_emergency
     # Through the whole chosen day, in Luxembourg time (periods exclude their end).
     assert localtime(consent.valid_until).isoformat() == "2100-01-01T00:00:00+01:00"
+
+
+def test_a_last_day_in_the_past_is_refused_on_its_field(xavier, cast):
+    yesterday = timezone.localdate() - datetime.timedelta(days=1)
+    response = xavier.post("/me/consents/", {"scope": "all", "valid_until": yesterday})
+    assert response.status_code == 200
+    assert response.context["form"].errors == {
+        "valid_until": ["The last day cannot be in the past."]
+    }
+    assert b"must be in the future" not in response.content  # not the service's words
+    assert not Consent.objects.exists()
+
+
+def test_today_is_a_last_day(xavier, cast):
+    xavier.post("/me/consents/", {"scope": "all", "valid_until": timezone.localdate()})
+    assert Consent.objects.filter(patient=cast.xavier).exists()
 
 
 def test_it_asks_for_hospitals_when_the_patient_chooses_some(xavier, cast):
