@@ -28,7 +28,8 @@ def address_group(address: str) -> str:
         return str(ip)
     if ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
-    return str(ipaddress.ip_network(f"{ip.exploded}/64", strict=False))
+    # From the integer: a scoped address ("fe80::1%eth0") has no exploded form.
+    return str(ipaddress.IPv6Network((int(ip), 64), strict=False))
 
 
 def _address_key(address: str) -> str:

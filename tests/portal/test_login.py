@@ -356,6 +356,15 @@ def test_an_ipv6_client_is_counted_by_its_64_bit_prefix(cast, address_limit):
     assert login(Client(REMOTE_ADDR="2001:db8:0:1::1"), "xavier").url == "/"
 
 
+def test_a_scoped_ipv6_client_is_counted_by_its_prefix_not_answered_500(cast, address_limit):
+    # A link-local client carries its zone ("%eth0"), as gunicorn may pass it on.
+    for host in range(1, address_limit + 1):
+        response = login(Client(REMOTE_ADDR=f"fe80::{host}%eth0"), "nobody", "wrong-password")
+        assert b"Wrong username or password" in response.content
+    refused = login(Client(REMOTE_ADDR="fe80::ff%eth1"), "nobody", "wrong-password")
+    assert b"Too many failed attempts" in refused.content
+
+
 def test_a_success_does_not_reset_the_address_counter(cast, address_limit):
     set_password("xavier")
     spray(SPRAYER, address_limit - 1)
