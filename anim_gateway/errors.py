@@ -171,15 +171,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             error_body("SERVER_ERROR", "An unexpected error occurred; it has been logged."),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
-    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), _own_code(exc))
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "ERROR")
     response.data = error_body(code, _drf_message(exc))
     return response
-
-
-def _own_code(exc: Exception) -> str:
-    """The code an API exception of ours declares (AUDIT_UNAVAILABLE, say), else ERROR."""
-    code = getattr(exc, "default_code", "")
-    return code if isinstance(code, str) and code.isupper() else "ERROR"
 
 
 def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

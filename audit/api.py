@@ -5,7 +5,7 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from anim_gateway.api_fields import DateTimeField
+from anim_gateway.errors import ApplicationError
 from audit import exports
 from audit.actions import Action, Basis, Outcome, describe, describe_for_patient
 from audit.errors import AuditUnavailable
@@ -26,10 +27,11 @@ from audit.verification import verify_chain
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
 
 
-class AuditServiceUnavailable(APIException):
+class AuditServiceUnavailable(ApplicationError):
+    """The audit log could not be written: nothing is served without it."""
+
     status_code = 503
-    default_detail = "The audit log is unavailable; nothing is served without it."
-    default_code = "AUDIT_UNAVAILABLE"
+    code = "AUDIT_UNAVAILABLE"
 
 
 def _actor_fields(request: Request) -> dict:
@@ -49,7 +51,9 @@ def audit_request(
     try:
         append(Event(action=action, outcome=outcome, **_actor_fields(request), **fields))
     except AuditUnavailable as exc:
-        raise AuditServiceUnavailable() from exc
+        raise AuditServiceUnavailable(
+            "The audit log is unavailable; nothing is served without it."
+        ) from exc
 
 
 class AuditedApi(APIView):
