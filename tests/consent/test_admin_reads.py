@@ -35,7 +35,9 @@ def _admin_views() -> list[tuple[str, str]]:
     return [(event.patient, event.detail["object"]) for event in events]
 
 
-def test_every_page_of_consent_records_is_an_audit_event(admin_client_verified, cast, records):
+def test_every_page_of_consent_records_is_an_audit_event(
+    admin_client_verified, admin_user, cast, records
+):
     pages = [
         "/admin/consent/studyvisibility/",
         f"/admin/consent/emergencyaccess/{records['emergency'].pk}/change/",
@@ -50,6 +52,10 @@ def test_every_page_of_consent_records_is_an_audit_event(admin_client_verified, 
         (XAVIER_ID, str(cast.xavier.pk)),
         ("", "list"),
     ]
+    actors = AuditEvent.objects.filter(action="admin.view").values_list(
+        "actor_username", "actor_role"
+    )
+    assert set(actors) == {(admin_user.username, "admin")}
     # The patient sees it in their own access log.
     log = client_for("xavier").get("/api/v1/me/access-log/").json()["results"]
     assert [row["action"] for row in log if row["action"] == "admin.view"] == ["admin.view"] * 2
