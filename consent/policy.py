@@ -207,9 +207,10 @@ def _practitioner(f: Facts, action: str, j: int | None, study_uid: str | None) -
     # 5: not hidden by the patient; an emergency does not reveal it either
     if shared and study_uid in f.hidden_study_uids:
         return _deny("STUDY_HIDDEN", "The patient has hidden this study.", ids=ids)
-    # 6: an active emergency access permits
+    # 6: an active emergency access permits, unless the patient has refused emergency
+    # access since it was opened: the refusal ends it at once (the patient stays in control)
     emergency = _first_active(f.emergencies, f.now)
-    if emergency is not None:
+    if emergency is not None and _refusing_emergencies(f) is None:
         return Decision(
             permit=True,
             reason_code="EMERGENCY",
@@ -260,8 +261,13 @@ def _unreconciled(f: Facts, j: int | None, ids: dict) -> Decision:
     return _deny("NOT_SHARED", "This study is not linked to a shared record.", ids=ids)
 
 
+def _refusing_emergencies(f: Facts) -> ConsentFact | None:
+    """The patient's consent in effect that refuses emergency access, if any."""
+    return next((c for c in f.consents if c.active(f.now) and not c.allow_emergency), None)
+
+
 def _emergency_declaration(f: Facts, ids: dict) -> Decision:
-    refusing = next((c for c in f.consents if c.active(f.now) and not c.allow_emergency), None)
+    refusing = _refusing_emergencies(f)
     if refusing is not None:
         return _deny(
             "EMERGENCY_REFUSED",

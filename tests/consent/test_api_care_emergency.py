@@ -204,6 +204,26 @@ def test_the_emergency_then_opens_the_patients_studies(with_email):
     assert decision.basis == "EMERGENCY"
 
 
+def test_the_patients_later_refusal_of_emergencies_closes_them(with_email):
+    from consent import gate
+
+    from .conftest import actor, study
+
+    declare(client_for("bob", "CHEM"))
+    refusal = {"institutions": ["CHL"], "allow_emergency": False}
+    response = client_for("xavier").post(f"{API}/me/consents/", refusal, format="json")
+    assert response.status_code == 201
+    with pytest.raises(gate.AccessDenied):
+        gate.authorize(
+            actor(with_email.bob.user, "CHEM"),
+            gate.VIEW_IMAGES,
+            patient=with_email.xavier,
+            study=study("1.9", "HRS", with_email.xavier),
+            audit_action="study.retrieve",
+        )
+    assert last("study.retrieve").reason_code == "NO_CONSENT"
+
+
 def test_a_short_reason_is_a_400(cast, settings):
     response = declare(
         client_for("bob", "CHEM"), reason="x" * (settings.EMERGENCY_REASON_MIN_LENGTH - 1)

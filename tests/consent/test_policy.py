@@ -243,6 +243,29 @@ def test_it_refuses_an_emergency_the_patient_refused():
     assert decision.basis_ids["consent"] == 24
 
 
+def test_a_refusal_made_after_an_emergency_access_opened_ends_it():
+    refusing = ConsentFact(id=25, start=NOW - US, all_members=True, allow_emergency=False)
+    facts = replace(BASE, consents=(refusing,), care_relationships=(), **EMERGENCY)
+    decision = decide(facts)
+    assert not decision.permit
+    assert decision.reason_code == "NO_CARE_RELATIONSHIP"
+
+
+def test_after_a_refusal_of_emergencies_the_patients_consent_still_permits():
+    refusing = ConsentFact(id=25, start=NOW - DAY, all_members=True, allow_emergency=False)
+    decision = decide(replace(BASE, consents=(refusing,), **EMERGENCY))
+    assert decision.basis == "CONSENT"
+    assert "emergency_access" not in decision.basis_ids
+
+
+def test_a_revoked_refusal_lets_the_emergency_access_permit_again():
+    refusing = ConsentFact(
+        id=25, start=NOW - DAY, revoked_at=NOW - US, all_members=True, allow_emergency=False
+    )
+    facts = replace(BASE, consents=(refusing,), care_relationships=(), **EMERGENCY)
+    assert decide(facts).basis == "EMERGENCY"
+
+
 def test_an_excluded_practitioner_cannot_declare_an_emergency():
     facts = replace(BASE, exclusions=(open_period(41),))
     assert decide(facts, action=policy.EMERGENCY, j=None).reason_code == "EXCLUDED_BY_PATIENT"
