@@ -1,5 +1,8 @@
 """The one writer of the audit log: append an event under the head lock, chained by hash."""
 
+import json
+from collections.abc import Sequence
+
 import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.db.backends.signals import connection_created
@@ -31,7 +34,7 @@ def append(event: Event) -> AuditEvent:
         On any failure, so that the gate can fail closed.
     """
     values = _validated_values(event)
-    content = canonical.content_hash([values[name] for name in EVENT_FIELDS])
+    content = _content_of(values)
     try:
         if connection.vendor == "postgresql":
             return _append_postgresql(values, content)
@@ -40,6 +43,33 @@ def append(event: Event) -> AuditEvent:
     except DatabaseError as exc:
         # Includes TransactionManagementError: the caller's transaction is already broken.
         raise AuditUnavailable(f"The audit log could not be written: {exc}") from exc
+
+
+def append_many(events: Sequence[Event]) -> list[AuditEvent]:
+    """Append several events, chained in their order, all or none; the stored rows.
+
+    One transaction: a reader never sees part of them. On PostgreSQL they are appended by
+    one statement, sent with the flush barrier in one round trip, as one event is.
+
+    Raises
+    ------
+    AuditUnavailable
+        On any failure; then none of the events was appended.
+    """
+    prepared = [(values, _content_of(values)) for values in map(_validated_values, events)]
+    if not prepared:
+        return []
+    try:
+        if connection.vendor == "postgresql":
+            return _append_many_postgresql(prepared)
+        with transaction.atomic():
+            return [_append_locked(values, content) for values, content in prepared]
+    except DatabaseError as exc:
+        raise AuditUnavailable(f"The audit log could not be written: {exc}") from exc
+
+
+def _content_of(values: dict) -> str:
+    return canonical.content_hash([values[name] for name in EVENT_FIELDS])
 
 
 def _validated_values(event: Event) -> dict:
@@ -110,11 +140,15 @@ _PG_APPEND_IN_TRANSACTION = _pg_append_sql(deferred_flush=False)
 _PG_FLUSH_BARRIER = "SELECT pg_current_xact_id()"
 
 
-def _append_postgresql(values: dict, content: str) -> AuditEvent:
-    params = [content] + [
+def _params(values: dict, content: str) -> list:
+    return [content] + [
         canonical.encode_content(values[n]) if n in _JSON_FIELDS else values[n]
         for n in EVENT_FIELDS
     ]
+
+
+def _append_postgresql(values: dict, content: str) -> AuditEvent:
+    params = _params(values, content)
     try:
         if connection.in_atomic_block:
             # A savepoint, so that a failure leaves the caller's transaction usable for its
@@ -126,6 +160,76 @@ def _append_postgresql(values: dict, content: str) -> AuditEvent:
             found = _append_then_barrier(params)
     except psycopg.Error as exc:
         raise AuditUnavailable(f"The audit log could not be written: {exc}") from exc
+    return _stored_row(values, found)
+
+
+def _pg_append_many_sql(*, deferred_flush: bool) -> str:
+    # As _pg_append_sql, for N events in ONE statement: a recursive walk links each to the
+    # one before (canonical.link_hash, in SQL), all at one clock reading. The events come
+    # as one JSON array of objects, numbered n from 1 in their order (one parameter: a JSON
+    # text is far cheaper for psycopg to send than an array per field), and their content
+    # hashes (hexadecimal) joined by commas, read by position as the walk goes.
+    config = ", (SELECT set_config('synchronous_commit', 'off', true)) AS cfg" * deferred_flush
+    columns = ", ".join(f"{n} {'jsonb' if n in _JSON_FIELDS else 'text'}" for n in EVENT_FIELDS)
+    return f"""
+WITH RECURSIVE
+old AS (SELECT seq, hash FROM audit_audithead WHERE id = 1 FOR UPDATE),
+clock AS (SELECT clock_timestamp() AS t{config}),
+items AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS u(n bigint, {columns})),
+contents AS (SELECT string_to_array(%s, ',') AS a),
+link (n, seq, prev, hash) AS (
+    SELECT 0::bigint, seq, ''::text, hash::text FROM old
+    UNION ALL
+    SELECT l.n + 1, l.seq + 1, l.hash::text, encode(sha256(convert_to(
+        l.hash || '|1|' || (l.seq + 1)::text || '|'
+        || to_char(clock.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00|'
+        || c.a[l.n + 1], 'UTF8')), 'hex')
+    FROM link l, contents c, clock
+    WHERE l.n < cardinality(c.a)
+),
+last AS (SELECT seq, hash FROM link ORDER BY n DESC LIMIT 1),
+moved AS (UPDATE audit_audithead SET seq = last.seq, hash = last.hash FROM last
+          WHERE audit_audithead.id = 1 AND last.seq > (SELECT seq FROM old))
+INSERT INTO {_TABLE} (seq, time, version, prev_hash, hash, {", ".join(EVENT_FIELDS)})
+SELECT l.seq, clock.t, 1, l.prev, l.hash, {", ".join(f"i.{n}" for n in EVENT_FIELDS)}
+FROM link l JOIN items i ON i.n = l.n CROSS JOIN clock
+ORDER BY l.n
+RETURNING seq, time, prev_hash, hash
+"""  # noqa: S608 (constant column names; every value is a parameter)
+
+
+_PG_APPEND_MANY_ALONE = _pg_append_many_sql(deferred_flush=True)
+_PG_APPEND_MANY_IN_TRANSACTION = _pg_append_many_sql(deferred_flush=False)
+
+
+def _append_many_postgresql(prepared: list[tuple[dict, str]]) -> list[AuditEvent]:
+    items = [{"n": n, **values} for n, (values, _) in enumerate(prepared, 1)]
+    params = [json.dumps(items, allow_nan=False), ",".join(content for _, content in prepared)]
+    try:
+        if connection.in_atomic_block:
+            with transaction.atomic():
+                found = _execute_append_many(_PG_APPEND_MANY_IN_TRANSACTION, params)
+        else:
+            found = _append_then_barrier(params, sql=_PG_APPEND_MANY_ALONE, fetch_all=True)
+    except psycopg.Error as exc:
+        raise AuditUnavailable(f"The audit log could not be written: {exc}") from exc
+    if len(found) != len(prepared):
+        raise AuditUnavailable("The audit head row is missing and could not be rebuilt.")
+    found.sort()  # by seq: the events' order (RETURNING promises none)
+    return [_stored_row(values, row) for (values, _), row in zip(prepared, found, strict=True)]
+
+
+def _execute_append_many(sql: str, params: list) -> list[tuple]:
+    cursor = _prepared_cursor()
+    found = cursor.execute(sql, params, prepare=True).fetchall()
+    if not found:
+        # No head row (a fresh flush): rebuild it from the chain, then append.
+        _ensure_head()
+        found = cursor.execute(sql, params, prepare=True).fetchall()
+    return found
+
+
+def _stored_row(values: dict, found: tuple) -> AuditEvent:
     seq, time, prev_hash, digest = found
     # Positional arguments in field order: Model.__init__'s fast path (keywords cost more).
     chain = {"seq": seq, "time": time, "version": 1, "prev_hash": prev_hash, "hash": digest}
@@ -173,22 +277,25 @@ def _forget_cursor(sender: object, connection: object, **kwargs: object) -> None
 connection_created.connect(_forget_cursor, dispatch_uid="audit.services.forget_cursor")
 
 
-def _append_then_barrier(params: list) -> tuple:
-    """The append, then the flush barrier in a transaction of its own, sent together in one
-    round trip (a pipeline): both results are read before this returns, so the row is
-    durable before any caller goes on."""
+def _append_then_barrier(
+    params: list, *, sql: str = _PG_APPEND_ALONE, fetch_all: bool = False
+) -> tuple | list[tuple]:
+    """The append (of one event, or of several with ``fetch_all``), then the flush barrier
+    in a transaction of its own, sent together in one round trip (a pipeline): both results
+    are read before this returns, so the rows are durable before any caller goes on."""
     cursor, barrier = _prepared_cursor(), _barrier_cursor()
     with cursor.connection.pipeline() as pipeline:
-        cursor.execute(_PG_APPEND_ALONE, params, prepare=True)
+        cursor.execute(sql, params, prepare=True)
         # A Sync ends the append's transaction: without it both statements would share one
         # implicit transaction, committed with synchronous_commit off. psycopg offers no
         # public way to queue a Sync without waiting for it (tests/audit pin this).
         pipeline._enqueue_sync()
         barrier.execute(_PG_FLUSH_BARRIER, prepare=True)
-    found = cursor.fetchone()
-    if found is None:
+    found = cursor.fetchall() if fetch_all else cursor.fetchone()
+    if not found:
         # No head row (a fresh flush): the slow path rebuilds it, appends, then flushes.
-        found = _execute_append(_PG_APPEND_ALONE, params)
+        run = _execute_append_many if fetch_all else _execute_append
+        found = run(sql, params)
         barrier.execute(_PG_FLUSH_BARRIER, prepare=True)
     return found
 

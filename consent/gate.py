@@ -17,7 +17,7 @@ import contextvars
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, NoReturn, Protocol
 
 from django.conf import settings
@@ -30,7 +30,7 @@ from anim_gateway.errors import ApplicationError
 from audit.errors import AuditUnavailable
 from consent import facts_query, policy, selectors
 from consent.actors import Actor
-from consent.auditing import audit_event
+from consent.auditing import audit_event, audit_events
 from consent.models import (
     Affiliation,
     CareRelationship,
@@ -96,6 +96,9 @@ class StudyListDecision:
     withheld: list[tuple[str, str]]
     # Permitted studies follow the page (authorize_search).
     more: bool = False
+    # Per patient, the decision their permitted studies rest on (an emergency access's
+    # first): what each patient's event of a search of several patients records.
+    bases: dict[int | None, Decision] = field(default_factory=dict)
 
 
 # Set by consent.access.serves_patient_data around a view: did this request consult the gate?
@@ -246,20 +249,61 @@ def _list_audited(
     national_id: str,
     *,
     detail: dict | None,
+    national_ids: dict[int, str] | None = None,
 ) -> StudyListDecision:
-    """Audit a list's decision with its counts; raise unless it was permitted."""
+    """Audit a list's decision with its counts; raise unless it was permitted.
+
+    A list of several patients' studies is one event without a patient, and one event per
+    patient whose studies it returned, about them: each patient's access log, and the DPO's
+    search by patient, show the search that found their studies."""
     counts = {
         "studies": len(studies),
         "permitted": len(result.permitted),
         "withheld": [list(w) for w in result.withheld],
         "hidden": hidden,
     }
+    per_patient = []
+    if outcome.permit and not national_id:
+        per_patient = _per_patient_events(result, audit_action, national_ids or {})
     outcome = _audited(
-        actor, outcome, audit_action, national_id, study_uid="", detail={**(detail or {}), **counts}
+        actor,
+        outcome,
+        audit_action,
+        national_id,
+        study_uid="",
+        detail={**(detail or {}), **counts},
+        also=per_patient,
     )
     if not outcome.permit:
         raise AccessDenied(outcome)
     return result
+
+
+def _per_patient_events(
+    result: StudyListDecision, audit_action: str, national_ids: dict[int, str]
+) -> list[dict]:
+    """One event's fields per patient whose studies the list returned, in their order."""
+    returned: dict[int, list[str]] = {}
+    for study in result.permitted:
+        if study.patient_id is not None:
+            returned.setdefault(study.patient_id, []).append(study.study_uid)
+    missing = set(returned) - set(national_ids)
+    known = {**national_ids, **(_national_ids(missing) if missing else {})}
+    events = []
+    for pid, uids in returned.items():
+        basis = result.bases[pid]
+        events.append(
+            {
+                "action": audit_action,
+                "outcome": "permit",
+                "basis": basis.basis,
+                "basis_ids": basis.basis_ids,
+                "patient": known[pid],
+                "message": f"{len(uids)} of the patient's studies were in the results.",
+                "detail": {"returned": uids},
+            }
+        )
+    return events
 
 
 class Found(NamedTuple):
@@ -367,7 +411,7 @@ def authorize_search(
     national_ids: dict[int, str] = {}
     try:
         _refuse_inside_transaction()
-        permitted, withheld, hidden, decided = [], set(), 0, []
+        permitted, withheld, hidden, decided, bases = [], set(), 0, [], {}
         wanted = offset + limit + 1
         start, count = 0, min(wanted, MAX_SEARCH_DECIDED)
         while True:
@@ -375,6 +419,7 @@ def authorize_search(
             studies, result, hid = _decided_window(actor, action, rows, national_ids)
             permitted += result.permitted
             withheld.update(result.withheld)
+            bases = {**result.bases, **bases}  # the first window's decision per patient stays
             hidden, decided = hidden + hid, decided + list(studies)
             done = len(permitted) >= wanted or len(studies) < count
             if done or len(decided) >= MAX_SEARCH_DECIDED:
@@ -383,7 +428,7 @@ def authorize_search(
             start, count = start + count, min(2 * count, MAX_SEARCH_DECIDED - len(decided))
         page = permitted[offset : offset + limit]
         more = len(permitted) > offset + limit or not done
-        result = StudyListDecision(page, sorted(withheld), more)
+        result = StudyListDecision(page, sorted(withheld), more, bases)
         # The event is about one patient when every study decided is theirs.
         national_id = _one_patient(decided, national_ids)
         outcome = _permitted_of(result, page)
@@ -402,6 +447,7 @@ def authorize_search(
         audit_action,
         national_id,
         detail={**(detail or {}), **counts},
+        national_ids=national_ids,
     )
 
 
@@ -567,7 +613,7 @@ def _decide_many(
 def _decided_many(
     action: str, studies: Sequence[StudyRef], facts: dict[int | None, Facts]
 ) -> tuple[StudyListDecision, int]:
-    permitted, withheld, hidden = [], set(), 0
+    permitted, withheld, hidden, bases = [], set(), 0, {}
     # A study's decision depends on its patient and institution, and on its UID only when
     # the patient hid it: decided once per patient and institution otherwise (a search
     # decides up to MAX_SEARCH_DECIDED studies).
@@ -587,12 +633,14 @@ def _decided_many(
                 same[key] = decision
         if decision.permit:
             permitted.append(study)
+            if study.patient_id not in bases or decision.basis == policy.BASIS_EMERGENCY:
+                bases[study.patient_id] = decision
         elif _hidden_from(facts_of, study):
             # Never mentioned, whichever check failed first (rule 5 is not given away).
             hidden += 1
         else:
             withheld.add((facts_of.code(study.institution_id), decision.reason_code))
-    return StudyListDecision(permitted, sorted(withheld)), hidden
+    return StudyListDecision(permitted, sorted(withheld), bases=bases), hidden
 
 
 def load_facts(
@@ -844,21 +892,26 @@ def _audited(
     *,
     study_uid: str,
     detail: dict,
+    also: Sequence[dict] = (),
 ) -> Decision:
-    """Write the decision's audit event; if that fails, the answer becomes a deny."""
+    """Write the decision's audit event (and the events ``also`` gives, all or none); if
+    that fails, the answer becomes a deny."""
+    event = {
+        "action": audit_action,
+        "outcome": _outcome(decision),
+        "reason_code": decision.reason_code,
+        "basis": decision.basis,
+        "basis_ids": decision.basis_ids,
+        "patient": national_id,
+        "study_uid": study_uid,
+        "message": decision.message,
+        "detail": detail,
+    }
     try:
-        audit_event(
-            actor,
-            action=audit_action,
-            outcome=_outcome(decision),
-            reason_code=decision.reason_code,
-            basis=decision.basis,
-            basis_ids=decision.basis_ids,
-            patient=national_id,
-            study_uid=study_uid,
-            message=decision.message,
-            detail=detail,
-        )
+        if also:
+            audit_events(actor, [event, *also])
+        else:
+            audit_event(actor, **event)
     except AuditUnavailable:
         logger.exception("The audit log could not be written; denying %s", audit_action)
         return _error_decision("AUDIT_UNAVAILABLE", "The audit log is unavailable; try later.")

@@ -152,9 +152,10 @@ def test_a_list_withholds_per_institution_and_never_mentions_hidden_studies(cast
     )
     assert [s.study_uid for s in result.permitted] == ["1.2", "1.3", "1.5"]
     assert result.withheld == [("HRS", "NOT_SHARED"), ("HRS", "NO_CONSENT")]
-    event = last_event()
-    assert event.detail["permitted"] == 3
-    assert event.detail["hidden"] == 1
+    summary, xavier = AuditEvent.objects.filter(action="study.search").order_by("seq")
+    assert (summary.patient, summary.detail["permitted"], summary.detail["hidden"]) == ("", 3, 1)
+    # The one patient whose studies the list returned (the unreconciled one has no patient).
+    assert (xavier.patient, xavier.detail["returned"]) == (cast.xavier.national_id, ["1.2", "1.3"])
 
 
 def audit_append_queries(django_assert_max_num_queries) -> int:

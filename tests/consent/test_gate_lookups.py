@@ -155,8 +155,11 @@ def test_a_list_comes_in_rank_order_and_withholds_as_authorize_studies(shared):
     )
     assert [s.study_uid for s in withheld.permitted] == ["2.2"]
     assert withheld.withheld == [("CHEM", "NO_CONSENT")]
-    event = last_event()
-    assert (event.detail["decided"], event.detail["permitted"], event.patient) == (2, 1, "")
+    last_two = AuditEvent.objects.filter(action="study.search").order_by("-seq")[:2]
+    summary, xavier = reversed(last_two)
+    assert (summary.detail["decided"], summary.detail["permitted"], summary.patient) == (2, 1, "")
+    # Xavier's study was returned: an event about him; Yvonne's was withheld: none.
+    assert (xavier.patient, xavier.detail["returned"]) == (shared.xavier.national_id, ["2.2"])
 
 
 def test_a_list_never_mentions_a_hidden_study(shared):
