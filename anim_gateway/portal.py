@@ -25,13 +25,13 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from anim_gateway import login_throttle
 from anim_gateway.middleware import client_address
+from anim_gateway.sessions import PENDING_KEY
 from audit.actions import Action
 from consent.actors import Actor, actor_for, role_of
 from consent.auditing import audit_event
 from consent.authentication import PORTAL_ROLES, TOTP_ROLES
 from consent.models import Affiliation, Institution, Practitioner, Role
 
-PENDING_KEY = "portal_pending_login"
 ACTING_KEY = "acting_institution"  # read by consent.authentication.PortalSessionAuthentication
 HOME_BY_ROLE = {
     Role.PATIENT: "portal:me",

@@ -1,13 +1,15 @@
-"""Bearer token life cycle: issue (shown once), revoke."""
+"""Bearer token life cycle: issue (shown once), revoke (with the user's portal sessions)."""
 
 import datetime
 import secrets
+from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from anim_gateway.errors import ApplicationError, NotFound
+from anim_gateway.sessions import user_sessions_end
 from audit.actions import Action
 from consent.actors import Actor, role_of
 from consent.auditing import audit_event
@@ -68,15 +70,38 @@ def token_issue(
     return raw
 
 
+@dataclass(frozen=True)
+class Revoked:
+    """What a revocation ended: tokens, and portal sessions (None: they could not be)."""
+
+    tokens: int
+    sessions: int | None
+
+
 @transaction.atomic
-def tokens_revoke(*, username: str, acting: Actor | None = None) -> int:
-    """Revoke every live token of a user; return how many were revoked."""
-    if not get_user_model().objects.filter(username=username).exists():
+def tokens_revoke(*, username: str, acting: Actor | None = None) -> Revoked:
+    """Revoke every live token of a user and end their portal sessions.
+
+    An administrator revoking a compromised account locks its holder out of the API and
+    of the portal alike (and the admin, which shares the portal's sessions). The password
+    still opens a new session: deactivating the account ends that too.
+
+    Returns
+    -------
+    Revoked
+        The tokens revoked and the sessions ended; ``sessions`` is None when the session
+        engine keeps sessions the server cannot end.
+    """
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
         raise NotFound(f"No user named {username!r}.")
-    count = ApiToken.objects.filter(user__username=username, revoked_at__isnull=True).update(
+    count = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    sessions = user_sessions_end(user_pk=user.pk)
     audit_event(
-        acting, action=Action.AUTH_TOKEN_REVOKE, detail={"username": username, "count": count}
+        acting,
+        action=Action.AUTH_TOKEN_REVOKE,
+        detail={"username": username, "count": count, "sessions": sessions},
     )
-    return count
+    return Revoked(tokens=count, sessions=sessions)
