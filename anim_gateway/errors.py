@@ -28,9 +28,19 @@ class ApplicationError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
     code = "INVALID"
 
-    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        audit_message: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
+        # What an audit event of the refusal keeps, when the answer echoes what the log must
+        # not hold in clear (a national identifier, a hospital's patient number).
+        self.audit_message = audit_message or message
         if code:
             self.code = code
         if status_code:

@@ -236,7 +236,7 @@ def refusals_audited(actor: Actor, *, audit_action: str, patient: Patient | None
             action=audit_action,
             outcome="deny",
             reason_code=refusal.code,
-            message=refusal.message,
+            message=refusal.audit_message,
             patient=patient.national_id if patient else "",
         )
         raise

@@ -1,6 +1,8 @@
 """Provisioning: accounts, practitioners, patients and their local identifiers."""
 
+import contextlib
 import datetime
+from collections.abc import Callable, Iterator
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -44,10 +46,40 @@ def _require_may_provision(actor: Actor, institutions: list[Institution]) -> Non
     raise Forbidden("Only an administrator, or a hospital system for its own institution.")
 
 
+@contextlib.contextmanager
+def _refusals_audited(
+    actor: Actor, *, action: str, patient: str | Callable[[], str] = "", detail: dict | None = None
+) -> Iterator[None]:
+    """Audit a refusal as a deny of ``action`` (every attempt is in the log, DESIGN.md Audit).
+
+    Entered before the service's transaction, so the row is written once that has rolled
+    back and stands. When it cannot be written, AuditUnavailable replaces the refusal (503):
+    the answer claims nothing. ``patient`` identifies the patient as the permitted event
+    does (a callable: looked up only for a refusal).
+    """
+    try:
+        yield
+    except ApplicationError as refusal:
+        audit_event(
+            actor,
+            action=action,
+            outcome="deny",
+            reason_code=refusal.code,
+            message=refusal.audit_message,
+            patient=patient() if callable(patient) else patient,
+            detail=detail or {},
+        )
+        raise
+
+
 def _new_user(username: str):
     users = get_user_model().objects
     if users.filter(username=username).exists():
-        raise Conflict(f"The username {username!r} is already taken.", code="USERNAME_TAKEN")
+        raise Conflict(
+            f"The username {username!r} is already taken.",
+            code="USERNAME_TAKEN",
+            audit_message="The username is already taken.",
+        )
     user = users.create_user(username=username)
     user.set_unusable_password()
     user.save(update_fields=["password"])
@@ -77,28 +109,32 @@ def institution_create(
     return institution
 
 
-@transaction.atomic
 def account_create(
     *, actor: Actor, username: str, role: str, institution_code: str | None
 ) -> Account:
-    """Create a DPO or hospital-system login (administrators only)."""
-    if actor.role != Role.ADMIN:
-        raise Forbidden("Only an administrator may create accounts.")
-    if role == Role.SYSTEM and not institution_code:
-        raise ApplicationError("institution: a system account belongs to one institution.")
-    if role == Role.DPO and institution_code:
-        raise ApplicationError("institution: a DPO account has no institution.")
-    institution = (
-        institutions_by_code([institution_code], field="institution")[0]
-        if institution_code
-        else None
-    )
-    account = Account.objects.create(user=_new_user(username), role=role, institution=institution)
-    audit_event(actor, action=Action.ACCOUNT_CREATE, detail={"username": username, "role": role})
+    """Create a DPO or hospital-system login (administrators only); refusals are audited."""
+    detail = {"username": username, "role": role}
+    with (
+        _refusals_audited(actor, action=Action.ACCOUNT_CREATE, detail=detail),
+        transaction.atomic(),
+    ):
+        if actor.role != Role.ADMIN:
+            raise Forbidden("Only an administrator may create accounts.")
+        if role == Role.SYSTEM and not institution_code:
+            raise ApplicationError("institution: a system account belongs to one institution.")
+        if role == Role.DPO and institution_code:
+            raise ApplicationError("institution: a DPO account has no institution.")
+        institution = (
+            institutions_by_code([institution_code], field="institution")[0]
+            if institution_code
+            else None
+        )
+        user = _new_user(username)
+        account = Account.objects.create(user=user, role=role, institution=institution)
+        audit_event(actor, action=Action.ACCOUNT_CREATE, detail=detail)
     return account
 
 
-@transaction.atomic
 def practitioner_create(
     *,
     actor: Actor,
@@ -108,27 +144,28 @@ def practitioner_create(
     license_number: str,
     institution_codes: list[str],
 ) -> Practitioner:
-    institutions = institutions_by_code(institution_codes)
-    _require_may_provision(actor, institutions)
-    if Practitioner.objects.filter(license_number=license_number).exists():
-        raise Conflict(f"A practitioner with license {license_number!r} already exists.")
-    practitioner = Practitioner.objects.create(
-        user=_new_user(username),
-        display_name=display_name,
-        profession=profession,
-        license_number=license_number,
-    )
-    for institution in institutions:
-        Affiliation.objects.create(practitioner=practitioner, institution=institution)
-    audit_event(
-        actor,
-        action=Action.PRACTITIONER_CREATE,
-        detail={"username": username, "institutions": institution_codes},
-    )
+    """Register a practitioner affiliated with these institutions; refusals are audited."""
+    detail = {"username": username, "institutions": institution_codes}
+    with (
+        _refusals_audited(actor, action=Action.PRACTITIONER_CREATE, detail=detail),
+        transaction.atomic(),
+    ):
+        institutions = institutions_by_code(institution_codes)
+        _require_may_provision(actor, institutions)
+        if Practitioner.objects.filter(license_number=license_number).exists():
+            raise Conflict(f"A practitioner with license {license_number!r} already exists.")
+        practitioner = Practitioner.objects.create(
+            user=_new_user(username),
+            display_name=display_name,
+            profession=profession,
+            license_number=license_number,
+        )
+        for institution in institutions:
+            Affiliation.objects.create(practitioner=practitioner, institution=institution)
+        audit_event(actor, action=Action.PRACTITIONER_CREATE, detail=detail)
     return practitioner
 
 
-@transaction.atomic
 def patient_create(
     *,
     actor: Actor,
@@ -140,15 +177,50 @@ def patient_create(
     identifiers: list[dict],
     username: str | None = None,
 ) -> Patient:
-    """Register a patient with an active shared record and their local identifiers."""
-    number = national_id.validate(national_id_value)
+    """Register a patient with an active shared record and their local identifiers.
+
+    A refusal is audited about the national identifier it was asked for, as the event of a
+    registration is (its ``patient``, never its message).
+    """
+    number = national_id.compact(national_id_value)
+    about = number if national_id.is_valid(number) else ""
+    with (
+        _refusals_audited(actor, action=Action.PATIENT_CREATE, patient=about),
+        transaction.atomic(),
+    ):
+        return _patient_create(
+            actor=actor,
+            number=national_id.validate(national_id_value),
+            family_name=family_name,
+            given_name=given_name,
+            birth_date=birth_date,
+            sex=sex,
+            identifiers=identifiers,
+            username=username,
+        )
+
+
+def _patient_create(
+    *,
+    actor: Actor,
+    number: str,
+    family_name: str,
+    given_name: str,
+    birth_date: datetime.date,
+    sex: str,
+    identifiers: list[dict],
+    username: str | None,
+) -> Patient:
     if national_id.birth_date(number) != birth_date:
         raise ApplicationError("birth_date: does not match the birth date in the national_id.")
     codes = [i["institution"] for i in identifiers]
     institutions = institutions_by_code(codes, field="identifiers.institution")
     _require_may_provision(actor, institutions)
     if Patient.objects.filter(national_id=number).exists():
-        raise Conflict(f"A patient with national_id {number} already exists.")
+        raise Conflict(
+            f"A patient with national_id {number} already exists.",
+            audit_message="A patient with this national_id already exists.",
+        )
     patient = Patient.objects.create(
         national_id=number,
         family_name=family_name,
@@ -171,7 +243,10 @@ def _identifier_add(
     *, actor: Actor, patient: Patient, institution: Institution, value: str
 ) -> PatientIdentifier:
     if PatientIdentifier.objects.filter(institution=institution, value=value).exists():
-        raise Conflict(f"Identifier {value!r} at {institution.code} is already registered.")
+        raise Conflict(
+            f"Identifier {value!r} at {institution.code} is already registered.",
+            audit_message=f"The identifier at {institution.code} is already registered.",
+        )
     identifier = PatientIdentifier.objects.create(
         patient=patient, institution=institution, value=value
     )
@@ -188,16 +263,34 @@ def _identifier_add(
     return identifier
 
 
-@transaction.atomic
 def patient_identifier_add(
     *, actor: Actor, national_id_value: str, institution_code: str, value: str
 ) -> PatientIdentifier:
-    institution = institutions_by_code([institution_code], field="institution")[0]
-    _require_may_provision(actor, [institution])
+    """Add a hospital's identifier to a registered patient; refusals are audited, about the
+    patient when there is one (an unknown national identifier is no one's, as at the gate)."""
     number = national_id.compact(national_id_value)
-    # Only a valid number is looked up (a NUL byte in the URL is a database error on PostgreSQL).
-    valid = national_id.is_valid(number)
-    patient = Patient.objects.filter(national_id=number).first() if valid else None
-    if patient is None:
-        raise NotFound("No patient with this national_id.")
-    return _identifier_add(actor=actor, patient=patient, institution=institution, value=value)
+    with (
+        _refusals_audited(
+            actor,
+            action=Action.PATIENT_IDENTIFIER_ADD,
+            patient=lambda: _registered(number),
+            detail={"institution": institution_code},
+        ),
+        transaction.atomic(),
+    ):
+        institution = institutions_by_code([institution_code], field="institution")[0]
+        _require_may_provision(actor, [institution])
+        # Only a valid number is looked up (a NUL byte in the URL is a database error on
+        # PostgreSQL).
+        valid = national_id.is_valid(number)
+        patient = Patient.objects.filter(national_id=number).first() if valid else None
+        if patient is None:
+            raise NotFound("No patient with this national_id.")
+        return _identifier_add(actor=actor, patient=patient, institution=institution, value=value)
+
+
+def _registered(number: str) -> str:
+    """The national identifier if a patient has it, else ""."""
+    if not national_id.is_valid(number):
+        return ""
+    return number if Patient.objects.filter(national_id=number).exists() else ""
