@@ -4,7 +4,9 @@ import logging
 
 from django import forms
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.http import Http404, HttpRequest, HttpResponse
 from guardian.admin import (
     AdminGroupObjectPermissionsForm,
     AdminUserObjectPermissionsForm,
@@ -32,6 +34,8 @@ from consent.services import representation
 
 logger = logging.getLogger(__name__)
 
+PERMISSIONS = "permissions"  # the "page" of guardian's object-permission pages' events
+
 
 class AuditedReads:
     """Every page of these consent records, list or one record, is an audit event (about
@@ -52,9 +56,52 @@ class AuditedReads:
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-def _audited_read(request: HttpRequest, model: type, *, object_id: str) -> bool:
+class AuditedPermissionPages(AuditedReads):
+    """django-guardian's object-permission pages (GuardedModelAdmin) show who may act for the
+    patient, a representative's login and rights: audited reads as the record's own page is,
+    with the page named (``"page": "permissions"``, and the login or group shown)."""
+
+    def obj_perms_manage_view(self, request: HttpRequest, object_pk: str):
+        if not _audited_read(request, self.model, object_id=object_pk, page=PERMISSIONS):
+            return _audit_unavailable()
+        _require_row_ids(object_pk)
+        return super().obj_perms_manage_view(request, object_pk)
+
+    def obj_perms_manage_user_view(self, request: HttpRequest, object_pk: str, user_id: str):
+        shown = {"user": _name_of(get_user_model(), "username", user_id)}
+        if not _audited_read(request, self.model, object_id=object_pk, page=PERMISSIONS, **shown):
+            return _audit_unavailable()
+        _require_row_ids(object_pk, user_id)
+        return super().obj_perms_manage_user_view(request, object_pk, user_id)
+
+    def obj_perms_manage_group_view(self, request: HttpRequest, object_pk: str, group_id: str):
+        shown = {"group": _name_of(Group, "name", group_id)}
+        if not _audited_read(request, self.model, object_id=object_pk, page=PERMISSIONS, **shown):
+            return _audit_unavailable()
+        _require_row_ids(object_pk, group_id)
+        return super().obj_perms_manage_group_view(request, object_pk, group_id)
+
+
+def _is_row_id(value: str) -> bool:
+    return value.isascii() and value.isdigit()  # "²" is a digit to str, not to int()
+
+
+def _require_row_ids(*values: str) -> None:
+    """guardian looks its ids up as they come (a ValueError, 500, for "abc"): a 404 instead."""
+    if not all(_is_row_id(value) for value in values):
+        raise Http404("No such record.")
+
+
+def _name_of(model: type, field: str, pk: str) -> str:
+    """The login or group name of this id as it is now ("" for an unknown one)."""
+    if not _is_row_id(pk):
+        return ""
+    return model.objects.filter(pk=pk).values_list(field, flat=True).first() or ""
+
+
+def _audited_read(request: HttpRequest, model: type, *, object_id: str, **shown: str) -> bool:
     """Write the read's audit event; False when the audit log could not be written."""
-    detail = {"model": model._meta.model_name, "object": object_id or "list"}
+    detail = {"model": model._meta.model_name, "object": object_id or "list", **shown}
     try:
         audit_event(
             portal_actor(request),
@@ -70,7 +117,7 @@ def _audited_read(request: HttpRequest, model: type, *, object_id: str) -> bool:
 
 def _national_id_of(model: type, object_id: str) -> str:
     """The national identifier of the record's patient, "" for a list or an unknown id."""
-    if not object_id.isdigit():
+    if not _is_row_id(object_id):
         return ""
     if model is Patient:
         found = Patient.objects.filter(pk=object_id)
@@ -124,7 +171,7 @@ class AccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(Patient)
-class PatientAdmin(AuditedReads, GuardedModelAdmin):
+class PatientAdmin(AuditedPermissionPages, GuardedModelAdmin):
     """Only for granting legal representation (object permission act_for_patient).
 
     Administrators do not see patient data: no names, birth dates or hospital identifiers
