@@ -5,7 +5,7 @@ import datetime
 from collections.abc import Callable, Iterator
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from anim_gateway.errors import ApplicationError, Conflict, Forbidden, NotFound
 from audit.actions import Action
@@ -72,15 +72,29 @@ def _refusals_audited(
         raise
 
 
+@contextlib.contextmanager
+def _or_conflict(conflict: Conflict) -> Iterator[None]:
+    """Raise ``conflict`` when the insert inside breaks a unique constraint: a concurrent
+    request registered the same value after the check, and the answer is the check's (409),
+    not a database error's 500."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as exc:
+        raise conflict from exc
+
+
 def _new_user(username: str):
     users = get_user_model().objects
+    taken = Conflict(
+        f"The username {username!r} is already taken.",
+        code="USERNAME_TAKEN",
+        audit_message="The username is already taken.",
+    )
     if users.filter(username=username).exists():
-        raise Conflict(
-            f"The username {username!r} is already taken.",
-            code="USERNAME_TAKEN",
-            audit_message="The username is already taken.",
-        )
-    user = users.create_user(username=username)
+        raise taken
+    with _or_conflict(taken):
+        user = users.create_user(username=username)
     user.set_unusable_password()
     user.save(update_fields=["password"])
     return user
@@ -152,14 +166,17 @@ def practitioner_create(
     ):
         institutions = institutions_by_code(institution_codes)
         _require_may_provision(actor, institutions)
+        licensed = Conflict(f"A practitioner with license {license_number!r} already exists.")
         if Practitioner.objects.filter(license_number=license_number).exists():
-            raise Conflict(f"A practitioner with license {license_number!r} already exists.")
-        practitioner = Practitioner.objects.create(
-            user=_new_user(username),
-            display_name=display_name,
-            profession=profession,
-            license_number=license_number,
-        )
+            raise licensed
+        user = _new_user(username)
+        with _or_conflict(licensed):
+            practitioner = Practitioner.objects.create(
+                user=user,
+                display_name=display_name,
+                profession=profession,
+                license_number=license_number,
+            )
         for institution in institutions:
             Affiliation.objects.create(practitioner=practitioner, institution=institution)
         audit_event(actor, action=Action.PRACTITIONER_CREATE, detail=detail)
@@ -216,19 +233,22 @@ def _patient_create(
     codes = [i["institution"] for i in identifiers]
     institutions = institutions_by_code(codes, field="identifiers.institution")
     _require_may_provision(actor, institutions)
-    if Patient.objects.filter(national_id=number).exists():
-        raise Conflict(
-            f"A patient with national_id {number} already exists.",
-            audit_message="A patient with this national_id already exists.",
-        )
-    patient = Patient.objects.create(
-        national_id=number,
-        family_name=family_name,
-        given_name=given_name,
-        birth_date=birth_date,
-        sex=sex,
-        user=_new_user(username) if username else None,
+    registered = Conflict(
+        f"A patient with national_id {number} already exists.",
+        audit_message="A patient with this national_id already exists.",
     )
+    if Patient.objects.filter(national_id=number).exists():
+        raise registered
+    user = _new_user(username) if username else None
+    with _or_conflict(registered):
+        patient = Patient.objects.create(
+            national_id=number,
+            family_name=family_name,
+            given_name=given_name,
+            birth_date=birth_date,
+            sex=sex,
+            user=user,
+        )
     record = SharedRecord.objects.create(patient=patient)
     SharedRecordChange.objects.create(
         record=record, status=record.status, changed_by=actor.username, channel=actor.channel
@@ -242,14 +262,16 @@ def _patient_create(
 def _identifier_add(
     *, actor: Actor, patient: Patient, institution: Institution, value: str
 ) -> PatientIdentifier:
-    if PatientIdentifier.objects.filter(institution=institution, value=value).exists():
-        raise Conflict(
-            f"Identifier {value!r} at {institution.code} is already registered.",
-            audit_message=f"The identifier at {institution.code} is already registered.",
-        )
-    identifier = PatientIdentifier.objects.create(
-        patient=patient, institution=institution, value=value
+    registered = Conflict(
+        f"Identifier {value!r} at {institution.code} is already registered.",
+        audit_message=f"The identifier at {institution.code} is already registered.",
     )
+    if PatientIdentifier.objects.filter(institution=institution, value=value).exists():
+        raise registered
+    with _or_conflict(registered):
+        identifier = PatientIdentifier.objects.create(
+            patient=patient, institution=institution, value=value
+        )
     audit_event(
         actor,
         action=Action.PATIENT_IDENTIFIER_ADD,

@@ -295,3 +295,25 @@ def test_a_registration_the_log_cannot_record_is_a_503_and_registers_nothing(
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "AUDIT_UNAVAILABLE"
     assert not Patient.objects.filter(national_id=NEW_ID).exists()
+
+
+RACES = [name for name, refusal in REFUSALS.items() if refusal[3] == 409]
+
+
+@pytest.mark.parametrize("name", RACES)
+def test_a_duplicate_registered_by_a_concurrent_request_is_the_same_409(
+    cast, admin_user, monkeypatch, name
+):
+    """Two requests registering the same value at once both pass the check before either
+    inserts: the later insert breaks the unique constraint, and its answer must be the
+    check's 409 (audited), not a 500. Simulated by a check that finds nothing."""
+    from django.db.models import QuerySet
+
+    caller, url, body, status, code, action, patient = REFUSALS[name]
+    client = client_for(caller, INSTITUTION[caller])
+    last = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
+    monkeypatch.setattr(QuerySet, "exists", lambda self: False)
+    response = client.post(url, body, format="json")
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+    events = AuditEvent.objects.filter(seq__gt=last).values_list("action", "outcome", "reason_code")
+    assert list(events) == [(action, "deny", code)]
