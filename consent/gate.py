@@ -264,7 +264,12 @@ def _list_audited(
     }
     per_patient = []
     if outcome.permit and not national_id:
-        per_patient = _per_patient_events(result, audit_action, national_ids or {})
+        try:
+            per_patient = _per_patient_events(result, audit_action, national_ids or {})
+        except Exception:
+            # Studies that cannot be attributed in the log are not served.
+            logger.exception("The gate failed while naming the patients of a list")
+            outcome = _error_decision("GATE_ERROR", "Access could not be recorded; it is denied.")
     outcome = _audited(
         actor,
         outcome,

@@ -128,3 +128,16 @@ def test_when_the_events_cannot_be_written_the_search_is_refused(monkeypatch, tw
     response = client_for("alice", "CHL").get("/dicomweb/studies", {"StudyDate": ALL_DATES})
     assert response.status_code == 503
     assert search_events() == []
+
+
+def test_a_failure_to_name_the_patients_is_a_deny(monkeypatch, two_patients):
+    from consent import gate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the national identifiers could not be read")
+
+    monkeypatch.setattr(gate, "_per_patient_events", broken)
+    response = client_for("alice", "CHL").get("/dicomweb/studies", {"StudyDate": ALL_DATES})
+    assert response.status_code == 403
+    (event,) = search_events()
+    assert (event.outcome, event.reason_code, event.patient) == ("error", "GATE_ERROR", "")
