@@ -70,7 +70,9 @@ class EmergencyAccessCreateApi(APIView):
             access = emergency.emergency_declare(
                 actor=actor, patient=patient, reason=data["reason"]
             )
-        body = {"id": access.pk, "expires_at": access.expires_at, "review": access.review}
+        # Through the list's own field: every answer writes a time alike (Luxembourg's offset).
+        expires_at = EmergencyOutput().fields["expires_at"].to_representation(access.expires_at)
+        body = {"id": access.pk, "expires_at": expires_at, "review": access.review}
         return Response(body, status=status.HTTP_201_CREATED)
 
 

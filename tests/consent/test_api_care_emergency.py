@@ -224,6 +224,13 @@ def test_the_patients_later_refusal_of_emergencies_closes_them(with_email):
     assert last("study.retrieve").reason_code == "NO_CONSENT"
 
 
+def test_the_declarations_time_is_written_as_the_lists(with_email):
+    declared = declare(client_for("bob", "CHEM")).json()
+    listed = client_for("dora").get(f"{API}/emergency-accesses/").json()
+    (row,) = [r for r in listed if r["id"] == declared["id"]]
+    assert declared["expires_at"] == row["expires_at"]
+
+
 def test_a_short_reason_is_a_400(cast, settings):
     response = declare(
         client_for("bob", "CHEM"), reason="x" * (settings.EMERGENCY_REASON_MIN_LENGTH - 1)
