@@ -281,6 +281,16 @@ PROFESSION_ACTIONS = {
 DICOM_LISTENER_PORT = env_int("DICOM_LISTENER_PORT", 11112)
 DICOM_LISTENER_AE_TITLE = env_str("DICOM_LISTENER_AE_TITLE", "ANIM_GATEWAY")
 STOW_MAX_BYTES = env_int("STOW_MAX_BYTES", 2 * 1024**3)
+# The most data elements (at any depth, sequence items and file meta included) an object's
+# header may hold: a larger one is refused (STOW-RS FailureReason C000, C-STORE C000,
+# import_dicom "rejected") as soon as the walk of the file has counted that many, before any
+# is parsed. Ingest costs about 7 us and 0.7 KiB an element (11 us and 1.1 KiB for bare
+# private elements): the fuzzing review's 600,000 private elements took 6.8 s and 639 MiB
+# (bench/bench_header_cap.py; 14.8 s and 670 MB on its machine), and are refused in 0.97 s
+# and 94 MiB. 250,000 admits an enhanced MR of some 2,300 frames (108 elements a frame with
+# the standard MR functional groups) or an enhanced CT of some 6,700 (37 a frame), and
+# bounds any header at about 3 s and 270 MiB of one worker. docs/configuration.md.
+DICOM_MAX_HEADER_ELEMENTS = env_int("DICOM_MAX_HEADER_ELEMENTS", 250_000)
 # The most pixels a rendering (/rendered, previews) is computed on: a larger frame is reduced
 # first, which bounds the memory of its lookup tables and window (8 bytes a pixel, twice).
 RENDER_MAX_PIXELS = env_int("RENDER_MAX_PIXELS", 4096 * 4096)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import orjson
+from django.conf import settings
 from pydicom import config, dcmread
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
@@ -23,6 +24,7 @@ from studies.header_json import header_json, pydicom_element_json, raw_values
 from studies.part10 import (
     PREAMBLE_LENGTH,
     InvalidDicom,
+    check_before_parsing,
     check_structure,
     read_plain,
     transfer_syntax,
@@ -120,13 +122,17 @@ def read_header(path: Path) -> Header:
     ------
     InvalidDicom
         With a sentence naming the problem: not DICOM, a missing or invalid UID, truncation.
+    studies.part10.TooManyElements
+        (an InvalidDicom) More than DICOM_MAX_HEADER_ELEMENTS elements, counted by the walk
+        of the file before any of them is parsed.
     """
-    plain = read_plain(path)
+    limit = settings.DICOM_MAX_HEADER_ELEMENTS
+    plain = read_plain(path, limit=limit)
     if plain is not None:
         ds, syntax, pixel = plain
         uids = _required_uids(ds)
     else:
-        ds, syntax, uids, pixel = _read_with_pydicom(path)
+        ds, syntax, uids, pixel = _read_with_pydicom(path, limit=limit)
     _check_pixel_length(ds, syntax=syntax, pixel=pixel)
     return Header(
         **uids,
@@ -148,8 +154,18 @@ def read_header(path: Path) -> Header:
     )
 
 
-def _read_with_pydicom(path: Path) -> tuple[Dataset, UID, dict, tuple[int, int] | None]:
-    """What read_plain leaves to pydicom: anything unusual, malformed files among them."""
+def _read_with_pydicom(
+    path: Path, *, limit: int
+) -> tuple[Dataset, UID, dict, tuple[int, int] | None]:
+    """What read_plain leaves to pydicom: anything unusual, malformed files among them.
+
+    The file's transfer syntax, structure and element count are checked before pydicom
+    parses it (a file refused for them was refused after its parsing before, at a cost
+    that grew with its elements); a file pydicom refuses before its data set is left to it.
+    """
+    walked = check_before_parsing(
+        path, limit=limit, max_inflated=settings.STOW_MAX_BYTES, scratch=_scratch()
+    )
     try:
         ds = dcmread(path, stop_before_pixels=True, force=False)
     except InvalidDicomError as exc:
@@ -164,7 +180,16 @@ def _read_with_pydicom(path: Path) -> tuple[Dataset, UID, dict, tuple[int, int] 
         raise InvalidDicom(f"Unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
     syntax = transfer_syntax(ds.file_meta)
     uids = _required_uids(ds)
-    return ds, syntax, uids, check_structure(path, syntax=syntax)
+    if walked is None:  # pydicom read what it was expected to refuse: checked as before
+        return ds, syntax, uids, check_structure(path, syntax=syntax, limit=limit)
+    return ds, syntax, uids, walked.pixel
+
+
+def _scratch() -> Path:
+    """Where a deflated data set is inflated to be walked: the spool's folder."""
+    folder = Path(settings.SPOOL_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _get(ds: Dataset, keyword: str) -> object:

@@ -28,6 +28,7 @@ from studies.ingest_index import (
     objects_put,
     rows_find,
 )
+from studies.part10 import TooManyElements
 from studies.spool import Spooled
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,9 @@ def _ingest_all(*, session: IngestSession, items: list[Spooled]) -> list[IngestR
     for position, spooled in enumerate(items):
         try:
             header = read_header(spooled.path)
+        except TooManyElements as exc:
+            results[position] = _too_many_elements(session=session, spooled=spooled, exc=exc)
+            continue
         except InvalidDicom as exc:
             results[position] = IngestResult(
                 status="rejected", reason=str(exc), failure_code=FailureReason.CANNOT_UNDERSTAND
@@ -171,6 +175,29 @@ def _ingest_all(*, session: IngestSession, items: list[Spooled]) -> list[IngestR
     for (position, _), result in zip(accepted, stored, strict=True):
         results[position] = result
     return [r for r in results if r is not None]
+
+
+def _too_many_elements(
+    *, session: IngestSession, spooled: Spooled, exc: TooManyElements
+) -> IngestResult:
+    """A header over DICOM_MAX_HEADER_ELEMENTS, refused as a file that cannot be read is;
+    audited, as what a sender keeps sending to make the gateway work is worth seeing
+    (nothing of it was parsed: the audit row names the object by its hash and size)."""
+    audit_event(
+        session.actor,
+        action=Action.STUDY_STORE,
+        outcome="deny",
+        reason_code="TOO_MANY_ELEMENTS",
+        detail={
+            "channel": session.actor.channel,
+            "limit": exc.limit,
+            "sha256": spooled.sha256,
+            "size": spooled.size,
+        },
+    )
+    return IngestResult(
+        status="rejected", reason=str(exc), failure_code=FailureReason.CANNOT_UNDERSTAND
+    )
 
 
 def _undeclared(spooled: Spooled, header: Header) -> str:

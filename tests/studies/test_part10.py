@@ -25,7 +25,7 @@ def outcome(path: Path, *, quick: bool, monkeypatch) -> tuple[str, object]:
     """read_header's result, or its refusal, with or without the quick read."""
     with monkeypatch.context() as patch:
         if not quick:
-            patch.setattr(dicom, "read_plain", lambda path: None)
+            patch.setattr(dicom, "read_plain", lambda path, **_: None)
         try:
             return "stored", read_header(path)
         except InvalidDicom as exc:
