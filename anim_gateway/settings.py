@@ -73,6 +73,8 @@ INSTALLED_APPS = [
     "guardian",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    # Its static device holds the one-time enrolment codes an administrator issues.
+    "django_otp.plugins.otp_static",
     "audit",
     "consent",
     "studies",

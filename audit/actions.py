@@ -9,6 +9,10 @@ class Action(models.TextChoices):
     AUTH_LOGIN_FAILED = "auth.login_failed", "Failed to sign in to the portal"
     AUTH_TOKEN_ISSUE = "auth.token_issue", "Issued an access token"
     AUTH_TOKEN_REVOKE = "auth.token_revoke", "Revoked access tokens"
+    AUTH_ENROLMENT_CODE_ISSUE = (
+        "auth.enrolment_code_issue",
+        "Issued a one-time code to set up an authenticator app",
+    )
     ACCOUNT_CREATE = "account.create", "Created an account"
     INSTITUTION_CREATE = "institution.create", "Created a member institution"
     PRACTITIONER_CREATE = "practitioner.create", "Registered a practitioner"
@@ -90,6 +94,7 @@ PATIENT_WORDS: dict[str, str] = {
     Action.AUTH_LOGIN_FAILED: "Tried to sign in to the portal, without success",
     Action.AUTH_TOKEN_ISSUE: "Gave out an access key for an app",
     Action.AUTH_TOKEN_REVOKE: "Cancelled access keys for apps",
+    Action.AUTH_ENROLMENT_CODE_ISSUE: "Gave out a code to set up an authenticator app",
     Action.ACCOUNT_CREATE: "Created an account",
     Action.INSTITUTION_CREATE: "Added a hospital to the network",
     Action.PRACTITIONER_CREATE: "Registered a doctor or other health professional",
