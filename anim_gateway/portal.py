@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import get_user_model
 from django.contrib.auth.views import redirect_to_login
+from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -24,6 +25,7 @@ from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from anim_gateway import login_throttle
+from anim_gateway.enrolment import Refused, enrolment_confirm
 from anim_gateway.middleware import client_address
 from anim_gateway.sessions import PENDING_KEY
 from audit.actions import Action
@@ -33,6 +35,7 @@ from consent.authentication import PORTAL_ROLES, TOTP_ROLES
 from consent.models import Affiliation, Institution, Practitioner, Role
 
 ACTING_KEY = "acting_institution"  # read by consent.authentication.PortalSessionAuthentication
+ENROL_DEVICE_KEY = "portal_enrol_device"  # the authenticator whose key this session was shown
 HOME_BY_ROLE = {
     Role.PATIENT: "portal:me",
     Role.PRACTITIONER: "portal:patient-search",
@@ -122,6 +125,19 @@ class TokenForm(forms.Form):
     )
 
 
+class EnrolmentForm(TokenForm):
+    enrolment_code = forms.CharField(
+        max_length=64,
+        label="Enrolment code",
+        help_text="The one-time code your administrator gave you for this set-up.",
+        error_messages={"required": "Enter the enrolment code your administrator gave you."},
+        widget=forms.TextInput(
+            {"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}
+        ),
+    )
+    field_order = ["enrolment_code", "token"]
+
+
 class InstitutionForm(forms.Form):
     institution = forms.ChoiceField(widget=forms.RadioSelect)
 
@@ -200,7 +216,9 @@ def active_institutions(practitioner: Practitioner) -> list[Institution]:
     )
 
 
-def _complete_login(request: HttpRequest, user: object, device: TOTPDevice | None) -> HttpResponse:
+def _complete_login(
+    request: HttpRequest, user: object, device: TOTPDevice | None, *, enrolled: bool = False
+) -> HttpResponse:
     pending = request.session.pop(PENDING_KEY, None) or {}
     next_url = pending.get("next") or _safe_next(request)
     auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -211,9 +229,8 @@ def _complete_login(request: HttpRequest, user: object, device: TOTPDevice | Non
     institutions = active_institutions(practitioner) if practitioner else []
     if len(institutions) == 1:
         request.session[ACTING_KEY] = institutions[0].code
-    audit_event(
-        portal_actor(request), action=Action.AUTH_LOGIN, detail={"second_factor": bool(device)}
-    )
+    detail = {"second_factor": bool(device), **({"enrolled": True} if enrolled else {})}
+    audit_event(portal_actor(request), action=Action.AUTH_LOGIN, detail=detail)
     if practitioner and len(institutions) != 1:
         return redirect("portal:choose-institution")
     return redirect(next_url or "portal:home")
@@ -293,27 +310,39 @@ def totp_verify(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/totp_verify.html", {"form": form})
 
 
-@never_cache
-def totp_enrol(request: HttpRequest) -> HttpResponse:
-    user = _pending_user(request)
-    if user is None:
-        return redirect("portal:login")
-    if _confirmed_device(user) is not None:
-        return redirect("portal:totp-verify")
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
-    device = device or TOTPDevice.objects.create(user=user, name="Portal", confirmed=False)
-    form = TokenForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        if _throttled(request, user.get_username(), user):
-            form.add_error(None, THROTTLED)
-        elif device.verify_token(form.cleaned_data["token"].strip()):
-            _not_a_failure(request, user.get_username())
-            device.confirmed = True
-            device.save(update_fields=["confirmed"])
-            return _complete_login(request, user, device)
-        else:
-            _audit_failure(request, user, "totp_enrolment")
-            form.add_error("token", "This code is not valid. Check the time on your phone.")
+ENROLMENT_ERRORS = {
+    Refused.CODE: (
+        "enrolment_code",
+        "This enrolment code is not valid: it may be mistyped, already used or replaced by a "
+        "newer one. Check it, or ask your administrator for a new one.",
+    ),
+    Refused.TOTP: ("token", "This code is not valid. Check the time on your phone."),
+}
+
+
+RESTARTED = (
+    "The set-up was started again (in another window?): add this new key to your app, "
+    "then enter both codes."
+)
+
+
+def _shown_device(request: HttpRequest, user: object) -> tuple[TOTPDevice, bool]:
+    """The unconfirmed authenticator whose key this session was shown, or a new one (True).
+
+    A key shown to one session is never the one another session enrols: whoever opened this
+    page with the password alone must not learn the key the user then confirms."""
+    pk = request.session.get(ENROL_DEVICE_KEY)
+    device = TOTPDevice.objects.filter(pk=pk, user=user, confirmed=False).first() if pk else None
+    if device is not None:
+        return device, False
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+        device = TOTPDevice.objects.create(user=user, name="Portal", confirmed=False)
+    request.session[ENROL_DEVICE_KEY] = device.pk
+    return device, True
+
+
+def _enrol_page(request: HttpRequest, form: forms.Form, device: TOTPDevice) -> HttpResponse:
     secret = b32encode(device.bin_key).decode()
     context = {
         "form": form,
@@ -321,6 +350,36 @@ def totp_enrol(request: HttpRequest) -> HttpResponse:
         "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
     }
     return render(request, "portal/totp_enrol.html", context)
+
+
+@sensitive_post_parameters("enrolment_code")
+@never_cache
+def totp_enrol(request: HttpRequest) -> HttpResponse:
+    user = _pending_user(request)
+    if user is None:
+        return redirect("portal:login")
+    if _confirmed_device(user) is not None:
+        return redirect("portal:totp-verify")
+    device, new = _shown_device(request, user)
+    form = EnrolmentForm(request.POST or None)
+    if request.method != "POST" or not form.is_valid():
+        return _enrol_page(request, form, device)
+    if new:  # its key was never shown here: nothing typed can be for it
+        form.add_error(None, RESTARTED)
+    elif _throttled(request, user.get_username(), user):
+        form.add_error(None, THROTTLED)
+    else:
+        data = form.cleaned_data
+        refused = enrolment_confirm(
+            user=user, device=device, code=data["enrolment_code"], token=data["token"].strip()
+        )
+        if refused is None:
+            _not_a_failure(request, user.get_username())
+            request.session.pop(ENROL_DEVICE_KEY, None)
+            return _complete_login(request, user, device, enrolled=True)
+        _audit_failure(request, user, refused.value)
+        form.add_error(*ENROLMENT_ERRORS[refused])
+    return _enrol_page(request, form, device)
 
 
 @never_cache

@@ -5,6 +5,7 @@ from base64 import b32decode
 
 from django_otp.oath import TOTP
 
+from anim_gateway.enrolment import enrolment_code_issue
 from tests.portal.helpers import PASSWORD, fresh_code, set_password
 
 
@@ -16,7 +17,8 @@ def code_from_secret(secret: str) -> str:
 
 
 def log_in(page, base_url: str, username: str, institution: str | None = None) -> None:
-    """Password, then the TOTP code (enrolling first if needed), then the hospital if asked."""
+    """Password, then the TOTP code (enrolling first, with an administrator's enrolment code,
+    if needed), then the hospital if asked."""
     set_password(username)
     page.goto(f"{base_url}/login/")
     page.get_by_label("Username").fill(username)
@@ -25,6 +27,7 @@ def log_in(page, base_url: str, username: str, institution: str | None = None) -
     page.wait_for_load_state()
     if "/login/enrol/" in page.url:
         secret = page.get_by_test_id("totp-secret").inner_text()
+        page.get_by_label("Enrolment code").fill(enrolment_code_issue(username=username))
         page.get_by_label("6-digit code").fill(code_from_secret(secret))
         page.get_by_role("button", name="Confirm and continue").click()
         page.wait_for_load_state()

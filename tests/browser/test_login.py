@@ -1,7 +1,10 @@
-"""A practitioner's first log-in in a real browser: password, TOTP enrolment, hospital choice."""
+"""A practitioner's first log-in in a real browser: password, TOTP enrolment with the
+administrator's enrolment code, hospital choice."""
 
 import pytest
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from anim_gateway.enrolment import enrolment_code_issue
 from consent.models import Affiliation, Institution
 from tests.browser.conftest import screenshot
 from tests.browser.steps import code_from_secret
@@ -15,6 +18,7 @@ def test_a_practitioner_enrols_totp_and_chooses_a_hospital(cast, live_server, pa
         practitioner=cast.charlie, institution=Institution.objects.get(code="CHL")
     )
     set_password("charlie")
+    enrolment_code = enrolment_code_issue(username="charlie")  # given to him in person
     page.goto(f"{live_server.url}/")
     screenshot(page, "01-login")
     page.get_by_label("Username").fill("charlie")
@@ -25,6 +29,7 @@ def test_a_practitioner_enrols_totp_and_chooses_a_hospital(cast, live_server, pa
     assert page.locator(".qr svg").is_visible()
     secret = page.get_by_test_id("totp-secret").inner_text()
     screenshot(page, "02-totp-enrol")
+    page.get_by_label("Enrolment code").fill(enrolment_code.lower().replace("-", " "))
     page.get_by_label("6-digit code").fill(code_from_secret(secret))
     page.get_by_role("button", name="Confirm and continue").click()
 
@@ -43,3 +48,26 @@ def test_a_wrong_password_is_refused_politely(cast, live_server, page):
     page.get_by_label("Password").fill("not-the-password")
     page.get_by_role("button", name="Continue").click()
     assert page.get_by_role("alert").inner_text() == "Wrong username or password."
+
+
+def test_an_enrolment_without_the_administrators_code_is_refused(cast, live_server, page):
+    # Whoever learnt the initial password cannot set up their own phone as the second factor.
+    set_password("alice")
+    enrolment_code_issue(username="alice")  # given to Alice, not to whoever holds the password
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    secret = page.get_by_test_id("totp-secret").inner_text()
+    page.get_by_label("Enrolment code").fill("AAAA-BBBB-CCCC-DDDD")
+    page.get_by_label("6-digit code").fill(code_from_secret(secret))
+    page.get_by_role("button", name="Confirm and continue").click()
+    page.get_by_role("heading", name="Set up your authenticator").wait_for()
+    code_field = page.get_by_label("Enrolment code")
+    assert code_field.get_attribute("aria-invalid") == "true"
+    assert (
+        "This enrolment code is not valid" in page.locator("#id_enrolment_code_error").inner_text()
+    )
+    assert not TOTPDevice.objects.filter(user__username="alice", confirmed=True).exists()
+    page.goto(f"{live_server.url}/patients/")
+    assert "/login/" in page.url

@@ -7,6 +7,8 @@ from django.test import Client
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from anim_gateway.enrolment import enrolment_code_issue
+
 PASSWORD = "portal-test-password-1"
 
 
@@ -45,9 +47,12 @@ def portal_client(username: str, institution: str | None = None) -> Client:
     response = client.post("/login/", {"username": username, "password": PASSWORD})
     assert response.status_code == 302, response.content[:500]
     if response["Location"].startswith("/login/enrol/"):
+        code = enrolment_code_issue(username=username)  # as an administrator gives it
         client.get("/login/enrol/")
         device = TOTPDevice.objects.get(user__username=username, confirmed=False)
-        response = client.post("/login/enrol/", {"token": totp_code(device)})
+        response = client.post(
+            "/login/enrol/", {"enrolment_code": code, "token": totp_code(device)}
+        )
         assert response.status_code == 302, response.content[:500]
     elif response["Location"].startswith("/login/verify/"):
         response = client.post("/login/verify/", {"token": fresh_code(username)})

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from anim_gateway.enrolment import enrolment_code_issue
 from audit.models import AuditEvent
 from consent.models import Affiliation, Institution
 from tests.portal.helpers import PASSWORD, confirmed_device, fresh_code, set_password, totp_code
@@ -70,6 +71,7 @@ def test_it_locks_a_username_after_five_failures(cast):
 
 
 def test_it_enrols_a_practitioner_on_first_login_with_a_qr_code(cast):
+    code = enrolment_code_issue(username="alice")  # handed over by an administrator
     set_password("alice")
     client = Client()
     assert login(client, "alice").url == "/login/enrol/"
@@ -80,7 +82,7 @@ def test_it_enrols_a_practitioner_on_first_login_with_a_qr_code(cast):
     assert not device.confirmed
     # Not logged in until the code is confirmed
     assert client.get("/patients/").status_code == 302
-    response = client.post("/login/enrol/", {"token": totp_code(device)})
+    response = client.post("/login/enrol/", {"enrolment_code": code, "token": totp_code(device)})
     assert response.status_code == 302
     device.refresh_from_db()
     assert device.confirmed
