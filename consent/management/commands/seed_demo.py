@@ -6,7 +6,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand, CommandError
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from anim_gateway.enrolment import enrolment_code_issue
 from consent import national_id
 from consent.actors import Actor
 from consent.models import Account, Institution, Patient, Practitioner, Role
@@ -33,6 +35,8 @@ PATIENTS = [
     ("zoe", "Zoé", datetime.date(1975, 2, 28), 3, [("HRS", "HRS-0003")], "closed"),
 ]
 ACCOUNTS = [("dora", Role.DPO, None), ("chl-pacs", Role.SYSTEM, "CHL")]
+# The log-ins that set up an authenticator app at their first log-in, with an enrolment code.
+TOTP_USERNAMES = [p[0] for p in PRACTITIONERS] + ["dora", "admin"]
 
 SEED_ACTOR = Actor(
     role=Role.ADMIN, username="seed_demo", display_name="Demo seeding", channel="cli"
@@ -54,7 +58,7 @@ class Command(BaseCommand):
         self._patients()
         self._passwords()
         self._extras()
-        self._print_logins()
+        self._print_logins(self._enrolment_codes())
 
     def _institutions(self) -> None:
         for code, name in INSTITUTIONS:
@@ -113,14 +117,34 @@ class Command(BaseCommand):
             if command in available:
                 call_command(command, stdout=self.stdout)
 
-    def _print_logins(self) -> None:
+    def _enrolment_codes(self) -> dict[str, str]:
+        """A fresh code for each demo log-in still to set up its app (an earlier one is gone:
+        only its digest was kept); those already set up keep their app."""
+        codes = {}
+        for username in TOTP_USERNAMES:
+            if not TOTPDevice.objects.filter(user__username=username, confirmed=True).exists():
+                codes[username] = enrolment_code_issue(username=username, acting=SEED_ACTOR)
+        return codes
+
+    def _print_logins(self, enrolment: dict[str, str]) -> None:
+        def second_factor(username: str) -> str:
+            code = enrolment.get(username)
+            return f"enrolment code {code}" if code else "authenticator app set up"
+
         self.stdout.write(f"Demo log-ins (password for all: {DEMO_PASSWORD}):")
         for username, name, profession, codes in PRACTITIONERS:
-            self.stdout.write(f"  {username:10} {name} ({profession}) at {', '.join(codes)}")
+            where = f"{name} ({profession}) at {', '.join(codes)}"
+            self.stdout.write(f"  {username:10} {where:48} {second_factor(username)}")
         for username, _given, birth, seq, _ids, case in PATIENTS:
             number = national_id.make(birth, seq)
             self.stdout.write(f"  {username:10} patient {number} ({case})")
-        self.stdout.write("  dora       Data Protection Officer")
+        self.stdout.write(f"  dora       {'Data Protection Officer':48} {second_factor('dora')}")
         self.stdout.write("  chl-pacs   CHL hospital system")
-        self.stdout.write("  admin      administrator: log in at / (TOTP), then /admin/")
+        admin = "administrator: log in at /, then /admin/"
+        self.stdout.write(f"  admin      {admin:48} {second_factor('admin')}")
+        self.stdout.write(
+            "First log-in with an enrolment code: scan the QR code with an authenticator app, "
+            "enter the enrolment code and the app's 6-digit code. Each code serves once; a new "
+            "run of seed_demo issues new ones (python manage.py issue_enrolment_code USER)."
+        )
         self.stdout.write("Tokens: python manage.py issue_token alice --institution CHL")
