@@ -20,6 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from anim_gateway.errors import ApplicationError
+from studies import bulkdata
 from studies.header_json import header_json, pydicom_element_json, raw_values
 from studies.part10 import (
     PREAMBLE_LENGTH,
@@ -150,7 +151,7 @@ def read_header(path: Path) -> Header:
         number_of_frames=_frames(ds, has_pixels=pixel is not None),
         pixel_data_offset=pixel[0] if pixel else None,
         pixel_data_length=pixel[1] if pixel else None,
-        metadata=to_json(ds),
+        metadata=to_json(ds, syntax=syntax, uids=uids, pixel=pixel),
     )
 
 
@@ -301,22 +302,36 @@ def _check_pixel_length(ds: Dataset, *, syntax: UID, pixel: tuple[int, int] | No
         )
 
 
-def to_json(ds: Dataset) -> dict:
-    """DICOM JSON (PS3.18 F.2) of the header, bulk data left out, safe for any JSON column."""
+def to_json(
+    ds: Dataset,
+    *,
+    syntax: UID | None = None,
+    uids: dict | None = None,
+    pixel: tuple[int, int] | None = None,
+) -> dict:
+    """DICOM JSON (PS3.18 F.2) of the header, safe for any JSON column. Bulk data (binary
+    values over 1 KiB of base64) is referenced by a marker of where it lies in the file
+    (studies.bulkdata) when the file's ``syntax`` and ``uids`` are given and its offsets
+    are the stored object's; left out otherwise. ``pixel``: native Pixel Data's place."""
     options = {"bulk_data_threshold": 1024, "bulk_data_element_handler": lambda _elem: ""}
+    where = bulkdata.marker_maker(syntax=syntax, uids=uids)
     try:
         # What Dataset.to_json_dict(suppress_invalid_tags=True) gives, at half its cost.
         raw = header_json(
             ds,
             encode=lambda data, tag: pydicom_element_json(data, tag, **options),
             bulk_data_threshold=options["bulk_data_threshold"],
+            bulk=where,
         )
-        return raw if _is_clean(raw) else _clean(raw)
+        raw = raw if _is_clean(raw) else _clean(raw)
     except RecursionError as exc:
         # Sequences nested hundreds deep (a crafted file): refused, never a server error.
         raise InvalidDicom("The header's sequences are nested too deeply.") from exc
     except Exception as exc:
         raise InvalidDicom(f"The header cannot be expressed as DICOM JSON: {exc}") from exc
+    if where is not None and pixel is not None and not syntax.is_encapsulated:
+        raw[bulkdata.PIXEL_DATA] = where(bulkdata.pixel_vr(_int(ds, "BitsAllocated")), *pixel)
+    return raw
 
 
 def _is_clean(raw: dict) -> bool:

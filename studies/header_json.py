@@ -6,6 +6,7 @@ import re
 import struct
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from pydicom import config
 from pydicom.datadict import dictionary_VR
@@ -35,20 +36,51 @@ _DECIMAL = re.compile(r" *[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)? *")
 
 # encode(dataset, tag): pydicom's DICOM JSON of one element, None when it cannot encode it.
 Encode = Callable[[Dataset, int], dict | None]
+# bulk(vr, offset, length): the DICOM JSON referencing a bulk data value by where its bytes
+# lie in the file read (absolute offset and length).
+Bulk = Callable[[str, int, int], dict]
 
 
-def header_json(ds: Dataset, *, encode: Encode, bulk_data_threshold: int | None = None) -> dict:
+def header_json(
+    ds: Dataset,
+    *,
+    encode: Encode,
+    bulk_data_threshold: int | None = None,
+    bulk: Bulk | None = None,
+) -> dict:
     """The DICOM JSON of ``ds``'s top-level elements; ``encode`` encodes an element this
     module leaves to pydicom (dropped when it returns None). With ``bulk_data_threshold``,
     the binary elements pydicom would reference by BulkDataURI (to_json_dict with that
-    threshold) are left out, at any depth."""
+    threshold) are left out, at any depth; or, with ``bulk``, referenced by what it gives
+    for their place in the file (``ds`` read from a file, its raw elements' value_tell
+    absolute: neither deflated nor read from a buffer)."""
     # pydicom's own rounding of the threshold to bytes of base64 (DataElement.to_json_dict).
     limit = None if bulk_data_threshold is None else bulk_data_threshold // 4 * 3
+    return _dataset(ds, _Context(encode=encode, limit=limit, bulk=bulk), base=0, depth=0)
+
+
+@dataclass(frozen=True)
+class _Context:
+    encode: Encode
+    limit: int | None
+    bulk: Bulk | None
+
+
+def _dataset(ds: Dataset, ctx: _Context, *, base: int, depth: int) -> dict | None:
+    """A dataset's elements, top-level (never None) or an item's (None when one of its
+    elements is left to pydicom for the whole sequence). ``base``: the file offset that its
+    raw elements' value_tell counts from (pydicom reads a sequence parsed on demand from a
+    buffer of its value alone)."""
     out = {}
     for elem in _elements(ds):
-        if _is_bulk(elem, limit):
+        if _is_bulk(elem, ctx.limit):
+            if ctx.bulk is not None:
+                where = base + elem.value_tell
+                out[f"{elem.tag:08X}"] = ctx.bulk(_bulk_vr(elem), where, len(elem.value))
             continue
-        encoded = _element(elem, data=ds, encode=encode, limit=limit)
+        encoded = _element(elem, data=ds, ctx=ctx, base=base, depth=depth)
+        if encoded is None and depth:
+            return None
         if encoded is not None:
             out[f"{elem.tag:08X}"] = encoded
     return out
@@ -72,27 +104,47 @@ def _is_bulk(elem: object, limit: int | None) -> bool:
         and isinstance(elem, RawDataElement)
         and isinstance(elem.value, bytes)
         and len(elem.value) > limit
-        and _vr(elem) in _BULK
+        and _bulk_vr(elem) in _BULK
     )
 
 
-def _element(
-    elem: object, *, data: Dataset, encode: Encode, limit: int | None, depth: int = 0
-) -> dict | None:
+def _bulk_vr(elem: RawDataElement) -> str | None:
+    """The element's VR; in implicit VR, OW for the "OB or OW" elements (Pixel, Overlay and
+    Waveform Data: PS3.5 A.1, 8.3), whose ambiguity otherwise left them to pydicom."""
+    return elem.VR or _implicit_binary_vr(elem.tag)
+
+
+@functools.lru_cache(maxsize=4096)
+def _implicit_binary_vr(tag: int) -> str | None:
+    if tag >> 16 & 1:
+        return None
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return None
+    return "OW" if vr == "OB or OW" else None if " or " in vr else vr
+
+
+def _element(elem: object, *, data: Dataset, ctx: _Context, base: int, depth: int) -> dict | None:
     if isinstance(elem, RawDataElement) and _vr(elem) == "SQ":
-        encoded = _sequence_from_bytes(elem, limit=limit, depth=depth + 1)
+        # The sequence's value starts here in the file; pydicom parses it from a buffer.
+        inner = base + elem.value_tell
+        encoded = _sequence_from_bytes(elem, ctx=ctx, base=inner, depth=depth + 1)
         if encoded is not None:
             return encoded
         # Its items are parsed (their elements stay raw) and encoded here, not by pydicom,
         # whose conversion of every nested element cost most of a sequence's encoding.
-        elem = _converted_sequence(data, elem.tag) or elem
+        converted = _converted_sequence(data, elem.tag)
+        if converted is not None:
+            elem, base = converted, inner
     if isinstance(elem, RawDataElement):
         encoded = _plain(elem)
     elif elem.VR == "SQ" and isinstance(elem.value, Sequence):
-        encoded = _sequence(elem.value, encode=encode, limit=limit, depth=depth + 1)
+        # A sequence pydicom parsed while reading (undefined length) counts from ``base``.
+        encoded = _sequence(elem.value, ctx=ctx, base=base, depth=depth + 1)
     else:
         encoded = _converted(elem.VR, elem.value)
-    return encoded if encoded is not None else encode(data, elem.tag)
+    return encoded if encoded is not None else ctx.encode(data, elem.tag)
 
 
 def _vr(elem: RawDataElement) -> str | None:
@@ -126,34 +178,35 @@ def _strict_reading() -> Iterator[None]:
 MAX_SEQUENCE_DEPTH = 32
 
 
-def _sequence(items: Sequence, *, encode: Encode, limit: int | None, depth: int = 1) -> dict | None:
+def _sequence(items: Sequence, *, ctx: _Context, base: int, depth: int) -> dict | None:
     """A sequence's items; None (pydicom then decides for the whole sequence) when pydicom
     cannot encode one of their elements, as its to_json_dict then fails the sequence."""
     if depth > MAX_SEQUENCE_DEPTH:
         raise RecursionError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH}")
     values = []
     for item in items:
-        encoded = {}
-        for elem in _elements(item):
-            if _is_bulk(elem, limit):
-                continue
-            value = _element(elem, data=item, encode=encode, limit=limit, depth=depth)
-            if value is None:
-                return None
-            encoded[f"{elem.tag:08X}"] = value
+        encoded = _dataset(item, ctx, base=base, depth=depth)
+        if encoded is None:
+            return None
         values.append(encoded)
     return {"vr": "SQ", "Value": values}
 
 
-def _sequence_from_bytes(elem: RawDataElement, *, limit: int | None, depth: int) -> dict | None:
+def _sequence_from_bytes(
+    elem: RawDataElement, *, ctx: _Context, base: int, depth: int
+) -> dict | None:
     """A raw sequence encoded straight from its bytes, without pydicom building a Dataset per
     item (most of the encoding of a structured report or of an enhanced image's per-frame
-    sequences); None when anything in it is left to pydicom (then parsed by pydicom)."""
+    sequences); None when anything in it is left to pydicom (then parsed by pydicom).
+    ``base``: the file offset of its value's first byte."""
     if not isinstance(elem.value, bytes):
         return None
-    reader = _ItemReader(elem.value, implicit=elem.is_implicit_VR, little=elem.is_little_endian)
+    reader = _ItemReader(
+        elem.value, implicit=elem.is_implicit_VR, little=elem.is_little_endian, base=base
+    )
+    reader.bulk = ctx.bulk
     try:
-        items, _ = reader.items(0, len(elem.value), limit=limit, depth=depth)
+        items, _ = reader.items(0, len(elem.value), limit=ctx.limit, depth=depth)
     except _LeftToPydicom:
         return None
     return {"vr": "SQ", "Value": items}
@@ -180,8 +233,10 @@ class _ItemReader:
     a VR from the dictionary that is ambiguous or unknown, a length past the end, a stray
     delimiter) is left to pydicom, which reads it as it always has."""
 
-    def __init__(self, data: bytes, *, implicit: bool, little: bool) -> None:
+    def __init__(self, data: bytes, *, implicit: bool, little: bool, base: int = 0) -> None:
         self.data = data
+        self.base = base  # the file offset of data[0], for bulk data references
+        self.bulk: Bulk | None = None
         self.implicit = implicit
         self.little = little
         self.tag_length = TAG_LENGTH[little]
@@ -229,9 +284,12 @@ class _ItemReader:
             raw = RawDataElement(
                 tag, vr, length, self.data[pos:value_end], pos, self.implicit, self.little, True
             )
-            pos = value_end
             if _is_bulk(raw, limit):
+                if self.bulk is not None:
+                    encoded[key] = self.bulk(vr, self.base + pos, length)
+                pos = value_end
                 continue
+            pos = value_end
             value = _plain(raw)
             if value is None:
                 raise _LeftToPydicom

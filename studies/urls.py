@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from studies.api.bulkdata import BulkDataApi
 from studies.api.dicomweb import (
     InstanceSearchApi,
     MetadataApi,
@@ -32,4 +33,5 @@ urlpatterns = [
     path(f"{I}/rendered", RenderedApi.as_view(), name="instance-rendered"),
     path(f"{I}/frames/<str:frames>", FramesApi.as_view(), name="frames"),
     path(f"{I}/frames/<str:frames>/rendered", RenderedApi.as_view(), name="frames-rendered"),
+    path(f"{I}/bulkdata/<str:reference>", BulkDataApi.as_view(), name="bulkdata"),
 ]

@@ -20,7 +20,7 @@ from audit.actions import Action
 from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
-from studies import accept, access, dicom_json, lookups, qido, selectors, storage
+from studies import accept, access, bulkdata, dicom_json, lookups, qido, selectors, storage
 from studies.dicom import is_valid_uid
 from studies.ingest import IngestResult, IngestSession, study_ingest
 from studies.multipart import (
@@ -82,6 +82,11 @@ def _studies_url(request: Request) -> str:
 def _studies_path(prefix: str) -> str:
     # reverse() reads the prefix itself; the argument keys the cache on it.
     return reverse("dicomweb:studies")
+
+
+def _dicomweb_root(request: Request) -> str:
+    """The absolute URL of /dicomweb/, which stored bulk data markers are made relative to."""
+    return _studies_url(request).removesuffix("studies")
 
 
 MULTIPART, BARE, METADATA = "multipart", "bare", "metadata"
@@ -344,19 +349,18 @@ class InstanceSearchApi(DicomWebApi):
         instances, more = _page(
             query, lambda peek: selectors.instance_list(study=found, series=in_series, query=peek)
         )
-        return _search_response(
-            [
-                dicom_json.instance_result(
-                    i,
-                    url=_instance_url(request, i),
-                    includefield=query.includefield,
-                    with_series=series is None,
-                )
-                for i in instances
-            ],
-            query=query,
-            more=more,
-        )
+        results = [
+            dicom_json.instance_result(
+                i,
+                url=_instance_url(request, i),
+                includefield=query.includefield,
+                with_series=series is None,
+            )
+            for i in instances
+        ]
+        # includefield may bring stored bulk data markers: served as this server's URLs.
+        root = _dicomweb_root(request) if query.includefield else None
+        return _search_response(results, query=query, more=more, root=root)
 
 
 def _page(query: qido.Query, fetch: Callable[[qido.Query], list]) -> tuple[list, bool]:
@@ -365,8 +369,13 @@ def _page(query: qido.Query, fetch: Callable[[qido.Query], list]) -> tuple[list,
     return found[: query.limit], len(found) > query.limit
 
 
-def _search_response(results: list, *, query: qido.Query, more: bool) -> HttpResponse:
-    return _warned(_json(results), query, more=more)
+def _search_response(
+    results: list, *, query: qido.Query, more: bool, root: str | None = None
+) -> HttpResponse:
+    if root is None:
+        return _warned(_json(results), query, more=more)
+    text = bulkdata.absolute(json.dumps(results), root=root)
+    return _warned(HttpResponse(text, content_type=DICOM_JSON), query, more=more)
 
 
 def _warned(response: HttpResponse, query: qido.Query, *, more: bool) -> HttpResponse:
@@ -507,29 +516,33 @@ def _metadata(
             action=gate.VIEW_IMAGES,
             audit_action=Action.STUDY_METADATA,
         )
-        return _json_array_response(iter([[json.dumps(one.metadata)]]))
+        root = _dicomweb_root(request)
+        return _json_array_response(iter([[json.dumps(one.metadata)]]), root=root)
     found = _study_row(request, study, Action.STUDY_METADATA)
     in_series = access.series_in(found, series) if series else None
     texts = lookups.metadata_texts(study=found, series_id=in_series.pk if in_series else None)
-    return _json_array_response(texts)
+    return _json_array_response(texts, root=_dicomweb_root(request))
 
 
-def _json_array_response(chunks: Iterator[list[str]]) -> StreamingHttpResponse:
+def _json_array_response(chunks: Iterator[list[str]], *, root: str) -> StreamingHttpResponse:
     """A JSON array of items already encoded, from lists of them: in one piece when there is
-    one list, streamed list by list otherwise."""
+    one list, streamed list by list otherwise; bulk data markers as URLs under ``root``."""
     first = next(chunks, [])
     second = next(chunks, None)
     if second is None:
-        return _whole(f"[{','.join(first)}]".encode(), DICOM_JSON)
-    pieces = _json_array_pieces([first, second], chunks)
+        body = bulkdata.absolute(f"[{','.join(first)}]", root=root)
+        return _whole(body.encode(), DICOM_JSON)
+    pieces = _json_array_pieces([first, second], chunks, root=root)
     return StreamingHttpResponse(pieces, content_type=DICOM_JSON)
 
 
-def _json_array_pieces(head: list[list[str]], rest: Iterator[list[str]]) -> Iterator[bytes]:
+def _json_array_pieces(
+    head: list[list[str]], rest: Iterator[list[str]], *, root: str
+) -> Iterator[bytes]:
     yield b"["
     separator = ""
     for texts in itertools.chain(head, rest):
         if texts:
-            yield (separator + ",".join(texts)).encode()
+            yield bulkdata.absolute(separator + ",".join(texts), root=root).encode()
             separator = ","
     yield b"]"

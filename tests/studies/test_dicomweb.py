@@ -381,7 +381,8 @@ def test_it_serves_metadata_without_opening_the_files(alice, xavier_studies, pri
     assert response.status_code == 200
     items = json.loads(b"".join(response.streaming_content))
     assert len(items) == 2
-    assert all("7FE00010" not in item for item in items)
+    # Pixel Data is referenced (PS3.18 F.2.6), never inline.
+    assert all("InlineBinary" not in item.get("7FE00010", {}) for item in items)
     one = json.loads(alice.get(_path(shown, "/metadata")).getvalue())
     assert one[0]["00080018"]["Value"] == [shown.sop_instance_uid]
 
@@ -694,6 +695,7 @@ ENDPOINTS = [
     "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/1",
     "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/1/rendered",
     "/dicomweb/studies/{study}/series/{series}/instances/{sop}/rendered?viewport=64,64&quality=80",
+    "/dicomweb/studies/{study}/series/{series}/instances/{sop}/bulkdata/0-1",
 ]
 
 
@@ -706,7 +708,9 @@ def _fill(template: str, result) -> str:
 # Each endpoint as any client asks, and those with a DICOM JSON form asked for it (PS3.18
 # 10.4.4: their metadata).
 HIDDEN_CASES = [(t, "*/*") for t in ENDPOINTS] + [
-    (t, "application/dicom+json") for t in ENDPOINTS if "/frames/" not in t and "/rendered" not in t
+    (t, "application/dicom+json")
+    for t in ENDPOINTS
+    if "/frames/" not in t and "/rendered" not in t and "/bulkdata/" not in t
 ]
 
 
