@@ -36,9 +36,21 @@ def _offer(media_range: accept.MediaRange, refused: frozenset[str]) -> str | Non
         forms = (("multipart/related", MULTIPART), (OCTETS, BARE))
         usable = (f for t, f in forms if not accept.refused_under(refused, t, wanted))
         return next(usable, None)
+    if not _little_endian(media_range.param("transfer-syntax", "*")):
+        return None
     if wanted == "multipart/related":
-        return MULTIPART if media_range.param("type", OCTETS).lower() == OCTETS else None
+        part_type = media_range.param("type", OCTETS).lower()
+        return MULTIPART if part_type in (OCTETS, "application/*", "*/*") else None
     return BARE if wanted in (OCTETS, "application/*") else None
+
+
+# The values are served as stored, little endian (big endian objects reference none): what
+# PS3.18 8.7.3.3.2 makes the default, Explicit VR Little Endian; the same bytes in Implicit.
+_SERVED_SYNTAXES = ("*", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+
+
+def _little_endian(transfer_syntax: str) -> bool:
+    return transfer_syntax in _SERVED_SYNTAXES
 
 
 @serves_patient_data

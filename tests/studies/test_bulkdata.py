@@ -219,3 +219,22 @@ def test_a_hidden_studys_bulk_data_looks_like_an_unknown_one(alice, cast, ct):
     unknown = _get(alice, uri.replace(ct.study_uid, generate_uid()))
     assert hidden.status_code == unknown.status_code == 404
     assert hidden.json() == unknown.json()
+
+
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        ('multipart/related; type="*/*"', 200),  # dicomweb-client's default
+        ('multipart/related; type="application/octet-stream"; transfer-syntax=*', 200),
+        ("application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1", 200),
+        ("application/octet-stream; transfer-syntax=1.2.840.10008.1.2.2", 406),
+        ('multipart/related; type="image/jpeg"', 406),
+    ],
+)
+def test_it_serves_what_the_client_accepts(alice, ct, accept, status):
+    (uri, value), *_ = _bulk_values(_metadata(alice, ct), dcmread(settings_path(ct)))
+    response = _get(alice, uri, accept)
+    assert response.status_code == status
+    if status == 200:
+        body = b"".join(response.streaming_content)
+        assert value in body

@@ -125,3 +125,23 @@ def test_dicomweb_client_stores_to_a_study_url_and_sees_an_outsider_refused(
         0xA900,
     )
     assert response.RetrieveURL.endswith(f"/dicomweb/studies/{study_uid}")
+
+
+def test_dicomweb_client_retrieves_the_bulk_data_metadata_references(live_server, cast, tmp_path):
+    _alice_admits_yvonne(cast)
+    path = dicom_copy(tmp_path, "waveform_ecg.dcm", patient_id="CHL-Y1")
+    dataset = dcmread(path)
+    _client(live_server, "chl-pacs", "CHL").store_instances(datasets=[dataset])
+    alice = _client(live_server, "alice", "CHL")
+    metadata = alice.retrieve_instance_metadata(
+        dataset.StudyInstanceUID, dataset.SeriesInstanceUID, dataset.SOPInstanceUID
+    )
+    items = metadata["54000100"]["Value"]
+    assert len(items) == len(dataset.WaveformSequence) == 2
+    for item, original in zip(items, dataset.WaveformSequence, strict=True):
+        uri = item["54001010"]["BulkDataURI"]
+        # dicomweb-client sends its Host header without the port (a workaround of its own
+        # for requests): the server's absolute URL names the host as the client gave it.
+        path = uri.removeprefix("http://localhost")
+        assert path.startswith(f"/dicomweb/studies/{dataset.StudyInstanceUID}/series/")
+        assert alice.retrieve_bulkdata(live_server.url + path) == [original.WaveformData]
