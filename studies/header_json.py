@@ -129,7 +129,9 @@ def _element(elem: object, *, data: Dataset, ctx: _Context, base: int, depth: in
     if isinstance(elem, RawDataElement) and _vr(elem) == "SQ":
         # The sequence's value starts here in the file; pydicom parses it from a buffer.
         inner = base + elem.value_tell
-        encoded = _sequence_from_bytes(elem, ctx=ctx, base=inner, depth=depth + 1)
+        encoded = _sequence_from_bytes(
+            elem, limit=ctx.limit, depth=depth + 1, bulk=ctx.bulk, base=inner
+        )
         if encoded is not None:
             return encoded
         # Its items are parsed (their elements stay raw) and encoded here, not by pydicom,
@@ -193,7 +195,12 @@ def _sequence(items: Sequence, *, ctx: _Context, base: int, depth: int) -> dict 
 
 
 def _sequence_from_bytes(
-    elem: RawDataElement, *, ctx: _Context, base: int, depth: int
+    elem: RawDataElement,
+    *,
+    limit: int | None,
+    depth: int,
+    bulk: Bulk | None = None,
+    base: int = 0,
 ) -> dict | None:
     """A raw sequence encoded straight from its bytes, without pydicom building a Dataset per
     item (most of the encoding of a structured report or of an enhanced image's per-frame
@@ -204,9 +211,9 @@ def _sequence_from_bytes(
     reader = _ItemReader(
         elem.value, implicit=elem.is_implicit_VR, little=elem.is_little_endian, base=base
     )
-    reader.bulk = ctx.bulk
+    reader.bulk = bulk
     try:
-        items, _ = reader.items(0, len(elem.value), limit=ctx.limit, depth=depth)
+        items, _ = reader.items(0, len(elem.value), limit=limit, depth=depth)
     except _LeftToPydicom:
         return None
     return {"vr": "SQ", "Value": items}
