@@ -95,3 +95,49 @@ def test_on_postgresql_a_failing_barrier_is_audit_unavailable(monkeypatch):
             append_many([sample_event(1), sample_event(2)])
     assert append(sample_event(3)).seq == AuditEvent.objects.count()
     assert verify_chain().valid
+
+
+def raw_json_columns(seq: int) -> tuple:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT basis_ids, detail FROM audit_auditevent WHERE seq = %s", [seq])
+        return cursor.fetchone()
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {"k'\"\\": ["{,}", 1, True, None], "s": "{,}", "é": "ü ✓ \u2028"},
+        {"x": 1e16, "y": 0.1},
+        {"nul": "a\x00b"},
+    ],
+    ids=["punctuation", "floats", "nul"],
+)
+def test_the_json_fields_are_stored_as_one_append_stores_them(detail):
+    single = append(sample_event(1, detail=detail))
+    (many,) = append_many([sample_event(1, detail=detail)])
+    assert raw_json_columns(many.seq) == raw_json_columns(single.seq)
+    assert verify_chain().valid
+
+
+def test_a_long_batch_is_chained_in_order_across_statements():
+    rows = append_many([sample_event(n) for n in range(150)])
+    assert [row.seq for row in rows] == list(range(1, 151))
+    assert [AuditEvent.objects.get(seq=r.seq).detail["n"] for r in rows] == list(range(150))
+    assert verify_chain().valid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_long_batch_failing_late_appends_none():
+    require_postgres()
+    append(sample_event(0))
+    execute("ALTER TABLE audit_auditevent ADD CONSTRAINT no_seq_100 CHECK (seq <> 100) NOT VALID")
+    try:
+        with pytest.raises(AuditUnavailable):
+            append_many([sample_event(n) for n in range(150)])
+    finally:
+        execute("ALTER TABLE audit_auditevent DROP CONSTRAINT no_seq_100")
+    assert stored_seqs() == [1]
+    assert len(append_many([sample_event(n) for n in range(150)])) == 150
+    assert verify_chain().valid
