@@ -96,9 +96,9 @@ class StudyListDecision:
     withheld: list[tuple[str, str]]
     # Permitted studies follow the page (authorize_search).
     more: bool = False
-    # Per patient, the decision their permitted studies rest on (an emergency access's
-    # first): what each patient's event of a search of several patients records.
-    bases: dict[int | None, Decision] = field(default_factory=dict)
+    # Per (patient, institution), the decision their permitted studies rest on: what the
+    # patients' events of a list of several patients record.
+    bases: dict[tuple[int | None, int], Decision] = field(default_factory=dict)
 
 
 # Set by consent.access.serves_patient_data around a view: did this request consult the gate?
@@ -287,28 +287,30 @@ def _list_audited(
 def _per_patient_events(
     result: StudyListDecision, audit_action: str, national_ids: dict[int, str]
 ) -> list[dict]:
-    """One event's fields per patient whose studies the list returned, in their order."""
-    returned: dict[int, list[str]] = {}
+    """One event's fields per patient whose studies the list returned and per basis they
+    were permitted on (a patient's own hospital's studies and another's, say), in order."""
+    groups: dict[tuple, tuple[int, Decision, list[str]]] = {}
     for study in result.permitted:
-        if study.patient_id is not None:
-            returned.setdefault(study.patient_id, []).append(study.study_uid)
-    missing = set(returned) - set(national_ids)
+        if study.patient_id is None:
+            continue
+        decision = result.bases[(study.patient_id, study.institution_id)]
+        ids = tuple(sorted(decision.basis_ids.items()))
+        key = (study.patient_id, decision.basis, ids)
+        groups.setdefault(key, (study.patient_id, decision, []))[2].append(study.study_uid)
+    missing = {pid for pid, _, _ in groups.values()} - set(national_ids)
     known = {**national_ids, **(_national_ids(missing) if missing else {})}
-    events = []
-    for pid, uids in returned.items():
-        basis = result.bases[pid]
-        events.append(
-            {
-                "action": audit_action,
-                "outcome": "permit",
-                "basis": basis.basis,
-                "basis_ids": basis.basis_ids,
-                "patient": known[pid],
-                "message": f"{len(uids)} of the patient's studies were in the results.",
-                "detail": {"returned": uids},
-            }
-        )
-    return events
+    return [
+        {
+            "action": audit_action,
+            "outcome": "permit",
+            "basis": decision.basis,
+            "basis_ids": decision.basis_ids,
+            "patient": known[pid],
+            "message": f"{len(uids)} of the patient's studies were in the results.",
+            "detail": {"returned": uids},
+        }
+        for pid, decision, uids in groups.values()
+    ]
 
 
 class Found(NamedTuple):
@@ -424,7 +426,7 @@ def authorize_search(
             studies, result, hid = _decided_window(actor, action, rows, national_ids)
             permitted += result.permitted
             withheld.update(result.withheld)
-            bases = {**result.bases, **bases}  # the first window's decision per patient stays
+            bases.update(result.bases)
             hidden, decided = hidden + hid, decided + list(studies)
             done = len(permitted) >= wanted or len(studies) < count
             if done or len(decided) >= MAX_SEARCH_DECIDED:
@@ -638,8 +640,7 @@ def _decided_many(
                 same[key] = decision
         if decision.permit:
             permitted.append(study)
-            if study.patient_id not in bases or decision.basis == policy.BASIS_EMERGENCY:
-                bases[study.patient_id] = decision
+            bases[key] = decision
         elif _hidden_from(facts_of, study):
             # Never mentioned, whichever check failed first (rule 5 is not given away).
             hidden += 1

@@ -152,10 +152,14 @@ def test_a_list_withholds_per_institution_and_never_mentions_hidden_studies(cast
     )
     assert [s.study_uid for s in result.permitted] == ["1.2", "1.3", "1.5"]
     assert result.withheld == [("HRS", "NOT_SHARED"), ("HRS", "NO_CONSENT")]
-    summary, xavier = AuditEvent.objects.filter(action="study.search").order_by("seq")
+    summary, *xavier = AuditEvent.objects.filter(action="study.search").order_by("seq")
     assert (summary.patient, summary.detail["permitted"], summary.detail["hidden"]) == ("", 3, 1)
-    # The one patient whose studies the list returned (the unreconciled one has no patient).
-    assert (xavier.patient, xavier.detail["returned"]) == (cast.xavier.national_id, ["1.2", "1.3"])
+    # The one patient whose studies the list returned (the unreconciled one has no patient),
+    # an event per basis: CHEM's study on his consent, CHL's as a local one.
+    assert [(e.patient, e.basis, e.detail["returned"]) for e in xavier] == [
+        (cast.xavier.national_id, "CONSENT", ["1.2"]),
+        (cast.xavier.national_id, "LOCAL", ["1.3"]),
+    ]
 
 
 def audit_append_queries(django_assert_max_num_queries) -> int:

@@ -141,3 +141,20 @@ def test_a_failure_to_name_the_patients_is_a_deny(monkeypatch, two_patients):
     assert response.status_code == 403
     (event,) = search_events()
     assert (event.outcome, event.reason_code, event.patient) == ("error", "GATE_ERROR", "")
+
+
+def test_a_patients_studies_permitted_on_different_bases_get_an_event_each(
+    cast, tmp_path, two_patients
+):
+    from consent.models import Institution, PatientIdentifier
+
+    chl = Institution.objects.get(code="CHL")
+    PatientIdentifier.objects.create(patient=cast.xavier, institution=chl, value="CHL-X1")
+    local = ingest(dicom_copy(tmp_path, patient_id="CHL-X1", StudyDate="20240401"), "CHL")
+    search(client_for("alice", "CHL"), StudyDate=ALL_DATES)
+    xavier = AuditEvent.objects.filter(action="study.search", patient=XAVIER_ID)
+    by_basis = {e.basis: (e.detail["returned"], e.basis_ids) for e in xavier}
+    assert by_basis["LOCAL"][0] == [local.study_uid]
+    assert by_basis["CONSENT"][0] == two_patients[XAVIER_ID]
+    assert by_basis["CONSENT"][1]["consent"] == cast.xavier.consents.get().pk
+    assert "consent" not in by_basis["LOCAL"][1]
