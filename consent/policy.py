@@ -207,8 +207,8 @@ def _practitioner(f: Facts, action: str, j: int | None, study_uid: str | None) -
     # 5: not hidden by the patient; an emergency does not reveal it either
     if shared and study_uid in f.hidden_study_uids:
         return _deny("STUDY_HIDDEN", "The patient has hidden this study.", ids=ids)
-    # 6: an active emergency access permits, unless the patient has refused emergency
-    # access since it was opened: the refusal ends it at once (the patient stays in control)
+    # 6: an active emergency access permits, unless a consent in effect refuses emergency
+    # access (granting one also ends the open accesses: consent.services.consents)
     emergency = _first_active(f.emergencies, f.now)
     if emergency is not None and _refusing_emergencies(f) is None:
         return Decision(

@@ -9,7 +9,14 @@ from anim_gateway.errors import ApplicationError, Conflict, NotFound
 from audit.actions import Action
 from consent.actors import Actor
 from consent.auditing import audit_event
-from consent.models import Consent, Patient, RecordStatus, SharedRecord, SharedRecordChange
+from consent.models import (
+    Consent,
+    EmergencyAccess,
+    Patient,
+    RecordStatus,
+    SharedRecord,
+    SharedRecordChange,
+)
 from consent.services.provisioning import institutions_by_code
 
 
@@ -62,6 +69,7 @@ def consent_grant(
         channel=channel_of(actor),
     )
     consent.institutions.set(institutions)
+    ended = [] if allow_emergency else _open_emergencies_ended(patient, now)
     audit_event(
         actor,
         action=Action.CONSENT_GRANT,
@@ -72,9 +80,22 @@ def consent_grant(
             "institutions": institution_codes,
             "valid_until": valid_until.isoformat() if valid_until else None,
             "allow_emergency": allow_emergency,
+            **({"emergency_accesses_ended": ended} if ended else {}),
         },
     )
     return consent
+
+
+def _open_emergencies_ended(patient: Patient, now: datetime.datetime) -> list[int]:
+    """A refusal of emergency access ends the open ones at once, for good: revoking the
+    refusal later does not reopen them. They end as at their expiry (the sweep records and
+    tells the patient) and stay listed for the DPO's review."""
+    open_now = EmergencyAccess.objects.select_for_update().filter(
+        patient=patient, expires_at__gt=now
+    )
+    ended = list(open_now.order_by("pk").values_list("pk", flat=True))
+    EmergencyAccess.objects.filter(pk__in=ended).update(expires_at=now)
+    return ended
 
 
 @transaction.atomic

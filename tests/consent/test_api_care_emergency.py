@@ -224,6 +224,33 @@ def test_the_patients_later_refusal_of_emergencies_closes_them(with_email):
     assert last("study.retrieve").reason_code == "NO_CONSENT"
 
 
+def test_a_refusal_ends_the_open_emergency_accesses_for_good(with_email):
+    from consent import gate
+
+    from .conftest import actor, study
+
+    declared = declare(client_for("bob", "CHEM")).json()
+    refusal = {"institutions": ["CHL"], "allow_emergency": False}
+    xavier = client_for("xavier")
+    granted = xavier.post(f"{API}/me/consents/", refusal, format="json").json()
+    access = EmergencyAccess.objects.get(pk=declared["id"])
+    assert access.expires_at <= timezone.now()
+    assert last("consent.grant").detail["emergency_accesses_ended"] == [access.pk]
+    # Revoking the refusal does not reopen it: a new emergency needs a new declaration.
+    assert xavier.post(f"{API}/me/consents/{granted['id']}/revoke/").status_code == 200
+    with pytest.raises(gate.AccessDenied):
+        gate.authorize(
+            actor(with_email.bob.user, "CHEM"),
+            gate.VIEW_IMAGES,
+            patient=with_email.xavier,
+            study=study("1.9", "HRS", with_email.xavier),
+            audit_action="study.retrieve",
+        )
+    # Still listed for the DPO's review.
+    listed = client_for("dora").get(f"{API}/emergency-accesses/?review=pending").json()
+    assert [row["id"] for row in listed] == [access.pk]
+
+
 def test_the_declarations_time_is_written_as_the_lists(with_email):
     declared = declare(client_for("bob", "CHEM")).json()
     listed = client_for("dora").get(f"{API}/emergency-accesses/").json()

@@ -258,7 +258,7 @@ def test_after_a_refusal_of_emergencies_the_patients_consent_still_permits():
     assert "emergency_access" not in decision.basis_ids
 
 
-def test_a_revoked_refusal_lets_the_emergency_access_permit_again():
+def test_only_a_refusal_in_effect_blocks_an_open_emergency_access():
     refusing = ConsentFact(
         id=25, start=NOW - DAY, revoked_at=NOW - US, all_members=True, allow_emergency=False
     )
