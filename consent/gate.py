@@ -1071,6 +1071,11 @@ def _explained(decision: Decision) -> dict:
 def _why(code: str, shared: bool, record_active: bool, consent, people: list) -> str:
     if not record_active:
         return "Your shared record is closed: no other hospital sees your studies."
+    if shared and consent is None:  # only an emergency access opens them without consent
+        return (
+            f"A practitioner of {code} has opened an emergency access: they see your studies "
+            "until it ends, and the Data Protection Officer reviews it."
+        )
     if consent is None:
         return f"You have not consented to sharing with {code}."
     if shared:

@@ -285,6 +285,21 @@ def test_who_can_see_explains_each_institution(xavier, cast):
     assert last("record.view").detail == {"view": "who_can_see"}
 
 
+def test_who_can_see_names_an_open_emergency_access(xavier, cast):
+    reason = "Unconscious patient in the emergency department, history needed."
+    body = {"reason": reason}
+    declared = client_for("bob", "CHEM").post(
+        f"{API}/patients/{XAVIER_ID}/emergency-access/", body, format="json"
+    )
+    assert declared.status_code == 201
+    chem = {
+        i["institution"]: i for i in xavier.get(f"{API}/me/who-can-see/").json()["institutions"]
+    }["CHEM"]
+    assert chem["other_hospitals_studies_visible"] is True
+    assert "emergency" in chem["why"]
+    assert "not consented" not in chem["why"]
+
+
 def test_who_can_see_counts_hidden_studies_and_a_closed_record(xavier, cast):
     from .conftest import hide
 
