@@ -188,46 +188,40 @@ def test_a_physician_declares_an_emergency_and_the_patient_is_told(
     assert "Xavier" not in mail.outbox[0].body
 
 
-def test_the_emergency_then_opens_the_patients_studies(with_email):
+def bob_opens_xaviers_hrs_study(cast):
+    """The gate's decision on Dr Bob (CHEM) opening Xavier's HRS study; raises on a deny."""
     from consent import gate
 
     from .conftest import actor, study
 
-    declare(client_for("bob", "CHEM"))
-    decision = gate.authorize(
-        actor(with_email.bob.user, "CHEM"),
+    return gate.authorize(
+        actor(cast.bob.user, "CHEM"),
         gate.VIEW_IMAGES,
-        patient=with_email.xavier,
-        study=study("1.9", "HRS", with_email.xavier),
+        patient=cast.xavier,
+        study=study("1.9", "HRS", cast.xavier),
         audit_action="study.retrieve",
     )
-    assert decision.basis == "EMERGENCY"
+
+
+def test_the_emergency_then_opens_the_patients_studies(with_email):
+    declare(client_for("bob", "CHEM"))
+    assert bob_opens_xaviers_hrs_study(with_email).basis == "EMERGENCY"
 
 
 def test_the_patients_later_refusal_of_emergencies_closes_them(with_email):
     from consent import gate
-
-    from .conftest import actor, study
 
     declare(client_for("bob", "CHEM"))
     refusal = {"institutions": ["CHL"], "allow_emergency": False}
     response = client_for("xavier").post(f"{API}/me/consents/", refusal, format="json")
     assert response.status_code == 201
     with pytest.raises(gate.AccessDenied):
-        gate.authorize(
-            actor(with_email.bob.user, "CHEM"),
-            gate.VIEW_IMAGES,
-            patient=with_email.xavier,
-            study=study("1.9", "HRS", with_email.xavier),
-            audit_action="study.retrieve",
-        )
+        bob_opens_xaviers_hrs_study(with_email)
     assert last("study.retrieve").reason_code == "NO_CONSENT"
 
 
 def test_a_refusal_ends_the_open_emergency_accesses_for_good(with_email):
     from consent import gate
-
-    from .conftest import actor, study
 
     declared = declare(client_for("bob", "CHEM")).json()
     refusal = {"institutions": ["CHL"], "allow_emergency": False}
@@ -239,13 +233,7 @@ def test_a_refusal_ends_the_open_emergency_accesses_for_good(with_email):
     # Revoking the refusal does not reopen it: a new emergency needs a new declaration.
     assert xavier.post(f"{API}/me/consents/{granted['id']}/revoke/").status_code == 200
     with pytest.raises(gate.AccessDenied):
-        gate.authorize(
-            actor(with_email.bob.user, "CHEM"),
-            gate.VIEW_IMAGES,
-            patient=with_email.xavier,
-            study=study("1.9", "HRS", with_email.xavier),
-            audit_action="study.retrieve",
-        )
+        bob_opens_xaviers_hrs_study(with_email)
     # Still listed for the DPO's review.
     listed = client_for("dora").get(f"{API}/emergency-accesses/?review=pending").json()
     assert [row["id"] for row in listed] == [access.pk]
