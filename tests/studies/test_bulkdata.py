@@ -122,7 +122,7 @@ def test_nested_bulk_data_is_served_from_its_place_in_the_file(
     from studies import dicom
 
     if reader == "pydicom":
-        monkeypatch.setattr(dicom, "read_plain", lambda path: None)
+        monkeypatch.setattr(dicom, "read_plain", lambda path, **_options: None)
     path, values = _nested(tmp_path, item_charset=item_charset, undefined=undefined)
     result = ingest(path)
     metadata = _metadata(alice, result)
