@@ -20,7 +20,7 @@ from anim_gateway.errors import ApplicationError, NotFound, error_body
 from audit.actions import Action
 from consent import gate, national_id
 from consent.actors import Actor
-from consent.auditing import audit_event
+from consent.auditing import audit_refusal
 from consent.authentication import actor_of
 from consent.models import (
     Affiliation,
@@ -231,12 +231,6 @@ def refusals_audited(actor: Actor, *, audit_action: str, patient: Patient | None
     except gate.AccessDenied:
         raise  # already audited by the gate
     except ApplicationError as refusal:
-        audit_event(
-            actor,
-            action=audit_action,
-            outcome="deny",
-            reason_code=refusal.code,
-            message=refusal.audit_message,
-            patient=patient.national_id if patient else "",
-        )
+        national = patient.national_id if patient else ""
+        audit_refusal(actor, refusal, action=audit_action, patient=national)
         raise

@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 
+from anim_gateway.errors import ApplicationError
 from audit.events import Event
 from audit.services import append, append_many
 from consent.actors import Actor
@@ -22,3 +23,23 @@ def audit_events(actor: Actor | None, events: Sequence[dict]) -> None:
     """Append several events of one actor, all or none; each as ``audit_event``'s fields."""
     actor_fields = _actor_fields(actor)
     append_many([Event(**actor_fields, **fields) for fields in events])
+
+
+def audit_refusal(
+    actor: Actor | None,
+    refusal: ApplicationError,
+    *,
+    action: str,
+    patient: str = "",
+    detail: dict | None = None,
+) -> None:
+    """Append a service's refusal as a deny: its code, and the message the log may hold."""
+    audit_event(
+        actor,
+        action=action,
+        outcome="deny",
+        reason_code=refusal.code,
+        message=refusal.audit_message,
+        patient=patient,
+        detail=detail or {},
+    )

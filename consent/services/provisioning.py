@@ -11,7 +11,7 @@ from anim_gateway.errors import ApplicationError, Conflict, Forbidden, NotFound
 from audit.actions import Action
 from consent import national_id
 from consent.actors import Actor
-from consent.auditing import audit_event
+from consent.auditing import audit_event, audit_refusal
 from consent.models import (
     Account,
     Affiliation,
@@ -60,15 +60,8 @@ def _refusals_audited(
     try:
         yield
     except ApplicationError as refusal:
-        audit_event(
-            actor,
-            action=action,
-            outcome="deny",
-            reason_code=refusal.code,
-            message=refusal.audit_message,
-            patient=patient() if callable(patient) else patient,
-            detail=detail or {},
-        )
+        about = patient() if callable(patient) else patient
+        audit_refusal(actor, refusal, action=action, patient=about, detail=detail)
         raise
 
 
