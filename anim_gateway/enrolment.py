@@ -1,13 +1,16 @@
 """One-time enrolment codes: an authenticator app is set up only with an administrator's code."""
 
+import datetime
 import hashlib
 import secrets
 from base64 import b32encode
 from enum import StrEnum
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -28,6 +31,7 @@ class Refused(StrEnum):
     """Why an enrolment was not confirmed; the value is the audited log-in step."""
 
     CODE = "enrolment_code"
+    EXPIRED = "enrolment_code_expired"
     TOTP = "totp_enrolment"
 
 
@@ -47,6 +51,30 @@ def _readable(raw: str) -> str:
     return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
 
 
+def code_expires_at(holder: StaticDevice) -> datetime.datetime | None:
+    """When the code held by this device stops being accepted (None: never issued here).
+
+    Counted from django-otp's own ``created_at`` of the device, written when the code was
+    issued, under the lifetime now in force: shortening ENROLMENT_CODE_HOURS shortens the
+    codes already handed out too."""
+    if holder.created_at is None:  # a row older than django-otp's timestamps: no known age
+        return None
+    return holder.created_at + datetime.timedelta(hours=settings.ENROLMENT_CODE_HOURS)
+
+
+def _expired(holder: StaticDevice) -> bool:
+    expires_at = code_expires_at(holder)
+    return expires_at is None or timezone.now() >= expires_at
+
+
+def enrolment_code_expiry(username: str) -> datetime.datetime | None:
+    """When the user's unused enrolment code expires; None when they hold none."""
+    holder = StaticDevice.objects.filter(
+        user__username=username, name=DEVICE_NAME, confirmed=False
+    ).first()
+    return code_expires_at(holder) if holder is not None else None
+
+
 @transaction.atomic
 def enrolment_code_issue(
     *, username: str, reset_authenticator: bool = False, acting: Actor | None = None
@@ -54,7 +82,8 @@ def enrolment_code_issue(
     """Issue a user's one-time code to set up an authenticator app, and return it.
 
     Only its digest is kept, so this is the only time it is seen; it replaces the user's
-    earlier unused code. The audit event names the user, never the code.
+    earlier unused code, and expires ENROLMENT_CODE_HOURS after now (``enrolment_code_expiry``).
+    The audit event names the user, never the code.
 
     Parameters
     ----------
@@ -102,7 +131,9 @@ def enrolment_confirm(
     """Confirm the user's new authenticator when the enrolment code and the app's code are right.
 
     The enrolment code is used up with the confirmation, not before: a wrong app code keeps
-    it. django-otp's throttle of the code's device counts wrong codes as well.
+    it. An expired code is refused as such when it is typed right, and is then used up: it
+    can serve no more, even if the lifetime is lengthened later. django-otp's throttle of the
+    code's device counts wrong codes as well.
 
     Returns
     -------
@@ -118,6 +149,9 @@ def enrolment_confirm(
         # Wrong, used, replaced or never issued: one answer (and django-otp counts the miss).
         if holder is None or not holder.verify_token(_stored(code)):
             return Refused.CODE
+        if _expired(holder):
+            holder.delete()  # verify_token used its token; the device goes with it
+            return Refused.EXPIRED
         if not device.verify_token(token):
             transaction.set_rollback(True)  # the code is not used up by a failed attempt
             return Refused.TOTP

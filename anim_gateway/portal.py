@@ -316,6 +316,11 @@ ENROLMENT_ERRORS = {
         "This enrolment code is not valid: it may be mistyped, already used or replaced by a "
         "newer one. Check it, or ask your administrator for a new one.",
     ),
+    Refused.EXPIRED: (
+        "enrolment_code",
+        "This enrolment code has expired and can no longer be used. Ask your administrator "
+        "for a new one.",
+    ),
     Refused.TOTP: ("token", "This code is not valid. Check the time on your phone."),
 }
 

@@ -392,6 +392,10 @@ CACHES = {
 # counter per client address leaves them out, since every client behind one shares it.
 PROXY_ADDRESSES = env_list("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Anim Gateway")
+# An enrolment code (issue_enrolment_code) is accepted for this long after it is issued. Three
+# days: one issued on a Friday afternoon still serves on Monday morning, while one lost in an
+# internal-mail tray or on a desk stops setting up a stranger's phone within days.
+ENROLMENT_CODE_HOURS = env_int("ENROLMENT_CODE_HOURS", 72)
 
 # --- audit ---
 # Public keys (base64, raw 32 bytes) of retired checkpoint signing keys, still trusted.

@@ -1,8 +1,9 @@
 """Print a user's one-time code to set up an authenticator app, once; only its digest is kept."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from anim_gateway.enrolment import enrolment_code_issue
+from anim_gateway.enrolment import enrolment_code_expiry, enrolment_code_issue
 from anim_gateway.errors import ApplicationError
 from consent.actors import Actor
 from consent.models import Role
@@ -19,7 +20,7 @@ class Command(BaseCommand):
     help = (
         "Issue a one-time enrolment code (printed once on stdout) without which a practitioner, "
         "the DPO or an administrator cannot set up an authenticator app. It replaces the "
-        "user's earlier unused code."
+        "user's earlier unused code, and expires after ENROLMENT_CODE_HOURS."
     )
 
     def add_arguments(self, parser) -> None:
@@ -38,8 +39,10 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(code)
+        # stdout holds the code alone (scripts read it); the notes go to stderr.
+        expires = timezone.localtime(enrolment_code_expiry(username))  # TIME_ZONE's local time
         # Another way than the password's: whoever reads both could enrol their own phone.
         self.stderr.write(
-            f"One use, for {username}'s first log-in. Hand it over in person or by phone, "
-            "never with the password."
+            f"One use, for {username}'s first log-in, until {expires:%Y-%m-%d %H:%M %Z}. Hand "
+            "it over in person or by phone, never with the password."
         )
