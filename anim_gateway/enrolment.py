@@ -120,7 +120,13 @@ def enrolment_code_issue(
     device = StaticDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=False)
     raw = b32encode(secrets.token_bytes(CODE_BYTES)).decode()
     device.token_set.create(token=_stored(raw))
-    detail = {"username": username, "role": role, "authenticator_removed": enrolled}
+    # The user's id too: the administration's device events name the user by id alone.
+    detail = {
+        "username": username,
+        "user_id": user.pk,
+        "role": role,
+        "authenticator_removed": enrolled,
+    }
     audit_event(acting, action=Action.AUTH_ENROLMENT_CODE_ISSUE, detail=detail)
     return _readable(raw)
 

@@ -392,6 +392,10 @@ CACHES = {
 # counter per client address leaves them out, since every client behind one shares it.
 PROXY_ADDRESSES = env_list("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Anim Gateway")
+# django-otp's admin pages show no secret of a saved device: no authenticator key, QR code or
+# static token (its config and QR pages answer 403). Whoever reads them could sign in as
+# the device's user; an administrator resets a lost authenticator with issue_enrolment_code.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # An enrolment code (issue_enrolment_code) is accepted for this long after it is issued. Three
 # days: one issued on a Friday afternoon still serves on Monday morning, while one lost in an
 # internal-mail tray or on a desk stops setting up a stranger's phone within days.

@@ -13,6 +13,15 @@ class Action(models.TextChoices):
         "auth.enrolment_code_issue",
         "Issued a one-time code to set up an authenticator app",
     )
+    AUTH_DEVICE_ADD = "auth.device_add", "Added a second-factor device in the administration"
+    AUTH_DEVICE_CHANGE = (
+        "auth.device_change",
+        "Changed a second-factor device in the administration",
+    )
+    AUTH_DEVICE_DELETE = (
+        "auth.device_delete",
+        "Deleted a second-factor device in the administration",
+    )
     ACCOUNT_CREATE = "account.create", "Created an account"
     INSTITUTION_CREATE = "institution.create", "Created a member institution"
     PRACTITIONER_CREATE = "practitioner.create", "Registered a practitioner"
@@ -95,6 +104,9 @@ PATIENT_WORDS: dict[str, str] = {
     Action.AUTH_TOKEN_ISSUE: "Gave out an access key for an app",
     Action.AUTH_TOKEN_REVOKE: "Cancelled access keys for apps",
     Action.AUTH_ENROLMENT_CODE_ISSUE: "Gave out a code to set up an authenticator app",
+    Action.AUTH_DEVICE_ADD: "Added a sign-in authenticator for a user",
+    Action.AUTH_DEVICE_CHANGE: "Changed a user's sign-in authenticator",
+    Action.AUTH_DEVICE_DELETE: "Removed a user's sign-in authenticator",
     Action.ACCOUNT_CREATE: "Created an account",
     Action.INSTITUTION_CREATE: "Added a hospital to the network",
     Action.PRACTITIONER_CREATE: "Registered a doctor or other health professional",

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest
 from guardian.admin import (
     AdminGroupObjectPermissionsForm,
     AdminUserObjectPermissionsForm,
@@ -16,7 +16,9 @@ from guardian.admin import (
 from anim_gateway.portal import portal_actor
 from audit.actions import Action
 from audit.errors import AuditUnavailable
+from consent.admin_audit import audit_unavailable, is_row_id
 from consent.auditing import audit_event
+from consent.device_admin import register_device_admins
 from consent.models import (
     Account,
     Affiliation,
@@ -45,14 +47,14 @@ class AuditedReads:
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
         if not _audited_read(request, self.model, object_id=""):
-            return _audit_unavailable()
+            return audit_unavailable()
         return super().changelist_view(request, extra_context)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None
     ):
         if not _audited_read(request, self.model, object_id=object_id):
-            return _audit_unavailable()
+            return audit_unavailable()
         return super().change_view(request, object_id, form_url, extra_context)
 
 
@@ -63,38 +65,34 @@ class AuditedPermissionPages(AuditedReads):
 
     def obj_perms_manage_view(self, request: HttpRequest, object_pk: str):
         if not _audited_read(request, self.model, object_id=object_pk, page=PERMISSIONS):
-            return _audit_unavailable()
+            return audit_unavailable()
         _require_row_ids(object_pk)
         return super().obj_perms_manage_view(request, object_pk)
 
     def obj_perms_manage_user_view(self, request: HttpRequest, object_pk: str, user_id: str):
         shown = {"user": _name_of(get_user_model(), "username", user_id)}
         if not _audited_read(request, self.model, object_id=object_pk, page=PERMISSIONS, **shown):
-            return _audit_unavailable()
+            return audit_unavailable()
         _require_row_ids(object_pk, user_id)
         return super().obj_perms_manage_user_view(request, object_pk, user_id)
 
     def obj_perms_manage_group_view(self, request: HttpRequest, object_pk: str, group_id: str):
         shown = {"group": _name_of(Group, "name", group_id)}
         if not _audited_read(request, self.model, object_id=object_pk, page=PERMISSIONS, **shown):
-            return _audit_unavailable()
+            return audit_unavailable()
         _require_row_ids(object_pk, group_id)
         return super().obj_perms_manage_group_view(request, object_pk, group_id)
 
 
-def _is_row_id(value: str) -> bool:
-    return value.isascii() and value.isdigit()  # "²" is a digit to str, not to int()
-
-
 def _require_row_ids(*values: str) -> None:
     """guardian looks its ids up as they come (a ValueError, 500, for "abc"): a 404 instead."""
-    if not all(_is_row_id(value) for value in values):
+    if not all(is_row_id(value) for value in values):
         raise Http404("No such record.")
 
 
 def _name_of(model: type, field: str, pk: str) -> str:
     """The login or group name of this id as it is now ("" for an unknown one)."""
-    if not _is_row_id(pk):
+    if not is_row_id(pk):
         return ""
     return model.objects.filter(pk=pk).values_list(field, flat=True).first() or ""
 
@@ -117,21 +115,13 @@ def _audited_read(request: HttpRequest, model: type, *, object_id: str, **shown:
 
 def _national_id_of(model: type, object_id: str) -> str:
     """The national identifier of the record's patient, "" for a list or an unknown id."""
-    if not _is_row_id(object_id):
+    if not is_row_id(object_id):
         return ""
     if model is Patient:
         found = Patient.objects.filter(pk=object_id)
     else:
         found = Patient.objects.filter(pk__in=model.objects.filter(pk=object_id).values("patient"))
     return found.values_list("national_id", flat=True).first() or ""
-
-
-def _audit_unavailable() -> HttpResponse:
-    return HttpResponse(
-        "The audit log is unavailable: this page cannot be shown. Try again later.",
-        status=503,
-        content_type="text/plain",
-    )
 
 
 class AETitleInline(admin.TabularInline):
@@ -276,3 +266,7 @@ class StudyVisibilityAdmin(ReadOnlyHistoryAdmin):
 class EmergencyAccessAdmin(ReadOnlyHistoryAdmin):
     list_display = ["pk", "patient", "practitioner", "institution", "start", "expires_at", "review"]
     list_filter = ["review", "institution"]
+
+
+# django-otp's pages of second-factor devices, audited like the pages above.
+register_device_admins(admin.site)

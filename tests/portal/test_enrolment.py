@@ -358,6 +358,7 @@ def test_issuing_is_audited_without_the_code(cast):
     )
     assert event.detail == {
         "username": "charlie",
+        "user_id": cast.charlie.user.pk,
         "role": "practitioner",
         "authenticator_removed": False,
     }
