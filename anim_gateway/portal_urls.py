@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from anim_gateway import portal
+from anim_gateway import portal, portal_login
 from anim_gateway.portal import portal_view
 from audit import pages as audit_pages
 from consent import pages as consent_pages
@@ -16,9 +16,9 @@ dpo = portal_view("dpo")
 
 urlpatterns = [
     path("", portal.home, name="home"),
-    path("login/", portal.login_view, name="login"),
-    path("login/verify/", portal.totp_verify, name="totp-verify"),
-    path("login/enrol/", portal.totp_enrol, name="totp-enrol"),
+    path("login/", portal_login.login_view, name="login"),
+    path("login/verify/", portal_login.totp_verify, name="totp-verify"),
+    path("login/enrol/", portal_login.totp_enrol, name="totp-enrol"),
     path("login/institution/", portal.choose_institution, name="choose-institution"),
     path("logout/", portal.logout_view, name="logout"),
     # The patient
