@@ -71,7 +71,7 @@ class Action(models.TextChoices):
     AUDIT_SEARCH = "audit.search", "Searched the audit log"
     AUDIT_VERIFY = "audit.verify", "Verified the audit log"
     AUDIT_EXPORT = "audit.export", "Exported the audit log"
-    ADMIN_VIEW = "admin.view", "Viewed consent records in the administration"
+    ADMIN_VIEW = "admin.view", "Viewed access or sign-in settings in the administration"
     AUDIT_CHECKPOINT = "audit.checkpoint", "Signed an audit checkpoint"
     AUDIT_ACCESS_LOG = "audit.access_log", "Read the access log"
 
