@@ -202,7 +202,9 @@ def _store(request: Request, study_uid: str = "") -> HttpResponse:
     """STOW-RS to /studies, or to /studies/{study}, which stores that study's instances only."""
     if study_uid and not is_valid_uid(study_uid):
         raise ApplicationError("study: the URL names no valid Study Instance UID.")
-    session = IngestSession.for_writer(actor_of(request), target_study_uid=study_uid)
+    actor = actor_of(request)
+    _refuse_writer_without_institution(actor)
+    session = IngestSession.for_writer(actor, target_study_uid=study_uid)
     read = _body_reader(request)
     reader = MultipartReader(
         read, boundary=_stow_boundary(request), max_bytes=settings.STOW_MAX_BYTES
@@ -224,6 +226,22 @@ def _store(request: Request, study_uid: str = "") -> HttpResponse:
     stored = sum(r.ok for r in results)
     status = 200 if stored == len(results) else 202 if stored else 409
     return _json(body, status=status)
+
+
+def _refuse_writer_without_institution(actor) -> None:
+    """A token bound to no institution (a DPO's, a patient's, an administrator's) stores
+    nothing. The gate says so, with its reason code, and audits the refusal as it does every
+    other: before, the ingest session refused it alone, unaudited."""
+    if actor.institution is None:
+        gate.authorize(
+            actor,
+            gate.STORE,
+            patient=None,
+            audit_action=Action.STUDY_STORE,
+            detail={"channel": actor.channel},
+        )
+        # The rule permits no store without an acting institution; should it ever, the
+        # session still refuses (IngestSession.for_writer).
 
 
 def _body_reader(request: Request) -> Callable[[int], bytes]:

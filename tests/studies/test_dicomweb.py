@@ -1020,9 +1020,23 @@ def test_a_practitioner_stores_for_the_institution_of_the_token(cast, tmp_path):
     assert Study.objects.get().institution.code == "CHL"
 
 
-def test_a_dpo_may_not_store(cast, tmp_path):
-    response = stow(client_for("dora"), [dicom_copy(tmp_path).read_bytes()])
+@pytest.mark.parametrize("path", ["/dicomweb/studies", "/dicomweb/studies/1.2.826.0.1.3"])
+@pytest.mark.parametrize("who", ["dora", "xavier"])
+def test_a_token_of_no_institution_may_not_store_and_the_refusal_is_audited(
+    cast, tmp_path, who, path
+):
+    """A DPO's or a patient's token is refused by the gate's rule, as every other refusal:
+    its reason code, and a deny in the audit log (the review found it refused unaudited)."""
+    response = stow(client_for(who), [dicom_copy(tmp_path).read_bytes()], path=path)
     assert response.status_code == 403
+    assert response.json()["error"]["code"] == "ROLE_NOT_ALLOWED"
+    event = AuditEvent.objects.latest("seq")
+    assert (event.action, event.outcome, event.reason_code) == (
+        "study.store",
+        "deny",
+        "ROLE_NOT_ALLOWED",
+    )
+    assert not Study.objects.exists()
 
 
 def test_a_system_may_not_add_to_another_hospitals_study(cast, tmp_path):
