@@ -85,6 +85,7 @@ def parse_query(params: QueryDict, level: str = "studies") -> Query:
     """The query of a QIDO-RS search for studies, series or instances (``level``); 400
     INVALID naming the parameter when malformed, or when it asks to match on an attribute
     that level does not match on."""
+    params = _tags_in_upper_case(params)
     _refuse_unmatched_keys(params, level)
 
     def value(keyword: str) -> str:
@@ -115,6 +116,16 @@ def parse_query(params: QueryDict, level: str = "studies") -> Query:
     )
 
 
+def _tags_in_upper_case(params: QueryDict) -> QueryDict:
+    """The parameters with each key written as a tag in upper case: PS3.18's attribute-tag is
+    8HEXDIG, which ABNF takes in either case ("0020000d" is StudyInstanceUID too)."""
+    normalized = QueryDict(mutable=True)
+    for key, values in params.lists():
+        name = key.upper() if _TAG.fullmatch(key) else key
+        normalized.setlist(name, normalized.getlist(name) + values)
+    return normalized
+
+
 def _refuse_unmatched_keys(params: QueryDict, level: str) -> None:
     """A matching key the level does not match on (PatientName, say) is refused, not
     ignored: ignoring it would answer a search for one patient's name with everyone's
@@ -132,6 +143,7 @@ def _refuse_unmatched_keys(params: QueryDict, level: str) -> None:
             )
 
 
+_TAG = re.compile(r"[0-9A-Fa-f]{8}")
 # Every keyword of the data dictionary, in lower case.
 _KEYWORDS = frozenset(keyword.lower() for keyword in keyword_dict)
 
@@ -139,7 +151,7 @@ _KEYWORDS = frozenset(keyword.lower() for keyword in keyword_dict)
 def _names_an_attribute(key: str) -> bool:
     """Whether the key is a tag or a keyword, in any case: "patientname" is refused too,
     rather than ignored as a name that is no attribute."""
-    return bool(re.fullmatch(r"[0-9A-Fa-f]{8}", key)) or key.lower() in _KEYWORDS
+    return bool(_TAG.fullmatch(key)) or key.lower() in _KEYWORDS
 
 
 def _includefield(params: QueryDict) -> frozenset[str]:

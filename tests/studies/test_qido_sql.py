@@ -243,3 +243,14 @@ def test_a_universal_match_or_a_parameter_naming_no_attribute_is_accepted(query)
     from django.http import QueryDict
 
     assert qido.parse_query(QueryDict(query)).patient_id == ""
+
+
+@pytest.mark.parametrize("tag", ["0020000D", "0020000d"])
+def test_a_key_written_as_a_tag_matches_in_either_case_of_its_hex_digits(tag):
+    """PS3.18 8.3.4.1: attribute-tag is 8HEXDIG, which ABNF takes in either case; a lower-case
+    tag used to be refused as an attribute the search does not match on."""
+    from django.http import QueryDict
+
+    uid = "1.2.826.0.1.3680043.8.498.1"
+    assert qido.parse_query(QueryDict(f"{tag}={uid}")).study_uids == (uid,)
+    assert qido.parse_query(QueryDict(f"00100020=CHEM-X1&{tag.lower()}=")).patient_id == "CHEM-X1"
