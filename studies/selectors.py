@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 
 from consent.gate import Found
 from studies import lookups, qido, qido_sql
@@ -88,3 +88,26 @@ def instance_keys(*, study: Study | lookups.StudyRow, series: Series | None = No
         qs = qs.filter(series=series)
     qs = qs.order_by("series_id", F("instance_number").asc(nulls_last=True), "pk")
     return list(qs.values_list("storage_key", flat=True))
+
+
+def thumbnail_instance(
+    *, study: Study | lookups.StudyRow, series: Series | None = None
+) -> Instance | None:
+    """The image a study's or series' thumbnail shows (PS3.18 10.4.1.1.4 leaves the choice
+    to the server): the middle image, by instance number, of the series, or of the study's
+    first series, by series number, that holds one; the portal's series previews show the
+    same middle instance. None when there is no image."""
+    if series is None:
+        with_image = Exists(Instance.objects.filter(series=OuterRef("pk"), number_of_frames__gt=0))
+        series = (
+            Series.objects.filter(study_id=study.pk)
+            .filter(with_image)
+            .order_by(F("series_number").asc(nulls_last=True), "pk")
+            .first()
+        )
+        if series is None:
+            return None
+    images = Instance.objects.filter(series=series, number_of_frames__gt=0)
+    middle = images.count() // 2
+    ordered = images.order_by(F("instance_number").asc(nulls_last=True), "pk")
+    return next(iter(ordered[middle : middle + 1]), None)

@@ -134,35 +134,56 @@ class RenderedApi(DicomWebApi):
     def get(
         self, request: Request, study: str, series: str, instance: str, frames: str = "1"
     ) -> HttpResponse:
-        media_type = _rendered_type(request)
+        media_type = rendered_type(request)
         window = _window(request.query_params.get("window", ""))
-        viewport = _viewport(request.query_params.get("viewport", ""))
+        viewport = viewport_param(request.query_params.get("viewport", ""))
         quality = _quality(request.query_params.get("quality", ""))
         found = _instance(request, study, series, instance, Action.STUDY_RENDER)
-        if (
-            found.pixel_data_offset is None
-            and found.transfer_syntax_uid != "1.2.840.10008.1.2.1.99"
-        ):
-            raise ApplicationError(
-                "This instance has no image to render.", status_code=404, code="NOT_FOUND"
-            )
-        index = frame_numbers(frames, count=max(found.number_of_frames, 1))[0] - 1
-        try:
-            with storage.object_reader(key=found.storage_key) as reader:
-                image = render_frame(
-                    reader,
-                    index=index,
-                    media_type=media_type,
-                    window=window,
-                    viewport=viewport,
-                    quality=quality,
-                )
-        except InvalidDicom as exc:
-            raise ApplicationError(str(exc), code="NOT_RENDERABLE", status_code=406) from exc
+        image = render_instance(
+            found,
+            frames=frames,
+            media_type=media_type,
+            window=window,
+            viewport=viewport,
+            quality=quality,
+        )
         return HttpResponse(image, content_type=media_type)
 
 
-def _rendered_type(request: Request) -> str:
+def render_instance(
+    found: Instance,
+    *,
+    frames: str,
+    media_type: str,
+    window: tuple[float, float] | None = None,
+    viewport: tuple[int, int] | None = None,
+    quality: int = 90,
+    max_size: int | None = None,
+) -> bytes:
+    """The first frame of ``frames`` of an instance the gate already let through, rendered;
+    404 when it holds no image, 406 NOT_RENDERABLE when the frame does not decode."""
+    # A deflated instance keeps no offset (it counts in the inflated stream), yet renders.
+    if found.pixel_data_offset is None and found.transfer_syntax_uid != "1.2.840.10008.1.2.1.99":
+        raise ApplicationError(
+            "This instance has no image to render.", status_code=404, code="NOT_FOUND"
+        )
+    index = frame_numbers(frames, count=max(found.number_of_frames, 1))[0] - 1
+    try:
+        with storage.object_reader(key=found.storage_key) as reader:
+            return render_frame(
+                reader,
+                index=index,
+                media_type=media_type,
+                window=window,
+                viewport=viewport,
+                quality=quality,
+                max_size=max_size,
+            )
+    except InvalidDicom as exc:
+        raise ApplicationError(str(exc), code="NOT_RENDERABLE", status_code=406) from exc
+
+
+def rendered_type(request: Request) -> str:
     """The most preferred of the formats the client accepts (PS3.18 8.7.8), JPEG for any."""
     wanted = request.query_params.get("accept") or request.headers.get("Accept")
     refused = accept.refused(wanted)
@@ -190,7 +211,7 @@ def _rendered_offer(media_range: accept.MediaRange, refused: frozenset[str]) -> 
 MAX_VIEWPORT = 4096
 
 
-def _viewport(raw: str) -> tuple[int, int] | None:
+def viewport_param(raw: str) -> tuple[int, int] | None:
     """PS3.18 8.3.5.1.3's vw,vh: the whole image scaled to fit. A cropping region (sx, sy,
     sw, sh) is refused rather than ignored: the image would not be the one asked for."""
     if not raw:

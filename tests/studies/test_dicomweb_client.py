@@ -1,6 +1,7 @@
 """dicomweb-client, a real third-party client, against a live server with bearer tokens."""
 
 import datetime
+import io
 
 import pytest
 import requests
@@ -145,3 +146,26 @@ def test_dicomweb_client_retrieves_the_bulk_data_metadata_references(live_server
         path = uri.removeprefix("http://localhost")
         assert path.startswith(f"/dicomweb/studies/{dataset.StudyInstanceUID}/series/")
         assert alice.retrieve_bulkdata(live_server.url + path) == [original.WaveformData]
+
+
+def test_dicomweb_client_fetches_the_thumbnail_urls_it_builds(live_server, cast, tmp_path):
+    """dicomweb-client 0.61 has no thumbnail method, but its URI class builds the four
+    thumbnail resources' URLs (URISuffix.THUMBNAIL); a session with Alice's token fetches
+    them."""
+    from dicomweb_client.uri import URI, URISuffix
+    from PIL import Image
+
+    _alice_admits_yvonne(cast)
+    dataset = dcmread(dicom_copy(tmp_path, "JPEG2000.dcm", patient_id="CHL-Y1"))
+    _client(live_server, "chl-pacs", "CHL").store_instances(datasets=[dataset])
+    session = requests.Session()
+    token = token_issue(username="alice", institution_code="CHL", days=1)
+    session.headers["Authorization"] = f"Bearer {token}"
+    uids = (dataset.StudyInstanceUID, dataset.SeriesInstanceUID, dataset.SOPInstanceUID)
+    base = f"{live_server.url}/dicomweb"
+    for depth, frames in ((1, None), (2, None), (3, None), (3, [1])):
+        uri = URI(base, *uids[:depth], frames=frames, suffix=URISuffix.THUMBNAIL)
+        response = session.get(str(uri), headers={"Accept": "image/png"})
+        assert response.status_code == 200, str(uri)
+        assert response.headers["Content-Type"] == "image/png"
+        assert Image.open(io.BytesIO(response.content)).size == (32, 128)

@@ -45,10 +45,10 @@ def test_empty_items_of_a_frame_list_are_skipped() -> None:
 
 @pytest.mark.parametrize("raw", ["\u0661\u0662,\u0661\u0662", "5_0,50", "+5,5"])
 def test_a_viewport_is_whole_numbers_in_ascii_digits(raw: str) -> None:
-    from studies.api.frames import _viewport
+    from studies.api.frames import viewport_param
 
     with pytest.raises(ApplicationError, match="viewport: vw,vh with whole numbers"):
-        _viewport(raw)
+        viewport_param(raw)
 
 
 @pytest.mark.parametrize("name", ["limit", "offset"])
