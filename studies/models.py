@@ -103,6 +103,13 @@ class Series(models.Model):
         return self.series_uid
 
 
+# Which version of the header's DICOM JSON an instance's ``metadata`` is: 1 from before bulk
+# data references (BulkDataURI markers, studies.bulkdata) were kept in it, 2 with them.
+# ``manage.py backfill_bulkdata`` brings version 1 up to 2.
+METADATA_WITHOUT_BULKDATA = 1
+METADATA_CURRENT = 2
+
+
 class Instance(models.Model):
     """One stored SOP instance: where its bytes are and what they hash to."""
 
@@ -125,6 +132,11 @@ class Instance(models.Model):
     pixel_data_length = models.BigIntegerField(null=True, blank=True)
     # DICOM JSON without bulk data: /metadata and QIDO never open the file.
     metadata = models.JSONField(default=dict)
+    # Ingest writes the current version; the database default is for the rows stored before
+    # the column (and for a process still running the previous code while this deploys).
+    metadata_version = models.SmallIntegerField(
+        default=METADATA_CURRENT, db_default=METADATA_WITHOUT_BULKDATA
+    )
     created_at = models.DateTimeField(default=timezone.now)
     fixity_checked_at = models.DateTimeField(null=True, blank=True)
     fixity_ok = models.BooleanField(null=True, blank=True)

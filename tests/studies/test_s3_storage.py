@@ -627,3 +627,22 @@ def test_an_import_stops_with_its_summary_and_a_reason_when_the_bucket_is_unreac
     assert "3 file(s): 1 stored, 0 duplicate, 0 rejected" in capsys.readouterr().out
     assert len(_keys(bucket)) == Instance.objects.count() == 1
     assert list((tmp_path / "spool").glob("*")) == []
+
+
+def test_backfill_reads_an_old_instances_header_from_the_bucket(cast, tmp_path, bucket, settings):
+    """On S3 the object is spooled to disk to have its header read, then the copy removed."""
+    from django.core.management import call_command
+
+    from .test_backfill_bulkdata import _without_references
+
+    ingest(dicom_copy(tmp_path, "CT_small.dcm", patient_id="CHEM-X1"))
+    instance = Instance.objects.get()
+    today = instance.metadata
+    Instance.objects.filter(pk=instance.pk).update(
+        metadata=_without_references(today), metadata_version=1
+    )
+    out = io.StringIO()
+    call_command("backfill_bulkdata", stdout=out)
+    assert "done: 1 instances: 1 updated, 0 already current, 0 failed" in out.getvalue()
+    assert Instance.objects.get().metadata == today
+    assert not list(Path(settings.SPOOL_DIR).glob("*"))
