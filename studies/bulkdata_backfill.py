@@ -1,5 +1,4 @@
-"""Bulk data references for instances stored before they existed: their stored header read
-again (never its pixel data) and its references added to their metadata, nothing else."""
+"""Bulk data references added to the metadata of instances stored before they existed."""
 
 import contextlib
 import logging

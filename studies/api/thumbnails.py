@@ -1,5 +1,4 @@
-"""WADO-RS thumbnails (PS3.18 10.4.1.1.4, Supplement 203): a small rendering of a
-representative frame of a study, a series, an instance or a frame."""
+"""WADO-RS thumbnails (PS3.18 10.4.1.1.4): a representative frame, rendered small."""
 
 from django.http import HttpResponse
 from rest_framework.request import Request

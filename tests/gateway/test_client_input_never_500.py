@@ -173,10 +173,17 @@ DICOMWEB_READS = [
     get("alice", INST + "/rendered?viewport=a,b", 400, "INVALID"),
     get("alice", INST + "/rendered?accept=image/gif", 406, "NOT_ACCEPTABLE"),
     get("alice", INST + "/rendered", 200, HTTP_ACCEPT=";q=0, image/*"),
-    get("alice", INST + "/thumbnail", 404, "NOT_FOUND"),
+    # thumbnails (PS3.18 10.4.1.1.4): viewport and Accept as for rendered
+    get("alice", INST + "/thumbnail", 200),
+    get("alice", "/dicomweb/studies/{study}/thumbnail?viewport=a,b", 400, "INVALID"),
+    get("alice", "/dicomweb/studies/{study}/series/{series}/thumbnail?viewport=1,2,3", 400),
+    get("alice", INST + "/thumbnail?accept=image/gif", 406, "NOT_ACCEPTABLE"),
+    get("alice", INST + "/frames/0/thumbnail", 400, "INVALID"),
+    get("alice", "/dicomweb/studies/{study}/series/x%00y/thumbnail", 404, "NOT_FOUND"),
     # methods and parameter counts
     options("alice", Q),
     options("alice", INST + "/rendered"),
+    options("alice", "/dicomweb/studies/{study}/thumbnail"),
     Case("anon", "options", Q, 401, "UNAUTHENTICATED"),  # who asks is checked first
     get("alice", Q + "?" + MANY_PARAMETERS, 400, "INVALID"),
     get("alice", INST + "/rendered?" + MANY_PARAMETERS, 400, "INVALID"),

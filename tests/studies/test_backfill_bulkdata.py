@@ -1,5 +1,4 @@
-"""manage.py backfill_bulkdata: references added to the metadata of instances stored before
-bulk data references existed; idempotent, resumable, a failed instance left as it was."""
+"""manage.py backfill_bulkdata: idempotent, resumable, a failed instance left as it was."""
 
 import io
 import json
