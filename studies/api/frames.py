@@ -4,6 +4,7 @@ import logging
 import math
 from collections.abc import Iterator
 
+import numpy
 from django.http import HttpResponse
 from rest_framework.request import Request
 
@@ -32,6 +33,7 @@ _FRAME_TYPES = {
     "1.2.840.10008.1.2.5": "image/dicom-rle",
 }
 _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+_BIG_ENDIAN = "1.2.840.10008.1.2.2"
 
 logger = logging.getLogger(__name__)
 
@@ -81,16 +83,32 @@ def _frame_parts(instance: Instance, numbers: list[int], part_type: str):
     """A part per frame, all read from one open object (opened once the answer starts, so
     that an answer never sent leaves nothing open)."""
     size = 0 if instance.transfer_syntax_uid not in _NATIVE else _frame_size(instance)
+    swap = _swapped_word(instance)
     with storage.object_reader(key=instance.storage_key) as reader:
         for number in numbers:
-            yield part_type, _frame_chunk(reader, instance, number, size)
+            yield part_type, _frame_chunk(reader, instance, number, size, swap)
+
+
+def _swapped_word(instance: Instance) -> int:
+    """The width in bytes of the words to turn little endian, 0 for none: PS3.18 8.7.3.3.1
+    serves uncompressed bulk data little endian, and a big-endian object stores its 16- and
+    32-bit pixels the other way round."""
+    if instance.transfer_syntax_uid != _BIG_ENDIAN:
+        return 0
+    bits = int(_value(instance, "00280100", 0) or 0)
+    return bits // 8 if bits in (16, 32) else 0
+
+
+def _little_endian(frame: bytes, width: int) -> bytes:
+    words = numpy.frombuffer(frame, dtype=f">u{width}")
+    return words.astype(f"<u{width}").tobytes()
 
 
 def _frame_chunk(
-    reader: storage.Reader, instance: Instance, number: int, size: int
+    reader: storage.Reader, instance: Instance, number: int, size: int, swap: int
 ) -> Iterator[bytes]:
     try:
-        yield read_frame(
+        frame = read_frame(
             reader,
             transfer_syntax_uid=instance.transfer_syntax_uid,
             offset=instance.pixel_data_offset,
@@ -98,6 +116,7 @@ def _frame_chunk(
             number_of_frames=instance.number_of_frames,
             frame_size=size,
         )
+        yield _little_endian(frame, swap) if swap else frame
     except storage.ObjectUnavailable:
         return  # logged by storage; already streaming: the client sees a short part
     except InvalidDicom as exc:  # the stored bytes, corrupt: the part is short too

@@ -1321,6 +1321,27 @@ def test_several_frames_come_in_the_order_asked_from_one_read_of_the_object(
     assert len(opened) == 2, "opened once to check it is there, once for all its frames"
 
 
+@pytest.mark.parametrize(
+    ("name", "frames"), [("MR_small_bigendian.dcm", [1]), ("rtdose_expb.dcm", [3, 1])]
+)
+def test_the_frames_of_a_big_endian_instance_are_served_little_endian(cast, tmp_path, name, frames):
+    """PS3.18 8.7.3.3.1: uncompressed bulk data is little endian. 16-bit MR and 32-bit dose
+    words used to be served in the stored big-endian order (the contract review's finding)."""
+    share_with_alice(cast)
+    source = dicom_copy(tmp_path, name, patient_id="CHEM-X1")
+    result = ingest(source)
+    response = client_for("alice", "CHL").get(
+        f"/dicomweb/studies/{result.study_uid}/series/{result.series_uid}"
+        f"/instances/{result.sop_instance_uid}/frames/{','.join(map(str, frames))}"
+    )
+    original = dcmread(source)
+    pixels = original.pixel_array.reshape(int(original.get("NumberOfFrames") or 1), -1)
+    little = pixels.astype(pixels.dtype.newbyteorder("<"))
+    assert [data for _, data in multipart_parts(response)] == [
+        little[n - 1].tobytes() for n in frames
+    ]
+
+
 @pytest.mark.parametrize(("username", "institution"), [("dora", None), ("chl-pacs", "CHL")])
 def test_a_role_that_never_sees_images_cannot_tell_a_study_from_an_unknown_one(
     cast, tmp_path, username, institution
