@@ -4,7 +4,6 @@ import logging
 import math
 from collections.abc import Iterator
 
-import numpy
 from django.http import HttpResponse
 from rest_framework.request import Request
 
@@ -13,7 +12,7 @@ from audit.actions import Action
 from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
-from studies import accept, access, storage
+from studies import accept, access, big_endian, storage
 from studies.api.dicomweb import DicomWebApi, multipart_response
 from studies.dicom import InvalidDicom, read_frame
 from studies.dicom_render import FORMATS, render_frame
@@ -83,32 +82,19 @@ def _frame_parts(instance: Instance, numbers: list[int], part_type: str):
     """A part per frame, all read from one open object (opened once the answer starts, so
     that an answer never sent leaves nothing open)."""
     size = 0 if instance.transfer_syntax_uid not in _NATIVE else _frame_size(instance)
-    swap = _swapped_word(instance)
     with storage.object_reader(key=instance.storage_key) as reader:
         for number in numbers:
-            yield part_type, _frame_chunk(reader, instance, number, size, swap)
+            yield part_type, _frame_chunks(reader, instance, number, size)
 
 
-def _swapped_word(instance: Instance) -> int:
-    """The width in bytes of the words to turn little endian, 0 for none: PS3.18 8.7.3.3.1
-    serves uncompressed bulk data little endian, and a big-endian object stores its 16- and
-    32-bit pixels the other way round."""
-    if instance.transfer_syntax_uid != _BIG_ENDIAN:
-        return 0
-    bits = int(_value(instance, "00280100", 0) or 0)
-    return bits // 8 if bits in (16, 32) else 0
-
-
-def _little_endian(frame: bytes, width: int) -> bytes:
-    words = numpy.frombuffer(frame, dtype=f">u{width}")
-    return words.astype(f"<u{width}").tobytes()
-
-
-def _frame_chunk(
-    reader: storage.Reader, instance: Instance, number: int, size: int, swap: int
+def _frame_chunks(
+    reader: storage.Reader, instance: Instance, number: int, size: int
 ) -> Iterator[bytes]:
     try:
-        frame = read_frame(
+        if instance.transfer_syntax_uid == _BIG_ENDIAN:
+            yield from _big_endian_frame(reader, instance, number - 1, size)
+            return
+        yield read_frame(
             reader,
             transfer_syntax_uid=instance.transfer_syntax_uid,
             offset=instance.pixel_data_offset,
@@ -116,11 +102,33 @@ def _frame_chunk(
             number_of_frames=instance.number_of_frames,
             frame_size=size,
         )
-        yield _little_endian(frame, swap) if swap else frame
     except storage.ObjectUnavailable:
         return  # logged by storage; already streaming: the client sees a short part
     except InvalidDicom as exc:  # the stored bytes, corrupt: the part is short too
         logger.error("Frame %d of instance %s cannot be served: %s", number, instance.pk, exc)
+
+
+def _big_endian_frame(
+    reader: storage.Reader, instance: Instance, index: int, size: int
+) -> Iterator[bytes]:
+    """PS3.18 8.7.3.3.1 serves uncompressed bulk data little endian: a big-endian object's
+    pixel words are turned round as they are served."""
+    offset = instance.pixel_data_offset
+    bits = int(_value(instance, "00280100", 0) or 0)
+    word = big_endian.swapped_word(reader, offset=offset, bits_allocated=bits)
+    if not word:
+        yield read_frame(
+            reader,
+            transfer_syntax_uid=instance.transfer_syntax_uid,
+            offset=offset,
+            index=index,
+            number_of_frames=instance.number_of_frames,
+            frame_size=size,
+        )
+        return
+    yield from big_endian.little_endian_frame(
+        reader, offset=offset, index=index, frame_size=size, word=word
+    )
 
 
 @serves_patient_data
