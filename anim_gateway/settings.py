@@ -293,6 +293,12 @@ STOW_MAX_BYTES = env_int("STOW_MAX_BYTES", 2 * 1024**3)
 # the standard MR functional groups) or an enhanced CT of some 6,700 (37 a frame), and
 # bounds any header at about 3 s and 270 MiB of one worker. docs/configuration.md.
 DICOM_MAX_HEADER_ELEMENTS = env_int("DICOM_MAX_HEADER_ELEMENTS", 250_000)
+# The most fragments an encapsulated Pixel Data may hold (its Basic Offset Table aside): a
+# larger one is refused as a header over DICOM_MAX_HEADER_ELEMENTS is, by the same walk. Real
+# objects hold about one a frame (pydicom's test files at most 3 for a frame, 30 in all); a file
+# of millions of tiny fragments cost ingest 4.3 s for 20 million, and each read of its frame
+# 29 s and 2.4 GiB (bench/bench_fragments.py). docs/configuration.md.
+DICOM_MAX_PIXEL_FRAGMENTS = env_int("DICOM_MAX_PIXEL_FRAGMENTS", 1_000_000)
 # The most pixels a rendering (/rendered, previews) is computed on: a larger frame is reduced
 # first, which bounds the memory of its lookup tables and window (8 bytes a pixel, twice).
 RENDER_MAX_PIXELS = env_int("RENDER_MAX_PIXELS", 4096 * 4096)

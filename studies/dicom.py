@@ -126,14 +126,17 @@ def read_header(path: Path) -> Header:
     studies.part10.TooManyElements
         (an InvalidDicom) More than DICOM_MAX_HEADER_ELEMENTS elements, counted by the walk
         of the file before any of them is parsed.
+    studies.part10.TooManyFragments
+        (an InvalidDicom) More than DICOM_MAX_PIXEL_FRAGMENTS fragments of encapsulated
+        Pixel Data, counted by the same walk.
     """
-    limit = settings.DICOM_MAX_HEADER_ELEMENTS
-    plain = read_plain(path, limit=limit)
+    limits = _limits()
+    plain = read_plain(path, **limits)
     if plain is not None:
         ds, syntax, pixel = plain
         uids = _required_uids(ds)
     else:
-        ds, syntax, uids, pixel = _read_with_pydicom(path, limit=limit)
+        ds, syntax, uids, pixel = _read_with_pydicom(path, limits=limits)
     _check_pixel_length(ds, syntax=syntax, pixel=pixel)
     return Header(
         **uids,
@@ -155,8 +158,16 @@ def read_header(path: Path) -> Header:
     )
 
 
+def _limits() -> dict[str, int]:
+    """The walk's limits, as read_plain, check_before_parsing and check_structure take them."""
+    return {
+        "limit": settings.DICOM_MAX_HEADER_ELEMENTS,
+        "fragment_limit": settings.DICOM_MAX_PIXEL_FRAGMENTS,
+    }
+
+
 def _read_with_pydicom(
-    path: Path, *, limit: int
+    path: Path, *, limits: dict[str, int]
 ) -> tuple[Dataset, UID, dict, tuple[int, int] | None]:
     """What read_plain leaves to pydicom: anything unusual, malformed files among them.
 
@@ -165,7 +176,7 @@ def _read_with_pydicom(
     that grew with its elements); a file pydicom refuses before its data set is left to it.
     """
     walked = check_before_parsing(
-        path, limit=limit, max_inflated=settings.STOW_MAX_BYTES, scratch=_scratch()
+        path, max_inflated=settings.STOW_MAX_BYTES, scratch=_scratch(), **limits
     )
     try:
         ds = dcmread(path, stop_before_pixels=True, force=False)
@@ -182,7 +193,7 @@ def _read_with_pydicom(
     syntax = transfer_syntax(ds.file_meta)
     uids = _required_uids(ds)
     if walked is None:  # pydicom read what it was expected to refuse: checked as before
-        return ds, syntax, uids, check_structure(path, syntax=syntax, limit=limit)
+        return ds, syntax, uids, check_structure(path, syntax=syntax, **limits)
     return ds, syntax, uids, walked.pixel
 
 

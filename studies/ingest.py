@@ -28,7 +28,7 @@ from studies.ingest_index import (
     objects_put,
     rows_find,
 )
-from studies.part10 import TooManyElements
+from studies.part10 import OverLimit
 from studies.spool import Spooled
 
 logger = logging.getLogger(__name__)
@@ -147,8 +147,8 @@ def _ingest_all(*, session: IngestSession, items: list[Spooled]) -> list[IngestR
     for position, spooled in enumerate(items):
         try:
             header = read_header(spooled.path)
-        except TooManyElements as exc:
-            results[position] = _too_many_elements(session=session, spooled=spooled, exc=exc)
+        except OverLimit as exc:
+            results[position] = _over_limit(session=session, spooled=spooled, exc=exc)
             continue
         except InvalidDicom as exc:
             results[position] = IngestResult(
@@ -177,17 +177,16 @@ def _ingest_all(*, session: IngestSession, items: list[Spooled]) -> list[IngestR
     return [r for r in results if r is not None]
 
 
-def _too_many_elements(
-    *, session: IngestSession, spooled: Spooled, exc: TooManyElements
-) -> IngestResult:
-    """A header over DICOM_MAX_HEADER_ELEMENTS, refused as a file that cannot be read is;
-    audited, as what a sender keeps sending to make the gateway work is worth seeing
-    (nothing of it was parsed: the audit row names the object by its hash and size)."""
+def _over_limit(*, session: IngestSession, spooled: Spooled, exc: OverLimit) -> IngestResult:
+    """A header over DICOM_MAX_HEADER_ELEMENTS, or pixel data over DICOM_MAX_PIXEL_FRAGMENTS,
+    refused as a file that cannot be read is; audited (the limit's reason code), as what a
+    sender keeps sending to make the gateway work is worth seeing (nothing of it was
+    parsed: the audit row names the object by its hash and size)."""
     audit_event(
         session.actor,
         action=Action.STUDY_STORE,
         outcome="deny",
-        reason_code="TOO_MANY_ELEMENTS",
+        reason_code=exc.reason_code,
         detail={
             "channel": session.actor.channel,
             "limit": exc.limit,

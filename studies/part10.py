@@ -1,6 +1,7 @@
 """A Part 10 file's encoded elements walked in one pass: the structure check, the count of its
-elements (DICOM_MAX_HEADER_ELEMENTS), and the header read without pydicom's parser when the
-file is plain. Every file is walked before pydicom parses anything of its data set."""
+elements (DICOM_MAX_HEADER_ELEMENTS) and of its Pixel Data fragments (DICOM_MAX_PIXEL_FRAGMENTS),
+and the header read without pydicom's parser when the file is plain. Every file is walked
+before pydicom parses anything of its data set."""
 
 import contextlib
 import logging
@@ -59,15 +60,44 @@ class InvalidDicom(Exception):
     """The file is not a DICOM object the gateway can store; the message says why."""
 
 
-class TooManyElements(InvalidDicom):
+class OverLimit(InvalidDicom):
+    """The object passes one of the limits of what the gateway reads: refused as soon as the
+    walk's count passes it; ``reason_code`` names the limit in the audit log."""
+
+    reason_code = ""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class TooManyElements(OverLimit):
     """The data set holds more elements than the gateway reads (DICOM_MAX_HEADER_ELEMENTS):
     refused as soon as the count passes it, before the elements are parsed or encoded."""
 
+    reason_code = "TOO_MANY_ELEMENTS"
+
     def __init__(self, limit: int) -> None:
         super().__init__(
-            f"The data set holds more than {limit} data elements, the most this gateway reads."
+            f"The data set holds more than {limit} data elements, the most this gateway reads.",
+            limit,
         )
-        self.limit = limit
+
+
+class TooManyFragments(OverLimit):
+    """Encapsulated Pixel Data of more fragments than the gateway reads
+    (DICOM_MAX_PIXEL_FRAGMENTS): each costs the walk a step, and every later read of a frame
+    (pydicom's get_frame) a step and an object, so a file of millions of tiny fragments is
+    refused as soon as the count passes it. The Basic Offset Table is not a fragment."""
+
+    reason_code = "TOO_MANY_FRAGMENTS"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The encapsulated Pixel Data holds more than {limit} fragments, the most this "
+            "gateway reads.",
+            limit,
+        )
 
 
 # No limit: a count never reaches it.
@@ -94,7 +124,13 @@ class Walker:
     """
 
     def __init__(
-        self, data: bytes | mmap.mmap, size: int, *, collect: bool = False, limit: int = UNLIMITED
+        self,
+        data: bytes | mmap.mmap,
+        size: int,
+        *,
+        collect: bool = False,
+        limit: int = UNLIMITED,
+        fragment_limit: int = UNLIMITED,
     ) -> None:
         self.data = data
         self.size = size
@@ -112,6 +148,10 @@ class Walker:
         self.count = 0
         self.meta_count = 0
         self.unseen = 0
+        # The fragments of encapsulated pixel data walked (not their offset tables), refused
+        # past ``fragment_limit``.
+        self.fragment_limit = fragment_limit
+        self.fragments = 0
 
     def _truncated(self) -> InvalidDicom:
         return InvalidDicom(f"Truncated: the file ends inside an element at byte {self.size}.")
@@ -130,7 +170,13 @@ class Walker:
         the whole count passes it."""
         if self.count + self.unseen // _SMALLEST <= self.limit:
             return
-        counter = _Counter(self.data, self.size, limit=self.limit, counted=self.meta_count)
+        counter = _Counter(
+            self.data,
+            self.size,
+            limit=self.limit,
+            counted=self.meta_count,
+            fragment_limit=self.fragment_limit,
+        )
         counter.dataset(start, None, implicit=implicit, little=little, depth=0)
 
     def walk(self, *, implicit: bool, little: bool, depth: int, nested: bool = False) -> None:
@@ -239,10 +285,12 @@ class Walker:
         self._into[element.tag] = element  # a tag twice: the last one, as pydicom keeps
 
     def _sequence(self, *, implicit: bool, little: bool, depth: int, items: bool) -> None:
-        """Items up to the sequence delimiter; counted unless they are the fragments of
-        encapsulated pixel data (``items`` false), which no header holds."""
+        """Items up to the sequence delimiter; counted as elements unless they are the
+        offset table and fragments of encapsulated pixel data (``items`` false), which no
+        header holds: the fragments are counted against their own limit."""
         if depth > MAX_SEQUENCE_DEPTH:
             raise InvalidDicom("Malformed: sequences nested too deeply.")
+        offset_table = not items  # the first item of encapsulated pixel data (PS3.5 A.4)
         while True:
             if self.pos + 8 > self.size:
                 raise self._truncated()
@@ -257,6 +305,12 @@ class Walker:
                 self.count += 1
                 if self.count > self.limit:
                     raise TooManyElements(self.limit)
+            elif offset_table:
+                offset_table = False
+            else:
+                self.fragments += 1
+                if self.fragments > self.fragment_limit:
+                    raise TooManyFragments(self.fragment_limit)
             if length == UNDEFINED_LENGTH:
                 self.walk(implicit=implicit, little=little, depth=depth, nested=True)
             elif self.pos + length > self.size:
@@ -281,13 +335,25 @@ class _Counter:
     know) when it starts with an item. Where the bytes cannot be read as elements, the rest
     of the enclosing value or item counts as many as it could hold (bytes // 8), so that
     the count is never below what pydicom could parse there. TooManyElements once it
-    passes ``limit``: never more than ``limit`` elements are looked at."""
+    passes ``limit``: never more than ``limit`` elements are looked at; TooManyFragments
+    once the fragments of encapsulated pixel data it steps over pass ``fragment_limit``
+    (those inside a sequence of defined length, which the walk stepped over unseen)."""
 
-    def __init__(self, data: bytes | mmap.mmap, size: int, *, limit: int, counted: int) -> None:
+    def __init__(
+        self,
+        data: bytes | mmap.mmap,
+        size: int,
+        *,
+        limit: int,
+        counted: int,
+        fragment_limit: int = UNLIMITED,
+    ) -> None:
         self.data = data
         self.size = size
         self.limit = limit
         self.count = counted
+        self.fragment_limit = fragment_limit
+        self.fragments = 0
 
     def _add(self, number: int) -> None:
         self.count += number
@@ -396,6 +462,7 @@ class _Counter:
         if depth > MAX_SEQUENCE_DEPTH:
             raise _Unparsed(pos)
         stop = self.size if end is None else end
+        offset_table = not items  # the first item of encapsulated pixel data
         while end is None or pos < end:
             if pos + 8 > stop:
                 raise _Unparsed(pos)
@@ -408,6 +475,12 @@ class _Counter:
             pos += 8
             if items:
                 self._add(1)
+            elif offset_table:
+                offset_table = False
+            else:
+                self.fragments += 1
+                if self.fragments > self.fragment_limit:
+                    raise TooManyFragments(self.fragment_limit)
             if length == UNDEFINED_LENGTH:
                 if not items:
                     raise _Unparsed(pos)  # a fragment has a defined length
@@ -427,23 +500,27 @@ class Walked(NamedTuple):
     pixel: tuple[int, int] | None
 
 
-def check_structure(path: Path, *, syntax: UID, limit: int = UNLIMITED) -> tuple[int, int] | None:
+def check_structure(
+    path: Path, *, syntax: UID, limit: int = UNLIMITED, fragment_limit: int = UNLIMITED
+) -> tuple[int, int] | None:
     """Walk every element's length against the file size: a truncated file is refused; and
-    count its elements: TooManyElements past ``limit``.
+    count its elements: TooManyElements past ``limit``, and its pixel data fragments:
+    TooManyFragments past ``fragment_limit``.
 
     Returns the Pixel Data value's (offset, length) when there is one.
     """
     with _mapped(path) as (data, size):
-        return _walk(data, size, syntax=syntax, limit=limit)
+        return _walk(data, size, syntax=syntax, limit=limit, fragment_limit=fragment_limit)
 
 
 def check_before_parsing(
-    path: Path, *, limit: int, max_inflated: int, scratch: Path
+    path: Path, *, limit: int, max_inflated: int, scratch: Path, fragment_limit: int = UNLIMITED
 ) -> Walked | None:
     """What read_header checks of a file read_plain leaves to pydicom, before pydicom parses
     its data set (which costs more per element than anything else, and is what a crafted
     file of many elements makes costly): a known transfer syntax, the structure (every
-    length within the file) and the element count (TooManyElements past ``limit``). A
+    length within the file), the element count (TooManyElements past ``limit``) and the
+    pixel data fragments' (TooManyFragments past ``fragment_limit``). A
     deflated data set is inflated into a file in ``scratch`` first, refused when it
     inflates beyond ``max_inflated`` bytes.
 
@@ -458,8 +535,10 @@ def check_before_parsing(
     syntax = transfer_syntax(meta)
     with _mapped(path) as (data, size):
         if syntax != DeflatedExplicitVRLittleEndian:
-            return Walked(_walk(data, size, syntax=syntax, limit=limit))
-        walker = Walker(data, size, limit=limit)
+            return Walked(
+                _walk(data, size, syntax=syntax, limit=limit, fragment_limit=fragment_limit)
+            )
+        walker = Walker(data, size, limit=limit, fragment_limit=fragment_limit)
         walker.pos = _DATA_START
         walker.walk_meta()
         with tempfile.TemporaryFile(dir=scratch, suffix=".inflated") as out:
@@ -467,7 +546,9 @@ def check_before_parsing(
             if inflated is None:
                 return None
             if inflated:
-                _walk_inflated(out, inflated, limit=limit, counted=walker.count)
+                _walk_inflated(
+                    out, inflated, limit=limit, counted=walker.count, fragment_limit=fragment_limit
+                )
     return Walked(None)
 
 
@@ -503,13 +584,15 @@ def _inflate(
     return total
 
 
-def _walk_inflated(out: BinaryIO, size: int, *, limit: int, counted: int) -> None:
+def _walk_inflated(
+    out: BinaryIO, size: int, *, limit: int, counted: int, fragment_limit: int = UNLIMITED
+) -> None:
     with mmap.mmap(out.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        walker = Walker(data, size, limit=limit)
+        walker = Walker(data, size, limit=limit, fragment_limit=fragment_limit)
         walker.count = walker.meta_count = counted
         try:
             walker.walk(implicit=False, little=True, depth=0)
-        except TooManyElements:
+        except OverLimit:
             raise
         except InvalidDicom as exc:
             raise InvalidDicom(f"In the inflated data set: {exc}") from exc
@@ -531,9 +614,14 @@ def _mapped(path: Path) -> Iterator[tuple[bytes | mmap.mmap, int]]:
 
 
 def _walk(
-    data: bytes | mmap.mmap, size: int, *, syntax: UID, limit: int = UNLIMITED
+    data: bytes | mmap.mmap,
+    size: int,
+    *,
+    syntax: UID,
+    limit: int = UNLIMITED,
+    fragment_limit: int = UNLIMITED,
 ) -> tuple[int, int] | None:
-    walker = Walker(data, size, limit=limit)
+    walker = Walker(data, size, limit=limit, fragment_limit=fragment_limit)
     walker.pos = _DATA_START
     walker.walk_meta()
     if syntax == DeflatedExplicitVRLittleEndian:
@@ -546,7 +634,7 @@ def _walk(
 
 
 def read_plain(
-    path: Path, *, limit: int = UNLIMITED
+    path: Path, *, limit: int = UNLIMITED, fragment_limit: int = UNLIMITED
 ) -> tuple[Dataset, UID, tuple[int, int] | None] | None:
     """The header as ``dcmread(path, stop_before_pixels=True)`` reads it, its transfer
     syntax and its Pixel Data's (offset, length), from one walk of the file; None when the
@@ -557,13 +645,16 @@ def read_plain(
     sequence of undefined length into datasets: read_header took 1.21 and 1.18 ms per
     pydicom test file with it, 0.86 and 0.79 ms with this (bench/README.md).
 
-    TooManyElements as soon as the walk counts more than ``limit`` elements (the walk of
-    any other reading would count them too): they are never made into a dataset.
+    TooManyElements as soon as the walk counts more than ``limit`` elements, TooManyFragments
+    more than ``fragment_limit`` pixel data fragments (the walk of any other reading would
+    count them too): they are never made into a dataset.
     """
     try:
         with _mapped(path) as (data, size):
-            return _read_plain(data, size, limit=limit) if size > _DATA_START + 8 else None
-    except TooManyElements:
+            if size <= _DATA_START + 8:
+                return None
+            return _read_plain(data, size, limit=limit, fragment_limit=fragment_limit)
+    except OverLimit:
         raise
     except (InvalidDicom, _Unusual):
         return None  # pydicom's reading decides, and names the problem
@@ -574,11 +665,11 @@ def read_plain(
 
 
 def _read_plain(
-    data: bytes | mmap.mmap, size: int, *, limit: int
+    data: bytes | mmap.mmap, size: int, *, limit: int, fragment_limit: int
 ) -> tuple[Dataset, UID, tuple[int, int] | None] | None:
     if data[PREAMBLE_LENGTH:_DATA_START] != b"DICM":
         return None
-    walker = Walker(data, size, collect=True, limit=limit)
+    walker = Walker(data, size, collect=True, limit=limit, fragment_limit=fragment_limit)
     walker.pos = _DATA_START
     walker.walk_meta()
     meta = _file_meta(walker.meta)
