@@ -327,7 +327,8 @@ def to_json(
     options = {"bulk_data_threshold": 1024, "bulk_data_element_handler": lambda _elem: ""}
     where = bulkdata.marker_maker(syntax=syntax, uids=uids)
     try:
-        # What Dataset.to_json_dict(suppress_invalid_tags=True) gives, at half its cost.
+        # What Dataset.to_json_dict(suppress_invalid_tags=True) gives, at half its cost,
+        # but for an invalid value in a sequence item: dropped alone (header_json._dataset).
         raw = header_json(
             ds,
             encode=lambda data, tag: pydicom_element_json(data, tag, **options),

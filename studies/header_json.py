@@ -66,11 +66,14 @@ class _Context:
     bulk: Bulk | None
 
 
-def _dataset(ds: Dataset, ctx: _Context, *, base: int, depth: int) -> dict | None:
-    """A dataset's elements, top-level (never None) or an item's (None when one of its
-    elements is left to pydicom for the whole sequence). ``base``: the file offset that its
-    raw elements' value_tell counts from (pydicom reads a sequence parsed on demand from a
-    buffer of its value alone)."""
+def _dataset(ds: Dataset, ctx: _Context, *, base: int, depth: int) -> dict:
+    """A dataset's elements, top-level or an item's. An element that neither this module
+    nor pydicom can encode is dropped where it lies, in an item as at the top level
+    (``to_json_dict(suppress_invalid_tags=True)`` drops the whole top-level sequence around
+    it, as it encodes items without that option: a viewer would lose a whole Referenced
+    Series Sequence or functional group for one malformed DS deep inside). ``base``: the
+    file offset that its raw elements' value_tell counts from (pydicom reads a sequence
+    parsed on demand from a buffer of its value alone)."""
     out = {}
     for elem in _elements(ds):
         if _is_bulk(elem, ctx.limit):
@@ -79,8 +82,6 @@ def _dataset(ds: Dataset, ctx: _Context, *, base: int, depth: int) -> dict | Non
                 out[f"{elem.tag:08X}"] = ctx.bulk(_bulk_vr(elem), where, len(elem.value))
             continue
         encoded = _element(elem, data=ds, ctx=ctx, base=base, depth=depth)
-        if encoded is None and depth:
-            return None
         if encoded is not None:
             out[f"{elem.tag:08X}"] = encoded
     return out
@@ -126,6 +127,7 @@ def _implicit_binary_vr(tag: int) -> str | None:
 
 
 def _element(elem: object, *, data: Dataset, ctx: _Context, base: int, depth: int) -> dict | None:
+    raw = elem
     if isinstance(elem, RawDataElement) and _vr(elem) == "SQ":
         # The sequence's value starts here in the file; pydicom parses it from a buffer.
         inner = base + elem.value_tell
@@ -146,7 +148,23 @@ def _element(elem: object, *, data: Dataset, ctx: _Context, base: int, depth: in
         encoded = _sequence(elem.value, ctx=ctx, base=base, depth=depth + 1)
     else:
         encoded = _converted(elem.VR, elem.value)
-    return encoded if encoded is not None else ctx.encode(data, elem.tag)
+    if encoded is None:
+        encoded = ctx.encode(data, elem.tag)
+    if encoded is None and isinstance(raw, RawDataElement) and _vr(raw) != "SQ":
+        # An UN (or implicit VR) element pydicom reads as a sequence, which it could not
+        # encode whole: its items without what is invalid in them, as any sequence's.
+        encoded = _items_of(data, raw, ctx=ctx, base=base + raw.value_tell, depth=depth + 1)
+    return encoded
+
+
+def _items_of(
+    data: Dataset, elem: RawDataElement, *, ctx: _Context, base: int, depth: int
+) -> dict | None:
+    """The element as a sequence when pydicom reads it as one (_sequence), else None."""
+    converted = _converted_sequence(data, elem.tag)
+    if converted is None or converted.VR != "SQ" or not isinstance(converted.value, Sequence):
+        return None
+    return _sequence(converted.value, ctx=ctx, base=base, depth=depth)
 
 
 def _vr(elem: RawDataElement) -> str | None:
@@ -180,18 +198,11 @@ def _strict_reading() -> Iterator[None]:
 MAX_SEQUENCE_DEPTH = 32
 
 
-def _sequence(items: Sequence, *, ctx: _Context, base: int, depth: int) -> dict | None:
-    """A sequence's items; None (pydicom then decides for the whole sequence) when pydicom
-    cannot encode one of their elements, as its to_json_dict then fails the sequence."""
+def _sequence(items: Sequence, *, ctx: _Context, base: int, depth: int) -> dict:
+    """A sequence's items, each without the elements that cannot be encoded (_dataset)."""
     if depth > MAX_SEQUENCE_DEPTH:
         raise RecursionError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH}")
-    values = []
-    for item in items:
-        encoded = _dataset(item, ctx, base=base, depth=depth)
-        if encoded is None:
-            return None
-        values.append(encoded)
-    return {"vr": "SQ", "Value": values}
+    return {"vr": "SQ", "Value": [_dataset(item, ctx, base=base, depth=depth) for item in items]}
 
 
 def _sequence_from_bytes(

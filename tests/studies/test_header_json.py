@@ -1,6 +1,9 @@
-"""The header's DICOM JSON is exactly what pydicom's Dataset.to_json_dict gives."""
+"""The header's DICOM JSON is exactly what pydicom's Dataset.to_json_dict gives, except that
+an element pydicom cannot encode is dropped where it lies, in a sequence item too (pydicom
+drops the whole top-level sequence around it)."""
 
 import contextlib
+import json
 import struct
 import threading
 import warnings
@@ -36,9 +39,36 @@ def _readable(path: str) -> bool:
     return True
 
 
+def element_by_element(ds: Dataset) -> dict:
+    """pydicom's DICOM JSON of ``ds``, each element its own to_json_dict (strict, as
+    to_json_dict(suppress_invalid_tags=True) reads), a sequence's items made the same way:
+    an element pydicom cannot encode is dropped alone, at any depth."""
+    out = {}
+    for tag in list(ds.keys()):
+        with contextlib.suppress(Exception), config.strict_reading():
+            elem = ds[tag]
+            if elem.VR == "SQ":
+                value = [element_by_element(item) for item in elem.value]
+                out[f"{tag:08X}"] = {"vr": "SQ", "Value": value}
+            else:
+                out[f"{tag:08X}"] = elem.to_json_dict(**OPTIONS)
+    return out
+
+
+def expected_json(read) -> dict:
+    """What the gateway's DICOM JSON of ``read()`` must be: element_by_element, which is
+    pydicom's own to_json_dict(suppress_invalid_tags=True) for every element that keeps
+    (checked here), and holds besides only the sequences pydicom drops whole."""
+    expected = element_by_element(read())
+    pydicoms = read().to_json_dict(suppress_invalid_tags=True, **OPTIONS)
+    assert {tag: expected.get(tag) for tag in pydicoms} == pydicoms
+    assert all(expected[tag]["vr"] == "SQ" for tag in expected.keys() - pydicoms.keys())
+    return expected
+
+
 def both(read) -> tuple[dict, dict]:
     ours = read()
-    expected = read().to_json_dict(suppress_invalid_tags=True, **OPTIONS)
+    expected = expected_json(read)
     got = header_json(ours, encode=lambda data, tag: pydicom_element_json(data, tag, **OPTIONS))
     return got, expected
 
@@ -162,7 +192,7 @@ def test_bulk_data_is_left_out_where_pydicom_would_reference_it(path):
     def read() -> Dataset:
         return dcmread(path, stop_before_pixels=True, force=False)
 
-    expected = read().to_json_dict(suppress_invalid_tags=True, **OPTIONS)
+    expected = expected_json(read)
     got = header_json(
         read(),
         encode=lambda data, tag: pydicom_element_json(data, tag, **OPTIONS),
@@ -206,9 +236,7 @@ def test_a_waveforms_samples_are_left_out_of_its_sequence_items():
 )
 def test_raw_sequences_are_encoded_from_their_bytes_as_pydicom_does(name, monkeypatch):
     (path,) = [p for p in readable_files() if Path(p).name == name]
-    expected = dcmread(path, stop_before_pixels=True).to_json_dict(
-        suppress_invalid_tags=True, **OPTIONS
-    )
+    expected = expected_json(lambda: dcmread(path, stop_before_pixels=True))
 
     def parsed_by_pydicom(data, tag):
         raise AssertionError(f"sequence {tag:08X} was left to pydicom")
@@ -312,12 +340,79 @@ LO_AB = element(0x00100020, b"LO", b"AB")
 )
 def test_crafted_items_are_encoded_as_pydicom_encodes_them(tmp_path, items):
     path = _file_with_sequence(tmp_path, items)
-    expected = dcmread(path, stop_before_pixels=True).to_json_dict(
-        suppress_invalid_tags=True, **OPTIONS
-    )
+    expected = expected_json(lambda: dcmread(path, stop_before_pixels=True))
     got = header_json(
         dcmread(path, stop_before_pixels=True),
         encode=lambda data, tag: pydicom_element_json(data, tag, **OPTIONS),
         bulk_data_threshold=OPTIONS["bulk_data_threshold"],
     )
     assert without_bulk_references(got) == without_bulk_references(expected)
+
+
+# --- One invalid value deep inside a sequence ----------------------------------------------
+
+
+def _sequence_element(tag: int, items: list[bytes], *, defined: bool) -> bytes:
+    body = b"".join(_item(item, defined=defined) for item in items)
+    if defined:
+        return element(tag, b"SQ", body)
+    return _undefined_sequence(tag, body)
+
+
+def _file_with_one_bad_value_per_sequence(tmp_path, *, defined: bool) -> Path:
+    """A Referenced Series Sequence whose second referenced image has a malformed frame
+    number (IS), and a shared functional group whose slice thickness is malformed (DS),
+    each among valid siblings."""
+    image = element(0x00081150, b"UI", b"1.2.840.10008.5.1.4.1.1.2\0")
+    images = [
+        image + element(0x00081155, b"UI", b"1.2.3.9.1\0"),
+        image + element(0x00081155, b"UI", b"1.2.3.9.2\0") + element(0x00081160, b"IS", b"1a"),
+    ]
+    series = _sequence_element(0x00081140, images, defined=defined) + element(
+        0x0020000E, b"UI", b"1.2.3.9\0"
+    )
+    measures = element(0x00180050, b"DS", b"1.5x") + element(0x00280030, b"DS", b"0.5\\0.25")
+    group = _sequence_element(0x00289110, [measures], defined=defined)
+    dataset = (
+        _sequence_element(0x00081115, [series], defined=defined)
+        + element(0x00100020, b"LO", b"CHEM-UNKNOWN")
+        + element(0x0020000D, b"UI", b"1.2.3\0")
+        + element(0x0020000E, b"UI", b"1.2.3.5\0")
+        + _sequence_element(0x52009229, [group], defined=defined)
+    )
+    return part10(tmp_path / "one-bad-value.dcm", dataset)
+
+
+def _check_only_the_bad_values_are_dropped(metadata: dict) -> None:
+    (series,) = metadata["00081115"]["Value"]
+    assert series["0020000E"] == {"vr": "UI", "Value": ["1.2.3.9"]}
+    first, second = series["00081140"]["Value"]
+    assert first["00081155"] == {"vr": "UI", "Value": ["1.2.3.9.1"]}
+    assert second["00081155"] == {"vr": "UI", "Value": ["1.2.3.9.2"]}
+    assert "00081160" not in second  # "1a" is no IS
+    (group,) = metadata["52009229"]["Value"]
+    (measures,) = group["00289110"]["Value"]
+    assert measures == {"00280030": {"vr": "DS", "Value": [0.5, 0.25]}}  # "1.5x" is no DS
+
+
+@pytest.mark.parametrize("defined", [True, False], ids=["defined", "undefined"])
+def test_an_invalid_value_in_a_sequence_drops_that_value_alone(tmp_path, defined):
+    path = _file_with_one_bad_value_per_sequence(tmp_path, defined=defined)
+    metadata = read_header(path).metadata
+    _check_only_the_bad_values_are_dropped(metadata)
+    expected = expected_json(lambda: dcmread(path, stop_before_pixels=True))
+    assert without_bulk_references(metadata) == without_bulk_references(expected)
+
+
+def test_metadata_keeps_the_valid_siblings_of_an_invalid_nested_value(cast, tmp_path):
+    from tests.conftest import client_for
+
+    from .conftest import ingest
+
+    path = _file_with_one_bad_value_per_sequence(tmp_path, defined=True)
+    result = ingest(path)
+    assert result.status == "stored"
+    response = client_for("bob", "CHEM").get(f"/dicomweb/studies/{result.study_uid}/metadata")
+    assert response.status_code == 200
+    (instance,) = json.loads(b"".join(response.streaming_content))
+    _check_only_the_bad_values_are_dropped(instance)
