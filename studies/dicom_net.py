@@ -136,7 +136,10 @@ def member_titles() -> dict[str, InstitutionAETitle]:
 def forget_member_titles() -> None:
     """Drop the cache: the next association reads the titles afresh."""
     global _titles
-    _titles = (0.0, {})
+    # Under the lock: a refresh in progress would otherwise store the titles it read before
+    # the change after they were dropped.
+    with _titles_lock:
+        _titles = (0.0, {})
 
 
 class Listener(dimse.Service):
