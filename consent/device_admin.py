@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
@@ -39,12 +40,16 @@ class AuditedDevicePages:
     def changeform_view(
         self, request: HttpRequest, object_id: str | None = None, form_url="", extra_context=None
     ) -> HttpResponse:
-        # A POST's outcome is audited as a change; the GET before it showed the page.
+        # A GET shows the page: a read. A saved POST is audited as a change.
         shown = object_id is not None and request.method == "GET"
         if shown and not _audited_read(request, self.model, object_id):
             return audit_unavailable()
         view = super().changeform_view
-        return _refused_when_unaudited(view, request, object_id, form_url, extra_context)
+        response = _refused_when_unaudited(view, request, object_id, form_url, extra_context)
+        shown_again = _shown_again(request, object_id, response)
+        if shown_again and not _audited_read(request, self.model, object_id):
+            return audit_unavailable()
+        return response
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context=None):
         return _refused_when_unaudited(super().delete_view, request, object_id, extra_context)
@@ -63,6 +68,9 @@ class AuditedDevicePages:
         super().save_related(request, form, formsets, change)
         action = Action.AUTH_DEVICE_CHANGE if change else Action.AUTH_DEVICE_ADD
         detail = _about(form.instance) | {"fields": sorted(form.changed_data)}
+        if change and "user" in form.changed_data:
+            # A device given to another user: the one who lost it is named too.
+            detail["previous_user_id"] = form.initial.get("user")
         detail |= _inline_changes(formsets)
         audit_event(portal_actor(request), action=action, detail=detail)
 
@@ -74,11 +82,56 @@ class AuditedDevicePages:
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         deleted = [_about(device) for device in queryset]
         super().delete_queryset(request, queryset)
-        events = [
-            {"action": Action.AUTH_DEVICE_DELETE, "outcome": "permit", "detail": about}
-            for about in deleted
-        ]
-        audit_events(portal_actor(request), events)
+        _audit_deleted(request, deleted)
+
+
+class UserPagesAuditingDevices:
+    """The user pages: deleting a user deletes their second-factor devices with them (a
+    cascade), audited one event per device as the device pages' deletions are."""
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context=None):
+        return _refused_when_unaudited(super().delete_view, request, object_id, extra_context)
+
+    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+        def in_one_transaction() -> HttpResponse:  # "delete selected" has none of its own
+            with transaction.atomic():
+                return super(UserPagesAuditingDevices, self).changelist_view(request, extra_context)
+
+        return _refused_when_unaudited(in_one_transaction)
+
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        deleted = _devices_of([obj.pk])
+        super().delete_model(request, obj)
+        _audit_deleted(request, deleted)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        deleted = _devices_of(list(queryset.values_list("pk", flat=True)))
+        super().delete_queryset(request, queryset)
+        _audit_deleted(request, deleted)
+
+
+def _devices_of(user_ids: list[int]) -> list[dict]:
+    """What the audit says of each device of these users, read before they go."""
+    return [
+        _about(device)
+        for model in KINDS
+        for device in model.objects.filter(user_id__in=user_ids).order_by("pk")
+    ]
+
+
+def _audit_deleted(request: HttpRequest, deleted: list[dict]) -> None:
+    if not deleted:
+        return
+    events = [
+        {"action": Action.AUTH_DEVICE_DELETE, "outcome": "permit", "detail": about}
+        for about in deleted
+    ]
+    audit_events(portal_actor(request), events)
+
+
+def _shown_again(request: HttpRequest, object_id: str | None, response: HttpResponse) -> bool:
+    """A POST the form refused: the page is shown again and nothing changed, a read."""
+    return object_id is not None and request.method != "GET" and response.status_code == 200
 
 
 def _about(device: Model) -> dict:
@@ -146,3 +199,10 @@ def register_device_admins(site: admin.AdminSite) -> None:
         if site.is_registered(model):
             site.unregister(model)
         site.register(model, model_admin)
+    user_model = get_user_model()
+    if site.is_registered(user_model):
+        # Whatever admin the user model has (django.contrib.auth's), with the devices' audit.
+        user_admin = type(site.get_model_admin(user_model))
+        site.unregister(user_model)
+        audited = type("UserAdmin", (UserPagesAuditingDevices, user_admin), {})
+        site.register(user_model, audited)

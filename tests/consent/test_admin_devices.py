@@ -217,3 +217,71 @@ def test_no_audit_event_no_change(admin_client_verified, cast, audit_down):
     assert several.status_code == 503
     assert TOTPDevice.objects.filter(pk=device.pk).exists()
     assert admin_client_verified.get(change).status_code == 503  # no audited read, no page
+
+
+def test_an_authenticator_given_to_another_user_names_the_user_who_lost_it(
+    admin_client_verified, cast
+):
+    """Alice's working authenticator moved to Bob: she loses her second factor, and the DPO
+    must see whose it was (a review found only the new owner named)."""
+    alice, bob = cast.alice.user, cast.bob.user
+    device = TOTPDevice.objects.create(user=alice, name="Phone", confirmed=True)
+    response = admin_client_verified.post(f"{TOTP_PAGES}/{device.pk}/change/", totp_fields(bob.pk))
+    assert response.status_code == 302
+    [event] = device_events("auth.device_change")
+    assert (event.detail["user_id"], event.detail["previous_user_id"]) == (bob.pk, alice.pk)
+
+
+def test_a_device_page_shown_again_after_a_refused_change_is_an_audited_read(
+    admin_client_verified, cast
+):
+    """An invalid POST changes nothing and shows the device's page as a GET does."""
+    alice = cast.alice.user
+    device = TOTPDevice.objects.create(user=alice, name="Phone", confirmed=True)
+    page = admin_client_verified.post(
+        f"{TOTP_PAGES}/{device.pk}/change/", totp_fields(alice.pk, digits="x")
+    )
+    assert page.status_code == 200
+    assert not device_events("auth.device_change")
+    [event] = device_events("admin.view")
+    assert event.detail["user_id"] == alice.pk
+
+
+@pytest.mark.parametrize("how", ["page", "delete_selected"])
+def test_deleting_a_user_audits_the_devices_deleted_with_them(admin_client_verified, cast, how):
+    """The user pages delete a user's devices with the user (a cascade): one event each."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user("temp-doctor", password="x-unused-123456")
+    totp = TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
+    static = StaticDevice.objects.create(user=user, name="backup", confirmed=True)
+    if how == "page":
+        response = admin_client_verified.post(
+            f"/admin/auth/user/{user.pk}/delete/", {"post": "yes"}
+        )
+    else:
+        response = admin_client_verified.post(
+            "/admin/auth/user/",
+            {"action": "delete_selected", "_selected_action": [user.pk], "post": "yes"},
+        )
+    assert response.status_code == 302
+    assert not get_user_model().objects.filter(pk=user.pk).exists()
+    assert [e.detail for e in device_events("auth.device_delete")] == [
+        {"kind": "totp", "device": totp.pk, "user_id": user.pk, "confirmed": True},
+        {"kind": "static", "device": static.pk, "user_id": user.pk, "confirmed": True},
+    ]
+
+
+def test_no_audit_event_no_user_deleted_with_their_devices(admin_client_verified, cast, audit_down):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user("temp-doctor", password="x-unused-123456")
+    TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
+    response = admin_client_verified.post(f"/admin/auth/user/{user.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 503
+    several = admin_client_verified.post(
+        "/admin/auth/user/",
+        {"action": "delete_selected", "_selected_action": [user.pk], "post": "yes"},
+    )
+    assert several.status_code == 503
+    assert TOTPDevice.objects.filter(user=user).exists()
