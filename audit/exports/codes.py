@@ -39,6 +39,19 @@ _EXACT = {
     "study.store_conflict": STORE,
     # Breaking the glass is what ATNA repositories alert on.
     "emergency.declare": ALERT,
+    # A user's second factor set up, changed or taken away is an alert too, not a log-in.
+    "auth.device_add": ALERT,
+    "auth.device_change": ALERT,
+    "auth.device_delete": ALERT,
+    "auth.enrolment_code_issue": ALERT,
+}
+# The DCM type of an alert (PS3.16 CID 403, Security Alert Type), where one fits.
+ALERT_TYPES = {
+    "emergency.declare": ("110127", "Emergency Override Started"),
+    "auth.device_add": ("110137", "User Security Attributes Changed"),
+    "auth.device_change": ("110137", "User Security Attributes Changed"),
+    "auth.device_delete": ("110137", "User Security Attributes Changed"),
+    "auth.enrolment_code_issue": ("110137", "User Security Attributes Changed"),
 }
 _CREATING = (".create", ".grant", ".add", ".assert", ".declare", "_add", ".issue")
 

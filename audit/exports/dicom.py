@@ -6,7 +6,7 @@ from xml.etree import ElementTree as ET
 
 from audit import canonical
 from audit.actions import describe
-from audit.exports.codes import OUTCOME, kind_of, purpose_of
+from audit.exports.codes import ALERT_TYPES, OUTCOME, kind_of, purpose_of
 from audit.models import AuditEvent
 
 SOURCE_ID = "anim-gateway"
@@ -37,6 +37,9 @@ def _identification(message: ET.Element, event: AuditEvent) -> None:
         "urn:anim-gateway:audit-action",
         describe(event.action),
     )
+    if event.action in ALERT_TYPES:
+        code, text = ALERT_TYPES[event.action]
+        _code(ident, "EventTypeCode", code, "DCM", text)
     if event.message or event.reason_code:
         description = " ".join(filter(None, [event.reason_code, event.message]))
         ET.SubElement(ident, "EventOutcomeDescription").text = description

@@ -138,3 +138,25 @@ def test_it_refuses_an_unknown_export_format(log):
     response = client_as("dpo", username="dora").get("/api/v1/audit/export/", {"format": "pdf"})
     assert response.status_code == 400
     assert "format" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("action", "event_id", "alert_type"),
+    [
+        ("auth.device_delete", "110113", "110137"),
+        ("auth.enrolment_code_issue", "110113", "110137"),
+        ("emergency.declare", "110113", "110127"),
+        ("auth.login", "110114", None),
+    ],
+)
+def test_a_second_factor_changed_is_exported_as_a_security_alert(
+    append_events, action, event_id, alert_type
+):
+    """PS3.15 A.5.3: a user's second factor set up or taken away is a Security Alert of type
+    User Security Attributes Changed (it was exported as a log-in, User Authentication)."""
+    append_events(1, patient="", study_uid="", action=action)
+    message = ET.fromstring(text("dicom", AuditEvent.objects.all()).encode())[0]  # noqa: S314
+    ident = message.find("EventIdentification")
+    assert ident.find("EventID").get("csd-code") == event_id
+    dcm_types = [c.get("csd-code") for c in ident.findall("EventTypeCode[@codeSystemName='DCM']")]
+    assert dcm_types == ([alert_type] if alert_type else [])
