@@ -35,7 +35,8 @@ WITHHELD = {
 }
 # Denials that an emergency access can lift (rules 4 and 7-8; never 1-3 or a hidden study).
 EMERGENCY_CAN_HELP = {"NO_CONSENT", "NO_CARE_RELATIONSHIP"}
-PREVIEW_INSTANCES = 2000
+# The preview box is 420 pixels high; a little more keeps the image sharp on dense screens.
+PREVIEW_QUERY = "viewport=512,512&accept=image/png"
 # The kinds of imaging in a patient's words (DICOM modality codes, PS3.3 C.7.3.1.1.1).
 MODALITY_WORDS = {
     "CR": "X-ray",
@@ -160,29 +161,17 @@ def study_detail(request: HttpRequest, national_id: str, study_uid: str) -> Http
 
 
 def _series_with_preview(request: HttpRequest, study: object) -> list[tuple]:
-    """Each series with the DICOMweb /rendered URL of its middle instance (gated per image)."""
-    instances = selectors.instance_list(
-        study=study, series=None, query=qido.Query(limit=PREVIEW_INSTANCES)
-    )
-    by_series: dict[int, list] = {}
-    for instance in instances:
-        by_series.setdefault(instance.series_id, []).append(instance)
+    """Each series with the DICOMweb thumbnail URL of its middle image (gated per image),
+    sized for the preview box: a mammogram is not sent whole to fill 420 pixels."""
     rows = []
     for series in selectors.series_list(study=study, query=qido.Query(limit=1000)):
-        members = by_series.get(series.pk, [])
-        middle = members[len(members) // 2] if members else None
-        url = (
-            reverse(
-                "dicomweb:instance-rendered",
-                kwargs={
-                    "study": study.study_uid,
-                    "series": series.series_uid,
-                    "instance": middle.sop_instance_uid,
-                },
+        url = ""
+        if series.instance_count:
+            path = reverse(
+                "dicomweb:series-thumbnail",
+                kwargs={"study": study.study_uid, "series": series.series_uid},
             )
-            if middle
-            else ""
-        )
+            url = f"{path}?{PREVIEW_QUERY}"
         rows.append((series, url))
     return rows
 

@@ -1,9 +1,11 @@
 """The practitioner's pages: find a patient, cross-hospital history, study, emergency."""
 
+import io
 import re
 
 import pytest
 from django.test import Client
+from PIL import Image
 from pydicom.uid import generate_uid
 
 from audit.models import AuditEvent
@@ -82,10 +84,12 @@ def test_it_opens_a_study_with_previews_through_dicomweb(alice, cast, xavier_stu
     response = alice.get(f"/patients/{XAVIER_ID}/studies/{uid}/")
     assert response.status_code == 200
     [(series, preview)] = response.context["series"]
-    assert preview.startswith(f"/dicomweb/studies/{uid}/series/{series.series_uid}/instances/")
-    image = alice.get(preview, {"accept": "image/png"})  # the portal session is enough
+    assert preview.startswith(f"/dicomweb/studies/{uid}/series/{series.series_uid}/thumbnail?")
+    image = alice.get(preview)  # the portal session is enough
     assert image.status_code == 200
     assert image["Content-Type"] == "image/png"
+    # Sized for the preview box, not the image's own size (a 128-pixel CT here, scaled up).
+    assert max(Image.open(io.BytesIO(image.content)).size) == 512
     assert AuditEvent.objects.filter(action="study.render", actor_username="alice").exists()
 
 
@@ -154,8 +158,8 @@ def test_the_dpo_never_sees_images_even_with_the_url(alice, portal_as, cast, xav
     dora = portal_as("dora")
     # Refused for her role, as for an unknown study: its existence is not confirmed to her.
     unknown = preview.replace(uid, generate_uid())
-    assert dora.get(preview, {"accept": "image/png"}).status_code == 403
-    assert dora.get(unknown, {"accept": "image/png"}).status_code == 403
+    assert dora.get(preview).status_code == 403
+    assert dora.get(unknown).status_code == 403
     assert dora.get(f"/patients/{XAVIER_ID}/studies/{uid}/").status_code == 403
 
 
