@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +25,10 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH)]
+
+from dicom import sandbox
+
+SETTING = "DICOM_MAX_PIXEL_FRAGMENTS"
 
 ITEM = struct.pack("<HH", 0xFFFE, 0xE000)
 SEQUENCE_END = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
@@ -38,21 +41,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--child", nargs=2, metavar=("WORK", "FILE"), help=argparse.SUPPRESS)
     return parser.parse_args()
-
-
-def environment(work: Path, limit: int | None) -> dict:
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="anim_gateway.settings",
-        SECRET_KEY="bench-only-secret",
-        VAR_DIR=str(work),
-        ALLOWED_HOSTS="testserver",
-        DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}",
-    )
-    env.pop("CELERY_BROKER_URL", None)
-    if limit is not None:
-        env["DICOM_MAX_PIXEL_FRAGMENTS"] = str(limit or 2**62)
-    return env
 
 
 def fragmented(path: Path, fragments: int, size: int) -> Path:
@@ -85,74 +73,53 @@ def fragmented(path: Path, fragments: int, size: int) -> Path:
     return path
 
 
-def child(work: Path, file: Path) -> None:
-    """Ingest one file (a copy spooled first, as every door does), read its frame when it
-    was stored, and print what each cost."""
-    import django
+def child(file: Path) -> None:
+    """Ingest one file, read its frame when it was stored, and print what each cost."""
+    row, result = sandbox.ingest_timed(file)
+    if result.status == "stored":
+        row.update(_frame_read(file, result.sop_instance_uid))
+    print(json.dumps(row))
 
-    django.setup()
+
+def _frame_read(file: Path, sop_instance_uid: str) -> dict:
+    """The read of the file's one frame as /frames and /rendered read it."""
     from dicom.measure import timed_rss
 
-    from consent.actors import Actor
-    from consent.models import Institution
     from studies.dicom import read_frame
-    from studies.ingest import IngestSession, instance_ingest
     from studies.models import Instance
-    from studies.spool import spool_path
 
-    actor = Actor(role="system", institution=Institution.objects.get(code="CHL"), channel="cli")
-    session = IngestSession(actor=actor)
-    spooled = spool_path(file)
-    results = []
-    run = timed_rss(lambda: results.append(instance_ingest(session=session, spooled=spooled)))
-    result = results[0]
-    row = {
-        "status": result.status,
-        "reason": result.reason[:90],
-        "seconds": run.seconds,
-        "peak_mib": run.peak_bytes / 2**20,
-    }
-    if result.status == "stored":
-        instance = Instance.objects.get(sop_instance_uid=result.sop_instance_uid)
-        frames = []
+    instance = Instance.objects.get(sop_instance_uid=sop_instance_uid)
+    frames = []
 
-        def read() -> None:
-            with file.open("rb") as fp:
-                frames.append(
-                    read_frame(
-                        fp,
-                        transfer_syntax_uid=instance.transfer_syntax_uid,
-                        offset=instance.pixel_data_offset,
-                        index=0,
-                        number_of_frames=instance.number_of_frames,
-                        frame_size=0,
-                    )
+    def read() -> None:
+        with file.open("rb") as fp:
+            frames.append(
+                read_frame(
+                    fp,
+                    transfer_syntax_uid=instance.transfer_syntax_uid,
+                    offset=instance.pixel_data_offset,
+                    index=0,
+                    number_of_frames=instance.number_of_frames,
+                    frame_size=0,
                 )
+            )
 
-        frame = timed_rss(read)
-        row.update(frame_seconds=frame.seconds, frame_peak_mib=frame.peak_bytes / 2**20)
-    print(json.dumps(row))
+    frame = timed_rss(read)
+    return {"frame_seconds": frame.seconds, "frame_peak_mib": frame.peak_bytes / 2**20}
 
 
 def main() -> None:
     args = parse_args()
     if args.child:
-        os.environ.update(environment(Path(args.child[0]), args.limit))
-        child(Path(args.child[0]), Path(args.child[1]))
+        os.environ.update(sandbox.environment(Path(args.child[0]), SETTING, args.limit))
+        child(Path(args.child[1]))
         return
     work = Path(tempfile.mkdtemp(prefix="bench-fragments-"))
-    env = environment(work, args.limit)
+    env = sandbox.environment(work, SETTING, args.limit)
     os.environ.update(env)
-    import django
-
-    django.setup()
+    sandbox.prepare()
     from django.conf import settings
-    from django.core.management import call_command
 
-    from consent.services import provisioning
-
-    call_command("migrate", verbosity=0)
-    provisioning.institution_create(code="CHL", name="CHL", ae_titles=["CHL_PACS"])
     limit = getattr(settings, "DICOM_MAX_PIXEL_FRAGMENTS", None)
     print(f"bench_fragments: work folder {work}, DICOM_MAX_PIXEL_FRAGMENTS {limit}")
     print(
@@ -161,15 +128,7 @@ def main() -> None:
     )
     for count in [int(n) for n in args.fragments.split(",") if n]:
         file = fragmented(work / f"fragments_{count}.dcm", count, args.size)
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", str(work), str(file)]
-            + ([] if args.limit is None else ["--limit", str(args.limit)]),
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        row = json.loads(out.stdout.strip().splitlines()[-1])
+        row = sandbox.run_child(__file__, work, file, args.limit, env)
         size = file.stat().st_size / 2**20
         frame = (
             f"{row['frame_seconds']:9.2f}{row['frame_peak_mib']:11.0f}"

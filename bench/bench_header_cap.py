@@ -15,7 +15,6 @@ default's otherwise); 0 for none (the cost of the uncapped ingest).
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +22,10 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH)]
+
+from dicom import sandbox
+
+SETTING = "DICOM_MAX_HEADER_ELEMENTS"
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,71 +38,25 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def environment(work: Path, limit: int | None) -> dict:
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="anim_gateway.settings",
-        SECRET_KEY="bench-only-secret",
-        VAR_DIR=str(work),
-        ALLOWED_HOSTS="testserver",
-        DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}",
-    )
-    env.pop("CELERY_BROKER_URL", None)
-    if limit is not None:
-        env["DICOM_MAX_HEADER_ELEMENTS"] = str(limit or 2**62)
-    return env
-
-
-def child(work: Path, file: Path) -> None:
-    """Ingest one file (a copy spooled first, as every door does) and print what it cost."""
-    import django
-
-    django.setup()
-    from dicom.measure import timed_rss
-
-    from consent.actors import Actor
-    from consent.models import Institution
-    from studies.ingest import IngestSession, instance_ingest
-    from studies.spool import spool_path
-
-    actor = Actor(role="system", institution=Institution.objects.get(code="CHL"), channel="cli")
-    session = IngestSession(actor=actor)
-    spooled = spool_path(file)
-    results = []
-    run = timed_rss(lambda: results.append(instance_ingest(session=session, spooled=spooled)))
-    result = results[0]
-    print(
-        json.dumps(
-            {
-                "status": result.status,
-                "reason": result.reason[:90],
-                "seconds": run.seconds,
-                "peak_mib": run.peak_bytes / 2**20,
-            }
-        )
-    )
+def child(file: Path) -> None:
+    """Ingest one file and print what it cost."""
+    row, _ = sandbox.ingest_timed(file)
+    print(json.dumps(row))
 
 
 def main() -> None:
     args = parse_args()
     if args.child:
-        os.environ.update(environment(Path(args.child[0]), args.limit))
-        child(Path(args.child[0]), Path(args.child[1]))
+        os.environ.update(sandbox.environment(Path(args.child[0]), SETTING, args.limit))
+        child(Path(args.child[1]))
         return
     work = Path(tempfile.mkdtemp(prefix="bench-cap-"))
-    env = environment(work, args.limit)
+    env = sandbox.environment(work, SETTING, args.limit)
     os.environ.update(env)
-    import django
-
-    django.setup()
+    sandbox.prepare()
     from dicom.crowded import count_elements, enhanced, private_elements
     from django.conf import settings
-    from django.core.management import call_command
 
-    from consent.services import provisioning
-
-    call_command("migrate", verbosity=0)
-    provisioning.institution_create(code="CHL", name="CHL", ae_titles=["CHL_PACS"])
     files = [private_elements(work / "abuse.dcm", args.abuse)]
     for modality, frames in [("MR", args.mr), ("CT", args.ct)]:
         for n in [int(f) for f in frames.split(",") if f]:
@@ -109,15 +66,7 @@ def main() -> None:
     print(f"  {'file':<18}{'MiB':>7}{'elements':>11}  {'outcome':<9}{'s':>8}{'peak MiB':>10}")
     for file in files:
         elements = count_elements(file)
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", str(work), str(file)]
-            + ([] if args.limit is None else ["--limit", str(args.limit)]),
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        row = json.loads(out.stdout.strip().splitlines()[-1])
+        row = sandbox.run_child(__file__, work, file, args.limit, env)
         size = file.stat().st_size / 2**20
         print(
             f"  {file.stem:<18}{size:7.1f}{elements:11,}  {row['status']:<9}"
