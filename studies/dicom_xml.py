@@ -38,9 +38,11 @@ def native_model(dataset: dict) -> bytes:
 
 
 def _attributes(dataset: dict) -> Iterator[str]:
-    """Each element as a DicomAttribute, in tag order (PS3.5 7.1: ascending)."""
+    """Each element as a DicomAttribute, in tag order (PS3.5 7.1: ascending); Group Length
+    (gggg,0000) left out, as PS3.19 A.1.1 requires."""
     for tag in sorted(dataset):
-        yield from _attribute(tag, dataset[tag], _creator_of(tag, dataset))
+        if not tag.endswith("0000"):
+            yield from _attribute(tag, dataset[tag], _creator_of(tag, dataset))
 
 
 def _attribute(tag: str, element: dict, creator: str | None) -> Iterator[str]:

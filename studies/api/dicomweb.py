@@ -20,7 +20,17 @@ from audit.actions import Action
 from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
-from studies import accept, access, bulkdata, dicom_json, lookups, qido, selectors, storage
+from studies import (
+    accept,
+    access,
+    bulkdata,
+    dicom_json,
+    dicom_xml,
+    lookups,
+    qido,
+    selectors,
+    storage,
+)
 from studies.dicom import is_valid_uid
 from studies.ingest import IngestResult, IngestSession, study_ingest
 from studies.multipart import (
@@ -34,6 +44,7 @@ from studies.multipart import (
 from studies.spool import Spooled
 
 DICOM_JSON = "application/dicom+json"
+DICOM_XML = "application/dicom+xml"
 # PS3.18 8.3.4.4.1's words for a search with results beyond this response.
 MORE_RESULTS = (
     "The number of results exceeded the maximum supported by the server."
@@ -130,23 +141,41 @@ def _dicom_offer(media_range: accept.MediaRange, refused: frozenset[str]) -> str
     return BARE if media_range.media_type == "application/dicom" else None
 
 
-def _json_accepted(request: Request) -> None:
-    """406 unless the client accepts DICOM JSON, the one form of results and metadata served
-    (PS3.18 8.7.8): the XML form (multipart/related; type="application/dicom+xml") is not."""
-    wanted = request.headers.get("Accept")
-    if DICOM_JSON in accept.refused(wanted) or accept.choose(wanted, _json_offer) is None:
+JSON, XML = "json", "xml"
+
+
+def _results_form(request: Request) -> str:
+    """How search results and metadata are served: DICOM JSON (the default) or the XML form,
+    multipart/related; type="application/dicom+xml" (PS3.18 10.4.4, 10.6.4); the most
+    preferred of the ranges the client accepts (8.7.8), from ?accept= where given (8.3.3.1)."""
+    wanted = request.query_params.get("accept") or request.headers.get("Accept")
+    refused = accept.refused(wanted)
+    form = accept.choose(wanted, lambda media_range: _results_offer(media_range, refused))
+    if form is None:
         raise ApplicationError(
-            f"Accept: this resource is served as {DICOM_JSON}.",
+            f"Accept: this resource is served as {DICOM_JSON}"
+            f' or multipart/related; type="{DICOM_XML}".',
             code="NOT_ACCEPTABLE",
             status_code=406,
         )
+    return form
 
 
 _JSON_TYPES = frozenset((DICOM_JSON, "application/json", "application/*", "*/*"))
 
 
-def _json_offer(media_range: accept.MediaRange) -> bool | None:
-    return True if media_range.media_type in _JSON_TYPES else None
+def _results_offer(media_range: accept.MediaRange, refused: frozenset[str]) -> str | None:
+    media_type = media_range.media_type
+    # JSON for its names and the wildcards, unless the client refused DICOM JSON.
+    if media_type in _JSON_TYPES and not accept.refused_under(refused, DICOM_JSON, media_type):
+        return JSON
+    if media_type in ("*/*", "multipart/*"):
+        # The XML form, the one multipart form, unless the client refused it.
+        return None if accept.refused_under(refused, "multipart/related", media_type) else XML
+    if media_type == "multipart/related":
+        # Another type of part (application/dicom, say) is not served here.
+        return XML if media_range.param("type").lower() == DICOM_XML else None
+    return None
 
 
 def multipart_response(
@@ -178,7 +207,7 @@ class StudiesApi(DicomWebApi):
     """GET: search for studies (QIDO-RS); POST: store instances (STOW-RS)."""
 
     def get(self, request: Request) -> HttpResponse:
-        _json_accepted(request)
+        form = _results_form(request)
         query = qido.parse_query(request.query_params)
         page = access.studies_search(actor_of(request), query=query)
         # UIDs are digits and dots: one reverse() for the base, not one per result.
@@ -189,6 +218,8 @@ class StudiesApi(DicomWebApi):
             )
             for s in page.hits
         )
+        if form == XML:
+            return _search_response(list(results), form=XML, query=query, more=page.more)
         # A page may be short, even empty, where the gate withheld studies: the warning is
         # how a client knows to ask for the page at offset + limit.
         body = HttpResponse(f"[{','.join(results)}]", content_type=DICOM_JSON)
@@ -335,7 +366,7 @@ def _failed(reason: str) -> IngestResult:
 @serves_patient_data
 class StudySeriesSearchApi(DicomWebApi):
     def get(self, request: Request, study: str) -> HttpResponse:
-        _json_accepted(request)
+        form = _results_form(request)
         query = qido.parse_query(request.query_params, "series")
         found = _study(request, study, gate.LIST_STUDIES, Action.STUDY_SEARCH)
         series, more = _page(query, lambda peek: selectors.series_list(study=found, query=peek))
@@ -348,6 +379,7 @@ class StudySeriesSearchApi(DicomWebApi):
                 )
                 for s in series
             ],
+            form=form,
             query=query,
             more=more,
         )
@@ -356,7 +388,7 @@ class StudySeriesSearchApi(DicomWebApi):
 @serves_patient_data
 class InstanceSearchApi(DicomWebApi):
     def get(self, request: Request, study: str, series: str | None = None) -> HttpResponse:
-        _json_accepted(request)
+        form = _results_form(request)
         query = qido.parse_query(request.query_params, "instances")
         # includefield draws on the instances' whole stored header, what /metadata serves:
         # it needs the right to view images, which listing studies does not give (a
@@ -378,7 +410,7 @@ class InstanceSearchApi(DicomWebApi):
         ]
         # includefield may bring stored bulk data markers: served as this server's URLs.
         root = _dicomweb_root(request) if query.includefield else None
-        return _search_response(results, query=query, more=more, root=root)
+        return _search_response(results, form=form, query=query, more=more, root=root)
 
 
 def _page(query: qido.Query, fetch: Callable[[qido.Query], list]) -> tuple[list, bool]:
@@ -388,8 +420,13 @@ def _page(query: qido.Query, fetch: Callable[[qido.Query], list]) -> tuple[list,
 
 
 def _search_response(
-    results: list, *, query: qido.Query, more: bool, root: str | None = None
+    results: list, *, form: str, query: qido.Query, more: bool, root: str | None = None
 ) -> HttpResponse:
+    """The results (DICOM JSON objects, or their text) as one JSON array, or one XML part
+    each; stored bulk data markers as URLs under ``root``."""
+    if form == XML:
+        texts = [r if isinstance(r, str) else json.dumps(r) for r in results]
+        return _warned(_xml_parts_response(iter([texts]), root=root), query, more=more)
     if root is None:
         return _warned(_json(results), query, more=more)
     text = bulkdata.absolute(json.dumps(results), root=root)
@@ -432,7 +469,7 @@ class RetrieveApi(DicomWebApi):
     ) -> HttpResponse:
         form = _retrieve_form(request)
         if form == METADATA:
-            return _metadata(request, study, series, instance)
+            return _metadata(request, study, series, instance, form=JSON)
         multipart = form == MULTIPART
         if instance:
             stored = access.access_stored_object(
@@ -512,19 +549,32 @@ def _whole(body: bytes, content_type: str) -> StreamingHttpResponse:
 
 @serves_patient_data
 class MetadataApi(DicomWebApi):
-    """The DICOM JSON of a study's, series' or instance's headers, from the index alone."""
+    """The DICOM JSON, or XML, of a study's, series' or instance's headers, from the index."""
 
     def get(
         self, request: Request, study: str, series: str | None = None, instance: str | None = None
     ) -> HttpResponse:
-        _json_accepted(request)
-        return _metadata(request, study, series, instance)
+        form = _results_form(request)
+        return _metadata(request, study, series, instance, form=form)
 
 
 def _metadata(
-    request: Request, study: str, series: str | None, instance: str | None
+    request: Request, study: str, series: str | None, instance: str | None, *, form: str = JSON
 ) -> HttpResponse:
-    """The DICOM JSON of a study's, series' or instance's headers, from the index alone."""
+    """The headers of a study's, series' or instance's instances, from the index alone: one
+    DICOM JSON array, or one XML part per instance; the same gated lookup for both."""
+    texts = _metadata_texts(request, study, series, instance)
+    root = _dicomweb_root(request)
+    if form == XML:
+        return _xml_parts_response(texts, root=root)
+    return _json_array_response(texts, root=root)
+
+
+def _metadata_texts(
+    request: Request, study: str, series: str | None, instance: str | None
+) -> Iterator[list[str]]:
+    """The stored DICOM JSON texts, once the gate has permitted reading them (here, before
+    the lists are read: the gate decides and audits when this is called, not when read)."""
     if instance:
         one = access.access_instance(
             actor_of(request),
@@ -534,12 +584,32 @@ def _metadata(
             action=gate.VIEW_IMAGES,
             audit_action=Action.STUDY_METADATA,
         )
-        root = _dicomweb_root(request)
-        return _json_array_response(iter([[json.dumps(one.metadata)]]), root=root)
+        return iter([[json.dumps(one.metadata)]])
     found = _study_row(request, study, Action.STUDY_METADATA)
     in_series = access.series_in(found, series) if series else None
-    texts = lookups.metadata_texts(study=found, series_id=in_series.pk if in_series else None)
-    return _json_array_response(texts, root=_dicomweb_root(request))
+    return lookups.metadata_texts(study=found, series_id=in_series.pk if in_series else None)
+
+
+def _xml_parts_response(chunks: Iterator[list[str]], *, root: str | None) -> HttpResponse:
+    """One application/dicom+xml part per DICOM JSON text, rendered as the client takes
+    them (one at a time in memory); bulk data markers as URLs under ``root``. The first
+    list is read before the answer starts: a database error is an error status, not a cut
+    stream. No texts, an empty body: a multipart body holds at least one part (RFC 2046
+    5.1.1), and PS3.18 answers a search that matches nothing with an empty body."""
+    texts = itertools.chain.from_iterable(chunks)
+    first = next(texts, None)
+    if first is None:
+        content_type = f'multipart/related; type="{DICOM_XML}"; boundary={new_boundary()}'
+        return HttpResponse(b"", content_type=content_type)
+    parts = ((DICOM_XML, _xml_of(text, root=root)) for text in itertools.chain([first], texts))
+    return multipart_response(parts, DICOM_XML)
+
+
+def _xml_of(text: str, *, root: str | None) -> Iterator[bytes]:
+    # A generator: rendered when its part is sent, not before.
+    if root is not None:
+        text = bulkdata.absolute(text, root=root)
+    yield dicom_xml.native_model_from_text(text)
 
 
 def _json_array_response(chunks: Iterator[list[str]], *, root: str) -> StreamingHttpResponse:
