@@ -707,11 +707,20 @@ def _fill(template: str, result) -> str:
 
 # Each endpoint as any client asks, and those with a DICOM JSON form asked for it (PS3.18
 # 10.4.4: their metadata).
-HIDDEN_CASES = [(t, "*/*") for t in ENDPOINTS] + [
-    (t, "application/dicom+json")
-    for t in ENDPOINTS
-    if "/frames/" not in t and "/rendered" not in t and "/bulkdata/" not in t
-]
+HIDDEN_CASES = (
+    [(t, "*/*") for t in ENDPOINTS]
+    + [
+        (t, "application/dicom+json")
+        for t in ENDPOINTS
+        if "/frames/" not in t and "/rendered" not in t and "/bulkdata/" not in t
+    ]
+    # ... and those with an XML form, asked for that (PS3.18 10.4.4, 10.6.4).
+    + [
+        (t, 'multipart/related; type="application/dicom+xml"')
+        for t in ENDPOINTS
+        if t.endswith(("/metadata", "/series", "/instances"))
+    ]
+)
 
 
 @pytest.mark.parametrize(("template", "accept"), HIDDEN_CASES)
@@ -1172,16 +1181,17 @@ def test_a_rendering_refused_under_a_wildcard_is_not_acceptable(alice, xavier_st
         "/dicomweb/studies/{study}/series/{series}/instances/{sop}/metadata",
     ],
 )
-def test_results_and_metadata_are_refused_to_a_client_wanting_xml_only(alice, xavier_studies, path):
-    """DICOM JSON is the one form served: a client accepting only the XML form gets 406."""
+def test_results_and_metadata_come_as_xml_to_a_client_wanting_xml_only(alice, xavier_studies, path):
+    """PS3.18 10.4.4 and 10.6.4: the XML form is required; it was refused with 406."""
     shown = xavier_studies["shown"]
     path = path.format(study=shown.study_uid, series=shown.series_uid, sop=shown.sop_instance_uid)
     xml = 'multipart/related; type="application/dicom+xml"'
     response = alice.get(path, HTTP_ACCEPT=xml)
-    assert response.status_code == 406
-    assert response.json()["error"]["code"] == "NOT_ACCEPTABLE"
-    accepted = alice.get(path, HTTP_ACCEPT=f"{xml}, application/dicom+json;q=0.5")
-    assert accepted.status_code == 200
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith(f"{xml}; boundary=")
+    assert {t for t, _ in multipart_parts(response)} == {"application/dicom+xml"}
+    accepted = alice.get(path, HTTP_ACCEPT=f"{xml};q=0.5, application/dicom+json")
+    assert accepted["Content-Type"] == "application/dicom+json"
 
 
 def test_paging_stays_right_when_the_gate_drops_most_candidates(cast, tmp_path):
