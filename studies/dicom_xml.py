@@ -41,8 +41,10 @@ def _attributes(dataset: dict) -> Iterator[str]:
     """Each element as a DicomAttribute, in tag order (PS3.5 7.1: ascending); Group Length
     (gggg,0000) left out, as PS3.19 A.1.1 requires."""
     for tag in sorted(dataset):
-        if not tag.endswith("0000"):
-            yield from _attribute(tag, dataset[tag], _creator_of(tag, dataset))
+        element = dataset[tag]
+        # Not a DICOM JSON element: nothing to say of it (never a broken document).
+        if not tag.endswith("0000") and isinstance(element, dict):
+            yield from _attribute(tag, element, _creator_of(tag, dataset))
 
 
 def _attribute(tag: str, element: dict, creator: str | None) -> Iterator[str]:

@@ -146,7 +146,8 @@ JSON, XML = "json", "xml"
 
 def _results_form(request: Request) -> str:
     """How search results and metadata are served: DICOM JSON (the default) or the XML form,
-    multipart/related; type="application/dicom+xml" (PS3.18 10.4.4, 10.6.4); the most
+    multipart/related; type="application/dicom+xml" (required of metadata by PS3.18 10.4.4,
+    offered for searches too); the most
     preferred of the ranges the client accepts (8.7.8), from ?accept= where given (8.3.3.1)."""
     wanted = request.query_params.get("accept") or request.headers.get("Accept")
     refused = accept.refused(wanted)
@@ -595,7 +596,7 @@ def _xml_parts_response(chunks: Iterator[list[str]], *, root: str | None) -> Htt
     them (one at a time in memory); bulk data markers as URLs under ``root``. The first
     list is read before the answer starts: a database error is an error status, not a cut
     stream. No texts, an empty body: a multipart body holds at least one part (RFC 2046
-    5.1.1), and PS3.18 answers a search that matches nothing with an empty body."""
+    5.1.1), and PS3.18 answers a UPS search that matches nothing so in the XML form."""
     texts = itertools.chain.from_iterable(chunks)
     first = next(texts, None)
     if first is None:

@@ -714,7 +714,7 @@ HIDDEN_CASES = (
         for t in ENDPOINTS
         if "/frames/" not in t and "/rendered" not in t and "/bulkdata/" not in t
     ]
-    # ... and those with an XML form, asked for that (PS3.18 10.4.4, 10.6.4).
+    # ... and those with an XML form, asked for that (PS3.18 10.4.4; searches too).
     + [
         (t, 'multipart/related; type="application/dicom+xml"')
         for t in ENDPOINTS
@@ -1182,7 +1182,8 @@ def test_a_rendering_refused_under_a_wildcard_is_not_acceptable(alice, xavier_st
     ],
 )
 def test_results_and_metadata_come_as_xml_to_a_client_wanting_xml_only(alice, xavier_studies, path):
-    """PS3.18 10.4.4 and 10.6.4: the XML form is required; it was refused with 406."""
+    """PS3.18 10.4.4: the XML form of metadata is required (offered for searches too); it
+    was refused with 406."""
     shown = xavier_studies["shown"]
     path = path.format(study=shown.study_uid, series=shown.series_uid, sop=shown.sop_instance_uid)
     xml = 'multipart/related; type="application/dicom+xml"'

@@ -1,4 +1,4 @@
-"""The XML form of DICOMweb metadata and search results (PS3.18 10.4.4, 10.6.4; PS3.19 A.1)."""
+"""The XML form of DICOMweb metadata and search results (PS3.18 10.4.4; PS3.19 A.1)."""
 
 import json
 import xml.etree.ElementTree as ET
