@@ -19,7 +19,6 @@ import json
 import os
 import struct
 import sys
-import tempfile
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -110,14 +109,12 @@ def _frame_read(file: Path, sop_instance_uid: str) -> dict:
 
 def main() -> None:
     args = parse_args()
-    if args.child:
-        os.environ.update(sandbox.environment(Path(args.child[0]), SETTING, args.limit))
-        child(Path(args.child[1]))
+    started = sandbox.start(
+        args.child, limit=args.limit, setting=SETTING, prefix="bench-fragments-", child=child
+    )
+    if started is None:
         return
-    work = Path(tempfile.mkdtemp(prefix="bench-fragments-"))
-    env = sandbox.environment(work, SETTING, args.limit)
-    os.environ.update(env)
-    sandbox.prepare()
+    work, env = started
     from django.conf import settings
 
     limit = getattr(settings, "DICOM_MAX_PIXEL_FRAGMENTS", None)

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -46,14 +45,12 @@ def child(file: Path) -> None:
 
 def main() -> None:
     args = parse_args()
-    if args.child:
-        os.environ.update(sandbox.environment(Path(args.child[0]), SETTING, args.limit))
-        child(Path(args.child[1]))
+    started = sandbox.start(
+        args.child, limit=args.limit, setting=SETTING, prefix="bench-cap-", child=child
+    )
+    if started is None:
         return
-    work = Path(tempfile.mkdtemp(prefix="bench-cap-"))
-    env = sandbox.environment(work, SETTING, args.limit)
-    os.environ.update(env)
-    sandbox.prepare()
+    work, env = started
     from dicom.crowded import count_elements, enhanced, private_elements
     from django.conf import settings
 

@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .measure import timed_rss
@@ -23,6 +25,27 @@ def environment(work: Path, setting: str, limit: int | None) -> dict:
     if limit is not None:
         env[setting] = str(limit or 2**62)
     return env
+
+
+def start(
+    child_args: list[str] | None,
+    *,
+    limit: int | None,
+    setting: str,
+    prefix: str,
+    child: Callable[[Path], None],
+) -> tuple[Path, dict] | None:
+    """In a child process (``--child WORK FILE``): run ``child`` on its file, and None.
+    Otherwise a fresh work folder and its settings, set in this process, the gateway set up."""
+    if child_args:
+        os.environ.update(environment(Path(child_args[0]), setting, limit))
+        child(Path(child_args[1]))
+        return None
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    env = environment(work, setting, limit)
+    os.environ.update(env)
+    prepare()
+    return work, env
 
 
 def prepare() -> None:
