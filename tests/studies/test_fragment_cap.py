@@ -12,7 +12,7 @@ from pydicom.encaps import encapsulate, generate_fragments, get_frame
 from pynetdicom import AE
 
 from audit.models import AuditEvent
-from studies.dicom import InvalidDicom, read_header
+from studies.dicom import read_header
 from studies.models import Instance
 from studies.part10 import TooManyFragments
 from tests.conftest import client_for
@@ -20,7 +20,7 @@ from tests.conftest import client_for
 from .conftest import dicom_copy, pydicom_files, stored_files
 from .part10_files import element, part10
 from .test_dicomweb import stow
-from .test_header_cap import count_elements
+from .test_header_cap import count_elements, readable
 from .test_listener import listener  # noqa: F401 (a fixture)
 
 ITEM, SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
@@ -70,20 +70,12 @@ def _encapsulated(path: Path) -> bool:
         return False
 
 
-def _readable(path: Path) -> bool:
-    try:
-        read_header(path)
-    except InvalidDicom:
-        return False
-    return True
-
-
 @pytest.mark.parametrize(
     "path", [p for p in pydicom_files() if _encapsulated(Path(p))], ids=lambda p: Path(p).name
 )
 def test_every_pydicom_file_is_counted_as_pydicom_reads_its_fragments(path, settings):
     path = Path(path)
-    if not _readable(path):
+    if not readable(path):
         pytest.skip("refused for another reason")
     fragments = count_fragments(path)
     settings.DICOM_MAX_PIXEL_FRAGMENTS = fragments
