@@ -91,8 +91,15 @@ def _frame_chunks(
     reader: storage.Reader, instance: Instance, number: int, size: int
 ) -> Iterator[bytes]:
     try:
-        if instance.transfer_syntax_uid == _BIG_ENDIAN:
-            yield from _big_endian_frame(reader, instance, number - 1, size)
+        word = _big_endian_word(reader, instance)
+        if word:
+            yield from big_endian.little_endian_frame(
+                reader,
+                offset=instance.pixel_data_offset,
+                index=number - 1,
+                frame_size=size,
+                word=word,
+            )
             return
         yield read_frame(
             reader,
@@ -108,27 +115,14 @@ def _frame_chunks(
         logger.error("Frame %d of instance %s cannot be served: %s", number, instance.pk, exc)
 
 
-def _big_endian_frame(
-    reader: storage.Reader, instance: Instance, index: int, size: int
-) -> Iterator[bytes]:
-    """PS3.18 8.7.3.3.1 serves uncompressed bulk data little endian: a big-endian object's
-    pixel words are turned round as they are served."""
-    offset = instance.pixel_data_offset
+def _big_endian_word(reader: storage.Reader, instance: Instance) -> int:
+    """The width of the pixel words to turn round, 0 for none: PS3.18 8.7.3.3.1 serves
+    uncompressed bulk data little endian, and a big-endian object stores its words the other
+    way round."""
+    if instance.transfer_syntax_uid != _BIG_ENDIAN:
+        return 0
     bits = int(_value(instance, "00280100", 0) or 0)
-    word = big_endian.swapped_word(reader, offset=offset, bits_allocated=bits)
-    if not word:
-        yield read_frame(
-            reader,
-            transfer_syntax_uid=instance.transfer_syntax_uid,
-            offset=offset,
-            index=index,
-            number_of_frames=instance.number_of_frames,
-            frame_size=size,
-        )
-        return
-    yield from big_endian.little_endian_frame(
-        reader, offset=offset, index=index, frame_size=size, word=word
-    )
+    return big_endian.swapped_word(reader, offset=instance.pixel_data_offset, bits_allocated=bits)
 
 
 @serves_patient_data
