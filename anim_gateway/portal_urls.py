@@ -74,6 +74,11 @@ urlpatterns = [
         name="study-detail",
     ),
     path(
+        "patients/<str:national_id>/studies/<str:study_uid>/series/<str:series_uid>/",
+        study_pages.series_viewer,
+        name="series-viewer",
+    ),
+    path(
         "patients/<str:national_id>/emergency/",
         study_pages.emergency_form,
         name="emergency-form",

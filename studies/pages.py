@@ -37,6 +37,15 @@ WITHHELD = {
 EMERGENCY_CAN_HELP = {"NO_CONSENT", "NO_CARE_RELATIONSHIP"}
 # The preview box is 420 pixels high; a little more keeps the image sharp on dense screens.
 PREVIEW_QUERY = "viewport=512,512&accept=image/png"
+# The series viewer's images: as large as a laptop's screen shows them, lossless.
+VIEWER_QUERY = "viewport=1024,1024&accept=image/png"
+# CT window presets (center, width in Hounsfield units), as radiology viewers offer them.
+CT_WINDOWS = {
+    "soft-tissue": ("Soft tissue", "40,400"),
+    "lung": ("Lung", "-600,1500"),
+    "bone": ("Bone", "400,1800"),
+    "brain": ("Brain", "40,80"),
+}
 # The kinds of imaging in a patient's words (DICOM modality codes, PS3.3 C.7.3.1.1.1).
 MODALITY_WORDS = {
     "CR": "X-ray",
@@ -174,6 +183,74 @@ def _series_with_preview(request: HttpRequest, study: object) -> list[tuple]:
             url = f"{path}?{PREVIEW_QUERY}"
         rows.append((series, url))
     return rows
+
+
+@practitioner_page
+def series_viewer(
+    request: HttpRequest, national_id: str, study_uid: str, series_uid: str
+) -> HttpResponse:
+    """One image of a series at a time, from the DICOMweb rendering (each image gated and
+    audited as it is shown); links step through it without script, portal.js with keys."""
+    study = access.access_study(
+        request.actor,
+        study_uid=study_uid,
+        action=gate.VIEW_IMAGES,
+        audit_action=Action.STUDY_METADATA,
+        detail={"view": "portal-series"},
+    )
+    if study.patient is None or study.patient.national_id != national_id:
+        return not_found(request)
+    series = access.series_in(study, series_uid)
+    images = selectors.series_images(series=series)
+    total = sum(frames for _, frames in images)
+    position = _position(request.GET.get("image", ""), total)
+    window = request.GET.get("window", "") if series.modality == "CT" else ""
+    template = _rendered_template(study, series, CT_WINDOWS.get(window, ("", ""))[1])
+    context = {
+        "study": study,
+        "series": series,
+        "images": [[sop, frames] for sop, frames in images],
+        "total": total,
+        "position": position,
+        "src": _rendered_src(template, images, position),
+        "windows": CT_WINDOWS if series.modality == "CT" else {},
+        "window": window if window in CT_WINDOWS else "",
+        "template": template,
+    }
+    return render(request, "studies/series_viewer.html", context)
+
+
+def _position(raw: str, total: int) -> int:
+    """The image asked for, 1 to total; anything else is the nearest image, or the first."""
+    try:
+        number = int(raw)
+    except ValueError:
+        return 1
+    return min(max(number, 1), max(total, 1))
+
+
+def _rendered_template(study: object, series: object, window: str) -> str:
+    """The rendered frame's URL with SOP and FRAME as placeholders, for the page and script."""
+    path = reverse(
+        "dicomweb:frames-rendered",
+        kwargs={
+            "study": study.study_uid,
+            "series": series.series_uid,
+            "instance": "SOP",
+            "frames": "FRAME",
+        },
+    )
+    query = f"{VIEWER_QUERY}&window={window}" if window else VIEWER_QUERY
+    return f"{path}?{query}"
+
+
+def _rendered_src(template: str, images: list[tuple[str, int]], position: int) -> str:
+    """The URL of the position-th image, counting every frame of multi-frame instances."""
+    for sop, frames in images:
+        if position <= frames:
+            return template.replace("SOP", sop, 1).replace("FRAME", str(position), 1)
+        position -= frames
+    return ""
 
 
 # --- emergency access ----------------------------------------------------------------------

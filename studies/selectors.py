@@ -90,6 +90,14 @@ def instance_keys(*, study: Study | lookups.StudyRow, series: Series | None = No
     return list(qs.values_list("storage_key", flat=True))
 
 
+def series_images(*, series: Series) -> list[tuple[str, int]]:
+    """The series' images in display order (instance number), as (SOP Instance UID, frame
+    count) pairs: instances without pixel data (a report, a presentation state) are left out."""
+    qs = Instance.objects.filter(series=series, number_of_frames__gt=0)
+    qs = qs.order_by(F("instance_number").asc(nulls_last=True), "pk")
+    return list(qs.values_list("sop_instance_uid", "number_of_frames"))
+
+
 def thumbnail_instance(
     *, study: Study | lookups.StudyRow, series: Series | None = None
 ) -> Instance | None:

@@ -52,4 +52,4 @@ def screenshot(page, name: str) -> None:
 
 
 # Real DICOM studies for the browser tests (the page tests' fixtures).
-from tests.portal.conftest import storage_dir, xavier_studies  # noqa: E402, F401
+from tests.portal.conftest import storage_dir, xavier_ct_series, xavier_studies  # noqa: E402, F401

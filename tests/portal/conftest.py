@@ -81,6 +81,25 @@ def xavier_studies(cast, storage_dir, tmp_path) -> dict[str, IngestResult]:
     return studies
 
 
+@pytest.fixture
+def xavier_ct_series(tmp_path, xavier_studies) -> tuple[str, str, list[str]]:
+    """Three CT slices of Xavier's made at CHEM, stored out of their instance order."""
+    study, series = generate_uid(), generate_uid()
+    sops = {}
+    for number in (3, 1, 2):
+        result = ingest_copy(
+            tmp_path,
+            "CT_small.dcm",
+            "CHEM",
+            PatientID="CHEM-X1",
+            StudyInstanceUID=study,
+            SeriesInstanceUID=series,
+            InstanceNumber=number,
+        )
+        sops[number] = result.sop_instance_uid
+    return study, series, [sops[n] for n in (1, 2, 3)]
+
+
 def consent_to_all(patient) -> Consent:
     return Consent.objects.create(patient=patient, all_members=True, granted_by="test")
 
