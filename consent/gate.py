@@ -209,6 +209,7 @@ def authorize_studies(
     """
     _mark_consulted()
     national_id = patient.national_id if patient else ""
+    _refuse_role(actor, action, audit_action, national_id, detail=detail)
     try:
         _refuse_inside_transaction()
         national_ids: dict[int, str] = {}
@@ -222,6 +223,25 @@ def authorize_studies(
     return _list_audited(
         actor, outcome, result, studies, hidden, audit_action, national_id, detail=detail
     )
+
+
+def _refuse_role(
+    actor: Actor, action: str, audit_action: str, national_id: str, *, detail: dict | None
+) -> None:
+    """Refuse a list or search to a role that may never perform the action, before any
+    study is decided: not one is mentioned, withheld or otherwise.
+
+    Raises
+    ------
+    AccessDenied
+        For such a role (audited as a deny).
+    """
+    refusal = policy.role_refusal(actor.role, action)
+    if refusal is not None:
+        audited = _audited(
+            actor, refusal, audit_action, national_id, study_uid="", detail=detail or {}
+        )
+        raise AccessDenied(audited)
 
 
 def _permitted_of(result: StudyListDecision, studies: Sequence[StudyRef]) -> Decision:
@@ -415,6 +435,7 @@ def authorize_search(
         When deciding or auditing fails (never because some studies were withheld).
     """
     _mark_consulted()
+    _refuse_role(actor, action, audit_action, "", detail=detail)
     national_ids: dict[int, str] = {}
     try:
         _refuse_inside_transaction()

@@ -139,7 +139,9 @@ def decide(
 ROLE_ACTIONS = {
     "practitioner": frozenset({STORE, LIST_STUDIES, VIEW_IMAGES, EMERGENCY}),
     "patient": frozenset({LIST_STUDIES, VIEW_IMAGES, MANAGE_RECORD}),
-    "system": frozenset({STORE, LIST_STUDIES, ASSERT_CARE}),
+    # Hospital systems store and provision; they never read studies back (API.md), not
+    # even their own institution's: a list would also say where else a patient was imaged.
+    "system": frozenset({STORE, ASSERT_CARE}),
     "dpo": frozenset({REVIEW_EMERGENCY}),
     "admin": frozenset({ASSERT_CARE}),
 }

@@ -310,22 +310,18 @@ def test_a_patient_lists_only_their_own_studies_hidden_ones_included(cast):
     assert result.withheld == [("CHL", "NOT_OWN_RECORD")]
 
 
-def test_a_hospital_system_lists_only_its_institutions_studies(cast):
+def test_a_hospital_system_lists_no_studies_not_even_its_own(cast):
     studies = [study("4.1", "CHL", cast.xavier), study("4.2", "CHEM", cast.xavier)]
-    result = gate.authorize_studies(
-        actor(cast.chl_system.user, "CHL"),
-        gate.LIST_STUDIES,
-        studies=studies,
-        audit_action="study.search",
-    )
-    assert [s.study_uid for s in result.permitted] == ["4.1"]
-    assert result.withheld == [("CHEM", "OTHER_INSTITUTION")]
+    with pytest.raises(gate.AccessDenied) as refused:
+        gate.authorize_studies(
+            actor(cast.chl_system.user, "CHL"),
+            gate.LIST_STUDIES,
+            studies=studies,
+            audit_action="study.search",
+        )
+    assert refused.value.decision.reason_code == "ROLE_NOT_ALLOWED"
     event = last_event()
-    assert (event.outcome, event.patient, event.detail["permitted"]) == (
-        "permit",
-        cast.xavier.national_id,
-        1,
-    )
+    assert (event.outcome, event.reason_code) == ("deny", "ROLE_NOT_ALLOWED")
 
 
 def test_a_visible_revocation_holds_even_from_a_worker_whose_clock_lags(shared, monkeypatch):
