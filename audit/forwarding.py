@@ -19,6 +19,7 @@ from django.db import transaction
 from audit import canonical
 from audit.exports.dicom import message_xml
 from audit.models import AuditEvent, ForwardState
+from audit.verification import head_seq
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +96,9 @@ def _forward_batch(*, host: str, destination: str, batch_size: int) -> int:
     with transaction.atomic():
         ForwardState.objects.get_or_create(destination=destination)
         state = ForwardState.objects.select_for_update().get(destination=destination)
-        events = list(
-            AuditEvent.objects.filter(seq__gt=state.last_seq).order_by("seq")[:batch_size]
-        )
+        # Up to the head only: a row inserted past it was not appended through the log.
+        pending = AuditEvent.objects.filter(seq__gt=state.last_seq, seq__lte=head_seq())
+        events = list(pending.order_by("seq")[:batch_size])
         if not events:
             return 0
         start = state.last_seq

@@ -7,6 +7,8 @@ from contextlib import closing
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.db.models import Subquery
+from django.db.models.functions import Coalesce
 
 from audit import canonical, chainwalk, parallel
 from audit.checkpoints import (
@@ -87,6 +89,7 @@ def verify_chain(
         with closing(_stream(lo=1, hi=limit, chunk_size=chunk_size)) as rows:
             events, last_seq, last_hash, _ = chainwalk.walk(rows, expected, findings)
     _check_tail(last_seq, last_hash, head, claims, findings)
+    _check_beyond_head(findings)
     good = [c for c in claims if findings.seq is None or c.seq < findings.seq]
     return VerifyResult(
         valid=findings.seq is None,
@@ -204,3 +207,24 @@ def _check_tail(
         findings.add(last_seq + 1, f"the log ends at #{last_seq} but its head is #{head[0]}")
     elif head and head[0] == last_seq and head[1] != last_hash:
         findings.add(last_seq, f"event #{last_seq} does not match the head hash")
+
+
+def head_seq() -> Subquery:
+    """The head's seq as a subquery: every event appended through the log is at or below
+    it, since the head moves in the append's own transaction. Without a head row (deleted
+    with the tail: only checkpoints tell, _check_tail), no bound."""
+    head = Subquery(AuditHead.objects.filter(pk=1).values("seq")[:1])
+    return Coalesce(head, 2**63 - 1)
+
+
+def _check_beyond_head(findings: chainwalk.Findings) -> None:
+    """A row inserted past the head (an INSERT outside audit.services) is in no walk: named
+    here. One statement reads both tables, so an append committing meanwhile is no finding."""
+    seq = (
+        AuditEvent.objects.filter(seq__gt=head_seq())
+        .order_by("seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    if seq is not None:
+        findings.add(seq, f"event #{seq} lies beyond the head: it was not appended through the log")
