@@ -49,6 +49,38 @@ def _sqlite_remove(table: str) -> list[str]:
     return [f"DROP TRIGGER IF EXISTS {table}_no_{op}" for op in ("update", "delete")]
 
 
+# Version 2 (migration 0005), SQLite only: INSERT OR REPLACE deletes the row it replaces
+# without firing DELETE triggers (unless recursive_triggers is on), so it could rewrite an
+# event; an insert whose key is taken is refused before SQLite resolves the conflict.
+# PostgreSQL's INSERT ... ON CONFLICT DO UPDATE already meets the UPDATE trigger.
+_PRIMARY_KEYS = {"audit_auditevent": "seq", "audit_auditcheckpoint": "id"}
+
+
+def _sqlite_replace_guards(*, install: bool) -> list[str]:
+    if not install:
+        return [f"DROP TRIGGER IF EXISTS {table}_no_replace" for table in PROTECTED_TABLES]
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_replace BEFORE INSERT ON {table} "  # noqa: S608
+        f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {_PRIMARY_KEYS[table]} = "
+        f"NEW.{_PRIMARY_KEYS[table]}) BEGIN SELECT RAISE(ABORT, "
+        f"'The audit table {table} is append-only: REPLACE refused'); END"
+        for table in PROTECTED_TABLES
+    ]
+
+
+def install_replace_guards(apps: object, schema_editor: BaseDatabaseSchemaEditor) -> None:
+    """Version 2's SQLite triggers (a RunPython forward function); nothing on PostgreSQL."""
+    if schema_editor.connection.vendor == "sqlite":
+        for sql in _sqlite_replace_guards(install=True):
+            schema_editor.execute(sql, params=None)
+
+
+def remove_replace_guards(apps: object, schema_editor: BaseDatabaseSchemaEditor) -> None:
+    if schema_editor.connection.vendor == "sqlite":
+        for sql in _sqlite_replace_guards(install=False):
+            schema_editor.execute(sql, params=None)
+
+
 def _statements(vendor: str, *, install: bool) -> list[str]:
     if vendor == "postgresql":
         build = _postgresql_install if install else _postgresql_remove
@@ -75,6 +107,9 @@ def remove(apps: object, schema_editor: BaseDatabaseSchemaEditor) -> None:
 def set_enabled(connection: BaseDatabaseWrapper, *, enabled: bool) -> None:
     """Create or drop the triggers through a plain cursor, inside the caller's transaction
     (SQLite's schema editor refuses to run inside one)."""
+    statements = _statements(connection.vendor, install=enabled)
+    if connection.vendor == "sqlite":
+        statements += _sqlite_replace_guards(install=enabled)
     with connection.cursor() as cursor:
-        for sql in _statements(connection.vendor, install=enabled):
+        for sql in statements:
             cursor.execute(sql)

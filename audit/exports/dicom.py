@@ -102,12 +102,23 @@ def message(event: AuditEvent) -> ET.Element:
     _objects(root, event)
     # Where the event sits in the gateway's chain, for reconciling the two logs.
     seq = base64.b64encode(f"{event.seq}:{event.hash}".encode()).decode("ascii")
-    if len(root.findall("ParticipantObjectIdentification")):
-        detail = {"type": "AnimAuditSeq", "value": seq}
-        ET.SubElement(
-            root.findall("ParticipantObjectIdentification")[0], "ParticipantObjectDetail", detail
-        )
+    objects = root.findall("ParticipantObjectIdentification")
+    if objects:
+        _add_detail(objects[0], {"type": "AnimAuditSeq", "value": seq})
     return root
+
+
+def _add_detail(identification: ET.Element, detail: dict) -> None:
+    """A ParticipantObjectDetail where PS3.15 A.5.1's schema wants it: after the type code
+    (and name or query), before the ParticipantObjectDescription (a study without patient)."""
+    element = ET.Element("ParticipantObjectDetail", detail)
+    tags = [child.tag for child in identification]
+    place = (
+        tags.index("ParticipantObjectDescription")
+        if "ParticipantObjectDescription" in tags
+        else len(tags)
+    )
+    identification.insert(place, element)
 
 
 def message_xml(event: AuditEvent) -> str:

@@ -160,3 +160,16 @@ def test_a_second_factor_changed_is_exported_as_a_security_alert(
     assert ident.find("EventID").get("csd-code") == event_id
     dcm_types = [c.get("csd-code") for c in ident.findall("EventTypeCode[@codeSystemName='DCM']")]
     assert dcm_types == ([alert_type] if alert_type else [])
+
+
+def test_a_study_without_a_patient_has_its_detail_before_its_description(append_events):
+    # An unreconciled study's access names the study only; PS3.15 A.5.1's schema orders a
+    # ParticipantObjectIdentification's children: type code, detail(s), then description.
+    [event] = append_events(1, patient="")
+    study = exports.dicom.message(event).find("ParticipantObjectIdentification")
+    tags = [child.tag for child in study]
+    assert tags == [
+        "ParticipantObjectIDTypeCode",
+        "ParticipantObjectDetail",
+        "ParticipantObjectDescription",
+    ]

@@ -89,3 +89,19 @@ def test_forwarding_stops_at_the_head(chain, settings, monkeypatch):
     forwarding.forward_pending()
     assert sent == [1, 2, 3, 4, 5, 6, 7]  # the forged row is never sent, nor skips #7
     assert ForwardState.objects.get().last_seq == 7
+
+
+def test_sqlite_insert_or_replace_cannot_rewrite_an_event(chain):
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's REPLACE; PostgreSQL's ON CONFLICT DO UPDATE meets its UPDATE trigger")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM audit_auditevent WHERE seq = 3")
+        names = [c[0] for c in cursor.description]
+        row = dict(zip(names, cursor.fetchone(), strict=True))
+    row["outcome"] = "deny"
+    columns, marks = ", ".join(row), ", ".join("%s" for _ in row)
+    with pytest.raises(Exception, match="append-only: REPLACE refused"):
+        execute(
+            f"INSERT OR REPLACE INTO audit_auditevent ({columns}) VALUES ({marks})",  # noqa: S608
+            list(row.values()),
+        )

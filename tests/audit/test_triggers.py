@@ -95,7 +95,11 @@ def test_it_installs_the_triggers_of_the_connections_vendor():
             "SELECT name FROM sqlite_master WHERE type = 'trigger' "
             "AND tbl_name = 'audit_auditevent' ORDER BY name"
         )
-        expected = ["audit_auditevent_no_delete", "audit_auditevent_no_update"]
+        expected = [
+            "audit_auditevent_no_delete",
+            "audit_auditevent_no_replace",
+            "audit_auditevent_no_update",
+        ]
     with connection.cursor() as cursor:
         cursor.execute(sql)
         assert [name for (name,) in cursor.fetchall()] == expected
