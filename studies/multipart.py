@@ -89,12 +89,16 @@ class MultipartReader:
             yield Part(content_type=content_type, spooled=self._body())
 
     def _skip_preamble(self) -> None:
+        # The preamble is dropped as it arrives, but for what may start a delimiter: a body
+        # of no boundary would otherwise sit whole in memory, searched again at each chunk.
+        keep = len(self._delimiter) - 1
         while True:
             index = self._buffer.find(self._delimiter)
             if index >= 0:
                 del self._buffer[: index + len(self._delimiter)]
                 self._after_delimiter()
                 return
+            del self._buffer[: max(len(self._buffer) - keep, 0)]
             if not self._fill():
                 raise MalformedMultipart("No opening boundary in the body.")
 

@@ -184,3 +184,24 @@ def test_large_parts_written_straight_from_the_chunks_keep_every_byte(
         multipart_stream([("application/dicom", [b]) for b in bodies], boundary="b0undary")
     )
     assert _read(data) == [("application/dicom", b) for b in bodies]
+
+
+def test_a_long_preamble_is_skipped_without_being_held(settings, tmp_path):
+    """A preamble is discarded as it arrives: a body of megabytes before its first boundary
+    (or of none, up to STOW_MAX_BYTES) never sits whole in memory, nor is searched again at
+    every chunk."""
+    import tracemalloc
+
+    settings.SPOOL_DIR = tmp_path
+    preamble = b"p" * (16 * 1024 * 1024) + b"\r\n"
+    parts = [("application/dicom", b"x" * 100)]
+    body = preamble + b"".join(
+        multipart_stream([(kind, [data]) for kind, data in parts], boundary="b0undary")
+    )
+    tracemalloc.start()
+    try:
+        assert _read(body) == parts
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * multipart.CHUNK_SIZE  # a chunk read and a chunk kept, not 16 MiB
