@@ -1,13 +1,29 @@
-"""Hypothesis strategies for damaged Part 10 files and multipart bodies, shared by the
-property tests (tests/studies/test_fuzz_*.py) and the longer runs of bench/fuzz_dicom.py."""
+"""Hypothesis strategies for damaged Part 10 files, shared by the property tests
+(tests/studies/test_fuzz_*.py); FUZZ_EXAMPLES=5000 runs those longer, at random, to explore."""
 
+import os
 import struct
 import warnings
 from functools import cache
 from pathlib import Path
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_files
+
+
+def fuzz_settings(examples: int) -> settings:
+    """In the suite, ``examples`` deterministic examples; with FUZZ_EXAMPLES set, that many
+    random ones (an exploring run: a failure is then turned into a regular test)."""
+    explored = os.environ.get("FUZZ_EXAMPLES")
+    return settings(
+        max_examples=int(explored) if explored else examples,
+        derandomize=not explored,
+        database=None,
+        deadline=None,  # behaviour, never timing
+        suppress_health_check=list(HealthCheck),
+    )
+
 
 # The bytes a damaged or crafted header is made of: the encoding's markers, lengths on
 # their edges, VR codes that change how the walk reads what follows.

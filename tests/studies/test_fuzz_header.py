@@ -2,30 +2,21 @@
 never another exception, and never a header its own reading of pydicom's would not give."""
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from pydicom import dcmread
 
 from studies import dicom
 from studies.dicom import InvalidDicom, read_frame, read_header
-from tests.studies.fuzz_dicom import damaged_file, part10_files
+from tests.studies.fuzz_dicom import damaged_file, fuzz_settings, part10_files
 from tests.studies.test_header_cap import count_elements
 from tests.studies.test_header_json import OPTIONS, element_by_element
 
-# Deterministic in the suite; bench/fuzz_dicom.py runs the same properties longer.
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    derandomize="FUZZ_EXAMPLES" not in os.environ,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+FUZZ = fuzz_settings(60)
 FILES = part10_files()
 
 

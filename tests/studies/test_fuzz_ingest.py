@@ -2,27 +2,19 @@
 refused with a reason leaving no object, no row and no spool file behind."""
 
 import itertools
-import os
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from pydicom import dcmread
 
 from studies import storage
 from studies.models import Instance, Series, Study
 from tests.studies.conftest import ingest, pydicom_file, stored_files
-from tests.studies.fuzz_dicom import mutate, mutation
+from tests.studies.fuzz_dicom import fuzz_settings, mutate, mutation
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    derandomize="FUZZ_EXAMPLES" not in os.environ,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+FUZZ = fuzz_settings(40)
 # Small files of each kind: explicit and implicit VR, big endian, encapsulated, sequences.
 NAMES = [
     "CT_small.dcm",

@@ -2,24 +2,17 @@
 well-formed body gives back the parts it was built from; a damaged body gives parts or a
 clear MalformedMultipart, never another exception, and leaves no spool file behind."""
 
-import os
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from studies import multipart
 from studies.multipart import BodyTooLarge, MalformedMultipart, MultipartReader
+from tests.studies.fuzz_dicom import fuzz_settings
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    derandomize="FUZZ_EXAMPLES" not in os.environ,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+FUZZ = fuzz_settings(150)
 
 # RFC 2046 5.1.1: a boundary is 1 to 70 of these, not ending with a space.
 BCHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? "
