@@ -3,6 +3,7 @@
 import datetime
 import os
 
+import pydicom.data.data_manager
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -15,6 +16,16 @@ from consent.services import provisioning
 from consent.services.tokens import token_issue
 
 REQUIRE_SERVICES = os.environ.get("ANIM_REQUIRE_SERVICES") == "1"
+
+
+def _no_files_to_download() -> dict[str, str]:
+    return {}
+
+
+# get_testdata_files also lists the pydicom-data files that do not ship with pydicom, and
+# tries to download each: a network access at every call (offline, a 15 s time-out). The
+# suite uses only the files that ship with pydicom.
+pydicom.data.data_manager.online_test_file_dummy_paths = _no_files_to_download
 
 
 def require_postgres() -> None:
