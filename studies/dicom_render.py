@@ -64,7 +64,7 @@ def render_frame(
     to at most that many pixels, its aspect ratio kept.
     """
     ds = Dataset()
-    arr = _decode(source, index=index, ds_out=ds)
+    arr = decode_frame(source, index=index, ds_out=ds)
     frame_size = (arr.shape[1], arr.shape[0])  # (width, height), as Pillow has it
     factor = _reduction_factor(
         frame_size,
@@ -90,7 +90,7 @@ def render_frame(
     return out.getvalue()
 
 
-def _decode(source: Path | BinaryIO, *, index: int, ds_out: Dataset) -> np.ndarray:
+def decode_frame(source: Path | BinaryIO, *, index: int, ds_out: Dataset) -> np.ndarray:
     """The one frame ``index``: pydicom reads that frame's bytes (or fragments), no other.
 
     view_only: a natively encoded frame comes as a read-only view on the bytes read rather

@@ -15,23 +15,12 @@ from consent.authentication import actor_of
 from studies import accept, access, big_endian, storage
 from studies.api.dicomweb import DicomWebApi, multipart_response
 from studies.dicom import InvalidDicom, read_frame
+from studies.dicom_decode import decoded_frame
 from studies.dicom_render import FORMATS, render_frame
+from studies.frame_forms import NATIVE, frame_form
 from studies.models import Instance
 from studies.qido import whole_number
 
-# PS3.18 Table 8.7.3-5: the media type of a compressed frame, by transfer syntax.
-_FRAME_TYPES = {
-    "1.2.840.10008.1.2.4.50": "image/jpeg",
-    "1.2.840.10008.1.2.4.51": "image/jpeg",
-    "1.2.840.10008.1.2.4.57": "image/jpeg",
-    "1.2.840.10008.1.2.4.70": "image/jpeg",
-    "1.2.840.10008.1.2.4.80": "image/jls",
-    "1.2.840.10008.1.2.4.81": "image/jls",
-    "1.2.840.10008.1.2.4.90": "image/jp2",
-    "1.2.840.10008.1.2.4.91": "image/jp2",
-    "1.2.840.10008.1.2.5": "image/dicom-rle",
-}
-_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
 _BIG_ENDIAN = "1.2.840.10008.1.2.2"
 
 logger = logging.getLogger(__name__)
@@ -81,7 +70,7 @@ def _frame_size(instance: Instance) -> int:
 def _frame_parts(instance: Instance, numbers: list[int], part_type: str):
     """A part per frame, all read from one open object (opened once the answer starts, so
     that an answer never sent leaves nothing open)."""
-    size = 0 if instance.transfer_syntax_uid not in _NATIVE else _frame_size(instance)
+    size = 0 if instance.transfer_syntax_uid not in NATIVE else _frame_size(instance)
     with storage.object_reader(key=instance.storage_key) as reader:
         for number in numbers:
             yield part_type, _frame_chunks(reader, instance, number, size)
@@ -127,7 +116,8 @@ def _big_endian_word(reader: storage.Reader, instance: Instance) -> int:
 
 @serves_patient_data
 class FramesApi(DicomWebApi):
-    """Frames as multipart/related: raw octets (native) or the compressed bitstream."""
+    """Frames as multipart/related: raw octets (native), the compressed bitstream, or that
+    bitstream decoded to uncompressed octets, as the client accepts (PS3.18 8.7.3.3)."""
 
     def get(self, request: Request, study: str, series: str, instance: str, frames: str):
         found = _instance(request, study, series, instance, Action.STUDY_RETRIEVE)
@@ -136,16 +126,60 @@ class FramesApi(DicomWebApi):
                 "frames: this instance has no pixel data.", status_code=404, code="NOT_FOUND"
             )
         numbers = frame_numbers(frames, count=found.number_of_frames)
-        syntax = found.transfer_syntax_uid
-        if syntax in _NATIVE:
+        form = frame_form(
+            request.headers.get("Accept"), transfer_syntax_uid=found.transfer_syntax_uid
+        )
+        if form.decoded:
+            first = _first_decoded(found, numbers[0])  # refused here, before any byte
+            parts = _decoded_parts(found, numbers, first, form.part_type)
+            return multipart_response(parts, form.part_type)
+        if found.transfer_syntax_uid in NATIVE:
             _frame_size(found)  # refuse before streaming starts
-            part_type = "application/octet-stream"
-        else:
-            part_type = (
-                f"{_FRAME_TYPES.get(syntax, 'application/octet-stream')}; transfer-syntax={syntax}"
-            )
         storage.object_open(key=found.storage_key).close()  # a lost object: refused here
-        return multipart_response(_frame_parts(found, numbers, part_type), part_type)
+        return multipart_response(_frame_parts(found, numbers, form.part_type), form.part_type)
+
+
+def _first_decoded(instance: Instance, number: int) -> bytes:
+    """The first frame asked, decoded before the answer starts: a frame that does not decode
+    is 406 NOT_RENDERABLE, not a cut stream; a lost object is ObjectUnavailable."""
+    try:
+        with storage.object_reader(key=instance.storage_key) as reader:
+            return decoded_frame(reader, index=number - 1)
+    except InvalidDicom as exc:
+        _log_undecodable(instance, number, exc)
+        raise ApplicationError(
+            f"frames: frame {number} of this instance cannot be decoded; its stored"
+            " bitstream can be asked for with transfer-syntax=*.",
+            code="NOT_RENDERABLE",
+            status_code=406,
+        ) from exc
+
+
+def _decoded_parts(
+    instance: Instance, numbers: list[int], first: bytes, part_type: str
+) -> Iterator[tuple[str, list[bytes]]]:
+    """The first frame, already decoded, then each other decoded from one open object as
+    the client reads (one frame held at a time)."""
+    yield part_type, [first]
+    if len(numbers) == 1:
+        return
+    with storage.object_reader(key=instance.storage_key) as reader:
+        for number in numbers[1:]:
+            yield part_type, _decoded_chunks(reader, instance, number)
+
+
+def _decoded_chunks(reader: storage.Reader, instance: Instance, number: int) -> Iterator[bytes]:
+    try:
+        yield decoded_frame(reader, index=number - 1)
+    except storage.ObjectUnavailable:
+        return  # logged by storage; already streaming: the client sees a short part
+    except InvalidDicom as exc:  # the stored bitstream, corrupt: the part is short too
+        _log_undecodable(instance, number, exc)
+
+
+def _log_undecodable(instance: Instance, number: int, exc: Exception) -> None:
+    # For the operators: the instance's key and the decoder's words, never patient data.
+    logger.error("Frame %d of instance %s cannot be decoded: %s", number, instance.pk, exc)
 
 
 @serves_patient_data
