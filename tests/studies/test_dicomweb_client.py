@@ -77,6 +77,26 @@ def test_dicomweb_client_stores_searches_and_retrieves(live_server, cast, tmp_pa
     assert rendered.startswith(b"\x89PNG")
 
 
+def test_dicomweb_client_gets_compressed_frames_uncompressed_when_it_asks(
+    live_server, cast, tmp_path
+):
+    """A viewer without codecs: dicomweb-client asking for Explicit VR Little Endian octets
+    gets pydicom's decoded pixels of a 30-frame YBR JPEG, not the JPEG bitstream."""
+    _alice_admits_yvonne(cast)
+    source = dicom_copy(tmp_path, "examples_ybr_color.dcm", patient_id="CHL-Y1")
+    dataset = dcmread(source)
+    _client(live_server, "chl-pacs", "CHL").store_instances(datasets=[dataset])
+    frames = _client(live_server, "alice", "CHL").retrieve_instance_frames(
+        dataset.StudyInstanceUID,
+        dataset.SeriesInstanceUID,
+        dataset.SOPInstanceUID,
+        frame_numbers=[30, 2],
+        media_types=(("application/octet-stream", "1.2.840.10008.1.2.1"),),
+    )
+    pixels = dcmread(source).pixel_array
+    assert frames == [pixels[29].tobytes(), pixels[1].tobytes()]
+
+
 def test_dicomweb_client_gets_nothing_of_a_study_it_may_not_see(live_server, cast, tmp_path):
     dataset = dcmread(dicom_copy(tmp_path, patient_id="CHL-Y1"))
     _client(live_server, "chl-pacs", "CHL").store_instances(datasets=[dataset])
