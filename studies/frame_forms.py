@@ -75,19 +75,33 @@ def _offer(
 ) -> FrameForm | None:
     part_type = _part_type(media_range)
     syntax = media_range.param("transfer-syntax")
-    if syntax in ("*", *forms[0].transfer_syntaxes) and syntax not in (IMPLICIT_LE, EXPLICIT_LE):
-        # Any syntax, or the stored one named: the stored bytes, as before, under the part
-        # type asked for or application/octet-stream (OHIF's "transfer-syntax=*").
-        stored = forms[0]
-        if _covers(part_type, stored.media_type) or _covers(part_type, OCTETS):
-            return None if _refused(refused, stored, part_type) else stored
+    if _names_the_stored(syntax, forms[0]):
+        return _stored_offer(part_type, forms[0], refused)
+    usable = (f for f in forms if _covers(part_type, f.media_type))
+    return next(
+        (
+            f
+            for f in usable
+            if not _refused(refused, f, part_type) and _syntax_fits(syntax, f, part_type)
+        ),
+        None,
+    )
+
+
+def _names_the_stored(syntax: str, stored: FrameForm) -> bool:
+    """transfer-syntax=* (any), or the stored syntax itself; the little-endian ones are
+    left to the forms' own match (a native instance's, or the decoded one)."""
+    if syntax in (IMPLICIT_LE, EXPLICIT_LE):
+        return False
+    return syntax == "*" or syntax in stored.transfer_syntaxes
+
+
+def _stored_offer(part_type: str, stored: FrameForm, refused: frozenset[str]) -> FrameForm | None:
+    """The stored bytes, as before, under their own media type or application/octet-stream
+    (OHIF's type="application/octet-stream"; transfer-syntax=*)."""
+    if not (_covers(part_type, stored.media_type) or _covers(part_type, OCTETS)):
         return None
-    for form in forms:
-        if not _covers(part_type, form.media_type) or _refused(refused, form, part_type):
-            continue
-        if _syntax_fits(syntax, form, part_type):
-            return form
-    return None
+    return None if _refused(refused, stored, part_type) else stored
 
 
 def _part_type(media_range: accept.MediaRange) -> str:
