@@ -2,7 +2,7 @@
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -58,14 +58,30 @@ def media_ranges(accept: str) -> tuple[MediaRange, ...]:
 def refused(accept: str | None) -> frozenset[str]:
     """The media types the header names with q=0: not acceptable, even under a wildcard
     ("image/jpeg;q=0, */*" accepts anything but JPEG; RFC 9110 12.5.1's most specific range)."""
-    found = set()
+    return frozenset(media_type for media_type, params in _refusals(accept))
+
+
+def refused_part_types(accept: str | None) -> frozenset[str]:
+    """The part types the header refuses in PS3.18's multipart form: the type parameter of a
+    multipart/related range with q=0 ('multipart/related; type="image/jpeg"; q=0, */*' accepts
+    anything but JPEG parts, as 'image/jpeg;q=0, */*' does)."""
+    return frozenset(
+        params["type"].lower()
+        for media_type, params in _refusals(accept)
+        if media_type == "multipart/related" and params.get("type")
+    )
+
+
+def _refusals(accept: str | None) -> Iterator[tuple[str, dict[str, str]]]:
+    """Each range with q=0, as its media type (lower case) and its parameters."""
     for element in _ELEMENTS.findall((accept or "")[:4096]):
         media_type, *raw = [p.strip() for p in _PARAMS.findall(element)] or [""]
+        params = {}
         for item in raw:
             name, _, value = item.partition("=")
-            if name.strip().lower() == "q" and _quality(value.strip()) == 0:
-                found.add(media_type.lower())
-    return frozenset(found)
+            params[name.strip().lower()] = value.strip().strip('"')
+        if _quality(params.get("q", "1")) == 0:
+            yield media_type.lower(), params
 
 
 def refused_under(refused: frozenset[str], media_type: str, wildcard: str) -> bool:

@@ -38,7 +38,7 @@ def frame_form(wanted: str | None, *, transfer_syntax_uid: str) -> FrameForm:
     """The form of the most preferred range the frames can be served in (PS3.18 8.7.8);
     406 NOT_ACCEPTABLE naming the forms there are when the client accepts none."""
     forms = _forms(transfer_syntax_uid)
-    refused = accept.refused(wanted)
+    refused = accept.refused(wanted) | accept.refused_part_types(wanted)
     form = accept.choose(wanted, lambda media_range: _offer(media_range, forms, refused))
     if form is not None:
         return form
@@ -53,8 +53,9 @@ def frame_form(wanted: str | None, *, transfer_syntax_uid: str) -> FrameForm:
 def _forms(syntax: str) -> list[FrameForm]:
     """The stored form first (what a wildcard gets, as before), then the decoded one."""
     if syntax in NATIVE:
-        # Served little endian (PS3.18 8.7.3.3.1), labelled as they always were.
-        return [FrameForm(OCTETS, frozenset({IMPLICIT_LE, EXPLICIT_LE, syntax}), OCTETS, False)]
+        # Served little endian (PS3.18 8.7.3.3.1), labelled as they always were: a client
+        # naming Explicit VR Big Endian is not given little-endian words under that name.
+        return [FrameForm(OCTETS, frozenset({IMPLICIT_LE, EXPLICIT_LE}), OCTETS, False)]
     media_type = COMPRESSED_TYPES.get(syntax, OCTETS)
     stored = FrameForm(
         media_type, frozenset({syntax}), f"{media_type}; transfer-syntax={syntax}", False

@@ -272,3 +272,29 @@ def test_a_decoded_frame_is_little_endian_whatever_the_bits(cast, tmp_path):
     ((_, data),) = multipart_parts(_frames(result, "2", UNCOMPRESSED))
     pixels = np.frombuffer(data, dtype="<u4")
     assert np.array_equal(pixels, dcmread(source).pixel_array[1].ravel())
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [
+        'multipart/related; type="image/jpeg"; q=0, */*',
+        'multipart/related; type="image/jpeg"; q=0, multipart/related; type="*/*"',
+    ],
+)
+def test_a_part_type_refused_in_the_multipart_form_is_not_served(cast, tmp_path, wanted):
+    # Review: q=0 on multipart/related's type was read as refusing multipart/related only.
+    _, result = _stored(cast, tmp_path, "SC_rgb_jpeg_dcmtk.dcm")
+    response = _frames(result, accept=wanted)
+    assert response.status_code == 200
+    ((part_type, _),) = multipart_parts(response)
+    assert part_type.startswith("application/octet-stream")  # decoded, not the JPEG refused
+
+
+def test_big_endian_asked_by_name_is_refused_not_answered_little_endian(cast, tmp_path):
+    _, result = _stored(cast, tmp_path, "MR_small_bigendian.dcm")
+    wanted = (
+        'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.2'
+    )
+    response = _frames(result, accept=wanted)
+    assert response.status_code == 406
+    assert response.json()["error"]["code"] == "NOT_ACCEPTABLE"
