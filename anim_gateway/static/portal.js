@@ -124,6 +124,8 @@
       show(position + (event.deltaY > 0 ? 1 : -1));
     }, { passive: false });
     document.addEventListener("keydown", function (event) {
+      // Alt+Left is the browser's Back, Ctrl+End its own: keys with a modifier are left alone.
+      if (event.altKey || event.ctrlKey || event.metaKey) return;
       if (event.target.closest && event.target.closest("input, textarea, select")) return;
       var moves = { ArrowRight: 1, ArrowDown: 1, PageDown: 10, ArrowLeft: -1, ArrowUp: -1, PageUp: -10 };
       if (event.key in moves) show(position + moves[event.key]);

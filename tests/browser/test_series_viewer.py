@@ -68,3 +68,24 @@ def test_without_script_the_links_step_through_the_series(
         assert f"/instances/{sops[1]}/" in page.locator("#viewer-image").get_attribute("src")
     finally:
         context.close()
+
+
+def test_the_viewer_leaves_keys_with_a_modifier_and_keeps_its_links(
+    cast, xavier_ct_series, live_server, page
+):
+    consent_to_all(cast.xavier)
+    admit(cast.alice, cast.xavier)
+    study, series, _ = xavier_ct_series
+    log_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/patients/{XAVIER_ID}/studies/{study}/series/{series}/")
+    count = page.locator("#viewer-count")
+    page.keyboard.press("Alt+ArrowRight")  # the browser's Forward, not the next image
+    assert count.inner_text() == "Image 1 of 3"
+    previous = page.get_by_role("link", name="← Previous")
+    assert previous.get_attribute("aria-disabled") == "true"  # a link all the same
+    page.get_by_role("link", name="Next →").click()
+    assert count.inner_text() == "Image 2 of 3"
+    assert previous.get_attribute("aria-disabled") == "false"
+    previous.focus()  # reachable from the keyboard, as a screen reader lists it
+    page.keyboard.press("Enter")
+    assert count.inner_text() == "Image 1 of 3"
