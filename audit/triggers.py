@@ -51,7 +51,9 @@ def _sqlite_remove(table: str) -> list[str]:
 
 # Version 2 (migration 0005), SQLite only: INSERT OR REPLACE deletes the row it replaces
 # without firing DELETE triggers (unless recursive_triggers is on), so it could rewrite an
-# event; an insert whose key is taken is refused before SQLite resolves the conflict.
+# event; an insert whose key or rowid is taken is refused before SQLite resolves the
+# conflict (the events' bigint key is not the rowid: a REPLACE naming a row's rowid under
+# a free seq would delete it). NEW.rowid is -1 when the insert does not name one.
 # PostgreSQL's INSERT ... ON CONFLICT DO UPDATE already meets the UPDATE trigger.
 _PRIMARY_KEYS = {"audit_auditevent": "seq", "audit_auditcheckpoint": "id"}
 
@@ -62,7 +64,7 @@ def _sqlite_replace_guards(*, install: bool) -> list[str]:
     return [
         f"CREATE TRIGGER IF NOT EXISTS {table}_no_replace BEFORE INSERT ON {table} "  # noqa: S608
         f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {_PRIMARY_KEYS[table]} = "
-        f"NEW.{_PRIMARY_KEYS[table]}) BEGIN SELECT RAISE(ABORT, "
+        f"NEW.{_PRIMARY_KEYS[table]} OR rowid = NEW.rowid) BEGIN SELECT RAISE(ABORT, "
         f"'The audit table {table} is append-only: REPLACE refused'); END"
         for table in PROTECTED_TABLES
     ]

@@ -105,3 +105,20 @@ def test_sqlite_insert_or_replace_cannot_rewrite_an_event(chain):
             f"INSERT OR REPLACE INTO audit_auditevent ({columns}) VALUES ({marks})",  # noqa: S608
             list(row.values()),
         )
+
+
+def test_sqlite_replace_naming_a_rowid_cannot_rewrite_an_event(chain):
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's REPLACE and rowid")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rowid, * FROM audit_auditevent WHERE seq = 3")
+        names = [c[0] for c in cursor.description]
+        row = dict(zip(names, cursor.fetchone(), strict=True))
+    # Under a free seq, the rowid of #3: REPLACE would delete #3 and fire no trigger.
+    row.update(seq=1_000_000)
+    columns, marks = ", ".join(row), ", ".join("%s" for _ in row)
+    with pytest.raises(Exception, match="append-only: REPLACE refused"):
+        execute(
+            f"INSERT OR REPLACE INTO audit_auditevent ({columns}) VALUES ({marks})",  # noqa: S608
+            list(row.values()),
+        )
