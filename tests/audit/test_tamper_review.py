@@ -48,12 +48,17 @@ def test_a_non_finite_number_is_named_not_a_crash(chain, triggers_dropped):
     assert (result.valid, result.first_invalid_seq) == (False, 4)
 
 
+def stored_row(select: str) -> dict:
+    """One row as stored, by column name: 'SELECT ' + select."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {select}")
+        names = [c[0] for c in cursor.description]
+        return dict(zip(names, cursor.fetchone(), strict=True))
+
+
 def forge_beyond_the_head(seq: int) -> None:
     """An INSERT, which the application's role may do, of a copy of the last event."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT * FROM audit_auditevent ORDER BY seq DESC LIMIT 1")
-        names = [c[0] for c in cursor.description]
-        row = dict(zip(names, cursor.fetchone(), strict=True))
+    row = stored_row("* FROM audit_auditevent ORDER BY seq DESC LIMIT 1")
     row.update(seq=seq, message="Forged: Dr Bob read the record")
     columns, marks = ", ".join(row), ", ".join("%s" for _ in row)
     execute(f"INSERT INTO audit_auditevent ({columns}) VALUES ({marks})", list(row.values()))  # noqa: S608
@@ -94,10 +99,7 @@ def test_forwarding_stops_at_the_head(chain, settings, monkeypatch):
 def test_sqlite_insert_or_replace_cannot_rewrite_an_event(chain):
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's REPLACE; PostgreSQL's ON CONFLICT DO UPDATE meets its UPDATE trigger")
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT * FROM audit_auditevent WHERE seq = 3")
-        names = [c[0] for c in cursor.description]
-        row = dict(zip(names, cursor.fetchone(), strict=True))
+    row = stored_row("* FROM audit_auditevent WHERE seq = 3")
     row["outcome"] = "deny"
     columns, marks = ", ".join(row), ", ".join("%s" for _ in row)
     with pytest.raises(Exception, match="append-only: REPLACE refused"):
@@ -110,10 +112,7 @@ def test_sqlite_insert_or_replace_cannot_rewrite_an_event(chain):
 def test_sqlite_replace_naming_a_rowid_cannot_rewrite_an_event(chain):
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's REPLACE and rowid")
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT rowid, * FROM audit_auditevent WHERE seq = 3")
-        names = [c[0] for c in cursor.description]
-        row = dict(zip(names, cursor.fetchone(), strict=True))
+    row = stored_row("rowid, * FROM audit_auditevent WHERE seq = 3")
     # Under a free seq, the rowid of #3: REPLACE would delete #3 and fire no trigger.
     row.update(seq=1_000_000)
     columns, marks = ", ".join(row), ", ".join("%s" for _ in row)
