@@ -21,8 +21,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
-import tracemalloc
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -85,13 +83,6 @@ def build_instance(path: Path, *, side: int, frames: int, bot: bool) -> int:
     return path.stat().st_size
 
 
-def peak_rss() -> int:
-    """This process's peak resident set (VmHWM), not the parent's that built the file."""
-    status = Path("/proc/self/status").read_text()
-    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
-    return int(line.split()[1]) * 1024
-
-
 def measure(path: Path, index: int) -> dict:
     """In this process: one decoding for RSS and time, a second one under tracemalloc."""
     os.environ.update(
@@ -102,22 +93,17 @@ def measure(path: Path, index: int) -> dict:
     import django
 
     django.setup()
+    from dicom.measure import once_then_traced
+
     from studies.dicom_decode import decoded_frame
 
     def decode() -> bytes:
         with path.open("rb") as fp:
             return decoded_frame(fp, index=index)
 
-    before = peak_rss()  # after the imports
-    start = time.perf_counter()
-    size = len(decode())
-    seconds = time.perf_counter() - start
-    after = peak_rss()
-    tracemalloc.start()
-    decode()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {"seconds": seconds, "rss": after - before, "base": before, "traced": peak, "size": size}
+    figures = once_then_traced(decode)  # after the imports
+    size = len(figures.pop("result"))
+    return {**figures, "size": size}
 
 
 def main() -> None:

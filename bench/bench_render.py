@@ -16,8 +16,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import tracemalloc
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -58,16 +56,6 @@ def build_instance(path: Path, side: int) -> None:
     ds.save_as(path, enforce_file_format=True)
 
 
-def peak_rss() -> int:
-    """This process's peak resident set (VmHWM): unlike ru_maxrss, not the parent's before
-    the exec, which built the instance."""
-    status = Path("/proc/self/status").read_text()
-    return (
-        int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
-        * 1024
-    )
-
-
 def measure(path: Path, viewport: tuple[int, int] | None) -> dict:
     """In this process: one rendering for RSS and time, a second one under tracemalloc."""
     os.environ.update(
@@ -78,6 +66,9 @@ def measure(path: Path, viewport: tuple[int, int] | None) -> dict:
     import django
 
     django.setup()
+    import io
+
+    from dicom.measure import once_then_traced
     from PIL import Image
 
     from studies.dicom_render import render_frame
@@ -86,19 +77,9 @@ def measure(path: Path, viewport: tuple[int, int] | None) -> dict:
         with path.open("rb") as fp:
             return render_frame(fp, index=0, media_type="image/jpeg", viewport=viewport)
 
-    before = peak_rss()  # after the imports
-    start = time.perf_counter()
-    jpeg = render()
-    seconds = time.perf_counter() - start
-    after = peak_rss()
-    tracemalloc.start()
-    render()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    import io
-
-    size = Image.open(io.BytesIO(jpeg)).size
-    return {"seconds": seconds, "rss": after - before, "base": before, "traced": peak, "size": size}
+    figures = once_then_traced(render)  # after the imports
+    size = Image.open(io.BytesIO(figures.pop("result"))).size
+    return {**figures, "size": size}
 
 
 def main() -> None:

@@ -61,3 +61,31 @@ def latencies(fn: Callable[[int], object], *, repeat: int) -> list[float]:
 def p50_p95(values: list[float]) -> tuple[float, float]:
     ordered = sorted(values)
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+
+
+def peak_rss() -> int:
+    """This process's peak resident set in bytes (VmHWM): unlike ru_maxrss, not the parent's
+    before the exec, which may have built the input."""
+    return _status_kb("VmHWM") * 1024
+
+
+def once_then_traced(fn: Callable[[], object]) -> dict:
+    """Run ``fn`` once for its wall time and the growth of the peak resident set over what
+    the process held before (``base``), then again under tracemalloc for Python's own peak;
+    ``result`` is the first run's."""
+    before = peak_rss()
+    start = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - start
+    after = peak_rss()
+    tracemalloc.start()
+    fn()
+    _, traced = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "seconds": seconds,
+        "rss": after - before,
+        "base": before,
+        "traced": traced,
+        "result": result,
+    }
