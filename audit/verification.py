@@ -209,7 +209,7 @@ def _check_tail(
         findings.add(last_seq, f"event #{last_seq} does not match the head hash")
 
 
-def head_seq() -> Subquery:
+def head_seq() -> Coalesce:
     """The head's seq as a subquery: every event appended through the log is at or below
     it, since the head moves in the append's own transaction. Without a head row (deleted
     with the tail: only checkpoints tell, _check_tail), no bound."""
