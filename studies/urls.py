@@ -11,7 +11,8 @@ from studies.api.dicomweb import (
     StudyApi,
     StudySeriesSearchApi,
 )
-from studies.api.frames import FramesApi, RenderedApi
+from studies.api.frames import FramesApi
+from studies.api.rendered import RenderedApi
 from studies.api.thumbnails import ThumbnailApi
 
 app_name = "dicomweb"

@@ -10,7 +10,7 @@ from consent.access import serves_patient_data
 from consent.authentication import actor_of
 from studies import access, selectors
 from studies.api.dicomweb import DicomWebApi
-from studies.api.frames import render_instance, rendered_type, viewport_param
+from studies.api.rendered import render_instance, rendered_type, viewport_param
 from studies.models import Instance
 
 # The side a thumbnail fits in, unless ?viewport=vw,vh asks for another size: a study list's

@@ -3,7 +3,8 @@
 import pytest
 
 from anim_gateway.errors import ApplicationError
-from studies.api.frames import _window, frame_numbers
+from studies.api.frames import frame_numbers
+from studies.api.rendered import _window
 
 
 def test_a_repeated_frame_is_served_once() -> None:
@@ -45,7 +46,7 @@ def test_empty_items_of_a_frame_list_are_skipped() -> None:
 
 @pytest.mark.parametrize("raw", ["\u0661\u0662,\u0661\u0662", "5_0,50", "+5,5"])
 def test_a_viewport_is_whole_numbers_in_ascii_digits(raw: str) -> None:
-    from studies.api.frames import viewport_param
+    from studies.api.rendered import viewport_param
 
     with pytest.raises(ApplicationError, match="viewport: vw,vh with whole numbers"):
         viewport_param(raw)
