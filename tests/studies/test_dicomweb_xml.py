@@ -246,18 +246,24 @@ def test_numbers_keep_the_digits_stored():
     assert [v.text for v in values] == ["1.50", "-0.0", "1e+20"]
 
 
+def _as_xml_and_as_json(client, path: str) -> tuple[list, list]:
+    """The data sets of the XML answer to ``path``, and those of its JSON answer, compared
+    alike (the JSON's numbers as the XML writes them)."""
+    response = client.get(path, HTTP_ACCEPT=XML)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith(f"{XML}; boundary=")
+    as_json = client.get(path, HTTP_ACCEPT="application/dicom+json")
+    body = b"".join(as_json.streaming_content) if as_json.streaming else as_json.content
+    return _xml_datasets(response), [_normalized(d) for d in _digits(body)]
+
+
 # --- WADO-RS metadata ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("level", ["study", "series", "instance"])
 def test_metadata_comes_as_xml_to_a_client_that_prefers_it(alice, xavier_studies, level):
-    path = _paths(xavier_studies["shown"])[level]
-    response = alice.get(path, HTTP_ACCEPT=XML)
-    assert response.status_code == 200
-    assert response["Content-Type"].startswith(f"{XML}; boundary=")
-    as_json = alice.get(path, HTTP_ACCEPT="application/dicom+json")
-    expected = [_normalized(d) for d in _digits(b"".join(as_json.streaming_content))]
-    assert _xml_datasets(response) == expected
+    as_xml, expected = _as_xml_and_as_json(alice, _paths(xavier_studies["shown"])[level])
+    assert as_xml == expected
     assert len(expected) == (2 if level == "study" else 1)
 
 
@@ -435,14 +441,9 @@ def _search_paths(result) -> list[str]:
 
 @pytest.mark.parametrize("index", range(4))
 def test_search_results_come_as_xml_one_part_each(alice, xavier_studies, index):
-    path = _search_paths(xavier_studies["shown"])[index]
-    response = alice.get(path, HTTP_ACCEPT=XML)
-    assert response.status_code == 200
-    assert response["Content-Type"].startswith(f"{XML}; boundary=")
-    as_json = alice.get(path, HTTP_ACCEPT="application/dicom+json")
-    expected = [_normalized(d) for d in _digits(as_json.content)]
+    as_xml, expected = _as_xml_and_as_json(alice, _search_paths(xavier_studies["shown"])[index])
     assert expected
-    assert _xml_datasets(response) == expected
+    assert as_xml == expected
 
 
 def test_a_search_matching_nothing_is_an_empty_xml_body(alice, xavier_studies):
