@@ -85,15 +85,9 @@ def build_instance(path: Path, *, side: int, frames: int, bot: bool) -> int:
 
 def measure(path: Path, index: int) -> dict:
     """In this process: one decoding for RSS and time, a second one under tracemalloc."""
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="anim_gateway.settings", SECRET_KEY="bench-only-secret"
-    )
-    os.environ.setdefault("VAR_DIR", str(path.parent / "var"))
-    sys.path.insert(0, str(ROOT))
-    import django
+    from dicom.measure import django_ready, once_then_traced
 
-    django.setup()
-    from dicom.measure import once_then_traced
+    django_ready(var_dir=path.parent / "var", root=ROOT)
 
     from studies.dicom_decode import decoded_frame
 

@@ -58,17 +58,11 @@ def build_instance(path: Path, side: int) -> None:
 
 def measure(path: Path, viewport: tuple[int, int] | None) -> dict:
     """In this process: one rendering for RSS and time, a second one under tracemalloc."""
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="anim_gateway.settings", SECRET_KEY="bench-only-secret"
-    )
-    os.environ.setdefault("VAR_DIR", str(path.parent / "var"))
-    sys.path.insert(0, str(ROOT))
-    import django
+    from dicom.measure import django_ready, once_then_traced
 
-    django.setup()
+    django_ready(var_dir=path.parent / "var", root=ROOT)
     import io
 
-    from dicom.measure import once_then_traced
     from PIL import Image
 
     from studies.dicom_render import render_frame

@@ -1,10 +1,13 @@
 """Timing and memory helpers of the bench."""
 
+import os
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -89,3 +92,16 @@ def once_then_traced(fn: Callable[[], object]) -> dict:
         "traced": traced,
         "result": result,
     }
+
+
+def django_ready(*, var_dir: Path, root: Path) -> None:
+    """Django set up as production runs it (DEBUG off, a throwaway secret), its var folder
+    beside the bench's input, the project at ``root`` importable."""
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="anim_gateway.settings", SECRET_KEY="bench-only-secret"
+    )
+    os.environ.setdefault("VAR_DIR", str(var_dir))
+    sys.path.insert(0, str(root))
+    import django
+
+    django.setup()
