@@ -20,9 +20,18 @@ MAX_CANDIDATES = 10_000
 
 
 def access_study(
-    actor: Actor, *, study_uid: str, action: str, audit_action: str, detail: dict | None = None
+    actor: Actor,
+    *,
+    study_uid: str,
+    action: str,
+    audit_action: str,
+    detail: dict | None = None,
+    national_id: str | None = None,
 ) -> Study:
     """The study, if the gate permits the action on it; 404 alike for unknown and hidden.
+
+    With ``national_id`` (a page under a patient's URL), a study of anyone else is unknown
+    too, and audited as such: the gate never decides on a patient the request did not name.
 
     Raises
     ------
@@ -35,7 +44,7 @@ def access_study(
     if is_valid_uid(study_uid):
         study = Study.objects.select_related("patient", "institution").filter(study_uid=study_uid)
         study = study.first()
-    if study is None:
+    if study is None or not _filed_under(study, national_id):
         _unknown_study(actor, study_uid=study_uid, action=action, audit_action=audit_action)
     gate.authorize(
         actor, action, patient=study.patient, study=study, audit_action=audit_action, detail=detail
@@ -66,6 +75,12 @@ def access_study_row(
         _unknown_study(actor, study_uid=study_uid, action=action, audit_action=audit_action)
     gate.authorize(actor, action, patient=row.patient, study=row, audit_action=audit_action)
     return row
+
+
+def _filed_under(study: Study, national_id: str | None) -> bool:
+    if national_id is None:
+        return True
+    return study.patient is not None and study.patient.national_id == national_id
 
 
 def _unknown_study(actor: Actor, *, study_uid: str, action: str, audit_action: str) -> NoReturn:

@@ -109,6 +109,40 @@ def test_it_does_not_open_a_study_under_another_patients_id(alice, cast, xavier_
     assert alice.get(f"/patients/{YVONNE_ID}/studies/{uid}/").status_code == 404
 
 
+def _last_event() -> AuditEvent:
+    return AuditEvent.objects.order_by("-seq").first()
+
+
+@pytest.mark.parametrize("page", ["", "series/1.2.3/"])
+def test_another_patients_study_under_this_patients_url_is_unknown(
+    alice, cast, xavier_studies, page
+):
+    # Alice treats Xavier, not Yvonne: Yvonne's study under Xavier's URL is "not found",
+    # not a refusal about Yvonne with an emergency button for Xavier.
+    consent_to_all(cast.xavier)
+    admit(cast.alice, cast.xavier)
+    yvonne_study = xavier_studies["yvonne"].study_uid
+    wrong = alice.get(f"/patients/{XAVIER_ID}/studies/{yvonne_study}/{page}")
+    unknown = alice.get(f"/patients/{XAVIER_ID}/studies/1.2.3.4/{page}")
+    assert wrong.status_code == unknown.status_code == 404
+    assert without_csrf(wrong.content) == without_csrf(unknown.content)
+    assert b"emergency" not in wrong.content.lower()
+
+
+def test_another_patients_study_is_never_audited_as_read(alice, cast, xavier_studies):
+    # Alice treats both: the wrong URL must not leave a permitted read in Yvonne's log.
+    for patient in (cast.xavier, cast.yvonne):
+        consent_to_all(patient)
+        admit(cast.alice, patient)
+    yvonne_study = xavier_studies["yvonne"].study_uid
+    assert alice.get(f"/patients/{XAVIER_ID}/studies/{yvonne_study}/").status_code == 404
+    event = _last_event()
+    assert (event.outcome, event.patient) == ("deny", "")
+    alices = AuditEvent.objects.filter(actor_username="alice")
+    assert not alices.filter(study_uid=yvonne_study).exists()
+    assert not alices.filter(patient=cast.yvonne.national_id).exists()
+
+
 def test_an_emergency_needs_a_written_reason(alice, cast):
     assert alice.get(f"/patients/{XAVIER_ID}/emergency/").status_code == 200
     response = alice.post(f"/patients/{XAVIER_ID}/emergency/declare/", {"reason": "urgent"})
