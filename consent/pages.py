@@ -27,6 +27,9 @@ from consent.services import care, consents, emergency, exclusions
 
 ACTING_FOR_KEY = "portal_acting_for"
 ACCESS_LOG_PAGE = 50
+REPRESENTATION_ENDED = (
+    "You no longer act for the person you chose: these pages show your own record again."
+)
 
 
 # --- the patient acted on: oneself, or a represented child ---------------------------------
@@ -40,15 +43,20 @@ def represented_patients(user: object) -> list[Patient]:
     return list(rows.exclude(user=user).order_by("birth_date"))
 
 
-def _acting_actor(actor: Actor, wanted: str | None) -> Actor:
+def _acting_actor(request: HttpRequest) -> Actor:
     """The Actor switched to the represented patient chosen in the session.
 
-    Only a claim: the gate checks the representation on every access.
+    Only a claim: the gate checks the representation on every access. A choice whose
+    representation has ended since is dropped, so that the pages fall back to one's own
+    record with a word of why, rather than a "no such patient" on every page.
     """
+    actor, wanted = request.actor, request.session.get(ACTING_FOR_KEY)
     if not wanted or wanted == actor.patient_national_id:
         return actor
-    target = Patient.objects.filter(national_id=wanted).first()
+    target = next((p for p in represented_patients(request.user) if p.national_id == wanted), None)
     if target is None:
+        request.session.pop(ACTING_FOR_KEY, None)
+        messages.info(request, REPRESENTATION_ENDED)
         return actor
     return dataclasses.replace(actor, patient=target, representative=actor.patient)
 
@@ -60,7 +68,7 @@ def patient_page(view: Callable) -> Callable:
     @serves_patient_data
     @wraps(view)
     def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        request.actor = _acting_actor(request.actor, request.session.get(ACTING_FOR_KEY))
+        request.actor = _acting_actor(request)
         try:
             return view(request, *args, **kwargs)
         except AccessDenied as denied:
@@ -168,7 +176,7 @@ def access_log(request: HttpRequest) -> HttpResponse:
         national_id=patient.national_id,
         exclude_actor="" if mine else request.actor.username,
         # A cursor beyond a bigint is no cursor (never a database error).
-        before=int(before) if before.isdigit() and len(before) <= 18 else None,
+        before=int(before) if before.isascii() and before.isdigit() and len(before) <= 18 else None,
         limit=ACCESS_LOG_PAGE,
     )
     rows = [(event, describe_for_patient(event.action)) for event in events]

@@ -408,6 +408,8 @@ PORTAL = [
     ("xavier", "post", "/me/doctors/declare/", {}, 400),
     ("xavier", "post", "/me/studies/1.2%003/hide/", {}, 404),
     ("xavier", "get", "/me/access-log/?before=99999999999999999999999", None, 200),
+    # "²" is a digit to str.isdigit(), not to int().
+    ("xavier", "get", "/me/access-log/?before=%C2%B2", None, 200),
     ("alice", "get", "/patients/?national_id=%00", None, 200),
     ("alice", "get", "/patients/%00/", None, 404),
     ("alice", "get", "/patients/{xavier}/studies/1.2%003/", None, 404),

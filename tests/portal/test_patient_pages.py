@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 from django.utils.timezone import localtime
-from guardian.shortcuts import assign_perm
+from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.models import AuditEvent
 from consent.models import CareRelationship, Consent, Exclusion, SharedRecord, StudyVisibility
@@ -170,8 +170,33 @@ def test_it_does_not_let_a_patient_act_for_someone_unrelated(xavier, cast):
     session["portal_acting_for"] = cast.yvonne.national_id  # a forged claim
     session.save()
     response = xavier.get("/me/")
-    # The answer of an unknown patient: a patient account may not learn who is registered.
-    assert response.status_code == 404
+    # The claim is dropped: his own record, nothing of Yvonne's, not even that she exists.
+    assert response.status_code == 200
+    assert b"My shared record" in response.content
+    assert cast.yvonne.national_id.encode() not in response.content
+    assert "portal_acting_for" not in xavier.session
+    theirs = AuditEvent.objects.filter(actor_username="xavier", patient=cast.yvonne.national_id)
+    assert not theirs.exists()
+
+
+def test_a_representation_that_ended_falls_back_to_ones_own_record(xavier, cast):
+    assign_perm("consent.act_for_patient", cast.xavier.user, cast.yvonne)
+    xavier.post("/me/acting-for/", {"national_id": cast.yvonne.national_id})
+    assert b"You are acting for <strong>Yvonne</strong>" in xavier.get("/me/").content
+    remove_perm("consent.act_for_patient", cast.xavier.user, cast.yvonne)
+    for path in ("/me/consents/", "/me/studies/", "/me/access-log/"):
+        assert xavier.get(path).status_code == 200, path
+    response = xavier.get("/me/")
+    assert b"My shared record" in response.content
+    assert b"acting for <strong>Yvonne</strong>" not in response.content
+
+
+def test_a_representation_that_ended_is_explained_once(xavier, cast):
+    assign_perm("consent.act_for_patient", cast.xavier.user, cast.yvonne)
+    xavier.post("/me/acting-for/", {"national_id": cast.yvonne.national_id})
+    remove_perm("consent.act_for_patient", cast.xavier.user, cast.yvonne)
+    assert b"You no longer act for the person you chose" in xavier.get("/me/").content
+    assert b"You no longer act for" not in xavier.get("/me/").content
 
 
 def test_it_lists_my_studies_and_hides_one(xavier, cast, xavier_studies):
