@@ -157,7 +157,8 @@ def patient_studies(request: HttpRequest, national_id: str) -> HttpResponse:
 @practitioner_page
 def study_detail(request: HttpRequest, national_id: str, study_uid: str) -> HttpResponse:
     study = _patients_study(request, national_id, study_uid, view="portal")
-    context = {"study": study, "series": _series_with_preview(request, study)}
+    series = _series_with_preview(request, study)
+    context = {"study": study, "series": series, "images": sum(row[2] for row in series)}
     return render(request, "studies/study_detail.html", context)
 
 
@@ -177,17 +178,19 @@ def _patients_study(request: HttpRequest, national_id: str, study_uid: str, *, v
 
 def _series_with_preview(request: HttpRequest, study: object) -> list[tuple]:
     """Each series with the DICOMweb thumbnail URL of its middle image (gated per image),
-    sized for the preview box: a mammogram is not sent whole to fill 420 pixels."""
+    sized for the preview box (a mammogram is not sent whole to fill 420 pixels), and its
+    images as the viewer counts them; a series without images gets neither."""
+    images = selectors.image_counts(study=study)
     rows = []
     for series in selectors.series_list(study=study, query=qido.Query(limit=1000)):
         url = ""
-        if series.instance_count:
+        if images.get(series.pk):
             path = reverse(
                 "dicomweb:series-thumbnail",
                 kwargs={"study": study.study_uid, "series": series.series_uid},
             )
             url = f"{path}?{PREVIEW_QUERY}"
-        rows.append((series, url))
+        rows.append((series, url, images.get(series.pk, 0)))
     return rows
 
 

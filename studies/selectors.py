@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, Sum
 
 from consent.gate import Found
 from studies import lookups, qido, qido_sql
@@ -96,6 +96,14 @@ def series_images(*, series: Series) -> list[tuple[str, int]]:
     qs = Instance.objects.filter(series=series, number_of_frames__gt=0)
     qs = qs.order_by(F("instance_number").asc(nulls_last=True), "pk")
     return list(qs.values_list("sop_instance_uid", "number_of_frames"))
+
+
+def image_counts(*, study: Study) -> dict[int, int]:
+    """Images per series id, every frame counted, as the series viewer steps through them:
+    a series of reports or presentation states has none."""
+    qs = Instance.objects.filter(study=study, number_of_frames__gt=0).values("series_id")
+    qs = qs.annotate(images=Sum("number_of_frames")).order_by()
+    return {row["series_id"]: row["images"] for row in qs}
 
 
 def thumbnail_instance(

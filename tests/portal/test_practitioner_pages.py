@@ -83,7 +83,7 @@ def test_it_opens_a_study_with_previews_through_dicomweb(alice, cast, xavier_stu
     uid = xavier_studies["ct"].study_uid
     response = alice.get(f"/patients/{XAVIER_ID}/studies/{uid}/")
     assert response.status_code == 200
-    [(series, preview)] = response.context["series"]
+    [(series, preview, _images)] = response.context["series"]
     assert preview.startswith(f"/dicomweb/studies/{uid}/series/{series.series_uid}/thumbnail?")
     image = alice.get(preview)  # the portal session is enough
     assert image.status_code == 200
@@ -188,7 +188,7 @@ def test_the_dpo_never_sees_images_even_with_the_url(alice, portal_as, cast, xav
     consent_to_all(cast.xavier)
     admit(cast.alice, cast.xavier)
     uid = xavier_studies["ct"].study_uid
-    [(_series, preview)] = alice.get(f"/patients/{XAVIER_ID}/studies/{uid}/").context["series"]
+    [(_series, preview, _images)] = alice.get(f"/patients/{XAVIER_ID}/studies/{uid}/").context["series"]
     dora = portal_as("dora")
     # Refused for her role, as for an unknown study: its existence is not confirmed to her.
     unknown = preview.replace(uid, generate_uid())

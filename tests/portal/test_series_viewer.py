@@ -77,6 +77,31 @@ def test_it_counts_every_frame_of_a_multiframe_instance(alice, tmp_path, xavier_
     assert alice.get(response.context["src"]).status_code == 200
 
 
+def test_the_study_page_counts_images_as_the_viewer_does(alice, tmp_path, xavier_studies):
+    result = ingest_copy(tmp_path, "examples_ybr_color.dcm", "CHEM", PatientID="CHEM-X1")
+    page = alice.get(f"/patients/{XAVIER_ID}/studies/{result.study_uid}/")
+    [(_series, _preview, images)] = page.context["series"]
+    assert images == page.context["images"] == 30
+    assert b"30 images" in page.content
+
+
+def test_a_series_without_images_gets_no_open_button(alice, tmp_path, xavier_ct_series):
+    # A structured report filed in the CT's study: nothing for the viewer to show.
+    study, ct_series, _ = xavier_ct_series
+    report = ingest_copy(
+        tmp_path, "test-SR.dcm", "CHEM", PatientID="CHEM-X1", StudyInstanceUID=study
+    )
+    page = alice.get(f"/patients/{XAVIER_ID}/studies/{study}/")
+    rows = {
+        series.series_uid: (preview, images) for series, preview, images in page.context["series"]
+    }
+    assert rows[report.series_uid] == ("", 0)
+    assert rows[ct_series][1] == 3
+    assert viewer_url(study, report.series_uid).encode() not in page.content
+    assert viewer_url(study, ct_series).encode() in page.content
+    assert b"no images" in page.content
+
+
 def test_ct_offers_window_presets_that_reach_the_rendering(alice, xavier_ct_series):
     study, series, _ = xavier_ct_series
     response = alice.get(viewer_url(study, series, "?window=lung"))
