@@ -188,7 +188,8 @@ def test_the_dpo_never_sees_images_even_with_the_url(alice, portal_as, cast, xav
     consent_to_all(cast.xavier)
     admit(cast.alice, cast.xavier)
     uid = xavier_studies["ct"].study_uid
-    [(_series, preview, _images)] = alice.get(f"/patients/{XAVIER_ID}/studies/{uid}/").context["series"]
+    page = alice.get(f"/patients/{XAVIER_ID}/studies/{uid}/")
+    [(_series, preview, _images)] = page.context["series"]
     dora = portal_as("dora")
     # Refused for her role, as for an unknown study: its existence is not confirmed to her.
     unknown = preview.replace(uid, generate_uid())
