@@ -27,6 +27,7 @@ from consent.services import care, consents, emergency, exclusions
 
 ACTING_FOR_KEY = "portal_acting_for"
 ACCESS_LOG_PAGE = 50
+REVIEWED_PAGE = 50
 REPRESENTATION_ENDED = (
     "You no longer act for the person you chose: these pages show your own record again."
 )
@@ -167,6 +168,12 @@ def who_can_see(request: HttpRequest) -> HttpResponse:
     return render(request, "consent/who_can_see.html", {"overview": overview})
 
 
+def page_cursor(raw: str) -> int | None:
+    """An "older" link's cursor: ASCII digits only ("²" is a digit to isdigit(), not to
+    int()), and one beyond a bigint is no cursor (never a database error)."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+
+
 @patient_page
 def access_log(request: HttpRequest) -> HttpResponse:
     patient = own_record(request, Action.AUDIT_ACCESS_LOG)
@@ -175,8 +182,7 @@ def access_log(request: HttpRequest) -> HttpResponse:
     events = access_log_list(
         national_id=patient.national_id,
         exclude_actor="" if mine else request.actor.username,
-        # A cursor beyond a bigint is no cursor (never a database error).
-        before=int(before) if before.isascii() and before.isdigit() and len(before) <= 18 else None,
+        before=page_cursor(before),
         limit=ACCESS_LOG_PAGE,
     )
     rows = [(event, describe_for_patient(event.action)) for event in events]
@@ -430,9 +436,13 @@ def emergency_reviews(request: HttpRequest) -> HttpResponse:
     gate.authorize(
         request.actor, gate.REVIEW_EMERGENCY, patient=None, audit_action=Action.EMERGENCY_LIST
     )
+    reviewed = selectors.reviewed_emergency_list(
+        before=page_cursor(request.GET.get("before", "")), limit=REVIEWED_PAGE
+    )
     context = {
         "pending": selectors.emergency_access_list(review=ReviewState.PENDING),
-        "reviewed": selectors.emergency_access_list().exclude(review=ReviewState.PENDING)[:50],
+        "reviewed": reviewed,
+        "older": reviewed[-1].pk if len(reviewed) == REVIEWED_PAGE else None,
         "form": ReviewForm(),
     }
     return render(request, "consent/emergency_reviews.html", context)

@@ -11,6 +11,7 @@ from consent.models import (
     Exclusion,
     Patient,
     Practitioner,
+    ReviewState,
     SharedRecordChange,
     StudyVisibility,
 )
@@ -53,6 +54,16 @@ def emergency_access_list(*, review: str | None = None) -> QuerySet[EmergencyAcc
         "practitioner__user", "institution", "patient"
     ).order_by("start", "pk")
     return accesses.filter(review=review) if review else accesses
+
+
+def reviewed_emergency_list(*, before: int | None, limit: int) -> list[EmergencyAccess]:
+    """Reviewed emergency accesses, newest first, a page of ``limit`` before the id ``before``."""
+    accesses = EmergencyAccess.objects.select_related(
+        "practitioner__user", "institution", "patient"
+    ).exclude(review=ReviewState.PENDING)
+    if before is not None:
+        accesses = accesses.filter(pk__lt=before)
+    return list(accesses.order_by("-pk")[:limit])
 
 
 def practitioner_get(*, username: str) -> Practitioner | None:

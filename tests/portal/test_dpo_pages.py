@@ -162,3 +162,20 @@ def test_a_review_not_recorded_says_why(portal_as, cast, posted, message):
     assert f"Review not recorded: {message}." in page.content.decode()
     access.refresh_from_db()
     assert access.review == "pending"
+
+
+def test_reviewed_emergencies_come_newest_first_a_page_at_a_time(portal_as, cast):
+    # Before, the page showed the 50 oldest reviews: the DPO never saw a new one again.
+    reviewed = [_emergency_access(cast) for _ in range(52)]
+    EmergencyAccess.objects.update(
+        review="justified", reviewed_by="dora", reviewed_at=timezone.now()
+    )
+    dora = portal_as("dora")
+    first = dora.get("/dpo/emergencies/")
+    assert [a.pk for a in first.context["reviewed"]] == [a.pk for a in reversed(reviewed)][:50]
+    older = first.context["older"]
+    assert f'href="?before={older}"' in first.content.decode()
+    second = dora.get("/dpo/emergencies/", {"before": older})
+    assert [a.pk for a in second.context["reviewed"]] == [reviewed[1].pk, reviewed[0].pk]
+    assert second.context["older"] is None
+    assert dora.get("/dpo/emergencies/", {"before": "\u00b2"}).status_code == 200
