@@ -8,9 +8,10 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from anim_gateway.middleware import client_address
-from consent.actors import Actor, actor_for
+from audit.actions import Action
+from consent.actors import Actor, actor_for, role_of
 from consent.models import Institution, Role
-from consent.models.tokens import hash_token
+from consent.models.tokens import ApiToken, hash_token
 from consent.token_lookup import token_for_hash
 
 PORTAL_ROLES = (Role.PATIENT, Role.PRACTITIONER, Role.DPO, Role.ADMIN)
@@ -26,6 +27,37 @@ def _context(request: Request) -> dict:
     }
 
 
+REFUSED_MESSAGE = "The token is unknown, expired or revoked."
+
+
+def _token_refusal(token: ApiToken) -> str:
+    """Why a token that exists may not be used now, or "" when it may."""
+    if token.revoked_at is not None:
+        return "TOKEN_REVOKED"
+    if not token.is_usable(at=timezone.now()):
+        return "TOKEN_EXPIRED"
+    if not token.user.is_active:
+        return "ACCOUNT_INACTIVE"
+    return ""
+
+
+def _audit_refused_token(request: Request, token: ApiToken, reason: str) -> None:
+    # A revoked or expired token still in use is worth the DPO's eye (a stolen key replayed,
+    # a script never updated); an unknown one names nobody and is only answered.
+    # Imported here: consent.auditing loads DRF's views, whose settings load this module.
+    from consent.auditing import audit_event
+
+    user = token.user
+    username = user.get_username()
+    actor = Actor(
+        role=role_of(user) or "", username=username, display_name=username, **_context(request)
+    )
+    detail = {"token": token.prefix}
+    audit_event(
+        actor, action=Action.AUTH_TOKEN_REFUSED, outcome="deny", reason_code=reason, detail=detail
+    )
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -38,8 +70,12 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if scheme.lower() != self.keyword.lower() or not raw.strip():
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <token>'.")
         token = token_for_hash(hash_token(raw.strip()))
-        if token is None or not token.is_usable(at=timezone.now()) or not token.user.is_active:
-            raise exceptions.AuthenticationFailed("The token is unknown, expired or revoked.")
+        if token is None:
+            raise exceptions.AuthenticationFailed(REFUSED_MESSAGE)
+        refusal = _token_refusal(token)
+        if refusal:
+            _audit_refused_token(request, token, refusal)
+            raise exceptions.AuthenticationFailed(REFUSED_MESSAGE)
         actor = actor_for(token.user, institution=token.institution, **_context(request))
         if actor is None:
             raise exceptions.AuthenticationFailed("This account has no role in the gateway.")

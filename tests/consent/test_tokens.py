@@ -3,6 +3,7 @@
 import datetime
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -76,6 +77,39 @@ def test_it_refuses_a_revoked_token_at_the_next_request(cast) -> None:
     assert client.get(PROBE).status_code == 405
     assert tokens_revoke(username="dora").tokens == 1
     assert client.get(PROBE).status_code == 401
+
+
+def _refusals() -> list[tuple]:
+    rows = AuditEvent.objects.filter(action="auth.token_refused").order_by("seq")
+    return list(rows.values_list("actor_username", "outcome", "reason_code", "detail"))
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        ({"revoked_at": timezone.now()}, "TOKEN_REVOKED"),
+        ({"expires_at": timezone.now() - datetime.timedelta(seconds=1)}, "TOKEN_EXPIRED"),
+    ],
+)
+def test_a_refused_token_that_exists_is_audited(cast, spoil, reason) -> None:
+    # A stolen key replayed after its revocation must not go unseen.
+    raw = token_issue(username="dora", days=1)
+    ApiToken.objects.update(**spoil)
+    assert bearer(raw).get("/dicomweb/studies").status_code == 401
+    prefix = ApiToken.objects.get().prefix
+    assert _refusals() == [("dora", "deny", reason, {"token": prefix})]
+
+
+def test_a_deactivated_users_token_is_refused_and_audited(cast) -> None:
+    raw = token_issue(username="dora", days=1)
+    get_user_model().objects.filter(username="dora").update(is_active=False)
+    assert bearer(raw).get(PROBE).status_code == 401
+    assert [row[2] for row in _refusals()] == ["ACCOUNT_INACTIVE"]
+
+
+def test_an_unknown_token_names_nobody_and_is_not_audited(cast) -> None:
+    assert bearer("not-a-token").get(PROBE).status_code == 401
+    assert _refusals() == []
 
 
 def test_it_binds_a_practitioner_token_to_an_affiliated_institution(cast) -> None:
