@@ -15,7 +15,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from anim_gateway.middleware import client_address
+from audit.actions import Action
 from consent.actors import Actor, actor_for
+from consent.auditing import audit_event
 from consent.authentication import TOTP_ROLES
 from consent.models import Affiliation, Institution, Practitioner, Role
 
@@ -64,6 +66,7 @@ def portal_view(*roles: str) -> Callable:
             if actor is None or not _otp_ok(request, actor):
                 return redirect_to_login(request.get_full_path())
             if actor.role not in roles:
+                _audit_role_refusal(request, actor)
                 return forbidden(request, "This page is not available for your role.")
             if actor.role == Role.PRACTITIONER and actor.institution is None:
                 return redirect("portal:choose-institution")
@@ -73,6 +76,19 @@ def portal_view(*roles: str) -> Callable:
         return wrapper
 
     return decorate
+
+
+def _audit_role_refusal(request: HttpRequest, actor: Actor) -> None:
+    # Every attempt is audited (DESIGN.md), as the API audits ROLE_NOT_ALLOWED. The page's
+    # name, not its path: the path may hold a national identifier this role may not resolve.
+    match = request.resolver_match
+    audit_event(
+        actor,
+        action=Action.PORTAL_PAGE_REFUSED,
+        outcome="deny",
+        reason_code="ROLE_NOT_ALLOWED",
+        detail={"view": match.view_name if match else ""},
+    )
 
 
 def forbidden(request: HttpRequest, message: str, status: int = 403) -> HttpResponse:

@@ -10,6 +10,7 @@ class Action(models.TextChoices):
     AUTH_TOKEN_ISSUE = "auth.token_issue", "Issued an access token"
     AUTH_TOKEN_REVOKE = "auth.token_revoke", "Revoked access tokens"
     AUTH_TOKEN_REFUSED = "auth.token_refused", "Used a revoked or expired access token"
+    PORTAL_PAGE_REFUSED = "portal.page_refused", "Opened a portal page not open to their role"
     AUTH_ENROLMENT_CODE_ISSUE = (
         "auth.enrolment_code_issue",
         "Issued a one-time code to set up an authenticator app",
@@ -105,6 +106,7 @@ PATIENT_WORDS: dict[str, str] = {
     Action.AUTH_TOKEN_ISSUE: "Gave out an access key for an app",
     Action.AUTH_TOKEN_REVOKE: "Cancelled access keys for apps",
     Action.AUTH_TOKEN_REFUSED: "Tried an app access key that was cancelled or out of date",
+    Action.PORTAL_PAGE_REFUSED: "Tried to open a page of the portal not meant for them",
     Action.AUTH_ENROLMENT_CODE_ISSUE: "Gave out a code to set up an authenticator app",
     Action.AUTH_DEVICE_ADD: "Added a sign-in authenticator for a user",
     Action.AUTH_DEVICE_CHANGE: "Changed a user's sign-in authenticator",

@@ -171,6 +171,29 @@ def test_it_refuses_the_practitioner_pages_to_patients_and_the_dpo(portal_as, ca
     assert portal_as("dora").get("/patients/").status_code == 403
 
 
+@pytest.mark.parametrize("who", ["dora", "yvonne"])
+def test_a_refusal_by_role_is_audited_without_the_patient(portal_as, cast, xavier_studies, who):
+    # As the API audits ROLE_NOT_ALLOWED; the URL's patient is not resolved for this role.
+    study = xavier_studies["ct"]
+    client = portal_as(who)
+    pages = [
+        f"/patients/{XAVIER_ID}/",
+        f"/patients/{XAVIER_ID}/studies/{study.study_uid}/",
+        f"/patients/{XAVIER_ID}/studies/{study.study_uid}/series/{study.series_uid}/",
+    ]
+    for page in pages:
+        assert client.get(page).status_code == 403
+    events = AuditEvent.objects.filter(action="portal.page_refused").order_by("seq")
+    assert [(e.actor_username, e.outcome, e.reason_code, e.patient) for e in events] == [
+        (who, "deny", "ROLE_NOT_ALLOWED", "")
+    ] * 3
+    assert [e.detail["view"] for e in events] == [
+        "portal:patient-studies",
+        "portal:study-detail",
+        "portal:series-viewer",
+    ]
+
+
 def test_the_dpo_reviews_an_emergency(alice, portal_as, cast):
     reason = "Unconscious patient admitted to the emergency room after a car accident."
     alice.post(f"/patients/{XAVIER_ID}/emergency/declare/", {"reason": reason})
