@@ -12,7 +12,9 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.html import escape
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -186,23 +188,60 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
-def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("NOT_FOUND", "No such resource."), status=404)
+# --- Django's own error views: JSON for the API, a page for a browser on the portal -------
+
+_API_PATHS = ("/api/", "/dicomweb/")
+_SERVER_ERROR_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>'
+    '<body><h1>{title}</h1><p>{message}</p><p><a href="/">Back to the start</a></p></body></html>'
+)
 
 
-def json_500(request: HttpRequest) -> JsonResponse:
-    # Django calls this while handling the exception (a portal page's, say).
+def _wants_page(request: HttpRequest) -> bool:
+    """A browser on the portal's pages; API and DICOMweb clients always get the JSON shape."""
+    if request.path.startswith(_API_PATHS):
+        return False
+    return "text/html" in request.headers.get("Accept", "")
+
+
+# The portal's words for them: a patient at a browser has no use for "No such resource."
+_PAGE_MESSAGES = {
+    400: "The address or the form sent could not be understood.",
+    403: "This page is not available to you.",
+    404: "There is no page at this address.",
+}
+
+
+def _answer(request: HttpRequest, code: str, message: str, status: int) -> HttpResponse:
+    if _wants_page(request):
+        context = {"message": _PAGE_MESSAGES[status]}
+        return render(request, "portal/error.html", context, status=status)
+    return JsonResponse(error_body(code, message), status=status)
+
+
+def error_400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _answer(request, "INVALID", "Bad request.", 400)
+
+
+def error_403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _answer(request, "FORBIDDEN", "Forbidden.", 403)
+
+
+def error_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _answer(request, "NOT_FOUND", "No such resource.", 404)
+
+
+def error_500(request: HttpRequest) -> HttpResponse:
+    # Django calls this while handling the exception (a portal page's, say). The page is
+    # plain text in a fixed frame, never a template: whatever failed may fail again there.
     exc = sys.exc_info()[1]
     if database_unreachable(exc):
-        return JsonResponse(_database_unavailable(exc), status=503)
-    return JsonResponse(
-        error_body("SERVER_ERROR", "An unexpected error occurred; it has been logged."), status=500
-    )
-
-
-def json_400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("INVALID", "Bad request."), status=400)
-
-
-def json_403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("FORBIDDEN", "Forbidden."), status=403)
+        body, status = _database_unavailable(exc), 503
+    else:
+        body = error_body("SERVER_ERROR", "An unexpected error occurred; it has been logged.")
+        status = 500
+    if not _wants_page(request):
+        return JsonResponse(body, status=status)
+    title = "Unavailable for a moment" if status == 503 else "Something went wrong"
+    page = _SERVER_ERROR_PAGE.format(title=title, message=escape(body["error"]["message"]))
+    return HttpResponse(page, status=status, content_type="text/html; charset=utf-8")

@@ -16,10 +16,10 @@ docs_view = SpectacularSwaggerSplitView.as_view(
     url_name="schema", permission_classes=[], template_name="api_docs/swagger_ui.html"
 )
 
-handler400 = "anim_gateway.errors.json_400"
-handler403 = "anim_gateway.errors.json_403"
-handler404 = "anim_gateway.errors.json_404"
-handler500 = "anim_gateway.errors.json_500"
+handler400 = "anim_gateway.errors.error_400"
+handler403 = "anim_gateway.errors.error_403"
+handler404 = "anim_gateway.errors.error_404"
+handler500 = "anim_gateway.errors.error_500"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -46,6 +46,39 @@ def test_an_unknown_url_is_a_json_404() -> None:
     assert_error(APIClient().get("/api/v1/nothing-here/"), 404, "NOT_FOUND")
 
 
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.django_db
+def test_a_browser_on_the_portal_gets_an_error_page_not_json() -> None:
+    response = APIClient().get("/me/consent-typo/", HTTP_ACCEPT=BROWSER)
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+    assert b"There is no page at this address." in response.content
+    assert b"Back to the start" in response.content
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nothing-here/", "/dicomweb/nothing-here"])
+def test_api_and_dicomweb_clients_get_json_even_from_a_browser(path) -> None:
+    assert_error(APIClient().get(path, HTTP_ACCEPT=BROWSER), 404, "NOT_FOUND")
+
+
+@pytest.mark.django_db
+def test_a_portal_page_that_fails_answers_a_plain_page(cast, monkeypatch) -> None:
+    from anim_gateway import portal_login
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(portal_login, "render", explode)
+    client = APIClient(raise_request_exception=False)
+    response = client.get("/login/", HTTP_ACCEPT=BROWSER)
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("text/html")
+    assert b"Something went wrong" in response.content
+    assert b"boom" not in response.content
+
+
 def test_the_openapi_schema_and_docs_answer() -> None:
     client = APIClient()
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
