@@ -70,6 +70,14 @@ class Action(models.TextChoices):
         "Refused images that conflict with stored ones",
     )
     STUDY_RECONCILE = "study.reconcile", "Linked a study to the patient's record"
+    STUDY_FIXITY_FAILED = (
+        "study.fixity_failed",
+        "Was refused images whose stored copy failed its integrity check",
+    )
+    STUDY_RESTORE = (
+        "study.restore",
+        "Restored images whose stored copy had failed its integrity check",
+    )
     AUDIT_SEARCH = "audit.search", "Searched the audit log"
     AUDIT_VERIFY = "audit.verify", "Verified the audit log"
     AUDIT_EXPORT = "audit.export", "Exported the audit log"
@@ -145,6 +153,10 @@ PATIENT_WORDS: dict[str, str] = {
     Action.STUDY_STORE: "Added images of a study to the archive",
     Action.STUDY_STORE_CONFLICT: "Sent images that were refused (they did not match stored ones)",
     Action.STUDY_RECONCILE: "Linked a study to your record",
+    Action.STUDY_FIXITY_FAILED: (
+        "Tried to open images of a study whose stored copy was damaged; they were not shown"
+    ),
+    Action.STUDY_RESTORE: "Sent again images whose stored copy was damaged, which repaired it",
     Action.AUDIT_SEARCH: "Searched the access log",
     Action.AUDIT_VERIFY: "Checked that the access log is intact",
     Action.AUDIT_EXPORT: "Exported entries of the access log",

@@ -252,7 +252,7 @@ def bench_large(work: Path, sizes: list[int], patient_id: str) -> None:
             f"{megabytes / run.seconds:8.1f}   peak RSS growth {run.peak_bytes / MB:.1f} MB",
         )
         study = Study.objects.filter(dicom_patient_id=patient_id).order_by("-pk").first()
-        keys = selectors.instance_keys(study=study)
+        keys = [copy.key for copy in selectors.stored_copies(study=study)]
 
         def wado(keys: list[str] = keys) -> None:
             for _ in multipart_stream(_dicom_parts(keys), boundary="out"):

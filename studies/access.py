@@ -11,7 +11,7 @@ from consent import facts_query, gate
 from consent.actors import Actor
 from consent.gate import Found
 from consent.models import Patient, Role
-from studies import lookups, qido, qido_sql, selectors
+from studies import fixity, lookups, qido, qido_sql, selectors
 from studies.dicom import is_valid_uid
 from studies.models import Instance, Series, Study
 
@@ -119,16 +119,45 @@ def access_instance(
     return instance
 
 
-def access_stored_object(
+def access_instance_copy(
     actor: Actor, *, study_uid: str, series_uid: str, sop_uid: str, action: str, audit_action: str
-) -> lookups.StoredObject:
-    """The stored object of an instance (WADO-RS serves its bytes), decided as
-    ``access_instance``, in one prepared statement when it exists.
+) -> Instance:
+    """As ``access_instance``, for a door that reads the instance's stored copy (its frames,
+    a rendering, bulk data): a copy that failed its fixity check is refused as a lost one,
+    and the refusal audited (``studies.fixity``). Its metadata, from the index, is not.
 
     Raises
     ------
     AccessDenied, NotFound
         As ``access_instance``.
+    ObjectUnavailable
+        For a copy that failed its fixity check.
+    """
+    instance = access_instance(
+        actor,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        sop_uid=sop_uid,
+        action=action,
+        audit_action=audit_action,
+    )
+    fixity.refuse_if_failed(actor, instance, study=instance.study, audit_action=audit_action)
+    return instance
+
+
+def access_stored_object(
+    actor: Actor, *, study_uid: str, series_uid: str, sop_uid: str, action: str, audit_action: str
+) -> lookups.StoredObject:
+    """The stored object of an instance (WADO-RS serves its bytes), decided as
+    ``access_instance``, in one prepared statement when it exists; refused as a lost one
+    when it failed its fixity check, as ``access_instance_copy``.
+
+    Raises
+    ------
+    AccessDenied, NotFound
+        As ``access_instance``.
+    ObjectUnavailable
+        For a copy that failed its fixity check.
     """
     found = None
     if is_valid_uid(study_uid) and is_valid_uid(series_uid) and is_valid_uid(sop_uid):
@@ -139,7 +168,8 @@ def access_stored_object(
             lookup = lookups.instance_lookup(**uids)
             hit = gate.authorize_found(actor, action, lookup=lookup, audit_action=audit_action)
             if hit is not None:
-                return lookups.stored_object_of(hit)
+                stored = lookups.stored_object_of(hit)
+                return _intact(actor, stored, study=hit, sop_uid=sop_uid, audit_action=audit_action)
         else:
             found = lookups.instance_object(**uids)
     if found is None:
@@ -149,6 +179,20 @@ def access_stored_object(
         raise NotFound("No such instance in this series.")
     study, stored = found
     gate.authorize(actor, action, patient=study.patient, study=study, audit_action=audit_action)
+    return _intact(actor, stored, study=study, sop_uid=sop_uid, audit_action=audit_action)
+
+
+def _intact(
+    actor: Actor,
+    stored: lookups.StoredObject,
+    *,
+    study: gate.StudyRef,
+    sop_uid: str,
+    audit_action: str,
+) -> lookups.StoredObject:
+    """The stored object, unless it failed its fixity check (refused, ``studies.fixity``)."""
+    if stored.failed:
+        fixity.refuse(actor, study=study, sop_uids=[sop_uid], audit_action=audit_action)
     return stored
 
 

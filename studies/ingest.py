@@ -13,6 +13,7 @@ from consent import gate
 from consent.actors import Actor
 from consent.auditing import audit_event
 from consent.models import Institution, Patient
+from studies import fixity
 from studies.dicom import Header, InvalidDicom, read_header
 from studies.ingest_index import (
     Identity,
@@ -59,7 +60,9 @@ class StudyKey:
 
 @dataclass(frozen=True, kw_only=True)
 class IngestResult:
-    status: str  # stored, duplicate, rejected, conflict
+    # stored, duplicate, restored (a duplicate whose failed copy it replaced), rejected,
+    # conflict
+    status: str
     reason: str = ""
     failure_code: int = 0
     sop_instance_uid: str = ""
@@ -69,7 +72,7 @@ class IngestResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("stored", "duplicate")
+        return self.status in ("stored", "duplicate", "restored")
 
 
 @dataclass
@@ -340,9 +343,7 @@ def _check(*, session: IngestSession, item: Planned, known: _Known) -> IngestRes
     if owners - {session.institution.pk}:
         return _refuse_foreign(session=session, header=header)
     if existing is not None:
-        return _same_or_conflict(
-            session=session, header=header, existing=existing, spooled=item.spooled
-        )
+        return _same_or_conflict(session=session, item=item, existing=existing)
     twin = known.planned.get(header.sop_instance_uid)
     if twin is not None:
         return _same_as_planned(session=session, item=item, twin=twin, known=known)
@@ -448,9 +449,10 @@ def _patient(pk: int | None) -> Patient | None:
 
 
 def _same_or_conflict(
-    *, session: IngestSession, header: Header, existing: InstanceRow, spooled: Spooled
+    *, session: IngestSession, item: Planned, existing: InstanceRow
 ) -> IngestResult:
     """The answer for an object whose SOP Instance UID is indexed already."""
+    header, spooled = item.header, item.spooled
     if existing.institution_id != session.institution.pk:
         return _refuse_foreign(session=session, header=header)
     if existing.sha256 == spooled.sha256:
@@ -459,6 +461,8 @@ def _same_or_conflict(
             _authorize(session=session, study=existing)
         except gate.AccessDenied as exc:
             return _refused(header, exc)
+        if existing.fixity_failed:
+            return _restored(session=session, item=item, existing=existing)
         return _result(header, "duplicate", "The same instance is already stored.")
     patient = _patient(existing.patient_id)
     return _conflict(
@@ -468,6 +472,19 @@ def _same_or_conflict(
         patient=patient.national_id if patient else "",
         sha256=spooled.sha256,
     )
+
+
+RESTORED = "The stored copy, which had failed its fixity check, was restored from these bytes."
+
+
+def _restored(*, session: IngestSession, item: Planned, existing: InstanceRow) -> IngestResult:
+    """The same bytes as recorded at ingest (SHA-256 of the object as stored, preamble
+    sanitised) of an instance whose copy failed its fixity check: they replace it."""
+    patient = _patient(existing.patient_id)
+    national_id = patient.national_id if patient else ""
+    if fixity.copy_restore(actor=session.actor, item=item, patient=national_id):
+        return _result(item.header, "restored", RESTORED)
+    return _result(item.header, "duplicate", "The same instance is already stored.")
 
 
 def _same_as_planned(

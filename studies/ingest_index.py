@@ -53,6 +53,8 @@ class InstanceRow:
     study_uid: str
     institution_id: int
     patient_id: int | None
+    # Its stored copy failed its fixity check: the same bytes sent again restore it.
+    fixity_failed: bool = False
 
 
 # At most this many instances are remembered in IndexCache.created (a few MB).
@@ -174,10 +176,10 @@ def rows_find(
     rows = ingest_sql.known_rows(
         instances=sops, studies=study_uids - set(studies), series=series_uids - set(series)
     )
-    for kind, uid, a, b, c, text, more in rows:
+    for kind, uid, a, b, c, text, more, flag in rows:
         if kind == "i":
             instances[uid] = InstanceRow(
-                sha256=text, study_uid=more, institution_id=a, patient_id=b
+                sha256=text, study_uid=more, institution_id=a, patient_id=b, fixity_failed=flag
             )
         elif kind == "s":
             studies[uid] = cache.studies[uid] = StudyRow(a, uid, b, text, c, _split(more))
@@ -197,8 +199,11 @@ def instances_find(sop_uids: Iterable[str]) -> dict[str, InstanceRow]:
         "study__study_uid",
         "study__institution_id",
         "study__patient_id",
+        "fixity_ok",
     )
-    return {sop: InstanceRow(*rest) for sop, *rest in rows}
+    return {
+        sop: InstanceRow(*rest, fixity_failed=fixity_ok is False) for sop, *rest, fixity_ok in rows
+    }
 
 
 def studies_find(uids: Iterable[str], *, cache: IndexCache) -> dict[str, StudyRow]:

@@ -22,16 +22,19 @@ from studies.models import Instance, Series, Study
 _STUDY, _SERIES, _INSTANCE = (m._meta.db_table for m in (Study, Series, Instance))
 
 # One row per known instance ('i'), study ('s') and series ('e'):
-# kind, uid, then up to three numbers and two texts.
+# kind, uid, then up to three numbers, two texts and a flag (an instance's copy failed its
+# fixity check: a resend of the same bytes restores it).
 _KNOWN_SQL = f"""
-SELECT 'i', i.sop_instance_uid, s.institution_id, s.patient_id, NULL::bigint, i.sha256, s.study_uid
+SELECT 'i', i.sop_instance_uid, s.institution_id, s.patient_id, NULL::bigint, i.sha256, s.study_uid,
+       i.fixity_ok IS FALSE
 FROM {_INSTANCE} i JOIN {_STUDY} s ON s.id = i.study_id
 WHERE i.sop_instance_uid = ANY(CAST(%(instances)s AS text[]))
 UNION ALL
-SELECT 's', s.study_uid, s.id, s.institution_id, s.patient_id, s.dicom_patient_id, s.modalities
+SELECT 's', s.study_uid, s.id, s.institution_id, s.patient_id, s.dicom_patient_id, s.modalities,
+       NULL
 FROM {_STUDY} s WHERE s.study_uid = ANY(CAST(%(studies)s AS text[]))
 UNION ALL
-SELECT 'e', e.series_uid, e.id, e.study_id, s.institution_id, e.preview_key, NULL
+SELECT 'e', e.series_uid, e.id, e.study_id, s.institution_id, e.preview_key, NULL, NULL
 FROM {_SERIES} e JOIN {_STUDY} s ON s.id = e.study_id
 WHERE e.series_uid = ANY(CAST(%(series)s AS text[]))
 """  # noqa: S608 (table names are constants; every value is a parameter)
@@ -39,7 +42,7 @@ WHERE e.series_uid = ANY(CAST(%(series)s AS text[]))
 
 def known_rows(*, instances: Iterable[str], studies: Iterable[str], series: Iterable[str]):
     """The stored rows of these SOP Instance, Study and Series UIDs, in one statement:
-    (kind, uid, number, number, number, text, text) tuples, kind 'i', 's' or 'e'."""
+    (kind, uid, number, number, number, text, text, flag) tuples, kind 'i', 's' or 'e'."""
     params = {
         "instances": text_array(instances),
         "studies": text_array(studies),

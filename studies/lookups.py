@@ -14,6 +14,7 @@ from consent.facts_query import Lookup
 from consent.gate import Found
 from consent.models import Patient
 from consent.prepared import fetch_prepared
+from studies import fixity
 from studies.models import Instance, Series, Study
 
 _STUDY = Study._meta.db_table
@@ -50,6 +51,8 @@ class StudyRow:
 class StoredObject:
     key: str
     size: int
+    # Its last fixity check found it altered or lost: never served (studies.fixity).
+    failed: bool = False
 
 
 _STUDY_COLUMNS = (
@@ -61,7 +64,7 @@ SELECT {_STUDY_COLUMNS}
  WHERE s.study_uid = %s"""  # noqa: S608 (model table names; the value is a parameter)
 
 _INSTANCE_SQL = f"""
-SELECT {_STUDY_COLUMNS}, i.storage_key, i.size
+SELECT {_STUDY_COLUMNS}, i.storage_key, i.size, i.fixity_ok
   FROM {_INSTANCE} i
   JOIN {_SERIES} se ON se.id = i.series_id
   JOIN {_STUDY} s ON s.id = i.study_id
@@ -78,7 +81,7 @@ SELECT s.id, s.patient_id, s.institution_id, s.study_uid,
 
 _INSTANCE_LOOKUP = f"""
 SELECT s.id, s.patient_id, s.institution_id, s.study_uid,
-       ARRAY[i.storage_key, CAST(i.size AS text)]
+       ARRAY[i.storage_key, CAST(i.size AS text), CAST(i.fixity_ok IS FALSE AS text)]
   FROM {_INSTANCE} i
   JOIN {_SERIES} se ON se.id = i.series_id
   JOIN {_STUDY} s ON s.id = i.study_id
@@ -112,7 +115,7 @@ def instance_object(
     if not rows:
         return None
     row = rows[0]
-    return _study_row(row), StoredObject(key=row[6], size=row[7])
+    return _study_row(row), StoredObject(key=row[6], size=row[7], failed=fixity.failed(row[8]))
 
 
 def study_lookup(study_uid: str) -> Lookup:
@@ -142,8 +145,8 @@ def study_of(found: Found) -> StudyRow:
 
 def stored_object_of(found: Found) -> StoredObject:
     """The stored object of an instance ``instance_lookup`` found."""
-    key, size = found.extra
-    return StoredObject(key=key, size=int(size))
+    key, size, failed = found.extra
+    return StoredObject(key=key, size=int(size), failed=failed == "true")
 
 
 def metadata_texts(*, study: StudyRow, series_id: int | None = None) -> Iterator[list[str]]:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.db.models import Exists, F, OuterRef, Q, Sum
 
 from consent.gate import Found
-from studies import lookups, qido, qido_sql
+from studies import fixity, lookups, qido, qido_sql
 from studies.dicom import is_valid_uid
 from studies.models import Instance, Series, Study
 
@@ -81,13 +81,17 @@ def instance_list(*, study: Study, series: Series | None, query: qido.Query) -> 
     return list(qs[query.offset : query.offset + query.limit])
 
 
-def instance_keys(*, study: Study | lookups.StudyRow, series: Series | None = None) -> list[str]:
-    """Storage keys of a study's (or series') instances, in display order."""
+def stored_copies(
+    *, study: Study | lookups.StudyRow, series: Series | None = None
+) -> list[fixity.StoredCopy]:
+    """The stored copies of a study's (or series') instances, in display order: each key,
+    with whether it failed its fixity check (read with the keys, in the same query)."""
     qs = Instance.objects.filter(study_id=study.pk)
     if series is not None:
         qs = qs.filter(series=series)
     qs = qs.order_by("series_id", F("instance_number").asc(nulls_last=True), "pk")
-    return list(qs.values_list("storage_key", flat=True))
+    rows = qs.values_list("storage_key", "sop_instance_uid", "fixity_ok")
+    return [fixity.StoredCopy(key, uid, fixity.failed(ok)) for key, uid, ok in rows]
 
 
 def series_images(*, series: Series) -> list[tuple[str, int]]:

@@ -94,7 +94,9 @@ def fixity_check(*, instance_ids: list[int]) -> list[str]:
                 raise
             ok = False
         with transaction.atomic():
-            Instance.objects.filter(pk=instance.pk).update(
+            # Not if a resend restored it meanwhile (studies.fixity): this verdict is about
+            # the copy it replaced.
+            Instance.objects.filter(pk=instance.pk, storage_key=instance.storage_key).update(
                 fixity_ok=ok, fixity_checked_at=timezone.now()
             )
         if not ok:

@@ -19,6 +19,8 @@ class Kind:
 QUERY = Kind("E", "110112", "Query", "search-type")
 ACCESS = Kind("R", "110103", "DICOM Instances Accessed", "read")
 STORE = Kind("C", "110104", "DICOM Instances Transferred", "create")
+# A stored copy replaced by the same bytes sent again (study.restore).
+RESTORE = Kind("U", "110104", "DICOM Instances Transferred", "update")
 RECORD_CREATE = Kind("C", "110110", "Patient Record", "create")
 RECORD_UPDATE = Kind("U", "110110", "Patient Record", "update")
 LOGIN = Kind("E", "110114", "User Authentication", "operation")
@@ -37,6 +39,9 @@ _EXACT = {
     "study.render": ACCESS,
     "study.store": STORE,
     "study.store_conflict": STORE,
+    # An access refused because the stored copy failed its fixity check (outcome 8).
+    "study.fixity_failed": ACCESS,
+    "study.restore": RESTORE,
     # Breaking the glass is what ATNA repositories alert on.
     "emergency.declare": ALERT,
     # A user's second factor set up, changed or taken away is an alert too, not a log-in.

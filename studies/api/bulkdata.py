@@ -62,7 +62,7 @@ class BulkDataApi(DicomWebApi):
     ) -> StreamingHttpResponse:
         offset, length = bulkdata.parse_reference(reference)
         form = _form(request)
-        found = access.access_instance(
+        found = access.access_instance_copy(
             actor_of(request),
             study_uid=study,
             series_uid=series,

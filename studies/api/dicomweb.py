@@ -26,6 +26,7 @@ from studies import (
     bulkdata,
     dicom_json,
     dicom_xml,
+    fixity,
     lookups,
     qido,
     selectors,
@@ -484,8 +485,12 @@ class RetrieveApi(DicomWebApi):
             return _instance_response(stored, multipart=multipart)
         found = _study_row(request, study, Action.STUDY_RETRIEVE)
         in_series = access.series_in(found, series) if series else None
-        keys = selectors.instance_keys(study=found, series=in_series)
-        return _partial_if_lost(keys, storage.objects_missing(keys))
+        copies = selectors.stored_copies(study=found, series=in_series)
+        # Those that failed their fixity check are left out as lost ones are.
+        unreadable = fixity.unreadable_keys(
+            actor_of(request), study=found, copies=copies, audit_action=Action.STUDY_RETRIEVE
+        )
+        return _partial_if_lost([copy.key for copy in copies], unreadable)
 
 
 @serves_patient_data

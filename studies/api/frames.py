@@ -26,8 +26,9 @@ logger = logging.getLogger(__name__)
 def viewable_instance(
     request: Request, study: str, series: str, instance: str, audit: str
 ) -> Instance:
-    """The instance, if the gate lets the caller view its images (audited as ``audit``)."""
-    return access.access_instance(
+    """The instance, if the gate lets the caller view its images (audited as ``audit``) and
+    its stored copy did not fail its fixity check."""
+    return access.access_instance_copy(
         actor_of(request),
         study_uid=study,
         series_uid=series,

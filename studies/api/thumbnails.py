@@ -8,7 +8,7 @@ from audit.actions import Action
 from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
-from studies import access, selectors
+from studies import access, fixity, selectors
 from studies.api.dicomweb import DicomWebApi
 from studies.api.rendered import render_instance, rendered_type, viewport_param
 from studies.models import Instance
@@ -48,10 +48,11 @@ def _thumbnail_instance(
     request: Request, study: str, series: str | None, instance: str | None
 ) -> Instance:
     """The instance named, or the representative one of the series or study, once the gate
-    has decided on the study (a hidden one is 404, as an unknown one)."""
+    has decided on the study (a hidden one is 404, as an unknown one); refused as a lost
+    one when its stored copy failed its fixity check."""
     actor = actor_of(request)
     if instance:
-        return access.access_instance(
+        return access.access_instance_copy(
             actor,
             study_uid=study,
             series_uid=series,
@@ -66,4 +67,5 @@ def _thumbnail_instance(
     chosen = selectors.thumbnail_instance(study=found, series=in_series)
     if chosen is None:
         raise NotFound(f"This {'series' if series else 'study'} holds no image to show.")
+    fixity.refuse_if_failed(actor, chosen, study=found, audit_action=Action.STUDY_RENDER)
     return chosen

@@ -81,9 +81,10 @@ class Command(BaseCommand):
         self._summary(counts, problems, total=len(files))
 
     def _summary(self, counts: Counter, problems: list[tuple[Path, str]], *, total: int) -> None:
+        restored = f", {counts['restored']} restored" if counts["restored"] else ""
         self.stdout.write(
-            f"{total} file(s): {counts['stored']} stored, {counts['duplicate']} duplicate, "
-            f"{counts['rejected'] + counts['conflict']} rejected"
+            f"{total} file(s): {counts['stored']} stored, {counts['duplicate']} duplicate"
+            f"{restored}, {counts['rejected'] + counts['conflict']} rejected"
         )
         for file, reason in problems:
             self.stdout.write(f"  rejected {file}: {reason}")

@@ -50,7 +50,7 @@ class Command(BaseCommand):
         transaction.on_commit(self._seed)
 
     def _seed(self) -> None:
-        counts = {"stored": 0, "duplicate": 0, "rejected": 0, "conflict": 0}
+        counts = {"stored": 0, "duplicate": 0, "restored": 0, "rejected": 0, "conflict": 0}
         for demo in DEMO_STUDIES:
             result = self._ingest(demo)
             if result is None:
