@@ -13,8 +13,12 @@ from studies.models import Instance
 from studies.tasks import fixity_check
 from tests.conftest import XAVIER_ID
 
+from . import test_dicomweb
 from .conftest import multipart_parts
-from .test_dicomweb import _path, alice, xavier_studies  # noqa: F401 (fixtures)
+
+# The DICOMweb tests' fixtures: Xavier's studies, and Dr Alice, who may open the one shown.
+alice, xavier_studies = test_dicomweb.alice, test_dicomweb.xavier_studies
+_path = test_dicomweb._path
 
 
 def corrupt(result) -> Instance:
@@ -32,7 +36,7 @@ def corrupt(result) -> Instance:
     return instance
 
 
-def _bulkdata_path(alice, result) -> str:  # noqa: F811
+def _bulkdata_path(alice, result) -> str:
     """The first bulk data URI of the instance's metadata, as a path."""
     response = alice.get(_path(result, "/metadata"))
     (metadata,) = json.loads(b"".join(response.streaming_content))
@@ -55,7 +59,7 @@ DOORS = {
 
 
 @pytest.mark.parametrize("door", DOORS)
-def test_each_door_refuses_a_failed_copy_as_a_lost_one(alice, xavier_studies, door):  # noqa: F811
+def test_each_door_refuses_a_failed_copy_as_a_lost_one(alice, xavier_studies, door):
     shown = xavier_studies["shown"]
     suffix, accept = DOORS[door]
     assert alice.get(_path(shown, suffix), HTTP_ACCEPT=accept).status_code == 200
@@ -78,7 +82,7 @@ def test_each_door_refuses_a_failed_copy_as_a_lost_one(alice, xavier_studies, do
     }
 
 
-def test_bulk_data_of_a_failed_copy_is_refused(alice, xavier_studies):  # noqa: F811
+def test_bulk_data_of_a_failed_copy_is_refused(alice, xavier_studies):
     shown = xavier_studies["shown"]
     path = _bulkdata_path(alice, shown)
     assert alice.get(path).status_code == 200
@@ -89,7 +93,7 @@ def test_bulk_data_of_a_failed_copy_is_refused(alice, xavier_studies):  # noqa: 
     assert [e.detail["request"] for e in _refusals()] == ["study.retrieve"]
 
 
-def test_a_series_thumbnail_whose_image_failed_is_refused(alice, xavier_studies):  # noqa: F811
+def test_a_series_thumbnail_whose_image_failed_is_refused(alice, xavier_studies):
     shown = xavier_studies["shown"]
     corrupt(shown)
     response = alice.get(f"/dicomweb/studies/{shown.study_uid}/series/{shown.series_uid}/thumbnail")
@@ -98,7 +102,7 @@ def test_a_series_thumbnail_whose_image_failed_is_refused(alice, xavier_studies)
     assert [e.detail["sop_instance_uids"] for e in _refusals()] == [[shown.sop_instance_uid]]
 
 
-def test_the_metadata_of_a_failed_copy_is_still_served_from_the_index(alice, xavier_studies):  # noqa: F811
+def test_the_metadata_of_a_failed_copy_is_still_served_from_the_index(alice, xavier_studies):
     shown = xavier_studies["shown"]
     corrupt(shown)
     assert alice.get(_path(shown, "/metadata")).status_code == 200
@@ -106,7 +110,7 @@ def test_the_metadata_of_a_failed_copy_is_still_served_from_the_index(alice, xav
     assert _refusals() == []
 
 
-def test_a_study_leaves_a_failed_copy_out_and_says_so(alice, xavier_studies):  # noqa: F811
+def test_a_study_leaves_a_failed_copy_out_and_says_so(alice, xavier_studies):
     shown, jpeg = xavier_studies["shown"], xavier_studies["jpeg"]
     corrupt(shown)
     response = alice.get(f"/dicomweb/studies/{shown.study_uid}")
@@ -122,7 +126,7 @@ def test_a_study_leaves_a_failed_copy_out_and_says_so(alice, xavier_studies):  #
     assert (event.patient, event.study_uid) == (XAVIER_ID, shown.study_uid)
 
 
-def test_a_series_whose_copies_all_failed_is_the_error(alice, xavier_studies):  # noqa: F811
+def test_a_series_whose_copies_all_failed_is_the_error(alice, xavier_studies):
     shown = xavier_studies["shown"]
     corrupt(shown)
     response = alice.get(f"/dicomweb/studies/{shown.study_uid}/series/{shown.series_uid}")
@@ -133,7 +137,7 @@ def test_a_series_whose_copies_all_failed_is_the_error(alice, xavier_studies):  
     assert len(_refusals()) == 1
 
 
-def test_a_failed_copy_that_is_also_lost_is_counted_once(alice, xavier_studies):  # noqa: F811
+def test_a_failed_copy_that_is_also_lost_is_counted_once(alice, xavier_studies):
     """A copy the fixity check found missing is failed: left out as failed, not asked
     about again, and not counted twice."""
     shown = xavier_studies["shown"]
@@ -146,7 +150,7 @@ def test_a_failed_copy_that_is_also_lost_is_counted_once(alice, xavier_studies):
 
 
 def test_a_refusal_is_logged_for_the_operators_without_the_patient(
-    alice,  # noqa: F811
+    alice,
     xavier_studies,
     caplog,
 ):
@@ -162,7 +166,7 @@ def test_a_refusal_is_logged_for_the_operators_without_the_patient(
 
 
 def test_a_refusal_that_cannot_be_audited_serves_nothing(
-    alice,  # noqa: F811
+    alice,
     xavier_studies,
     monkeypatch,
 ):
@@ -182,7 +186,7 @@ def test_a_refusal_that_cannot_be_audited_serves_nothing(
     assert response.json()["error"]["code"] == "AUDIT_UNAVAILABLE"
 
 
-def test_a_copy_never_checked_or_found_intact_is_served(alice, xavier_studies):  # noqa: F811
+def test_a_copy_never_checked_or_found_intact_is_served(alice, xavier_studies):
     shown = xavier_studies["shown"]
     assert Instance.objects.get(sop_instance_uid=shown.sop_instance_uid).fixity_ok is None
     assert alice.get(_path(shown), HTTP_ACCEPT="application/dicom").status_code == 200
