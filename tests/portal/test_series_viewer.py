@@ -154,3 +154,29 @@ def test_the_dpo_gets_no_viewer(portal_as, cast, xavier_ct_series):
     study, series, _ = xavier_ct_series
     response = portal_as("dora").get(viewer_url(study, series))
     assert response.status_code == 403
+
+
+def test_an_image_whose_copy_failed_its_fixity_check_is_not_shown(alice, xavier_ct_series):
+    """The viewer and the study page's preview ask DICOMweb for each image: a copy altered
+    since it was stored is refused there as a lost one, and the refusal audited."""
+    from studies import storage
+    from studies.models import Instance
+    from studies.tasks import fixity_check
+
+    study, series, sops = xavier_ct_series
+    middle = Instance.objects.get(sop_instance_uid=sops[1])
+    path = storage.object_local_path(key=middle.storage_key)
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # bit rot
+    assert fixity_check(instance_ids=list(Instance.objects.values_list("pk", flat=True))) == [
+        sops[1]
+    ]
+    first = alice.get(viewer_url(study, series)).context["src"]
+    second = alice.get(viewer_url(study, series, "?image=2")).context["src"]
+    assert alice.get(first).status_code == 200
+    assert alice.get(second).status_code == 500
+    page = alice.get(f"/patients/{XAVIER_ID}/studies/{study}/")
+    [(_series, preview, _images)] = page.context["series"]
+    assert alice.get(preview).status_code == 500  # the series' middle image
+    refusals = AuditEvent.objects.filter(action="study.fixity_failed", actor_username="alice")
+    assert [e.detail["sop_instance_uids"] for e in refusals.order_by("seq")] == [[sops[1]]] * 2
