@@ -20,6 +20,7 @@ from tests.conftest import ADMIN, XAVIER_ID, client_for
 from .conftest import dicom_copy, ingest, share_with_alice
 from .test_dicomweb import stow
 from .test_fixity_served import corrupt
+from .test_listener import _associate, listener  # noqa: F401 (a fixture)
 
 
 def chem_pacs(cast):
@@ -188,3 +189,23 @@ def test_a_fixity_verdict_on_a_copy_replaced_meanwhile_is_not_written(cast, tmp_
     monkeypatch.setattr(tasks.storage, "object_sha256", restored_while_hashing)
     fixity_check(instance_ids=[failed.pk])
     assert Instance.objects.get(pk=failed.pk).fixity_ok is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_instance_stored_by_c_store_is_restored_by_c_store(listener, cast, tmp_path):  # noqa: F811
+    """The listener writes each received data set into the same Part 10 object: sent again,
+    it matches the SHA-256 recorded at the first C-STORE."""
+    ds = dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1"))
+    assoc = _associate(listener)
+    assert assoc.send_c_store(ds).Status == 0x0000
+    assoc.release()
+    instance = Instance.objects.get()
+    failed = corrupt(instance)
+    assoc = _associate(listener)
+    assert assoc.send_c_store(ds).Status == 0x0000
+    assoc.release()
+    restored = Instance.objects.get(pk=failed.pk)
+    assert restored.fixity_ok is True
+    assert _sha256(restored.storage_key) == restored.sha256
+    (event,) = _restores()
+    assert (event.detail["channel"], event.acting_institution) == ("dimse", "CHEM")
