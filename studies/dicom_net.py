@@ -50,6 +50,13 @@ _STATUS_OF_FAILURE = {
 }
 
 
+# The answer when storing failed for a reason of the gateway's own (its database or storage
+# down): retryable, and saying so, as every failure's Error Comment says why (PS3.7 C.4).
+UNAVAILABLE = dimse.Outcome(
+    Status.OUT_OF_RESOURCES, "The gateway cannot store now; send it again later."
+)
+
+
 # Associations run on a few long-lived threads per process, so that their database
 # connections stay open from one association to the next (a connection per association
 # would cost a connect and an authentication each time); one more is rejected as busy.
@@ -169,7 +176,7 @@ class Listener(dimse.Service):
         except Exception:
             logger.exception("C-STORE failed")
             spooled.discard()
-            return dimse.Outcome(Status.OUT_OF_RESOURCES)
+            return UNAVAILABLE
 
     def ended(self, association: dimse.Association) -> None:
         with _sessions_lock:

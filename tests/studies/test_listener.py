@@ -310,3 +310,22 @@ def test_a_thread_busy_while_connections_close_closes_its_own_when_its_associati
             break
         threading.Event().wait(0.05)
     assert closed == [True, False]
+
+
+def test_a_store_that_fails_on_the_gateways_side_says_why_and_to_retry(
+    listener, tmp_path, monkeypatch
+):
+    from django.db import OperationalError
+
+    from studies import dicom_net
+
+    def database_down(session, spooled):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(dicom_net, "_ingest", database_down)
+    assoc = _associate(listener)
+    status = assoc.send_c_store(dcmread(dicom_copy(tmp_path, patient_id="CHEM-X1")))
+    assoc.release()
+    assert status.Status == 0xA700  # out of resources: the SCU sends it again later
+    assert status.ErrorComment == "The gateway cannot store now; send it again later."
+    assert not Instance.objects.exists()
