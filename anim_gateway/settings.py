@@ -23,20 +23,62 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value == "True"
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """A whole number from minimum (none of these settings means anything below 0) up to
+    maximum."""
     value = os.environ.get(name, "")
     try:
-        return int(value) if value else default
+        number = int(value) if value else default
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from exc
+    if number < minimum or (maximum is not None and number > maximum):
+        bounds = f"of {minimum} or more" if maximum is None else f"from {minimum} to {maximum}"
+        raise ImproperlyConfigured(f"{name} must be a whole number {bounds}, not {value!r}")
+    return number
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def env_secret(name: str, default: str = "") -> str:
     """A secret from NAME, or from the file that NAME_FILE points to (Docker/K8s secrets)."""
     path = os.environ.get(f"{name}_FILE")
     if path:
-        return Path(path).read_text().strip()
+        try:
+            return Path(path).read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:  # the file's name only: never its content
+            why = exc.strerror if isinstance(exc, OSError) else "not text"
+            raise ImproperlyConfigured(
+                f"{name}_FILE names {path}, which cannot be read ({why})"
+            ) from None
     return os.environ.get(name, default)
+
+
+_DATABASE_ENGINES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")
+
+
+def env_database(url: str, *, name: str = "DATABASE_URL") -> dict:
+    """Django's DATABASES entry for the URL read from NAME: PostgreSQL or SQLite, nothing else
+    (the engine is replaced by the gateway's own PostgreSQL one below)."""
+    expected = "postgres://USER:PASSWORD@HOST:5432/NAME or sqlite:///PATH"
+    try:
+        database = dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+    except ValueError as exc:  # the URL holds the password: never repeated in the message
+        why = (
+            "unknown scheme" if isinstance(exc, dj_database_url.UnknownSchemeError) else "malformed"
+        )
+        raise ImproperlyConfigured(
+            f"{name} is not a database URL ({why}); expected {expected}"
+        ) from None
+    if database["ENGINE"] not in _DATABASE_ENGINES:
+        raise ImproperlyConfigured(
+            f"{name}: the gateway runs on PostgreSQL or SQLite; expected {expected}"
+        )
+    return database
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -120,12 +162,10 @@ SQLITE_OPTIONS = {
     "timeout": 30,
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
 }
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'anim.sqlite3'}")
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'anim.sqlite3'}"
 # PostgreSQL settings of every connection (see below for why).
 _SERVER_SETTINGS = [("jit", "off"), ("plan_cache_mode", "force_generic_plan")]
-DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
-}
+DATABASES = {"default": env_database(DATABASE_URL)}
 # No ATOMIC_REQUESTS: a denied request must still commit its audit row. Every service that
 # writes is @transaction.atomic instead, so nothing is half-written.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -180,7 +220,7 @@ STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise scans it at start-up, before any 
 WHITENOISE_USE_FINDERS = True
 
 # Object storage: a local folder by default, any S3-compatible store through django-storages.
-STORAGE_BACKEND = env_str("STORAGE_BACKEND", "local")
+STORAGE_BACKEND = env_choice("STORAGE_BACKEND", "local", ("local", "s3"))
 STORAGE_ROOT = Path(env_str("STORAGE_ROOT", str(VAR_DIR / "storage")))
 SPOOL_DIR = Path(env_str("SPOOL_DIR", str(VAR_DIR / "spool")))
 # The daily sweep deletes spool files older than this (left by a killed process); it must
@@ -280,7 +320,7 @@ PROFESSION_ACTIONS = {
 }
 
 # DICOM
-DICOM_LISTENER_PORT = env_int("DICOM_LISTENER_PORT", 11112)
+DICOM_LISTENER_PORT = env_int("DICOM_LISTENER_PORT", 11112, minimum=1, maximum=65535)
 DICOM_LISTENER_AE_TITLE = env_str("DICOM_LISTENER_AE_TITLE", "ANIM_GATEWAY")
 STOW_MAX_BYTES = env_int("STOW_MAX_BYTES", 2 * 1024**3)
 # The most data elements (at any depth, sequence items and file meta included) an object's
@@ -308,7 +348,7 @@ AUDIT_SIGNING_KEY = env_secret("AUDIT_SIGNING_KEY")
 # Only development and benchmark databases may have their audit log erased (flush).
 AUDIT_ERASABLE = env_bool("AUDIT_ERASABLE", DEBUG)
 AUDIT_SYSLOG_HOST = env_str("AUDIT_SYSLOG_HOST")
-AUDIT_SYSLOG_PORT = env_int("AUDIT_SYSLOG_PORT", 6514)
+AUDIT_SYSLOG_PORT = env_int("AUDIT_SYSLOG_PORT", 6514, minimum=1, maximum=65535)
 AUDIT_SYSLOG_CA_FILE = env_str("AUDIT_SYSLOG_CA_FILE")
 
 # Production hardening, on whenever DEBUG is off.
@@ -333,6 +373,7 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 
 # redirect here would also catch the proxy's own health checks over loopback (W008).
 SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W008", "security.W021"]
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -358,7 +399,7 @@ LOGGING = {
             "filters": ["redact"],
         },
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", _LOG_LEVELS)},
     "loggers": {
         # Django's defaults give these two handlers of their own, without the redaction: its
         # console handler when DEBUG, and mail_admins (a no-op: ADMINS is never set). Listed

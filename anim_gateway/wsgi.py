@@ -3,12 +3,20 @@
 import json
 import os
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 from django.urls import get_resolver
 from django.utils.http import parse_header_parameters
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anim_gateway.settings")
 django_application = get_wsgi_application()
+# runserver refuses to start without it; gunicorn would start and answer every request 400.
+if not settings.DEBUG and not settings.ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS is not set: outside DEBUG=True every request would be refused (400). "
+        "Set it to the gateway's host names, comma-separated (gateway.example.lu)."
+    )
 # The URLconf, and every view module it imports, loaded now rather than on a worker's first
 # request (0.4 s, paid by whichever request came first to each worker): gunicorn imports
 # this module before it forks (preload_app), so every worker starts with them loaded.

@@ -43,13 +43,20 @@ def _bound_institution(user, role: str | None, institution_code: str | None) -> 
     return institution
 
 
+# Past it, the expiry overflows the dates Python and the database hold (year 9999) long
+# before any token could need it.
+TOKEN_MAX_DAYS = 36_500
+
+
 @transaction.atomic
 def token_issue(
     *, username: str, institution_code: str | None = None, days: int, acting: Actor | None = None
 ) -> str:
     """Issue a token and return it; only its hash is kept, so this is the only time it is seen."""
-    if days < 1:
-        raise ApplicationError("--days must be at least 1.")
+    if not 1 <= days <= TOKEN_MAX_DAYS:
+        raise ApplicationError(
+            f"--days must be at least 1 and at most {TOKEN_MAX_DAYS} (100 years), not {days}."
+        )
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise NotFound(f"No user named {username!r}.")

@@ -163,3 +163,12 @@ def test_it_accepts_a_good_signing_key(key):
     from audit.checks import check_signing_key
 
     assert check_signing_key() == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--chunk-size", "0"), ("--chunk-size", "-5"), ("--workers", "0")]
+)
+def test_verify_audit_refuses_a_count_below_1(append_events, option: str, value: str) -> None:
+    append_events(2)
+    with pytest.raises(CommandError, match=f"{option}: a whole number of 1 or more, not {value}"):
+        call_command("verify_audit", option, value)

@@ -152,6 +152,13 @@ def test_the_issue_token_command_names_the_problem(cast) -> None:
         call_command("issue_token", "dora", "--days", "0")
 
 
+@pytest.mark.parametrize("days", ["36501", "99999999999"])
+def test_the_issue_token_command_refuses_days_past_its_bound(cast, days: str) -> None:
+    with pytest.raises(CommandError, match=f"at most 36500 .100 years., not {days}"):
+        call_command("issue_token", "dora", "--days", days)
+    assert not ApiToken.objects.exists()
+
+
 def test_the_revoke_tokens_command_revokes_all_of_them(cast, capsys) -> None:
     token_issue(username="dora", days=1)
     token_issue(username="dora", days=1)

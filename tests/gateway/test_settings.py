@@ -13,11 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SUMMARY = "s.DATABASES['default']['ENGINE'], s.CELERY_TASK_ALWAYS_EAGER, s.DEBUG"
 
 
-def load_settings(printing: str = SUMMARY, **env: str) -> subprocess.CompletedProcess:
-    """Import the production settings in a fresh interpreter with exactly these variables,
-    and print ``printing`` (an expression of the settings module ``s``)."""
+def load_settings(
+    printing: str = SUMMARY, module: str = "anim_gateway.settings", **env: str
+) -> subprocess.CompletedProcess:
+    """Import the production settings (or ``module``, under them) in a fresh interpreter
+    with exactly these variables, and print ``printing`` (an expression of the settings
+    module ``s``)."""
     clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "VIRTUAL_ENV")}
-    script = f"import anim_gateway.settings as s; print({printing})"
+    clean["DJANGO_SETTINGS_MODULE"] = "anim_gateway.settings"
+    script = f"import anim_gateway.settings as s, {module}; print({printing})"
     return subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,
@@ -112,3 +116,67 @@ def test_s3_storage_is_the_streaming_one(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["studies.s3.S3Storage"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"DATABASE_URL": "mysqlx://anim:s3cr3t@db/anim"},
+            "DATABASE_URL is not a database URL (unknown scheme); expected postgres://",
+        ),
+        (
+            {"DATABASE_URL": "postgres://anim:s3cr3t@db:port/anim"},
+            "DATABASE_URL is not a database URL (malformed)",
+        ),
+        (
+            {"DATABASE_URL": "mysql://anim:s3cr3t@db/anim"},
+            "DATABASE_URL: the gateway runs on PostgreSQL or SQLite",
+        ),
+        ({"SECRET_KEY_FILE": "/nonexistent/secret"}, "SECRET_KEY_FILE names /nonexistent/secret"),
+        (
+            {"AUDIT_SIGNING_KEY_FILE": "/nonexistent/key"},
+            "AUDIT_SIGNING_KEY_FILE names /nonexistent/key, which cannot be read",
+        ),
+        ({"STORAGE_BACKEND": "s4"}, "STORAGE_BACKEND must be one of local, s3, not 's4'"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING"),
+        (
+            {"FIXITY_CHECKS_PER_HOUR": "-5"},
+            "FIXITY_CHECKS_PER_HOUR must be a whole number of 0 or more, not '-5'",
+        ),
+        ({"FIXITY_CHECKS_PER_HOUR": "lots"}, "FIXITY_CHECKS_PER_HOUR must be an integer"),
+        (
+            {"DICOM_LISTENER_PORT": "70000"},
+            "DICOM_LISTENER_PORT must be a whole number from 1 to 65535",
+        ),
+    ],
+)
+def test_a_malformed_variable_stops_start_up_naming_it(tmp_path, env: dict, message: str) -> None:
+    result = load_settings(DEBUG="True", VAR_DIR=str(tmp_path), **env)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("django.core.exceptions.ImproperlyConfigured: ")
+    assert message in last_line
+    assert "s3cr3t" not in result.stderr  # the URL's password is never repeated
+
+
+def test_an_empty_database_url_is_the_default(tmp_path) -> None:
+    result = load_settings(DEBUG="True", VAR_DIR=str(tmp_path), DATABASE_URL="")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "django.db.backends.sqlite3"
+
+
+def test_the_web_process_refuses_to_start_without_allowed_hosts(tmp_path) -> None:
+    result = load_settings(
+        "'loaded'", "anim_gateway.wsgi", SECRET_KEY="k" * 50, VAR_DIR=str(tmp_path)
+    )
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS is not set" in result.stderr.strip().splitlines()[-1]
+    result = load_settings(
+        "'loaded'",
+        "anim_gateway.wsgi",
+        SECRET_KEY="k" * 50,
+        VAR_DIR=str(tmp_path),
+        ALLOWED_HOSTS="gateway.example.lu",
+    )
+    assert result.returncode == 0, result.stderr

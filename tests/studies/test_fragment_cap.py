@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from pydicom import dcmread
 from pydicom.encaps import encapsulate, generate_fragments, get_frame
 from pynetdicom import AE
@@ -177,7 +178,8 @@ def test_import_dicom_rejects_pixel_data_over_the_limit(cast, tmp_path, settings
     tree.mkdir()
     crowded = fragmented(tree, 30)
     settings.DICOM_MAX_PIXEL_FRAGMENTS = 29
-    call_command("import_dicom", str(tree), "--institution", "CHEM", "--no-progress")
+    with pytest.raises(CommandError, match="1 not imported"):
+        call_command("import_dicom", str(tree), "--institution", "CHEM", "--no-progress")
     out = capsys.readouterr().out
     assert "1 file(s): 0 stored, 0 duplicate, 1 rejected" in out
     assert f"{crowded.name}: The encapsulated Pixel Data holds more than 29 fragments" in out

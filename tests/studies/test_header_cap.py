@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
@@ -315,7 +316,8 @@ def test_import_dicom_rejects_a_header_over_the_limit(cast, tmp_path, settings, 
     crowded = with_private_elements(tree, 300)
     elements = count_elements(crowded)
     settings.DICOM_MAX_HEADER_ELEMENTS = elements - 1
-    call_command("import_dicom", str(tree), "--institution", "CHEM", "--no-progress")
+    with pytest.raises(CommandError, match="1 not imported"):
+        call_command("import_dicom", str(tree), "--institution", "CHEM", "--no-progress")
     out = capsys.readouterr().out
     assert "1 file(s): 0 stored, 0 duplicate, 1 rejected" in out
     assert f"{crowded.name}: The data set holds more than {elements - 1} data elements" in out

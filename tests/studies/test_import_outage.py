@@ -47,7 +47,8 @@ def test_an_unreadable_file_is_reported_and_the_others_imported(
         return path_open(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "open", denied)
-    _run(tree)
+    with pytest.raises(CommandError, match="1 not imported"):
+        _run(tree)
     out = capsys.readouterr().out
     assert "3 file(s): 2 stored, 0 duplicate, 1 rejected" in out
     assert f"{unreadable.name}: cannot be read (Permission denied)" in out

@@ -30,6 +30,9 @@ class Command(BaseCommand):
     def handle(
         self, *args: object, checkpoints: Path | None, chunk_size: int, workers: int, **options
     ) -> None:
+        for option, value in (("--chunk-size", chunk_size), ("--workers", workers)):
+            if value < 1:
+                raise CommandError(f"{option}: a whole number of 1 or more, not {value}.")
         try:
             claims = load_claims(checkpoints) if checkpoints else []
         except ValueError as exc:
