@@ -103,7 +103,7 @@ def _throttled(request: HttpRequest, username: str, user: object | None) -> bool
     """Count the attempt as a failure until it proves right, and refuse (and audit) it when
     that takes the username's or the client address's counter past its limit, before any
     password or code is checked: the answer tells nothing of either."""
-    counter = login_throttle.attempt(username, _counted_address(request))
+    counter = login_throttle.attempt(username, counted_address(request))
     if counter is None:
         return False
     # Naming the counter tells nothing of the account: both count any username typed.
@@ -111,13 +111,14 @@ def _throttled(request: HttpRequest, username: str, user: object | None) -> bool
     return True
 
 
-def _counted_address(request: HttpRequest) -> str:
+def counted_address(request: HttpRequest) -> str:
+    """The client address the log-in throttle counts this request's failures against."""
     forwarded_for = request.META.get("HTTP_X_FORWARDED_FOR", "")
     return login_throttle.counted_address(client_address(request), forwarded_for)
 
 
 def _not_a_failure(request: HttpRequest, username: str) -> None:
-    login_throttle.not_a_failure(username, _counted_address(request))
+    login_throttle.not_a_failure(username, counted_address(request))
 
 
 def _pending_user(request: HttpRequest) -> object | None:
