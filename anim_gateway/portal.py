@@ -8,9 +8,11 @@ from django import forms
 from django.contrib import auth
 from django.contrib.auth.views import redirect_to_login
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -69,7 +71,7 @@ def portal_view(*roles: str) -> Callable:
                 _audit_role_refusal(request, actor)
                 return forbidden(request, "This page is not available for your role.")
             if actor.role == Role.PRACTITIONER and actor.institution is None:
-                return redirect("portal:choose-institution")
+                return redirect_to_choose_institution(request)
             request.actor = actor
             return view(request, *args, **kwargs)
 
@@ -98,6 +100,28 @@ def forbidden(request: HttpRequest, message: str, status: int = 403) -> HttpResp
 def not_found(request: HttpRequest) -> HttpResponse:
     # One body for "not there" and "not allowed" where existence must not leak (STYLE.md 6).
     return forbidden(request, "Nothing to show here.", status=404)
+
+
+# --- the page to return to ------------------------------------------------------------------
+
+
+def safe_next(request: HttpRequest) -> str:
+    """The page asked for before the log-in (or the hospital choice), if it is one of ours."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    ok = url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure())
+    return target if ok and target.startswith("/") else ""
+
+
+def redirect_to_choose_institution(request: HttpRequest, next_url: str = "") -> HttpResponse:
+    """To the hospital choice, then back to ``next_url`` (or the page asked for, if a GET)."""
+    if not next_url and request.method == "GET":
+        next_url = request.get_full_path()  # a POST's page would answer a GET with 405
+    target = reverse("portal:choose-institution")
+    if not next_url:
+        return redirect(target)
+    query = QueryDict(mutable=True)
+    query["next"] = next_url
+    return redirect(f"{target}?{query.urlencode(safe='/')}")  # as redirect_to_login writes it
 
 
 # --- the acting institution ----------------------------------------------------------------
@@ -136,11 +160,12 @@ def choose_institution(request: HttpRequest) -> HttpResponse:
         return forbidden(request, "You have no active affiliation with a member hospital.")
     request.actor = actor  # the header offers logout
     form = InstitutionForm(request.POST or None, institutions=institutions)
+    next_url = safe_next(request)
     if request.method == "POST" and form.is_valid():
         request.session[ACTING_KEY] = form.cleaned_data["institution"]
-        return redirect("portal:home")
-    current = request.session.get(ACTING_KEY)
-    return render(request, "portal/choose_institution.html", {"form": form, "current": current})
+        return redirect(next_url or "portal:home")
+    context = {"form": form, "current": request.session.get(ACTING_KEY), "next": next_url}
+    return render(request, "portal/choose_institution.html", context)
 
 
 @require_POST

@@ -13,7 +13,6 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django_otp import login as otp_login
@@ -22,7 +21,13 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from anim_gateway import login_throttle
 from anim_gateway.enrolment import Refused, enrolment_confirm
 from anim_gateway.middleware import client_address
-from anim_gateway.portal import ACTING_KEY, active_institutions, portal_actor
+from anim_gateway.portal import (
+    ACTING_KEY,
+    active_institutions,
+    portal_actor,
+    redirect_to_choose_institution,
+    safe_next,
+)
 from anim_gateway.sessions import PENDING_KEY
 from audit.actions import Action
 from consent.actors import Actor, role_of
@@ -98,7 +103,7 @@ def _throttled(request: HttpRequest, username: str, user: object | None) -> bool
     """Count the attempt as a failure until it proves right, and refuse (and audit) it when
     that takes the username's or the client address's counter past its limit, before any
     password or code is checked: the answer tells nothing of either."""
-    counter = login_throttle.attempt(username, _counted_address(request))
+    counter = login_throttle.attempt(username, counted_address(request))
     if counter is None:
         return False
     # Naming the counter tells nothing of the account: both count any username typed.
@@ -106,20 +111,14 @@ def _throttled(request: HttpRequest, username: str, user: object | None) -> bool
     return True
 
 
-def _counted_address(request: HttpRequest) -> str:
+def counted_address(request: HttpRequest) -> str:
+    """The client address the log-in throttle counts this request's failures against."""
     forwarded_for = request.META.get("HTTP_X_FORWARDED_FOR", "")
     return login_throttle.counted_address(client_address(request), forwarded_for)
 
 
 def _not_a_failure(request: HttpRequest, username: str) -> None:
-    login_throttle.not_a_failure(username, _counted_address(request))
-
-
-def _safe_next(request: HttpRequest) -> str:
-    """The page asked for before the log-in, if it is one of ours."""
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    ok = url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure())
-    return target if ok and target.startswith("/") else ""
+    login_throttle.not_a_failure(username, counted_address(request))
 
 
 def _pending_user(request: HttpRequest) -> object | None:
@@ -133,7 +132,7 @@ def _complete_login(
     request: HttpRequest, user: object, device: TOTPDevice | None, *, enrolled: bool = False
 ) -> HttpResponse:
     pending = request.session.pop(PENDING_KEY, None) or {}
-    next_url = pending.get("next") or _safe_next(request)
+    next_url = pending.get("next") or safe_next(request)
     auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     if device is not None:
         otp_login(request, device)
@@ -145,7 +144,7 @@ def _complete_login(
     detail = {"second_factor": bool(device), **({"enrolled": True} if enrolled else {})}
     audit_event(portal_actor(request), action=Action.AUTH_LOGIN, detail=detail)
     if practitioner and len(institutions) != 1:
-        return redirect("portal:choose-institution")
+        return redirect_to_choose_institution(request, next_url)  # the deep link goes on
     return redirect(next_url or "portal:home")
 
 
@@ -185,13 +184,13 @@ def login_view(request: HttpRequest) -> HttpResponse:
             else:
                 _audit_failure(request, known, "password")
             form.add_error(None, "Wrong username or password.")
-    return render(request, "portal/login.html", {"form": form, "next": _safe_next(request)})
+    return render(request, "portal/login.html", {"form": form, "next": safe_next(request)})
 
 
 def _after_password(request: HttpRequest, user: object) -> HttpResponse:
     if role_of(user) not in TOTP_ROLES:
         return _complete_login(request, user, None)
-    next_url = _safe_next(request)
+    next_url = safe_next(request)
     if request.user.is_authenticated:
         auth.logout(request)  # someone else's session must not survive the second step
     else:

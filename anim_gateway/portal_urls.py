@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from anim_gateway import portal, portal_login
+from anim_gateway import portal, portal_account, portal_login
 from anim_gateway.portal import portal_view
 from audit import pages as audit_pages
 from consent import pages as consent_pages
@@ -21,6 +21,7 @@ urlpatterns = [
     path("login/enrol/", portal_login.totp_enrol, name="totp-enrol"),
     path("login/institution/", portal.choose_institution, name="choose-institution"),
     path("logout/", portal.logout_view, name="logout"),
+    path("account/password/", portal_account.password_change, name="password-change"),
     # The patient
     path("me/", consent_pages.me, name="me"),
     path("me/acting-for/", consent_pages.acting_for, name="me-acting-for"),

@@ -1,4 +1,5 @@
-"""A user's portal sessions ended on the server: what revoke_tokens does besides the tokens."""
+"""A user's portal sessions ended on the server: what revoke_tokens does besides the tokens,
+and a password change to the user's other sessions."""
 
 from importlib import import_module
 
@@ -10,8 +11,14 @@ from django.utils import timezone
 PENDING_KEY = "portal_pending_login"
 
 
-def user_sessions_end(*, user_pk: int) -> int | None:
+def user_sessions_end(*, user_pk: int, keep: str | None = None) -> int | None:
     """End every live session of this user, the log-ins in progress included.
+
+    Parameters
+    ----------
+    keep
+        The key of a session to leave alone (the one from which the user changes their
+        password).
 
     Returns
     -------
@@ -27,7 +34,7 @@ def user_sessions_end(*, user_pk: int) -> int | None:
     keys = [
         row.session_key
         for row in live.only("session_key", "session_data").iterator()
-        if _belongs(decoder.decode(row.session_data), user_pk)
+        if row.session_key != keep and _belongs(decoder.decode(row.session_data), user_pk)
     ]
     for key in keys:
         store(session_key=key).delete()  # through the store: cached_db forgets its copy too

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
@@ -21,7 +22,12 @@ handler403 = "anim_gateway.errors.error_403"
 handler404 = "anim_gateway.errors.error_404"
 handler500 = "anim_gateway.errors.error_500"
 
+# The administration's "Change password" leads to the portal's page, which counts wrong
+# passwords in the log-in throttle, audits, and ends the user's other sessions.
+admin_password_change = RedirectView.as_view(pattern_name="portal:password-change")
+
 urlpatterns = [
+    path("admin/password_change/", admin_password_change),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="schema"),
     path("api/docs/", docs_view, name="api-docs"),

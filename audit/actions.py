@@ -25,6 +25,7 @@ class Action(models.TextChoices):
         "Deleted a second-factor device in the administration",
     )
     ACCOUNT_CREATE = "account.create", "Created an account"
+    ACCOUNT_PASSWORD_CHANGE = "account.password_change", "Changed their own password"
     INSTITUTION_CREATE = "institution.create", "Created a member institution"
     PRACTITIONER_CREATE = "practitioner.create", "Registered a practitioner"
     PATIENT_CREATE = "patient.create", "Registered the patient"
@@ -120,6 +121,7 @@ PATIENT_WORDS: dict[str, str] = {
     Action.AUTH_DEVICE_CHANGE: "Changed a user's sign-in authenticator",
     Action.AUTH_DEVICE_DELETE: "Removed a user's sign-in authenticator",
     Action.ACCOUNT_CREATE: "Created an account",
+    Action.ACCOUNT_PASSWORD_CHANGE: "Changed the password of their account",
     Action.INSTITUTION_CREATE: "Added a hospital to the network",
     Action.PRACTITIONER_CREATE: "Registered a doctor or other health professional",
     Action.PATIENT_CREATE: "Registered you in the network",

@@ -145,6 +145,7 @@ def test_it_refuses_an_unknown_export_format(log):
     [
         ("auth.device_delete", "110113", "110137"),
         ("auth.enrolment_code_issue", "110113", "110137"),
+        ("account.password_change", "110113", "110137"),
         ("emergency.declare", "110113", "110127"),
         ("auth.login", "110114", None),
     ],

@@ -1,5 +1,5 @@
 """A practitioner's first log-in in a real browser: password, TOTP enrolment with the
-administrator's enrolment code, hospital choice."""
+administrator's enrolment code, hospital choice; a deep link followed through them."""
 
 import pytest
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -8,7 +8,9 @@ from anim_gateway.enrolment import enrolment_code_issue
 from consent.models import Affiliation, Institution
 from tests.browser.conftest import screenshot
 from tests.browser.steps import code_from_secret
-from tests.portal.helpers import PASSWORD, set_password
+from tests.conftest import XAVIER_ID
+from tests.portal.conftest import admit
+from tests.portal.helpers import PASSWORD, confirmed_device, fresh_code, set_password
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -38,6 +40,28 @@ def test_a_practitioner_enrols_totp_and_chooses_a_hospital(cast, live_server, pa
     page.get_by_label("Centre Hospitalier de Luxembourg (CHL)").check()
     page.get_by_role("button", name="Continue").click()
     page.wait_for_url(f"{live_server.url}/patients/")
+    assert page.get_by_text("Acting at CHL").is_visible()
+
+
+def test_a_colleagues_link_opens_after_the_code_and_the_hospital_choice(cast, live_server, page):
+    Affiliation.objects.create(
+        practitioner=cast.alice, institution=Institution.objects.get(code="HRS")
+    )
+    admit(cast.alice, cast.xavier)
+    set_password("alice")
+    confirmed_device("alice")
+    link = f"{live_server.url}/patients/{XAVIER_ID}/"  # sent by a colleague
+    page.goto(link)
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("6-digit code").fill(fresh_code("alice"))
+    page.get_by_role("button", name="Verify").click()
+    page.get_by_role("heading", name="Which hospital are you working for?").wait_for()
+    page.get_by_label("Centre Hospitalier de Luxembourg (CHL)").check()
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(link)
+    page.get_by_role("heading", name="Xavier Demo").wait_for()
     assert page.get_by_text("Acting at CHL").is_visible()
 
 

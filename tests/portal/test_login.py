@@ -2,22 +2,30 @@
 
 import os
 import re
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils.html import escape
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from anim_gateway.enrolment import enrolment_code_issue
 from audit.models import AuditEvent
 from consent.models import Affiliation, Institution
+from tests.conftest import XAVIER_ID
 from tests.portal.helpers import PASSWORD, confirmed_device, fresh_code, set_password, totp_code
 
 pytestmark = pytest.mark.django_db
 
 
-def login(client: Client, username: str, password: str = PASSWORD):
-    return client.post("/login/", {"username": username, "password": password})
+def login(client: Client, username: str, password: str = PASSWORD, next_url: str = ""):
+    fields = {
+        "username": username,
+        "password": password,
+        **({"next": next_url} if next_url else {}),
+    }
+    return client.post("/login/", fields)
 
 
 def test_it_shows_the_login_form_with_a_csrf_token(cast):
@@ -139,6 +147,65 @@ def test_it_asks_a_practitioner_with_several_hospitals_which_one(cast):
     client.post("/login/institution/", {"institution": "CHL"})
     assert client.session["acting_institution"] == "CHL"
     assert client.get("/").url == "/patients/"
+
+
+# --- a deep link through the log-in's steps -----------------------------------------------
+
+DEEP_LINK = f"/patients/{XAVIER_ID}/?shared=by&a=colleague"
+
+
+def with_next(path: str, next_url: str) -> str:
+    return f"{path}?next={quote(next_url, safe='/')}"
+
+
+def charlie_at_chl_and_hrs(cast) -> Client:
+    """Dr Charlie, affiliated with two hospitals, past his password step (a code is next)."""
+    chl = Institution.objects.get(code="CHL")
+    Affiliation.objects.create(practitioner=cast.charlie, institution=chl)
+    set_password("charlie")
+    confirmed_device("charlie")
+    return Client()
+
+
+def test_a_deep_link_survives_the_code_and_the_hospital_choice(cast):
+    client = charlie_at_chl_and_hrs(cast)
+    asked = client.get(DEEP_LINK)
+    assert asked.url == with_next("/login/", DEEP_LINK)
+    assert login(client, "charlie", next_url=DEEP_LINK).url == "/login/verify/"
+    response = client.post("/login/verify/", {"token": fresh_code("charlie")})
+    assert response.url == with_next("/login/institution/", DEEP_LINK)
+    page = client.get(response.url)
+    assert f'name="next" value="{escape(DEEP_LINK)}"'.encode() in page.content
+    chosen = client.post("/login/institution/", {"institution": "CHL", "next": DEEP_LINK})
+    assert chosen.url == DEEP_LINK
+    assert client.session["acting_institution"] == "CHL"
+
+
+def test_a_deep_link_opened_before_the_hospital_choice_comes_back_after_it(cast):
+    client = charlie_at_chl_and_hrs(cast)
+    login(client, "charlie")
+    client.post("/login/verify/", {"token": fresh_code("charlie")})
+    asked = client.get(DEEP_LINK)  # pasted while the choice is still open
+    assert asked.url == with_next("/login/institution/", DEEP_LINK)
+    chosen = client.post(asked.url, {"institution": "HRS"})
+    assert chosen.url == DEEP_LINK
+
+
+@pytest.mark.parametrize(
+    "elsewhere", ["https://evil.example/", "//evil.example/patients/", "/\\evil.example/"]
+)
+def test_the_hospital_choice_drops_a_next_page_elsewhere(cast, elsewhere):
+    client = charlie_at_chl_and_hrs(cast)
+    login(client, "charlie", next_url=elsewhere)
+    response = client.post("/login/verify/", {"token": fresh_code("charlie")})
+    assert response.url == "/login/institution/"
+    page = client.get(with_next("/login/institution/", elsewhere))
+    assert b'name="next"' not in page.content
+    chosen = client.post(
+        with_next("/login/institution/", elsewhere),
+        {"institution": "CHL", "next": elsewhere},
+    )
+    assert chosen.url == "/"
 
 
 def test_it_sends_the_dpo_to_the_audit_log_after_totp(cast):

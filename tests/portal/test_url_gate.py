@@ -11,6 +11,7 @@ ALLOWLIST = {
     "login/enrol/": "second factor enrolment",
     "login/institution/": "acting institution choice",
     "logout/": "log-out",
+    "account/password/": "the user's own password",
     "me/acting-for/": "stores whom the patient acts for; the gate checks it on every page",
     "patients/": "search form only; the next page goes through the gate",
     "patients/<str:national_id>/emergency/": "empty form; the declaration is gated",
