@@ -17,7 +17,7 @@ import contextvars
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, NoReturn, Protocol
 
 from django.conf import settings
@@ -210,10 +210,20 @@ def authorize_studies(
     _mark_consulted()
     national_id = patient.national_id if patient else ""
     _refuse_role(actor, action, audit_action, national_id, detail=detail)
+    overall = None
     try:
         _refuse_inside_transaction()
         national_ids: dict[int, str] = {}
-        result, hidden = _decide_many(actor, action, studies, national_ids=national_ids)
+        facts = load_facts(
+            actor,
+            patient_ids=[s.patient_id for s in studies] + ([patient.pk] if patient else []),
+            study_uids=[s.study_uid for s in studies],
+            institution_ids=[s.institution_id for s in studies],
+            national_ids=national_ids,
+        )
+        result, hidden = _decided_many(action, studies, facts)
+        # The decision on the patient's list as a whole: its basis when no study is permitted.
+        overall = policy.decide(facts[patient.pk], action=action) if patient else None
         outcome = _permitted_of(result, studies)
         national_id = national_id or _one_patient(studies, national_ids)
     except Exception:
@@ -221,7 +231,15 @@ def authorize_studies(
         result, hidden = StudyListDecision([], []), 0
         outcome = _error_decision("GATE_ERROR", "Access could not be decided; it is denied.")
     return _list_audited(
-        actor, outcome, result, studies, hidden, audit_action, national_id, detail=detail
+        actor,
+        outcome,
+        result,
+        studies,
+        hidden,
+        audit_action,
+        national_id,
+        detail=detail,
+        overall=overall,
     )
 
 
@@ -270,25 +288,37 @@ def _list_audited(
     *,
     detail: dict | None,
     national_ids: dict[int, str] | None = None,
+    overall: Decision | None = None,
 ) -> StudyListDecision:
     """Audit a list's decision with its counts; raise unless it was permitted.
 
     A list of several patients' studies is one event without a patient, and one event per
     patient whose studies it returned, about them: each patient's access log, and the DPO's
-    search by patient, show the search that found their studies."""
+    search by patient, show the search that found their studies.
+
+    A list of one patient's studies is about them, with the basis (and basis ids) its
+    studies were permitted on, as any gated read: one event per basis when they were
+    permitted on several; with no study permitted, the basis of ``overall`` (the decision on
+    the patient's list as a whole) when it permitted."""
     counts = {
         "studies": len(studies),
         "permitted": len(result.permitted),
         "withheld": [list(w) for w in result.withheld],
         "hidden": hidden,
     }
-    per_patient = []
-    if outcome.permit and not national_id:
+    detail = {**(detail or {}), **counts}
+    also: list[dict] = []
+    if outcome.permit:
         try:
-            per_patient = _per_patient_events(result, audit_action, national_ids or {})
+            if national_id:
+                outcome, detail, also = _one_patient_events(
+                    outcome, result, overall, audit_action, national_id, detail
+                )
+            else:
+                also = _per_patient_events(result, audit_action, national_ids or {})
         except Exception:
             # Studies that cannot be attributed in the log are not served.
-            logger.exception("The gate failed while naming the patients of a list")
+            logger.exception("The gate failed while naming the patients or bases of a list")
             outcome = _error_decision("GATE_ERROR", "Access could not be recorded; it is denied.")
     outcome = _audited(
         actor,
@@ -296,28 +326,67 @@ def _list_audited(
         audit_action,
         national_id,
         study_uid="",
-        detail={**(detail or {}), **counts},
-        also=per_patient,
+        detail=detail,
+        also=also,
     )
     if not outcome.permit:
         raise AccessDenied(outcome)
     return result
 
 
-def _per_patient_events(
-    result: StudyListDecision, audit_action: str, national_ids: dict[int, str]
-) -> list[dict]:
-    """One event's fields per patient whose studies the list returned and per basis they
-    were permitted on (a patient's own hospital's studies and another's, say), in order."""
-    groups: dict[tuple, tuple[int, Decision, list[str]]] = {}
+def _one_patient_events(
+    outcome: Decision,
+    result: StudyListDecision,
+    overall: Decision | None,
+    audit_action: str,
+    national_id: str,
+    detail: dict,
+) -> tuple[Decision, dict, list[dict]]:
+    """The list's decision and detail with the basis of its (first) permitted studies, and
+    the fields of one more event per further basis they were permitted on; when there are
+    several, each event names its studies."""
+    groups = _basis_groups(result)
+    if not groups:
+        basis = overall if overall is not None and overall.permit else outcome
+        return replace(outcome, basis=basis.basis, basis_ids=basis.basis_ids), detail, []
+    (_, first, uids), *others = groups
+    also = [
+        {
+            "action": audit_action,
+            "outcome": "permit",
+            "patient": national_id,
+            "basis": decision.basis,
+            "basis_ids": decision.basis_ids,
+            "message": f"{outcome.message} {len(returned)} of them on this basis.",
+            "detail": {**detail, "returned": returned},
+        }
+        for _, decision, returned in others
+    ]
+    if others:
+        detail = {**detail, "returned": uids}
+    return replace(outcome, basis=first.basis, basis_ids=first.basis_ids), detail, also
+
+
+def _basis_groups(result: StudyListDecision) -> list[tuple[int | None, Decision, list[str]]]:
+    """(patient, decision, study UIDs) per patient and per basis (and basis ids) that the
+    list's permitted studies rest on (a patient's own hospital's studies and another's,
+    say), in the order of the list."""
+    groups: dict[tuple, tuple[int | None, Decision, list[str]]] = {}
     for study in result.permitted:
-        if study.patient_id is None:
-            continue
         decision = result.bases[(study.patient_id, study.institution_id)]
         ids = tuple(sorted(decision.basis_ids.items()))
         key = (study.patient_id, decision.basis, ids)
         groups.setdefault(key, (study.patient_id, decision, []))[2].append(study.study_uid)
-    missing = {pid for pid, _, _ in groups.values()} - set(national_ids)
+    return list(groups.values())
+
+
+def _per_patient_events(
+    result: StudyListDecision, audit_action: str, national_ids: dict[int, str]
+) -> list[dict]:
+    """One event's fields per patient whose studies the list returned and per basis they
+    were permitted on, in order."""
+    groups = [group for group in _basis_groups(result) if group[0] is not None]
+    missing = {pid for pid, _, _ in groups} - set(national_ids)
     known = {**national_ids, **(_national_ids(missing) if missing else {})}
     return [
         {
@@ -329,7 +398,7 @@ def _per_patient_events(
             "message": f"{len(uids)} of the patient's studies were in the results.",
             "detail": {"returned": uids},
         }
-        for pid, decision, uids in groups.values()
+        for pid, decision, uids in groups
     ]
 
 
