@@ -59,6 +59,8 @@ NOT_FOUND_MESSAGE = "No such study."
 NO_SUCH_PATIENT = "No such patient."
 # A patient's denies on a record that is not theirs (nor one they represent).
 _NOT_THEIRS = ("NOT_OWN_RECORD", "NOT_REPRESENTATIVE")
+# Denies that depend on the actor alone (checks 1 and 2 of the rule), whatever the patient.
+_ACTOR_REFUSALS = ("NOT_AFFILIATED", "PROFESSION_NOT_ALLOWED")
 
 
 class StudyRef(Protocol):
@@ -567,15 +569,20 @@ def deny_unknown(
 ) -> None:
     """Audit a request for an unknown patient or study as a deny; the caller answers 404.
 
-    An actor whose role may never perform ``action`` is refused for that (403), as it is
-    for a patient or study that exists: the answer does not tell whether it exists.
+    An actor whose role may never perform ``action``, or who is refused it whatever the
+    patient (checks 1 and 2: no affiliation at the acting institution, a profession that
+    may not), is refused for that (403), as for a patient or study that exists: the answer
+    does not tell whether it exists.
 
     Raises
     ------
     AccessDenied
-        For a role that may not perform ``action``, and when the audit log is unavailable.
+        For an actor refused ``action`` whatever the patient, and when the audit log is
+        unavailable.
     """
     refusal = policy.role_refusal(actor.role, action) if action else None
+    if refusal is None and action:
+        refusal = _refused_whoever_unknown(actor, action)
     if refusal is not None:
         raise AccessDenied(
             _audited(actor, refusal, audit_action, "", study_uid="", detail=detail or {})
@@ -584,6 +591,26 @@ def deny_unknown(
     decision = _audited(actor, decision, audit_action, "", study_uid="", detail=detail or {})
     if decision.reason_code != "NOT_FOUND":
         raise AccessDenied(decision)
+
+
+def _refused_whoever_unknown(actor: Actor, action: str) -> Decision | None:
+    """The deny of ``action`` that holds for any patient (``_refused_whoever``), decided on
+    the actor's facts alone; a failure to decide is a deny."""
+    try:
+        return _refused_whoever(load_facts(actor, patient_ids=[]), action)
+    except Exception:
+        logger.exception("The gate failed while deciding %s", action)
+        return _error_decision("GATE_ERROR", "Access could not be decided; it is denied.")
+
+
+def _refused_whoever(facts: dict[int | None, Facts], action: str) -> Decision | None:
+    """The deny of ``action`` that depends on the actor alone (checks 1 and 2 of the rule),
+    or None. It holds for every patient and study, registered, hidden or unknown, and is
+    given alike for all of them: it tells nothing about which exist."""
+    decision = policy.decide(facts[None], action=action)
+    if not decision.permit and decision.reason_code in _ACTOR_REFUSALS:
+        return decision
+    return None
 
 
 def refuse(
@@ -646,14 +673,17 @@ def _decide_one(
     refusal = policy.role_refusal(actor.role, action)
     if refusal is not None:
         return refusal, False  # whatever the patient or study: it reveals neither
+    patient_id = patient.pk if patient else None
+    uids = [study.study_uid] if study else []
+    facts = load_facts(actor, patient_ids=[patient_id], study_uids=uids)
+    refusal = _refused_whoever(facts, action)
+    if refusal is not None:
+        return refusal, False  # as for an unknown patient or study (deny_unknown)
     if study is not None and patient is not None and study.patient_id != patient.pk:
         # A study of another patient than the one in the URL: it is not there for this one.
         return Decision(False, "NOT_FOUND", NOT_FOUND_MESSAGE), True
     if study is not None and patient is None and study.patient_id is not None:
         return Decision(False, "NOT_FOUND", NOT_FOUND_MESSAGE), True
-    patient_id = patient.pk if patient else None
-    uids = [study.study_uid] if study else []
-    facts = load_facts(actor, patient_ids=[patient_id], study_uids=uids)
     if study is not None:
         return _decide_found(actor, action, facts, study)
     decision = policy.decide(facts[patient_id], action=action)
@@ -667,9 +697,9 @@ def _decide_found(
     actor: Actor, action: str, facts: dict[int | None, Facts], study: StudyRef
 ) -> tuple[Decision, bool]:
     """The decision on one study, and whether a deny must look like an unknown study."""
-    refusal = policy.role_refusal(actor.role, action)
+    refusal = policy.role_refusal(actor.role, action) or _refused_whoever(facts, action)
     if refusal is not None:
-        return refusal, False
+        return refusal, False  # hidden or not, as for an unknown study (deny_unknown)
     facts_of = facts[study.patient_id]
     decision = policy.decide(
         facts_of,
