@@ -220,8 +220,11 @@ def _patient_or_none(value: str) -> Patient | None:
 
 
 @contextlib.contextmanager
-def refusals_audited(actor: Actor, *, audit_action: str, patient: Patient | None) -> Iterator[None]:
-    """Audit, as a deny, a refusal a service raises after the gate permitted the request.
+def refusals_audited(
+    actor: Actor, *, audit_action: str, patient: Patient | None, detail: dict | None = None
+) -> Iterator[None]:
+    """Audit, as a deny, a refusal a service raises after the gate permitted the request
+    (with ``detail``: non-identifying ids of what was asked for).
 
     Such services write their own event only on success (``audit_permit=False``), and their
     transaction has rolled back by the time the refusal arrives here, so this row stands.
@@ -232,5 +235,5 @@ def refusals_audited(actor: Actor, *, audit_action: str, patient: Patient | None
         raise  # already audited by the gate
     except ApplicationError as refusal:
         national = patient.national_id if patient else ""
-        audit_refusal(actor, refusal, action=audit_action, patient=national)
+        audit_refusal(actor, refusal, action=audit_action, patient=national, detail=detail)
         raise

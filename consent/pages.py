@@ -85,10 +85,13 @@ def run_service(
     *,
     audit_action: str,
     patient: Patient | None,
+    detail: dict | None = None,
 ) -> bool:
     """Run one service; its refusal (not a gate deny) is audited and becomes a message."""
     try:
-        with refusals_audited(request.actor, audit_action=audit_action, patient=patient):
+        with refusals_audited(
+            request.actor, audit_action=audit_action, patient=patient, detail=detail
+        ):
             action()
     except AccessDenied:
         raise
@@ -473,6 +476,7 @@ def emergency_review(request: HttpRequest, access_id: int) -> HttpResponse:
         ),
         "Review recorded.",
         audit_action=Action.EMERGENCY_REVIEW,
-        patient=None,
+        patient=selectors.emergency_access_patient(access_id=access_id),
+        detail={"emergency_access": access_id},
     )
     return redirect("portal:dpo-emergencies")

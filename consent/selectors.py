@@ -66,6 +66,12 @@ def reviewed_emergency_list(*, before: int | None, limit: int) -> list[Emergency
     return list(accesses.order_by("-pk")[:limit])
 
 
+def emergency_access_patient(*, access_id: int) -> Patient | None:
+    """The patient of an emergency access, or None when there is no such access."""
+    access = EmergencyAccess.objects.select_related("patient").filter(pk=access_id).first()
+    return access.patient if access else None
+
+
 def practitioner_get(*, username: str) -> Practitioner | None:
     return Practitioner.objects.select_related("user").filter(user__username=username).first()
 

@@ -9,7 +9,12 @@ from rest_framework.views import APIView
 from anim_gateway.api_fields import DateTimeField
 from anim_gateway.openapi import error_response
 from audit.actions import Action
-from consent.access import access_care_assertion, access_care_end, serves_patient_data
+from consent.access import (
+    access_care_assertion,
+    access_care_end,
+    refusals_audited,
+    serves_patient_data,
+)
 from consent.api.fields import USERNAME
 from consent.api.patients import CareOutput, practitioner_named, valid
 from consent.api.provisioning import NationalIdField
@@ -34,18 +39,25 @@ class CareRelationshipCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = valid(self.InputSerializer, request)
         actor = actor_of(request)
-        practitioner = practitioner_named(data["practitioner"])
+        with refusals_audited(actor, audit_action=Action.CARE_ASSERT, patient=None):
+            practitioner = practitioner_named(data["practitioner"])
         patient = access_care_assertion(
             actor, national_id_value=data["patient"], practitioner=practitioner
         )
-        link = care.care_relationship_assert(
-            actor=actor,
-            patient=patient,
-            practitioner=practitioner,
-            kind=data["kind"],
-            start=data.get("start"),
-            end=data.get("end"),
-        )
+        # A period the service rejects (backdated, ending before it starts, too long) is a
+        # refused assertion: audited as a deny.
+        detail = {"practitioner": practitioner.user.username}
+        with refusals_audited(
+            actor, audit_action=Action.CARE_ASSERT, patient=patient, detail=detail
+        ):
+            link = care.care_relationship_assert(
+                actor=actor,
+                patient=patient,
+                practitioner=practitioner,
+                kind=data["kind"],
+                start=data.get("start"),
+                end=data.get("end"),
+            )
         return Response(CareOutput(link).data, status=status.HTTP_201_CREATED)
 
 
@@ -57,6 +69,12 @@ class CareRelationshipEndApi(APIView):
     )
     def post(self, request: Request, link_id: int) -> Response:
         actor = actor_of(request)
-        access_care_end(actor, link_id=link_id, audit_action=Action.CARE_END)
-        link = care.care_relationship_end(actor=actor, link_id=link_id)
+        link = access_care_end(actor, link_id=link_id, audit_action=Action.CARE_END)
+        with refusals_audited(
+            actor,
+            audit_action=Action.CARE_END,
+            patient=link.patient,
+            detail={"care_relationship": link_id},
+        ):
+            link = care.care_relationship_end(actor=actor, link_id=link_id)
         return Response(CareOutput(link).data)

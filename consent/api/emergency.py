@@ -126,7 +126,14 @@ class EmergencyAccessReviewApi(APIView):
             audit_action=Action.EMERGENCY_REVIEW,
             audit_permit=False,
         )
-        access = emergency.emergency_review(
-            actor=actor, access_id=access_id, outcome=data["outcome"], note=data["note"]
-        )
+        # An unknown (404) or reviewed (409) access is a refused review: audited as a deny.
+        with refusals_audited(
+            actor,
+            audit_action=Action.EMERGENCY_REVIEW,
+            patient=selectors.emergency_access_patient(access_id=access_id),
+            detail={"emergency_access": access_id},
+        ):
+            access = emergency.emergency_review(
+                actor=actor, access_id=access_id, outcome=data["outcome"], note=data["note"]
+            )
         return Response(EmergencyOutput(access).data)

@@ -179,3 +179,20 @@ def test_reviewed_emergencies_come_newest_first_a_page_at_a_time(portal_as, cast
     assert [a.pk for a in second.context["reviewed"]] == [reviewed[1].pk, reviewed[0].pk]
     assert second.context["older"] is None
     assert dora.get("/dpo/emergencies/", {"before": "\u00b2"}).status_code == 200
+
+
+def test_a_second_review_in_the_portal_is_audited_about_the_patient(portal_as, cast):
+    access = _emergency_access(cast)
+    EmergencyAccess.objects.update(
+        review="justified", reviewed_by="dora", reviewed_at=timezone.now()
+    )
+    page = portal_as("dora").post(
+        f"/dpo/emergencies/{access.pk}/review/", {"outcome": "unjustified"}, follow=True
+    )
+    assert "reviewed already" in page.content.decode()
+    event = AuditEvent.objects.filter(action="emergency.review").get()
+    assert (event.outcome, event.reason_code) == ("deny", "ALREADY_REVIEWED")
+    assert (event.patient, event.detail) == (
+        access.patient.national_id,
+        {"emergency_access": access.pk},
+    )
