@@ -3,15 +3,28 @@
 import logging
 import re
 
+from consent import national_id
+
 # 13 digits, also as a client may write them in a URL ("1980-0517-00166", "1980 0517 00166"
-# or its %20 form: the gateway reads those as the identifier). Not with dots between digits:
-# DICOM UIDs are written so, and a UID in a log says which object failed.
+# or its %20 form: the gateway reads those as the identifier).
 _NATIONAL_ID = re.compile(r"(?<!\d)\d(?:(?:[ \-]|%20)?\d){12}(?!\d)")
+# With dots too ("1980.05.17.001-66": the gateway reads it as the identifier as well), but
+# DICOM UIDs are written with dots, and a UID in a log says which object failed: a dotted
+# form is redacted only when it is a valid identifier (birth date and both check digits)
+# and not part of a longer run of dotted digits, as any digits of a UID are.
+_DOTTED_NATIONAL_ID = re.compile(r"(?<!\d)(?<!\d\.)\d(?:(?:[ .\-]|%20)?\d){12}(?!\d)(?!\.\d)")
 _TRACEBACKS = logging.Formatter()  # the standard formatter's rendering of a traceback
 
 
+def _dotted(match: re.Match) -> str:
+    written = match.group()
+    return "<national-id>" if national_id.is_valid(written.replace("%20", "")) else written
+
+
 def _redact(value: object) -> object:
-    return _NATIONAL_ID.sub("<national-id>", value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    return _DOTTED_NATIONAL_ID.sub(_dotted, _NATIONAL_ID.sub("<national-id>", value))
 
 
 def _message(record: logging.LogRecord) -> str:

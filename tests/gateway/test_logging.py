@@ -190,3 +190,29 @@ def test_uids_and_dates_are_left_alone() -> None:
     item = record("%s", text)
     RedactNationalIds().filter(item)
     assert item.getMessage() == text
+
+
+@pytest.mark.parametrize(
+    "written_so",
+    ["1980.05.17.001-66", "1980.0517.00166", "1980.05.17.001.66", "19800517.001.66"],
+)
+def test_a_national_id_written_with_dots_is_redacted(written_so: str) -> None:
+    # The gateway reads these as the identifier too (consent.national_id.compact).
+    item = record("Forbidden: /api/v1/patients/%s/studies/", written_so)
+    RedactNationalIds().filter(item)
+    assert item.getMessage() == "Forbidden: /api/v1/patients/<national-id>/studies/"
+
+
+@pytest.mark.parametrize(
+    "uid",
+    [
+        "1.2.3.4.5.6.7.8.9.10.11",  # 13 digits, not an identifier
+        "1.2.826.0.1.3680043.8.498.1980.05.17.001.66",  # an identifier's digits in a UID
+        "1980.05.17.001.66.1",  # a longer dotted run is not one
+        "2.1980.05.17.001.66",
+    ],
+)
+def test_dotted_digits_that_are_not_an_identifier_are_left_alone(uid: str) -> None:
+    item = record("Stored %s", uid)
+    RedactNationalIds().filter(item)
+    assert item.getMessage() == f"Stored {uid}"
