@@ -91,11 +91,13 @@ def _enforced(call: Callable, request, *args, **kwargs):
     return response
 
 
-def patient_actor(request: Request) -> Actor:
+def patient_actor(request: Request, *, audit_action: str) -> Actor:
     """The Actor of a patient request, acting for the patient named in X-Act-For if any.
 
     Representation is checked by the gate (django-guardian ``consent.act_for_patient``);
-    here we only resolve whom the caller says they act for.
+    here we only resolve whom the caller says they act for. One's own identifier, however
+    written (dots, spaces), is one's own record. An unknown patient is a 404, audited as a
+    deny of the request's ``audit_action``.
     """
     actor = actor_of(request)
     header = request.headers.get(ACT_FOR_HEADER, "").strip()
@@ -103,11 +105,11 @@ def patient_actor(request: Request) -> Actor:
         if header:
             raise ApplicationError(f"{ACT_FOR_HEADER}: only a patient account may act for another.")
         return actor
-    if not header or header == actor.patient_national_id:
+    if not header or national_id.compact(header) == actor.patient_national_id:
         return actor
     target = _patient_or_none(header)
     if target is None:
-        gate.deny_unknown(actor, audit_action=Action.RECORD_VIEW, detail={"act_for": "unknown"})
+        gate.deny_unknown(actor, audit_action=audit_action, detail={"act_for": "unknown"})
         raise NotFound(gate.NO_SUCH_PATIENT, code="NOT_FOUND")
     return dataclasses.replace(actor, patient=target, representative=actor.patient)
 

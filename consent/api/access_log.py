@@ -19,5 +19,5 @@ class AccessLogApi(AccessLogApiBase):
     """GET me/access-log/: events about the caller's record (or the one they represent)."""
 
     def authorize_reader(self, request: Request) -> str:
-        actor = patient_actor(request)
+        actor = patient_actor(request, audit_action=Action.AUDIT_ACCESS_LOG)
         return access_own_record(actor, audit_action=Action.AUDIT_ACCESS_LOG).national_id

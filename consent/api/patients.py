@@ -89,7 +89,9 @@ class ExclusionOutput(serializers.Serializer):
 class RecordApi(APIView):
     @extend_schema(parameters=[ACT_FOR_PARAMETER], responses={200: dict})
     def get(self, request: Request) -> Response:
-        patient = access_own_record(patient_actor(request), audit_action=Action.RECORD_VIEW)
+        patient = access_own_record(
+            patient_actor(request, audit_action=Action.RECORD_VIEW), audit_action=Action.RECORD_VIEW
+        )
         history = [
             {"status": c.status, "changed_at": c.changed_at, "channel": c.channel}
             for c in selectors.record_history(patient=patient)
@@ -116,7 +118,7 @@ class _RecordStatusApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        actor = patient_actor(request)
+        actor = patient_actor(request, audit_action=self.audit_action)
         patient = access_own_record(actor, audit_action=self.audit_action, audit_permit=False)
         with refusals_audited(actor, audit_action=self.audit_action, patient=patient):
             record = consents.record_set_status(actor=actor, patient=patient, status=self.target)
@@ -155,7 +157,10 @@ class ConsentListCreateApi(APIView):
 
     @extend_schema(parameters=[ACT_FOR_PARAMETER], responses={200: ConsentOutput(many=True)})
     def get(self, request: Request) -> Response:
-        patient = access_own_record(patient_actor(request), audit_action=Action.CONSENT_LIST)
+        patient = access_own_record(
+            patient_actor(request, audit_action=Action.CONSENT_LIST),
+            audit_action=Action.CONSENT_LIST,
+        )
         rows = selectors.consent_list(patient=patient)
         return Response(ConsentOutput(rows, many=True).data)
 
@@ -164,7 +169,7 @@ class ConsentListCreateApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = valid(self.InputSerializer, request)
-        actor = patient_actor(request)
+        actor = patient_actor(request, audit_action=Action.CONSENT_GRANT)
         patient = access_own_record(actor, audit_action=Action.CONSENT_GRANT, audit_permit=False)
         with refusals_audited(actor, audit_action=Action.CONSENT_GRANT, patient=patient):
             consent = consents.consent_grant(
@@ -188,7 +193,7 @@ class ConsentRevokeApi(APIView):
         },
     )
     def post(self, request: Request, consent_id: int) -> Response:
-        actor = patient_actor(request)
+        actor = patient_actor(request, audit_action=Action.CONSENT_REVOKE)
         patient = access_own_record(actor, audit_action=Action.CONSENT_REVOKE, audit_permit=False)
         with refusals_audited(actor, audit_action=Action.CONSENT_REVOKE, patient=patient):
             consent = consents.consent_revoke(actor=actor, patient=patient, consent_id=consent_id)
@@ -206,7 +211,9 @@ class ExclusionListCreateApi(APIView):
     @extend_schema(parameters=[ACT_FOR_PARAMETER], responses={200: ExclusionOutput(many=True)})
     def get(self, request: Request) -> Response:
         patient = access_own_record(
-            patient_actor(request), audit_action=Action.RECORD_VIEW, detail={"view": "exclusions"}
+            patient_actor(request, audit_action=Action.RECORD_VIEW),
+            audit_action=Action.RECORD_VIEW,
+            detail={"view": "exclusions"},
         )
         return Response(ExclusionOutput(selectors.exclusion_list(patient=patient), many=True).data)
 
@@ -220,7 +227,7 @@ class ExclusionListCreateApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = valid(self.InputSerializer, request)
-        actor = patient_actor(request)
+        actor = patient_actor(request, audit_action=Action.EXCLUSION_ADD)
         patient = access_own_record(actor, audit_action=Action.EXCLUSION_ADD, audit_permit=False)
         with refusals_audited(actor, audit_action=Action.EXCLUSION_ADD, patient=patient):
             exclusion = exclusions.exclusion_add(
@@ -233,7 +240,7 @@ class ExclusionListCreateApi(APIView):
 class ExclusionDeleteApi(APIView):
     @extend_schema(parameters=[ACT_FOR_PARAMETER], responses={204: None})
     def delete(self, request: Request, exclusion_id: int) -> Response:
-        actor = patient_actor(request)
+        actor = patient_actor(request, audit_action=Action.EXCLUSION_REMOVE)
         patient = access_own_record(actor, audit_action=Action.EXCLUSION_REMOVE, audit_permit=False)
         with refusals_audited(actor, audit_action=Action.EXCLUSION_REMOVE, patient=patient):
             exclusions.exclusion_remove(actor=actor, patient=patient, exclusion_id=exclusion_id)
@@ -251,7 +258,9 @@ class DeclaredCareApi(APIView):
     @extend_schema(parameters=[ACT_FOR_PARAMETER], responses={200: CareOutput(many=True)})
     def get(self, request: Request) -> Response:
         patient = access_own_record(
-            patient_actor(request), audit_action=Action.RECORD_VIEW, detail={"view": "care"}
+            patient_actor(request, audit_action=Action.RECORD_VIEW),
+            audit_action=Action.RECORD_VIEW,
+            detail={"view": "care"},
         )
         rows = selectors.care_relationship_list(patient=patient)
         return Response(CareOutput(rows, many=True).data)
@@ -261,7 +270,7 @@ class DeclaredCareApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = valid(self.InputSerializer, request)
-        actor = patient_actor(request)
+        actor = patient_actor(request, audit_action=Action.CARE_DECLARE)
         patient = access_own_record(actor, audit_action=Action.CARE_DECLARE, audit_permit=False)
         with refusals_audited(actor, audit_action=Action.CARE_DECLARE, patient=patient):
             link = care.care_relationship_declare(
@@ -275,7 +284,7 @@ class _StudyVisibilityApi(APIView):
 
     @extend_schema(parameters=[ACT_FOR_PARAMETER], request=None, responses={200: dict})
     def post(self, request: Request, study_uid: str) -> Response:
-        actor = patient_actor(request)
+        actor = patient_actor(request, audit_action=self.audit_action)
         patient = access_own_record(actor, audit_action=self.audit_action, audit_permit=False)
         study = lookup_study(study_uid)
         if study is None or study.patient_id != patient.pk:
@@ -306,7 +315,7 @@ class StudyUnhideApi(_StudyVisibilityApi):
 class WhoCanSeeApi(APIView):
     @extend_schema(parameters=[ACT_FOR_PARAMETER], responses={200: dict})
     def get(self, request: Request) -> Response:
-        actor = patient_actor(request)
+        actor = patient_actor(request, audit_action=Action.RECORD_VIEW)
         if actor.patient is None:
             # Not a patient: the gate denies (and audits) on the role.
             access_own_record(actor, audit_action=Action.RECORD_VIEW)

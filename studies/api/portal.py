@@ -86,7 +86,7 @@ class MyStudiesApi(APIView):
         responses=inline_serializer("MyStudies", {"studies": OwnStudyOutputSerializer(many=True)}),
     )
     def get(self, request: Request) -> Response:
-        actor = patient_actor(request)
+        actor = patient_actor(request, audit_action=Action.PATIENT_STUDIES_LIST)
         patient = access_own_record(
             actor, audit_action=Action.PATIENT_STUDIES_LIST, audit_permit=False
         )
