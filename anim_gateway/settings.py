@@ -103,6 +103,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
+    # Before django.contrib.auth: its createsuperuser replaces Django's.
+    "anim_gateway.usernames",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -1,5 +1,6 @@
 """Reads of the consent app: the patient's consents, links, exclusions; the DPO's queue."""
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from guardian.models import UserObjectPermission
@@ -70,6 +71,13 @@ def emergency_access_patient(*, access_id: int) -> Patient | None:
     """The patient of an emergency access, or None when there is no such access."""
     access = EmergencyAccess.objects.select_related("patient").filter(pk=access_id).first()
     return access.patient if access else None
+
+
+def username_taken(*, username: str, database: str = "default") -> bool:
+    """Whether a user has this username, whatever its case: "Alice" is taken by "alice"
+    (log-ins still match the username exactly)."""
+    users = get_user_model()._default_manager.db_manager(database)
+    return users.filter(username__iexact=username).exists()
 
 
 def practitioner_get(*, username: str) -> Practitioner | None:

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 
 from anim_gateway.errors import ApplicationError, Conflict, Forbidden, NotFound
 from audit.actions import Action
-from consent import national_id
+from consent import national_id, selectors
 from consent.actors import Actor
 from consent.auditing import audit_event, audit_refusal
 from consent.models import (
@@ -84,7 +84,8 @@ def _new_user(username: str):
         code="USERNAME_TAKEN",
         audit_message="The username is already taken.",
     )
-    if users.filter(username=username).exists():
+    # Whatever the case: "Alice" next to "alice" would be told apart by nobody.
+    if selectors.username_taken(username=username):
         raise taken
     with _or_conflict(taken):
         user = users.create_user(username=username)

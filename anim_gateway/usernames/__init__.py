@@ -1,0 +1,1 @@
+"""Usernames unique whatever their case at creation, for the commands Django ships."""

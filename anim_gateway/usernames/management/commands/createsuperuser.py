@@ -1,0 +1,15 @@
+"""createsuperuser, refusing a username that differs from a taken one only in case."""
+
+from django.contrib.auth.management.commands import createsuperuser
+
+from consent.selectors import username_taken
+
+
+class Command(createsuperuser.Command):
+    def _validate_username(self, username, verbose_field_name, database) -> str | None:
+        """Django's checks, and "Alice" is taken when "alice" is: people tell users apart by
+        name in the portal and the audit log, whatever the case."""
+        error = super()._validate_username(username, verbose_field_name, database)
+        if error is None and username and username_taken(username=username, database=database):
+            return f"Error: That {verbose_field_name} is already taken."
+        return error
