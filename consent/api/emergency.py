@@ -55,7 +55,15 @@ class EmergencyAccessCreateApi(APIView):
             help_text="Why the emergency justifies access without consent (written reason).",
         )
 
-    @extend_schema(request=InputSerializer, responses={201: dict})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: dict,
+            409: error_response(
+                "EMERGENCY_ALREADY_OPEN: the caller's access to the patient is open already."
+            ),
+        },
+    )
     def post(self, request: Request, national_id: str) -> Response:
         data = valid(self.InputSerializer, request)
         actor = actor_of(request)

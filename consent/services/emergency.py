@@ -28,6 +28,9 @@ def emergency_declare(
     ------
     ApplicationError
         When the written reason is shorter than EMERGENCY_REASON_MIN_LENGTH.
+    Conflict
+        When the practitioner has an emergency access to the patient open at the acting
+        institution already (``EMERGENCY_ALREADY_OPEN``): it is neither doubled nor extended.
     """
     reason = reason.strip()
     if len(reason) < settings.EMERGENCY_REASON_MIN_LENGTH:
@@ -35,6 +38,7 @@ def emergency_declare(
             f"reason: at least {settings.EMERGENCY_REASON_MIN_LENGTH} characters are required."
         )
     start = timezone.now()
+    _refuse_a_second_open_access(actor, patient, now=start)
     access = EmergencyAccess.objects.create(
         practitioner=actor.practitioner,
         institution=actor.institution,
@@ -60,6 +64,29 @@ def emergency_declare(
     # The notice stays due on the row (patient_notified_at), and the sweep sends it.
     transaction.on_commit(lambda: tasks.notify_emergency.delay(access.pk), robust=True)
     return access
+
+
+def _refuse_a_second_open_access(actor: Actor, patient: Patient, *, now) -> None:
+    """One open access per practitioner, patient and institution: a second would be one more
+    notice to the patient and one more review for the DPO, for the same emergency."""
+    # Two declarations at once: the patient's row, locked, makes the second wait and see
+    # the first (on SQLite, the IMMEDIATE transaction does).
+    Patient.objects.select_for_update().filter(pk=patient.pk).first()
+    open_now = EmergencyAccess.objects.filter(
+        practitioner=actor.practitioner,
+        patient=patient,
+        institution=actor.institution,
+        start__lte=now,
+        expires_at__gt=now,
+    ).first()
+    if open_now is None:
+        return
+    until = timezone.localtime(open_now.expires_at).strftime("%Y-%m-%d %H:%M")
+    raise Conflict(
+        f"Your emergency access to this patient is open already (id {open_now.pk}, until "
+        f"{until}); it was not extended.",
+        code="EMERGENCY_ALREADY_OPEN",
+    )
 
 
 @transaction.atomic
