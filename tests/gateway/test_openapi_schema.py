@@ -182,6 +182,7 @@ def test_conflicts_are_documented_only_where_the_api_answers_them(schema):
         ("post", f"{API}/patients/"),
         ("post", f"{API}/patients/{{national_id}}/identifiers/"),
         ("post", f"{API}/care-relationships/{{link_id}}/end/"),
+        ("post", f"{API}/patients/{{national_id}}/emergency-access/"),
         ("post", f"{API}/emergency-accesses/{{access_id}}/review/"),
         ("post", f"{API}/me/record/close/"),
         ("post", f"{API}/me/record/reopen/"),
