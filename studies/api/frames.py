@@ -10,7 +10,7 @@ from audit.actions import Action
 from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
-from studies import access, big_endian, storage
+from studies import access, big_endian, bit_frames, storage
 from studies.api.dicomweb import DicomWebApi, multipart_response
 from studies.dicom import InvalidDicom, read_frame
 from studies.dicom_decode import decoded_frame
@@ -59,22 +59,60 @@ def frame_numbers(raw: str, *, count: int) -> list[int]:
 
 
 def _frame_size(instance: Instance) -> int:
+    """The bytes of a native frame; 0 for a 1-bit one, whose frames need not start on a
+    byte (``_bit_frame_size``)."""
     rows, columns = _value(instance, "00280010", 0), _value(instance, "00280011", 0)
     bits, samples = _value(instance, "00280100", 0), _value(instance, "00280002", 1)
     if _value(instance, "00280004") == "YBR_FULL_422":
         samples = 2  # subsampled chroma
-    if not (rows and columns) or not bits or bits % 8:
+    if not (rows and columns) or not bits or (bits % 8 and bits != 1):
         raise ApplicationError("frames: this instance's frames are not byte-addressable.")
+    if bits == 1:
+        return 0
     return int(rows) * int(columns) * int(samples) * int(bits) // 8
+
+
+def _bit_frame_size(instance: Instance) -> int:
+    """The bits of a 1-bit native frame (PS3.5 8.1.1: packed, no padding between frames);
+    0 for any other."""
+    if instance.transfer_syntax_uid not in NATIVE or _value(instance, "00280100", 0) != 1:
+        return 0
+    rows, columns = _value(instance, "00280010", 0), _value(instance, "00280011", 0)
+    return int(rows) * int(columns) * int(_value(instance, "00280002", 1))
 
 
 def _frame_parts(instance: Instance, numbers: list[int], part_type: str):
     """A part per frame, all read from one open object (opened once the answer starts, so
     that an answer never sent leaves nothing open)."""
     size = 0 if instance.transfer_syntax_uid not in NATIVE else _frame_size(instance)
+    bits = _bit_frame_size(instance)
     with storage.object_reader(key=instance.storage_key) as reader:
         for number in numbers:
-            yield part_type, _frame_chunks(reader, instance, number, size)
+            chunks = (
+                _bit_frame_chunks(reader, instance, number, bits)
+                if bits
+                else _frame_chunks(reader, instance, number, size)
+            )
+            yield part_type, chunks
+
+
+def _bit_frame_chunks(
+    reader: storage.Reader, instance: Instance, number: int, bits: int
+) -> Iterator[bytes]:
+    """A 1-bit frame repacked from its first pixel, a piece at a time (studies.bit_frames).
+    Its bytes are a bit stream: big-endian objects hold it as little-endian ones do."""
+    try:
+        yield from bit_frames.frame_bytes(
+            reader,
+            offset=instance.pixel_data_offset,
+            index=number - 1,
+            frame_bits=bits,
+            length=instance.pixel_data_length,
+        )
+    except storage.ObjectUnavailable:
+        return  # logged by storage; already streaming: the client sees a short part
+    except InvalidDicom as exc:  # the stored bytes, corrupt: the part is short too
+        logger.error("Frame %d of instance %s cannot be served: %s", number, instance.pk, exc)
 
 
 def _frame_chunks(
