@@ -76,6 +76,11 @@ class DicomWebApi(APIView):
     parser_classes: list = []
 
 
+def accepted(request: Request) -> str | None:
+    """What the client accepts: ?accept= where given (PS3.18 8.3.3.1), else the header."""
+    return accept.requested(request.META.get("QUERY_STRING", ""), request.headers.get("Accept"))
+
+
 def _json(body: object, status: int = 200) -> HttpResponse:
     return HttpResponse(json.dumps(body), content_type=DICOM_JSON, status=status)
 
@@ -107,8 +112,9 @@ MULTIPART, BARE, METADATA = "multipart", "bare", "metadata"
 def _retrieve_form(request: Request) -> str:
     """How an instance resource is served: multipart/related, a bare application/dicom (one
     instance), or its DICOM JSON metadata (PS3.18 10.4.4) for a client that accepts only
-    that; the most preferred of the ranges the client accepts (8.7.8)."""
-    wanted = request.headers.get("Accept")
+    that; the most preferred of the ranges the client accepts (8.7.8), from ?accept= where
+    given (8.3.3.1)."""
+    wanted = accepted(request)
     refused = accept.refused(wanted)
     form = accept.choose(wanted, lambda media_range: _dicom_offer(media_range, refused))
     if form is None:
@@ -150,7 +156,7 @@ def _results_form(request: Request) -> str:
     multipart/related; type="application/dicom+xml" (required of metadata by PS3.18 10.4.4,
     offered for searches too); the most
     preferred of the ranges the client accepts (8.7.8), from ?accept= where given (8.3.3.1)."""
-    wanted = request.query_params.get("accept") or request.headers.get("Accept")
+    wanted = accepted(request)
     refused = accept.refused(wanted)
     form = accept.choose(wanted, lambda media_range: _results_offer(media_range, refused))
     if form is None:

@@ -11,7 +11,7 @@ from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
 from studies import access, big_endian, bit_frames, storage
-from studies.api.dicomweb import DicomWebApi, multipart_response
+from studies.api.dicomweb import DicomWebApi, accepted, multipart_response
 from studies.dicom import InvalidDicom, read_frame
 from studies.dicom_decode import decoded_frame
 from studies.frame_forms import NATIVE, frame_form
@@ -43,15 +43,23 @@ def _value(instance: Instance, tag: str, default: object = None) -> object:
     return values[0]
 
 
+FRAME_LIST = "frames: a comma-separated list of frame numbers (a space may follow a comma)."
+
+
 def frame_numbers(raw: str, *, count: int) -> list[int]:
-    """'1,3' -> [1, 3]; 400 naming the parameter when malformed or out of range."""
+    """'1,3' -> [1, 3]; 400 naming the parameter when malformed or out of range.
+
+    PS3.18 8.4.1 writes the list comma-separated; spaces after a comma ("1, 3", the way
+    people write lists) are accepted, any other space (" 1", "1 ,3") is not."""
+    first, *rest = raw.split(",")
+    items = [first, *(item.lstrip(" ") for item in rest)]
     try:
         # Empty items ("1,,2", "1,") are skipped; a list of none is refused below.
-        numbers = [whole_number(n) for n in raw.split(",") if n.strip()]
+        numbers = [whole_number(n) for n in items if n]
     except ValueError as exc:
-        raise ApplicationError("frames: a comma-separated list of frame numbers.") from exc
+        raise ApplicationError(FRAME_LIST) from exc
     if not numbers:
-        raise ApplicationError("frames: a comma-separated list of frame numbers.")
+        raise ApplicationError(FRAME_LIST)
     if any(n < 1 or n > count for n in numbers):
         raise ApplicationError(f"frames: frame numbers go from 1 to {count}.")
     # Each frame once, in the order asked: a repeated list must not multiply the response.
@@ -165,9 +173,7 @@ class FramesApi(DicomWebApi):
                 "frames: this instance has no pixel data.", status_code=404, code="NOT_FOUND"
             )
         numbers = frame_numbers(frames, count=found.number_of_frames)
-        form = frame_form(
-            request.headers.get("Accept"), transfer_syntax_uid=found.transfer_syntax_uid
-        )
+        form = frame_form(accepted(request), transfer_syntax_uid=found.transfer_syntax_uid)
         if form.decoded:
             first = _first_decoded(found, numbers[0])  # refused here, before any byte
             parts = _decoded_parts(found, numbers, first, form.part_type)

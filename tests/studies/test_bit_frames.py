@@ -73,7 +73,9 @@ def test_a_whole_1_bit_frame_is_served_little_and_big_endian_alike(cast, tmp_pat
 
 def test_a_1_bit_frame_asked_uncompressed_by_name_is_served(multi_frame):
     result, expected = multi_frame
-    accept = 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'
+    accept = (
+        'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'
+    )
     ((_, data),) = multipart_parts(_frames(result, "2", HTTP_ACCEPT=accept))
     assert data == pack_bits(expected[1], pad=False)
 
