@@ -49,7 +49,7 @@ FRAME_LIST = "frames: a comma-separated list of frame numbers (a space may follo
 def frame_numbers(raw: str, *, count: int) -> list[int]:
     """'1,3' -> [1, 3]; 400 naming the parameter when malformed or out of range.
 
-    PS3.18 8.4.1 writes the list comma-separated; spaces after a comma ("1, 3", the way
+    PS3.18 writes the list comma-separated; spaces after a comma ("1, 3", the way
     people write lists) are accepted, any other space (" 1", "1 ,3") is not."""
     first, *rest = raw.split(",")
     items = [first, *(item.lstrip(" ") for item in rest)]
