@@ -82,7 +82,7 @@ def media_ranges(accept: str) -> tuple[MediaRange, ...]:
 def refused(accept: str | None) -> frozenset[str]:
     """The media types the header names with q=0: not acceptable, even under a wildcard
     ("image/jpeg;q=0, */*" accepts anything but JPEG; RFC 9110 12.5.1's most specific range)."""
-    return frozenset(media_type for media_type, params in _refusals(accept))
+    return frozenset(media_type for media_type, params in refusals(accept))
 
 
 def refused_part_types(accept: str | None) -> frozenset[str]:
@@ -91,12 +91,12 @@ def refused_part_types(accept: str | None) -> frozenset[str]:
     anything but JPEG parts, as 'image/jpeg;q=0, */*' does)."""
     return frozenset(
         params["type"].lower()
-        for media_type, params in _refusals(accept)
+        for media_type, params in refusals(accept)
         if media_type == "multipart/related" and params.get("type")
     )
 
 
-def _refusals(accept: str | None) -> Iterator[tuple[str, dict[str, str]]]:
+def refusals(accept: str | None) -> Iterator[tuple[str, dict[str, str]]]:
     """Each range with q=0, as its media type (lower case) and its parameters."""
     for element in _ELEMENTS.findall((accept or "")[:4096]):
         media_type, *raw = [p.strip() for p in _PARAMS.findall(element)] or [""]

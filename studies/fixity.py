@@ -31,6 +31,7 @@ class StoredCopy(NamedTuple):
     key: str
     sop_instance_uid: str
     failed: bool
+    transfer_syntax: str = ""
 
 
 def failed(fixity_ok: bool | None) -> bool:

@@ -85,13 +85,14 @@ def stored_copies(
     *, study: Study | lookups.StudyRow, series: Series | None = None
 ) -> list[fixity.StoredCopy]:
     """The stored copies of a study's (or series') instances, in display order: each key,
-    with whether it failed its fixity check (read with the keys, in the same query)."""
+    with whether it failed its fixity check and its transfer syntax (read with the keys, in
+    the same query)."""
     qs = Instance.objects.filter(study_id=study.pk)
     if series is not None:
         qs = qs.filter(series=series)
     qs = qs.order_by("series_id", F("instance_number").asc(nulls_last=True), "pk")
-    rows = qs.values_list("storage_key", "sop_instance_uid", "fixity_ok")
-    return [fixity.StoredCopy(key, uid, fixity.failed(ok)) for key, uid, ok in rows]
+    rows = qs.values_list("storage_key", "sop_instance_uid", "fixity_ok", "transfer_syntax_uid")
+    return [fixity.StoredCopy(key, uid, fixity.failed(ok), ts) for key, uid, ok, ts in rows]
 
 
 def series_images(*, series: Series) -> list[tuple[str, int]]:
