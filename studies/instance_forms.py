@@ -3,6 +3,7 @@ bare application/dicom in the transfer syntax they are stored in, or their metad
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import NoReturn
 
 from anim_gateway.errors import ApplicationError
 from studies import accept
@@ -75,7 +76,7 @@ def _is_dicom(media_type: str, params: dict[str, str]) -> bool:
     return media_type == DICOM
 
 
-def _refuse(syntaxes: Collection[str]):
+def _refuse(syntaxes: Collection[str]) -> NoReturn:
     listed = ", ".join(sorted(syntaxes))
     raise ApplicationError(
         f"Accept: instances here are stored in transfer syntax {listed}, and served only as"
