@@ -2,6 +2,7 @@
 
 import functools
 import re
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -21,6 +22,29 @@ class MediaRange:
 
     def param(self, name: str, default: str = "") -> str:
         return next((value for key, value in self.params if key == name), default)
+
+
+def requested(query_string: str, header: str | None) -> str | None:
+    """The media ranges a request accepts: its ``accept`` query parameters, where given,
+    which PS3.18 8.3.3.1 makes take the place of the Accept header (several are one list, in
+    their order), else the header."""
+    values = [
+        _query_value(value)
+        for name, _, value in (item.partition("=") for item in query_string.split("&"))
+        if name == "accept" and value
+    ]
+    return ", ".join(values) if values else header
+
+
+# A space between two characters of a token ("application/dicom json") is no separator: a '+'
+# the client wrote as is (RFC 3986 keeps it in a query), read by form decoding as a space.
+_PLUS_READ_AS_SPACE = re.compile(r"(?<=[A-Za-z0-9.\-]) (?=[A-Za-z0-9.\-])")
+
+
+def _query_value(value: str) -> str:
+    """A query value form-decoded ('+' a space, as clients that encode spaces write it),
+    a '+' inside a media type kept (?accept=application/dicom+json)."""
+    return _PLUS_READ_AS_SPACE.sub("+", urllib.parse.unquote_plus(value, errors="replace"))
 
 
 def choose(accept: str | None, offer: Callable[[MediaRange], T | None]) -> T | None:
@@ -58,7 +82,7 @@ def media_ranges(accept: str) -> tuple[MediaRange, ...]:
 def refused(accept: str | None) -> frozenset[str]:
     """The media types the header names with q=0: not acceptable, even under a wildcard
     ("image/jpeg;q=0, */*" accepts anything but JPEG; RFC 9110 12.5.1's most specific range)."""
-    return frozenset(media_type for media_type, params in _refusals(accept))
+    return frozenset(media_type for media_type, params in refusals(accept))
 
 
 def refused_part_types(accept: str | None) -> frozenset[str]:
@@ -67,12 +91,12 @@ def refused_part_types(accept: str | None) -> frozenset[str]:
     anything but JPEG parts, as 'image/jpeg;q=0, */*' does)."""
     return frozenset(
         params["type"].lower()
-        for media_type, params in _refusals(accept)
+        for media_type, params in refusals(accept)
         if media_type == "multipart/related" and params.get("type")
     )
 
 
-def _refusals(accept: str | None) -> Iterator[tuple[str, dict[str, str]]]:
+def refusals(accept: str | None) -> Iterator[tuple[str, dict[str, str]]]:
     """Each range with q=0, as its media type (lower case) and its parameters."""
     for element in _ELEMENTS.findall((accept or "")[:4096]):
         media_type, *raw = [p.strip() for p in _PARAMS.findall(element)] or [""]

@@ -10,6 +10,7 @@ from django.db import transaction
 
 from studies import storage
 from studies.dicom import Header, InvalidDicom, read_header
+from studies.fixity import failed
 from studies.models import METADATA_CURRENT, Instance
 from studies.spool import spool_chunks
 
@@ -82,6 +83,7 @@ def _due(*, after: int, size: int) -> list[Instance]:
         "pixel_data_offset",
         "pixel_data_length",
         "metadata",
+        "fixity_ok",
     )
     qs = Instance.objects.filter(pk__gt=after, metadata_version__lt=METADATA_CURRENT)
     return list(qs.select_related("study", "series").only(*fields).order_by("pk")[:size])
@@ -114,8 +116,12 @@ def referenced_metadata(instance: Instance) -> dict:
     Raises
     ------
     BackfillFailed
-        The stored object is missing, does not parse, or is no longer what the row says.
+        The stored copy failed its fixity check (it is not read), is missing, does not
+        parse, or is no longer what the row says.
     """
+    if failed(instance.fixity_ok):
+        # Its bytes are not the patient's image any more: nothing read from them is written.
+        raise BackfillFailed("the stored copy failed its fixity check; restore it first")
     header = _stored_header(instance)
     _check_identity(instance, header)
     return with_references(instance.metadata, header.metadata)

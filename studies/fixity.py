@@ -31,6 +31,7 @@ class StoredCopy(NamedTuple):
     key: str
     sop_instance_uid: str
     failed: bool
+    transfer_syntax: str = ""
 
 
 def failed(fixity_ok: bool | None) -> bool:
@@ -86,7 +87,7 @@ def refusal_audited(
         len(sop_uids),
         study.study_uid,
         audit_action,
-        sop_uids[0],
+        sop_uids[0] if sop_uids else "none",  # a caller naming none must not fail the audit
     )
     audit_event(
         actor,

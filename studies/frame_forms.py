@@ -44,7 +44,8 @@ def frame_form(wanted: str | None, *, transfer_syntax_uid: str) -> FrameForm:
         return form
     served = " or ".join(_described(f) for f in forms)
     raise ApplicationError(
-        f"Accept: the frames of this instance are served as {served}.",
+        f"Accept: the frames of this instance, stored in transfer syntax"
+        f" {transfer_syntax_uid}, are served as {served}.",
         code="NOT_ACCEPTABLE",
         status_code=406,
     )
@@ -53,9 +54,11 @@ def frame_form(wanted: str | None, *, transfer_syntax_uid: str) -> FrameForm:
 def _forms(syntax: str) -> list[FrameForm]:
     """The stored form first (what a wildcard gets, as before), then the decoded one."""
     if syntax in NATIVE:
-        # Served little endian (PS3.18 8.7.3.3.1), labelled as they always were: a client
-        # naming Explicit VR Big Endian is not given little-endian words under that name.
-        return [FrameForm(OCTETS, frozenset({IMPLICIT_LE, EXPLICIT_LE}), OCTETS, False)]
+        # Served little endian (PS3.18 8.7.3.3.1), labelled Explicit VR Little Endian, the
+        # syntax of those bytes: a client naming Explicit VR Big Endian is not given
+        # little-endian words under that name.
+        native = f"{OCTETS}; transfer-syntax={EXPLICIT_LE}"
+        return [FrameForm(OCTETS, frozenset({IMPLICIT_LE, EXPLICIT_LE}), native, False)]
     media_type = COMPRESSED_TYPES.get(syntax, OCTETS)
     stored = FrameForm(
         media_type, frozenset({syntax}), f"{media_type}; transfer-syntax={syntax}", False

@@ -53,6 +53,7 @@ class StoredObject:
     size: int
     # Its last fixity check found it altered or lost: never served (studies.fixity).
     failed: bool = False
+    transfer_syntax: str = ""
 
 
 _STUDY_COLUMNS = (
@@ -64,7 +65,7 @@ SELECT {_STUDY_COLUMNS}
  WHERE s.study_uid = %s"""  # noqa: S608 (model table names; the value is a parameter)
 
 _INSTANCE_SQL = f"""
-SELECT {_STUDY_COLUMNS}, i.storage_key, i.size, i.fixity_ok
+SELECT {_STUDY_COLUMNS}, i.storage_key, i.size, i.fixity_ok, i.transfer_syntax_uid
   FROM {_INSTANCE} i
   JOIN {_SERIES} se ON se.id = i.series_id
   JOIN {_STUDY} s ON s.id = i.study_id
@@ -81,7 +82,8 @@ SELECT s.id, s.patient_id, s.institution_id, s.study_uid,
 
 _INSTANCE_LOOKUP = f"""
 SELECT s.id, s.patient_id, s.institution_id, s.study_uid,
-       ARRAY[i.storage_key, CAST(i.size AS text), CAST(i.fixity_ok IS FALSE AS text)]
+       ARRAY[i.storage_key, CAST(i.size AS text), CAST(i.fixity_ok IS FALSE AS text),
+             i.transfer_syntax_uid]
   FROM {_INSTANCE} i
   JOIN {_SERIES} se ON se.id = i.series_id
   JOIN {_STUDY} s ON s.id = i.study_id
@@ -115,7 +117,10 @@ def instance_object(
     if not rows:
         return None
     row = rows[0]
-    return _study_row(row), StoredObject(key=row[6], size=row[7], failed=fixity.failed(row[8]))
+    stored = StoredObject(
+        key=row[6], size=row[7], failed=fixity.failed(row[8]), transfer_syntax=row[9]
+    )
+    return _study_row(row), stored
 
 
 def study_lookup(study_uid: str) -> Lookup:
@@ -145,8 +150,8 @@ def study_of(found: Found) -> StudyRow:
 
 def stored_object_of(found: Found) -> StoredObject:
     """The stored object of an instance ``instance_lookup`` found."""
-    key, size, failed = found.extra
-    return StoredObject(key=key, size=int(size), failed=failed == "true")
+    key, size, failed, syntax = found.extra
+    return StoredObject(key=key, size=int(size), failed=failed == "true", transfer_syntax=syntax)
 
 
 def metadata_texts(*, study: StudyRow, series_id: int | None = None) -> Iterator[list[str]]:

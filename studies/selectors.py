@@ -85,13 +85,14 @@ def stored_copies(
     *, study: Study | lookups.StudyRow, series: Series | None = None
 ) -> list[fixity.StoredCopy]:
     """The stored copies of a study's (or series') instances, in display order: each key,
-    with whether it failed its fixity check (read with the keys, in the same query)."""
+    with whether it failed its fixity check and its transfer syntax (read with the keys, in
+    the same query)."""
     qs = Instance.objects.filter(study_id=study.pk)
     if series is not None:
         qs = qs.filter(series=series)
     qs = qs.order_by("series_id", F("instance_number").asc(nulls_last=True), "pk")
-    rows = qs.values_list("storage_key", "sop_instance_uid", "fixity_ok")
-    return [fixity.StoredCopy(key, uid, fixity.failed(ok)) for key, uid, ok in rows]
+    rows = qs.values_list("storage_key", "sop_instance_uid", "fixity_ok", "transfer_syntax_uid")
+    return [fixity.StoredCopy(key, uid, fixity.failed(ok), ts) for key, uid, ok, ts in rows]
 
 
 def series_images(*, series: Series) -> list[tuple[str, int]]:
@@ -111,23 +112,31 @@ def image_counts(*, study: Study) -> dict[int, int]:
 
 
 def thumbnail_instance(
-    *, study: Study | lookups.StudyRow, series: Series | None = None
+    *, study: Study | lookups.StudyRow, series: Series | None = None, intact_only: bool = False
 ) -> Instance | None:
     """The image a study's or series' thumbnail shows (PS3.18 10.4.1.1.4 leaves the choice
     to the server): the middle image, by instance number, of the series, or of the study's
     first series, by series number, that holds one; the portal's series previews show the
-    same middle instance. None when there is no image."""
+    same middle instance. With ``intact_only``, images whose copy failed its fixity check
+    are passed over, as if absent. None when there is no image."""
     if series is None:
-        with_image = Exists(Instance.objects.filter(series=OuterRef("pk"), number_of_frames__gt=0))
+        in_series = _images(intact_only=intact_only).filter(series=OuterRef("pk"))
         series = (
             Series.objects.filter(study_id=study.pk)
-            .filter(with_image)
+            .filter(Exists(in_series))
             .order_by(F("series_number").asc(nulls_last=True), "pk")
             .first()
         )
         if series is None:
             return None
-    images = Instance.objects.filter(series=series, number_of_frames__gt=0)
+    images = _images(intact_only=intact_only).filter(series=series)
     middle = images.count() // 2
     ordered = images.order_by(F("instance_number").asc(nulls_last=True), "pk")
     return next(iter(ordered[middle : middle + 1]), None)
+
+
+def _images(*, intact_only: bool):
+    """Instances with pixel data; with ``intact_only``, less those that failed fixity (a
+    copy never checked, None, counts as intact, as the read path serves it)."""
+    images = Instance.objects.filter(number_of_frames__gt=0)
+    return images.exclude(fixity_ok=False) if intact_only else images

@@ -13,9 +13,10 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
-from studies import storage
+from studies import selectors, storage
 from studies.dicom import InvalidDicom
 from studies.dicom_render import render_frame
+from studies.fixity import failed
 from studies.models import Instance, Series
 from studies.storage_errors import StorageUnavailable
 
@@ -49,9 +50,13 @@ _RETRIED = {
 @shared_task(**_RETRIED)
 def series_preview(instance_id: int) -> str:
     """Render a small PNG of the instance's first frame as its series' preview."""
-    instance = Instance.objects.select_related("series").get(pk=instance_id)
+    instance = _preview_source(Instance.objects.select_related("series").get(pk=instance_id))
     if instance.series.preview_key:
         return instance.series.preview_key  # queued twice (the sweep and a late queue)
+    if failed(instance.fixity_ok):
+        logger.info("No preview for series %s: its images failed fixity", instance.series_id)
+        _preview_given_up(instance.series_id)
+        return ""
     try:
         with storage.object_reader(key=instance.storage_key) as reader:
             png = render_frame(reader, index=0, media_type="image/png", max_size=PREVIEW_SIZE)
@@ -59,9 +64,7 @@ def series_preview(instance_id: int) -> str:
         if isinstance(exc, storage.ObjectUnavailable) and not exc.conclusive:
             raise  # the storage is down: retried
         logger.info("No preview for instance %s: %s", instance.pk, exc)
-        Series.objects.filter(pk=instance.series_id, preview_key="").update(
-            preview_given_up_at=timezone.now()
-        )
+        _preview_given_up(instance.series_id)
         return ""
     key = storage.storage().save(
         storage.preview_key(series_uid=instance.series.series_uid), ContentFile(png)
@@ -70,6 +73,21 @@ def series_preview(instance_id: int) -> str:
     if not updated:
         storage.object_delete(key=key)  # another worker made it first
     return key
+
+
+def _preview_source(instance: Instance) -> Instance:
+    """The instance, unless its copy failed its fixity check (never read: it is not the
+    patient's image): then the series' middle good image, else the instance all the same."""
+    if not failed(instance.fixity_ok):
+        return instance
+    good = selectors.thumbnail_instance(
+        study=instance.study, series=instance.series, intact_only=True
+    )
+    return good or instance
+
+
+def _preview_given_up(series_id: int) -> None:
+    Series.objects.filter(pk=series_id, preview_key="").update(preview_given_up_at=timezone.now())
 
 
 def fixity_check(*, instance_ids: list[int]) -> list[str]:

@@ -9,7 +9,7 @@ from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
 from studies import accept, access, bulkdata, storage
-from studies.api.dicomweb import DicomWebApi, multipart_response
+from studies.api.dicomweb import DicomWebApi, accepted, multipart_response
 
 OCTETS = "application/octet-stream"
 MULTIPART, BARE = "multipart", "bare"
@@ -17,8 +17,9 @@ MULTIPART, BARE = "multipart", "bare"
 
 def _form(request: Request) -> str:
     """multipart/related; type="application/octet-stream" unless the client prefers a bare
-    application/octet-stream (PS3.18 8.7.3.3.2); 406 when it accepts neither."""
-    wanted = request.headers.get("Accept")
+    application/octet-stream (PS3.18 8.7.3.3.2), from ?accept= where given (8.3.3.1); 406
+    when it accepts neither."""
+    wanted = accepted(request)
     refused = accept.refused(wanted)
     form = accept.choose(wanted, lambda media_range: _offer(media_range, refused))
     if form is None:

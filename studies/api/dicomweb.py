@@ -27,6 +27,7 @@ from studies import (
     dicom_json,
     dicom_xml,
     fixity,
+    instance_forms,
     lookups,
     qido,
     selectors,
@@ -76,6 +77,11 @@ class DicomWebApi(APIView):
     parser_classes: list = []
 
 
+def accepted(request: Request) -> str | None:
+    """What the client accepts: ?accept= where given (PS3.18 8.3.3.1), else the header."""
+    return accept.requested(request.META.get("QUERY_STRING", ""), request.headers.get("Accept"))
+
+
 def _json(body: object, status: int = 200) -> HttpResponse:
     return HttpResponse(json.dumps(body), content_type=DICOM_JSON, status=status)
 
@@ -101,47 +107,6 @@ def _dicomweb_root(request: Request) -> str:
     return _studies_url(request).removesuffix("studies")
 
 
-MULTIPART, BARE, METADATA = "multipart", "bare", "metadata"
-
-
-def _retrieve_form(request: Request) -> str:
-    """How an instance resource is served: multipart/related, a bare application/dicom (one
-    instance), or its DICOM JSON metadata (PS3.18 10.4.4) for a client that accepts only
-    that; the most preferred of the ranges the client accepts (8.7.8)."""
-    wanted = request.headers.get("Accept")
-    refused = accept.refused(wanted)
-    form = accept.choose(wanted, lambda media_range: _dicom_offer(media_range, refused))
-    if form is None:
-        raise ApplicationError(
-            'Accept: this resource is served as multipart/related; type="application/dicom"'
-            f" or {DICOM_JSON}.",
-            code="NOT_ACCEPTABLE",
-            status_code=406,
-        )
-    return form
-
-
-def _dicom_offer(media_range: accept.MediaRange, refused: frozenset[str]) -> str | None:
-    if media_range.media_type in ("*/*", "multipart/*"):
-        # A wildcard: multipart/related, else a bare instance, unless the client refused it.
-        forms = (("multipart/related", MULTIPART), ("application/dicom", BARE))
-        return next(
-            (
-                form
-                for media_type, form in forms
-                if not accept.refused_under(refused, media_type, media_range.media_type)
-            ),
-            None,
-        )
-    if media_range.media_type == "multipart/related":
-        # Another type of part (application/dicom+xml, say) is not served here.
-        part_type = media_range.param("type", "application/dicom").lower()
-        return MULTIPART if part_type == "application/dicom" else None
-    if media_range.media_type == DICOM_JSON:
-        return METADATA
-    return BARE if media_range.media_type == "application/dicom" else None
-
-
 JSON, XML = "json", "xml"
 
 
@@ -150,7 +115,7 @@ def _results_form(request: Request) -> str:
     multipart/related; type="application/dicom+xml" (required of metadata by PS3.18 10.4.4,
     offered for searches too); the most
     preferred of the ranges the client accepts (8.7.8), from ?accept= where given (8.3.3.1)."""
-    wanted = request.query_params.get("accept") or request.headers.get("Accept")
+    wanted = accepted(request)
     refused = accept.refused(wanted)
     form = accept.choose(wanted, lambda media_range: _results_offer(media_range, refused))
     if form is None:
@@ -195,10 +160,18 @@ def multipart_response(
     )
 
 
-def _dicom_parts(keys: list[str]) -> Iterator[tuple[str, Iterator[bytes]]]:
+def _dicom_parts(copies: list[tuple[str, str]]) -> Iterator[tuple[str, Iterator[bytes]]]:
     # The bytes served are the bytes stored, read chunk by chunk as the client takes them.
-    for key in keys:
-        yield "application/dicom", storage.object_chunks(key=key)
+    for key, syntax in copies:
+        yield dicom_part_type(syntax), storage.object_chunks(key=key)
+
+
+def dicom_part_type(transfer_syntax_uid: str) -> str:
+    """A part's Content-Type: application/dicom, with the syntax it is stored in (PS3.18
+    8.7.3.5: a client that accepts several is told which it is given)."""
+    if not transfer_syntax_uid:
+        return "application/dicom"
+    return f"application/dicom; transfer-syntax={transfer_syntax_uid}"
 
 
 # --- QIDO-RS -----------------------------------------------------------------------------
@@ -469,10 +442,11 @@ class RetrieveApi(DicomWebApi):
     def get(
         self, request: Request, study: str, series: str | None = None, instance: str | None = None
     ) -> HttpResponse:
-        form = _retrieve_form(request)
-        if form == METADATA:
+        wanted = accepted(request)
+        options = instance_forms.choices(wanted)  # before any lookup: a form never served
+        if options[0].form == instance_forms.METADATA:
             return _metadata(request, study, series, instance, form=JSON)
-        multipart = form == MULTIPART
+        refused = instance_forms.refused_syntaxes(wanted)
         if instance:
             stored = access.access_stored_object(
                 actor_of(request),
@@ -482,15 +456,20 @@ class RetrieveApi(DicomWebApi):
                 action=gate.VIEW_IMAGES,
                 audit_action=Action.STUDY_RETRIEVE,
             )
-            return _instance_response(stored, multipart=multipart)
+            form = instance_forms.served_form(
+                options, [stored.transfer_syntax], refused=refused, one=True
+            )
+            return _instance_response(stored, multipart=form == instance_forms.MULTIPART)
         found = _study_row(request, study, Action.STUDY_RETRIEVE)
         in_series = access.series_in(found, series) if series else None
         copies = selectors.stored_copies(study=found, series=in_series)
+        syntaxes = {copy.transfer_syntax for copy in copies}
+        instance_forms.served_form(options, syntaxes, refused=refused, one=False)
         # Those that failed their fixity check are left out as lost ones are.
         unreadable = fixity.unreadable_keys(
             actor_of(request), study=found, copies=copies, audit_action=Action.STUDY_RETRIEVE
         )
-        return _partial_if_lost([copy.key for copy in copies], unreadable)
+        return _partial_if_lost([(c.key, c.transfer_syntax) for c in copies], unreadable)
 
 
 @serves_patient_data
@@ -501,22 +480,23 @@ class StudyApi(RetrieveApi):
         return _store(request, study)
 
 
-def _partial_if_lost(keys: list[str], missing: list[str]) -> StreamingHttpResponse:
-    """The instances still readable, as 206 Partial Content with a Warning saying how many
-    are not (PS3.18's Retrieve transaction); none readable is the server's error, not an
-    empty answer. The status in the warning is C-GET's for "one or more failures"."""
-    if missing and len(missing) == len(keys):
+def _partial_if_lost(copies: list[tuple[str, str]], missing: list[str]) -> StreamingHttpResponse:
+    """The instances still readable (key and transfer syntax), as 206 Partial Content with a
+    Warning saying how many are not (PS3.18's Retrieve transaction); none readable is the
+    server's error, not an empty answer. The status in the warning is C-GET's for "one or
+    more failures"."""
+    if missing and len(missing) == len(copies):
         raise storage.ObjectUnavailable(what="copies of these instances")
     lost = set(missing)
     response = multipart_response(
-        _dicom_parts([k for k in keys if k not in lost]), "application/dicom"
+        _dicom_parts([c for c in copies if c[0] not in lost]), "application/dicom"
     )
     if missing:
         response.status_code = 206
         # 206 answers a Range request in HTTP: no cache should keep this one as the study.
         response["Cache-Control"] = "no-store"
         response["Warning"] = (
-            f'299 anim-gateway "B000: {len(missing)} of {len(keys)} instances cannot be read;'
+            f'299 anim-gateway "B000: {len(missing)} of {len(copies)} instances cannot be read;'
             ' the error has been logged."'
         )
     return response
@@ -531,17 +511,18 @@ def _study_row(request: Request, study_uid: str, audit_action: str) -> lookups.S
 def _instance_response(stored: lookups.StoredObject, *, multipart: bool) -> HttpResponse:
     """One instance's stored bytes: a small one in one piece with its length, a larger one
     streamed chunk by chunk."""
+    part_type = dicom_part_type(stored.transfer_syntax)
     if stored.size > lookups.SMALL_OBJECT:
         # Opened before the answer starts: a lost object is an error, not a cut stream.
         chunks = storage.object_chunks(key=stored.key)
         if not multipart:
             return StreamingHttpResponse(chunks, content_type="application/dicom")
-        return multipart_response([("application/dicom", chunks)], "application/dicom")
+        return multipart_response([(part_type, chunks)], "application/dicom")
     data = b"".join(storage.object_chunks(key=stored.key))
     if not multipart:
         return _whole(data, "application/dicom")
     boundary = new_boundary()
-    body = b"".join(multipart_stream([("application/dicom", [data])], boundary=boundary))
+    body = b"".join(multipart_stream([(part_type, [data])], boundary=boundary))
     return _whole(body, f'multipart/related; type="application/dicom"; boundary={boundary}')
 
 

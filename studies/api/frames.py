@@ -10,8 +10,8 @@ from audit.actions import Action
 from consent import gate
 from consent.access import serves_patient_data
 from consent.authentication import actor_of
-from studies import access, big_endian, storage
-from studies.api.dicomweb import DicomWebApi, multipart_response
+from studies import access, big_endian, bit_frames, storage
+from studies.api.dicomweb import DicomWebApi, accepted, multipart_response
 from studies.dicom import InvalidDicom, read_frame
 from studies.dicom_decode import decoded_frame
 from studies.frame_forms import NATIVE, frame_form
@@ -43,15 +43,23 @@ def _value(instance: Instance, tag: str, default: object = None) -> object:
     return values[0]
 
 
+FRAME_LIST = "frames: a comma-separated list of frame numbers (a space may follow a comma)."
+
+
 def frame_numbers(raw: str, *, count: int) -> list[int]:
-    """'1,3' -> [1, 3]; 400 naming the parameter when malformed or out of range."""
+    """'1,3' -> [1, 3]; 400 naming the parameter when malformed or out of range.
+
+    PS3.18 writes the list comma-separated; spaces after a comma ("1, 3", the way
+    people write lists) are accepted, any other space (" 1", "1 ,3") is not."""
+    first, *rest = raw.split(",")
+    items = [first, *(item.lstrip(" ") for item in rest)]
     try:
         # Empty items ("1,,2", "1,") are skipped; a list of none is refused below.
-        numbers = [whole_number(n) for n in raw.split(",") if n.strip()]
+        numbers = [whole_number(n) for n in items if n]
     except ValueError as exc:
-        raise ApplicationError("frames: a comma-separated list of frame numbers.") from exc
+        raise ApplicationError(FRAME_LIST) from exc
     if not numbers:
-        raise ApplicationError("frames: a comma-separated list of frame numbers.")
+        raise ApplicationError(FRAME_LIST)
     if any(n < 1 or n > count for n in numbers):
         raise ApplicationError(f"frames: frame numbers go from 1 to {count}.")
     # Each frame once, in the order asked: a repeated list must not multiply the response.
@@ -59,22 +67,60 @@ def frame_numbers(raw: str, *, count: int) -> list[int]:
 
 
 def _frame_size(instance: Instance) -> int:
+    """The bytes of a native frame; 0 for a 1-bit one, whose frames need not start on a
+    byte (``_bit_frame_size``)."""
     rows, columns = _value(instance, "00280010", 0), _value(instance, "00280011", 0)
     bits, samples = _value(instance, "00280100", 0), _value(instance, "00280002", 1)
     if _value(instance, "00280004") == "YBR_FULL_422":
         samples = 2  # subsampled chroma
-    if not (rows and columns) or not bits or bits % 8:
+    if not (rows and columns) or not bits or (bits % 8 and bits != 1):
         raise ApplicationError("frames: this instance's frames are not byte-addressable.")
+    if bits == 1:
+        return 0
     return int(rows) * int(columns) * int(samples) * int(bits) // 8
+
+
+def _bit_frame_size(instance: Instance) -> int:
+    """The bits of a 1-bit native frame (PS3.5 8.1.1: packed, no padding between frames);
+    0 for any other."""
+    if instance.transfer_syntax_uid not in NATIVE or _value(instance, "00280100", 0) != 1:
+        return 0
+    rows, columns = _value(instance, "00280010", 0), _value(instance, "00280011", 0)
+    return int(rows) * int(columns) * int(_value(instance, "00280002", 1))
 
 
 def _frame_parts(instance: Instance, numbers: list[int], part_type: str):
     """A part per frame, all read from one open object (opened once the answer starts, so
     that an answer never sent leaves nothing open)."""
     size = 0 if instance.transfer_syntax_uid not in NATIVE else _frame_size(instance)
+    bits = _bit_frame_size(instance)
     with storage.object_reader(key=instance.storage_key) as reader:
         for number in numbers:
-            yield part_type, _frame_chunks(reader, instance, number, size)
+            chunks = (
+                _bit_frame_chunks(reader, instance, number, bits)
+                if bits
+                else _frame_chunks(reader, instance, number, size)
+            )
+            yield part_type, chunks
+
+
+def _bit_frame_chunks(
+    reader: storage.Reader, instance: Instance, number: int, bits: int
+) -> Iterator[bytes]:
+    """A 1-bit frame repacked from its first pixel, a piece at a time (studies.bit_frames).
+    Its bytes are a bit stream: big-endian objects hold it as little-endian ones do."""
+    try:
+        yield from bit_frames.frame_bytes(
+            reader,
+            offset=instance.pixel_data_offset,
+            index=number - 1,
+            frame_bits=bits,
+            length=instance.pixel_data_length,
+        )
+    except storage.ObjectUnavailable:
+        return  # logged by storage; already streaming: the client sees a short part
+    except InvalidDicom as exc:  # the stored bytes, corrupt: the part is short too
+        logger.error("Frame %d of instance %s cannot be served: %s", number, instance.pk, exc)
 
 
 def _frame_chunks(
@@ -127,9 +173,7 @@ class FramesApi(DicomWebApi):
                 "frames: this instance has no pixel data.", status_code=404, code="NOT_FOUND"
             )
         numbers = frame_numbers(frames, count=found.number_of_frames)
-        form = frame_form(
-            request.headers.get("Accept"), transfer_syntax_uid=found.transfer_syntax_uid
-        )
+        form = frame_form(accepted(request), transfer_syntax_uid=found.transfer_syntax_uid)
         if form.decoded:
             first = _first_decoded(found, numbers[0])  # refused here, before any byte
             parts = _decoded_parts(found, numbers, first, form.part_type)

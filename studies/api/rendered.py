@@ -9,7 +9,7 @@ from anim_gateway.errors import ApplicationError
 from audit.actions import Action
 from consent.access import serves_patient_data
 from studies import accept, storage
-from studies.api.dicomweb import DicomWebApi
+from studies.api.dicomweb import DicomWebApi, accepted
 from studies.api.frames import frame_numbers, viewable_instance
 from studies.dicom import InvalidDicom
 from studies.dicom_render import FORMATS, render_frame
@@ -75,7 +75,7 @@ def render_instance(
 
 def rendered_type(request: Request) -> str:
     """The most preferred of the formats the client accepts (PS3.18 8.7.8), JPEG for any."""
-    wanted = request.query_params.get("accept") or request.headers.get("Accept")
+    wanted = accepted(request)
     refused = accept.refused(wanted)
     media_type = accept.choose(wanted, lambda r: _rendered_offer(r, refused))
     if media_type is not None:

@@ -48,8 +48,9 @@ def _thumbnail_instance(
     request: Request, study: str, series: str | None, instance: str | None
 ) -> Instance:
     """The instance named, or the representative one of the series or study, once the gate
-    has decided on the study (a hidden one is 404, as an unknown one); refused as a lost
-    one when its stored copy failed its fixity check."""
+    has decided on the study (a hidden one is 404, as an unknown one); the representative one
+    is a good image where there is one; refused as a lost one when its stored copy failed
+    its fixity check."""
     actor = actor_of(request)
     if instance:
         return access.access_instance_copy(
@@ -64,7 +65,11 @@ def _thumbnail_instance(
         actor, study_uid=study, action=gate.VIEW_IMAGES, audit_action=Action.STUDY_RENDER
     )
     in_series = access.series_in(found, series) if series else None
-    chosen = selectors.thumbnail_instance(study=found, series=in_series)
+    # A failed copy is passed over for another good image; only when every image failed is
+    # one of them chosen, to be refused (and audited) as a lost one below.
+    chosen = selectors.thumbnail_instance(study=found, series=in_series, intact_only=True)
+    if chosen is None:
+        chosen = selectors.thumbnail_instance(study=found, series=in_series)
     if chosen is None:
         raise NotFound(f"This {'series' if series else 'study'} holds no image to show.")
     fixity.refuse_if_failed(actor, chosen, study=found, audit_action=Action.STUDY_RENDER)

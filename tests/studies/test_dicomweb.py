@@ -355,7 +355,11 @@ def test_it_serves_the_stored_bytes_of_a_study(alice, xavier_studies, tmp_path):
     assert response.status_code == 200
     assert response["Content-Type"].startswith('multipart/related; type="application/dicom"')
     parts = multipart_parts(response)
-    assert [t for t, _ in parts] == ["application/dicom", "application/dicom"]
+    # Each part says the transfer syntax it is stored in (the CT's, then the JPEG's).
+    assert [t for t, _ in parts] == [
+        "application/dicom; transfer-syntax=1.2.840.10008.1.2.1",
+        "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50",
+    ]
     stored = {
         i.sop_instance_uid: b"".join(storage.object_chunks(key=i.storage_key))
         for i in Instance.objects.filter(study__study_uid=shown.study_uid)
@@ -538,7 +542,7 @@ def test_an_object_that_fails_once_open_is_unavailable_not_a_generic_error(
 def test_it_serves_a_native_frame(alice, xavier_studies):
     shown = xavier_studies["shown"]
     ((part_type, data),) = multipart_parts(alice.get(_path(shown, "/frames/1")))
-    assert part_type == "application/octet-stream"
+    assert part_type == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
     assert data == dcmread(pydicom_file("CT_small.dcm")).PixelData
 
 

@@ -153,9 +153,14 @@ def test_a_real_worker_runs_fixity_and_previews(cast, tmp_path, inline_tasks):
         for pk in ids:
             series_preview.delay(pk)
         _wait_for(lambda: not Instance.objects.filter(fixity_checked_at__isnull=True).exists())
-        _wait_for(lambda: not Series.objects.filter(preview_key="").exists())
+        waiting = Series.objects.filter(preview_key="", preview_given_up_at__isnull=True)
+        _wait_for(lambda: not waiting.exists())
     assert list(Instance.objects.filter(fixity_ok=False)) == [altered]
     assert Instance.objects.filter(fixity_ok=True).count() == 1
+    # The altered copy, checked first, is never read for a preview: its series (of that one
+    # image) has none; the other series has its preview.
+    assert list(Series.objects.filter(preview_key="")) == [altered.series]
+    assert Series.objects.exclude(preview_key="").count() == 1
 
 
 def test_the_sweep_deletes_only_old_unindexed_objects(cast, tmp_path, settings):
