@@ -1,14 +1,10 @@
 """Settings from the environment: defaults that run, clear errors for dangerous gaps."""
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
+from tests.processes import fresh_python
 
 SUMMARY = "s.DATABASES['default']['ENGINE'], s.CELERY_TASK_ALWAYS_EAGER, s.DEBUG"
 
@@ -19,17 +15,9 @@ def load_settings(
     """Import the production settings (or ``module``, under them) in a fresh interpreter
     with exactly these variables, and print ``printing`` (an expression of the settings
     module ``s``)."""
-    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "VIRTUAL_ENV")}
-    clean["DJANGO_SETTINGS_MODULE"] = "anim_gateway.settings"
     script = f"import anim_gateway.settings as s, {module}; print({printing})"
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=clean | env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {"DJANGO_SETTINGS_MODULE": "anim_gateway.settings"} | env
+    return fresh_python("-c", script, timeout=60, **env)
 
 
 def test_it_refuses_to_start_without_a_secret_key_in_production(tmp_path) -> None:
