@@ -52,3 +52,12 @@ def test_traceback_keeps_the_traceback(tmp_path) -> None:
     )
     assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr
+
+
+def test_an_invalid_listener_ae_title_setting_is_one_line(tmp_path) -> None:
+    result = manage("check", DEBUG="True", VAR_DIR=str(tmp_path), DICOM_LISTENER_AE_TITLE="A\\B")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Configuration error: DICOM_LISTENER_AE_TITLE is not a DICOM AE title (a backslash):"
+        " 'A\\\\B'\n"
+    )
