@@ -227,6 +227,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: it sees a view's exception first, with the session and the user known.
+    "anim_gateway.errors.AuditUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "anim_gateway.urls"
