@@ -5,7 +5,7 @@ import os
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from anim_gateway.command_options import ae_title_option, port_option
+from anim_gateway.command_options import ae_title_option, number_or_text, port_option
 
 
 class Command(BaseCommand):
@@ -13,7 +13,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         # Checked in handle(): a bad value is a CommandError (exit 1), not argparse's exit 2.
-        parser.add_argument("--port", default=settings.DICOM_LISTENER_PORT)
+        parser.add_argument("--port", type=number_or_text, default=settings.DICOM_LISTENER_PORT)
         parser.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
         parser.add_argument("--ae-title", default=settings.DICOM_LISTENER_AE_TITLE)
         parser.add_argument(

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from anim_gateway.command_options import port_option
+from anim_gateway.command_options import number_or_text, port_option
 
 
 class Command(BaseCommand):
@@ -16,7 +16,9 @@ class Command(BaseCommand):
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
         parser.add_argument("--dicom-host", default="127.0.0.1")
         # Checked in handle(): a bad value is a CommandError (exit 1), not argparse's exit 2.
-        parser.add_argument("--dicom-port", default=settings.DICOM_LISTENER_PORT)
+        parser.add_argument(
+            "--dicom-port", type=number_or_text, default=settings.DICOM_LISTENER_PORT
+        )
         parser.add_argument("--noreload", action="store_true")
 
     def handle(
