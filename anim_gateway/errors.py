@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from collections.abc import Callable
 
 import psycopg
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -229,6 +230,46 @@ def error_403(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 def error_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return _answer(request, "NOT_FOUND", "No such resource.", 404)
+
+
+AUDIT_UNAVAILABLE_PAGE = (
+    "The audit log is unavailable, so this cannot be shown or done now. Try again in a few moments."
+)
+
+
+def is_audit_unavailable(exc: BaseException) -> bool:
+    """The audit log could not be written: raised by it, or the gate's deny that says so."""
+    if isinstance(exc, AuditUnavailable):
+        return True
+    return isinstance(exc, ApplicationError) and exc.code == "AUDIT_UNAVAILABLE"
+
+
+def audit_unavailable_answer(request: HttpRequest) -> HttpResponse:
+    """503 for a request whose audit event could not be written: whatever it asked is refused
+    (DESIGN.md: no audit, no answer), a page for the portal, the JSON shape for the API."""
+    logger.error("Refused %s: the audit log is unavailable", request.path_info)
+    if request.path.startswith(_API_PATHS):
+        body = error_body("AUDIT_UNAVAILABLE", "The audit log is unavailable; try again later.")
+        return JsonResponse(body, status=503)
+    return render(request, "portal/error.html", {"message": AUDIT_UNAVAILABLE_PAGE}, status=503)
+
+
+class AuditUnavailableMiddleware:
+    """Any view whose audit event could not be written answers 503, not 500.
+
+    The services roll back with their audit row, and the gate denies what it cannot audit;
+    what reaches here escaped a page that writes its event itself (a log-in, a role refused,
+    the DPO's search). DRF's views have their own handler (anim_gateway.errors).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        return audit_unavailable_answer(request) if is_audit_unavailable(exc) else None
 
 
 def error_500(request: HttpRequest) -> HttpResponse:

@@ -81,12 +81,20 @@ def _submitted(request: HttpRequest, form: PasswordChangeForm) -> HttpResponse:
     if not form.is_valid():
         _audit_refusal(request, form)
         return render(request, "portal/password_change.html", {"form": form}, status=400)
-    account_password_change(
+    changed = account_password_change(
         user=request.user,
         new_password=form.cleaned_data["new_password1"],
         acting=request.actor,
         keep_session=request.session.session_key,
     )
     update_session_auth_hash(request, request.user)  # this session stays, under a new key
-    messages.success(request, CHANGED)
+    messages.success(request, _changed_message(changed.tokens_revoked))
     return redirect("portal:home")
+
+
+def _changed_message(tokens_revoked: int) -> str:
+    # The user's scripts or apps stop working: said here, so that it is no mystery later.
+    if not tokens_revoked:
+        return CHANGED
+    tokens = "API token was" if tokens_revoked == 1 else f"{tokens_revoked} API tokens were"
+    return f"{CHANGED} Your {tokens} revoked: ask your administrator for new ones."

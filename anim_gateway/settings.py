@@ -1,11 +1,17 @@
 """Settings, read from the environment with embedded defaults that run (docs/configuration.md)."""
 
+import base64
+import binascii
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from anim_gateway.dicom_ae import ae_title_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -85,6 +91,92 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+def env_ae_title(name: str, default: str) -> str:
+    """A DICOM AE title (PS3.5); empty is the default."""
+    value = env_str(name) or default
+    problem = ae_title_problem(value)
+    if problem is not None:
+        raise ImproperlyConfigured(f"{name} is not a DICOM AE title ({problem}): {value!r}")
+    return value
+
+
+def env_public_keys(name: str) -> list[str]:
+    """Ed25519 public keys, each the base64 of its raw 32 bytes, as audit checkpoints name
+    them (public: a bad one is named in the message)."""
+    keys = env_list(name)
+    if not keys:
+        return keys
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    for key in keys:
+        try:
+            Ed25519PublicKey.from_public_bytes(base64.b64decode(key, validate=True))
+        except (ValueError, binascii.Error):
+            raise ImproperlyConfigured(
+                f"{name}: {key!r} is not a base64-encoded raw 32-byte Ed25519 public key"
+            ) from None
+    return keys
+
+
+# The messages never repeat a URL: it may hold a password.
+_REDIS_EXPECTED = "expected redis://HOST:6379/N, rediss://HOST:6379/N or unix:///PATH?db=N"
+_BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
+_BROKER_EXPECTED = "expected redis://HOST:6379/N or amqp://USER:PASSWORD@HOST:5672/VHOST"
+
+
+def env_cache_url(name: str) -> str:
+    """Redis servers for Django's cache, as its RedisCache reads them (separated by , or ;)."""
+    value = env_str(name)
+    if not value:
+        return value
+    from redis.connection import parse_url  # only then: its import takes a while
+
+    for url in filter(None, re.split("[;,]", value)):
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ImproperlyConfigured(
+                f"{name} is not a Redis URL (unsupported scheme); {_REDIS_EXPECTED}"
+            )
+        try:
+            parse_url(url)
+            _redis_database(url)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} is not a Redis URL (malformed); {_REDIS_EXPECTED}"
+            ) from None
+    return value
+
+
+def _redis_database(url: str) -> None:
+    """redis-py takes a database path that is no number for database 0: refused instead."""
+    parts = urlsplit(url)
+    number = parts.path.strip("/")
+    if parts.scheme != "unix" and number and not (number.isascii() and number.isdigit()):
+        raise ValueError("the database is not a number")
+
+
+def env_broker_url(name: str) -> str:
+    """Celery's broker: Redis or RabbitMQ, several separated by ; to fail over."""
+    value = env_str(name)
+    if not value:
+        return value
+    from kombu.utils.url import url_to_parts
+
+    for url in filter(None, value.split(";")):
+        if urlsplit(url).scheme not in _BROKER_SCHEMES:
+            raise ImproperlyConfigured(
+                f"{name} is not a broker URL (unsupported scheme); {_BROKER_EXPECTED}"
+            )
+        try:
+            url_to_parts(url)
+            if urlsplit(url).scheme.startswith("redis"):
+                _redis_database(url)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} is not a broker URL (malformed); {_BROKER_EXPECTED}"
+            ) from None
+    return value
+
+
 DEBUG = env_bool("DEBUG", False)
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -137,6 +229,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: it sees a view's exception first, with the session and the user known.
+    "anim_gateway.errors.AuditUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "anim_gateway.urls"
@@ -274,7 +368,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Celery: without a broker, tasks run inline in the calling process.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+CELERY_BROKER_URL = env_broker_url("CELERY_BROKER_URL")
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -323,7 +417,7 @@ PROFESSION_ACTIONS = {
 
 # DICOM
 DICOM_LISTENER_PORT = env_int("DICOM_LISTENER_PORT", 11112, minimum=1, maximum=65535)
-DICOM_LISTENER_AE_TITLE = env_str("DICOM_LISTENER_AE_TITLE", "ANIM_GATEWAY")
+DICOM_LISTENER_AE_TITLE = env_ae_title("DICOM_LISTENER_AE_TITLE", "ANIM_GATEWAY")
 STOW_MAX_BYTES = env_int("STOW_MAX_BYTES", 2 * 1024**3)
 # The most data elements (at any depth, sequence items and file meta included) an object's
 # header may hold: a larger one is refused (STOW-RS FailureReason C000, C-STORE C000,
@@ -429,7 +523,7 @@ PORTAL_LOGIN_ADDRESS_MAX_FAILURES = env_int("PORTAL_LOGIN_ADDRESS_MAX_FAILURES",
 PORTAL_LOGIN_ADDRESS_WINDOW_SECONDS = env_int("PORTAL_LOGIN_ADDRESS_WINDOW_SECONDS", 3600)
 # The portal's log-in failure counters must be shared by every web process, or each counts
 # on its own and an attacker gets the limit once per process: Redis in production.
-CACHE_URL = env_str("CACHE_URL")
+CACHE_URL = env_cache_url("CACHE_URL")
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
@@ -452,7 +546,7 @@ ENROLMENT_CODE_HOURS = env_int("ENROLMENT_CODE_HOURS", 72)
 
 # --- audit ---
 # Public keys (base64, raw 32 bytes) of retired checkpoint signing keys, still trusted.
-AUDIT_TRUSTED_PUBLIC_KEYS = env_list("AUDIT_TRUSTED_PUBLIC_KEYS")
+AUDIT_TRUSTED_PUBLIC_KEYS = env_public_keys("AUDIT_TRUSTED_PUBLIC_KEYS")
 # Our certificate and key for ATNA node authentication, when the repository asks for one.
 AUDIT_SYSLOG_CERT_FILE = env_str("AUDIT_SYSLOG_CERT_FILE")
 AUDIT_SYSLOG_KEY_FILE = env_str("AUDIT_SYSLOG_KEY_FILE")

@@ -160,7 +160,8 @@ def checkpoint_export() -> dict:
 
 
 def load_claims(path: Path) -> list[CheckpointClaim]:
-    """Checkpoints from an exported file; the file's own public keys are the ones trusted."""
+    """Checkpoints from an exported file. Its public keys are read, never trusted: only the
+    signing key and AUDIT_TRUSTED_PUBLIC_KEYS verify them (audit.verification)."""
     try:
         document = json.loads(Path(path).read_text())
         if document.get("format") != EXPORT_FORMAT:

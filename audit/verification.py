@@ -105,8 +105,9 @@ def verify_chain(
 def _checked_claims(
     stored: list[CheckpointClaim], from_file: list[CheckpointClaim], findings: chainwalk.Findings
 ) -> list[CheckpointClaim]:
-    """Signature checks. Stored checkpoints must be signed by a trusted key (whoever can
-    write the table could sign with a key of their own); a file brings its own keys."""
+    """Signature checks, against the trusted keys only: whoever can write the table could
+    sign with a key of their own, and whoever rewrote the log could bring a file of
+    checkpoints signed, and vouched for, by a key of theirs (the file's keys are not used)."""
     trusted = trusted_public_keys()
     for claim in stored:
         key = trusted.get(claim.key_id)
@@ -115,7 +116,14 @@ def _checked_claims(
         elif not signature_is_valid(claim, public_key=key):
             findings.add(claim.seq, f"checkpoint #{claim.seq} has an invalid signature")
     for claim in from_file:
-        if not signature_is_valid(claim, public_key=claim.public_key):
+        key = trusted.get(claim.key_id)
+        if key is None:
+            findings.add(
+                claim.seq,
+                f"checkpoint #{claim.seq} ({claim.source}) is signed by an untrusted key "
+                f"{claim.key_id}: neither the signing key nor one of AUDIT_TRUSTED_PUBLIC_KEYS",
+            )
+        elif not signature_is_valid(claim, public_key=key):
             findings.add(
                 claim.seq, f"checkpoint #{claim.seq} ({claim.source}) is not validly signed"
             )

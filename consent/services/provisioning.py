@@ -5,6 +5,7 @@ import datetime
 from collections.abc import Callable, Iterator
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from anim_gateway.errors import ApplicationError, Conflict, Forbidden, NotFound
@@ -112,9 +113,21 @@ def institution_create(
         row = InstitutionAETitle(
             institution=institution, ae_title=title, peer_networks=peer_networks
         )
-        row.full_clean()
+        try:
+            row.full_clean()
+        except ValidationError as exc:
+            raise ValidationError(_title_named(exc, title)) from exc
         row.save()
     return institution
+
+
+def _title_named(exc: ValidationError, title: str) -> list[str]:
+    """The row's errors, those of its AE title naming it: of several titles, which one."""
+    return [
+        f"AE title {title!r}: {message}" if field == "ae_title" else message
+        for field, messages in exc.message_dict.items()
+        for message in messages
+    ]
 
 
 def account_create(

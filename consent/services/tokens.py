@@ -5,6 +5,7 @@ import secrets
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
@@ -85,6 +86,13 @@ class Revoked:
     sessions: int | None
 
 
+def user_tokens_revoke(*, user: AbstractBaseUser) -> int:
+    """Revoke every live token of this user and return how many; the caller audits it."""
+    return ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
 @transaction.atomic
 def tokens_revoke(*, username: str, acting: Actor | None = None) -> Revoked:
     """Revoke every live token of a user and end their portal sessions.
@@ -102,9 +110,7 @@ def tokens_revoke(*, username: str, acting: Actor | None = None) -> Revoked:
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise NotFound(f"No user named {username!r}.")
-    count = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+    count = user_tokens_revoke(user=user)
     sessions = user_sessions_end(user_pk=user.pk)
     audit_event(
         acting,

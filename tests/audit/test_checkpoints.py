@@ -7,6 +7,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from audit.checkpoints import checkpoint_take, signing_key
 from audit.models import AuditCheckpoint
@@ -172,3 +173,63 @@ def test_verify_audit_refuses_a_count_below_1(append_events, option: str, value:
     append_events(2)
     with pytest.raises(CommandError, match=f"{option}: a whole number of 1 or more, not {value}"):
         call_command("verify_audit", option, value)
+
+
+def _forged_file(path, *, seq: int, hash: str, key_id: str | None = None) -> None:
+    """A checkpoint file in the export's format, signed by a key of the forger's own, which
+    it carries in its public keys (under the id of a trusted key, when ``key_id`` says so)."""
+    from audit import canonical
+    from audit.checkpoints import EXPORT_FORMAT, key_id_of, message
+
+    forger = Ed25519PrivateKey.generate()
+    public = base64.b64encode(forger.public_key().public_bytes_raw()).decode()
+    key_id = key_id or key_id_of(public)
+    time = canonical.encode_time(timezone.now())
+    signature = forger.sign(message(seq=seq, hash=hash, time=time))
+    entry = {"seq": seq, "hash": hash, "time": time, "key_id": key_id}
+    entry["signature"] = base64.b64encode(signature).decode()
+    document = {"format": EXPORT_FORMAT, "version": 1, "exported_at": time}
+    document |= {"public_keys": {key_id: public}, "checkpoints": [entry]}
+    path.write_text(json.dumps(document))
+
+
+def test_a_checkpoint_file_signed_by_its_own_key_is_not_trusted(append_events, key, tmp_path):
+    # Whoever rewrote the log consistently would bring a file that vouches for it.
+    rows = append_events(3)
+    target = tmp_path / "checkpoints.json"
+    _forged_file(target, seq=3, hash=rows[-1].hash)
+    with pytest.raises(CommandError) as refused:
+        call_command("verify_audit", "--checkpoints", str(target))
+    assert str(refused.value).startswith(
+        "TAMPERED: first invalid seq 3: checkpoint #3 (file checkpoints.json) is signed by an"
+        " untrusted key"
+    )
+    assert "AUDIT_TRUSTED_PUBLIC_KEYS" in str(refused.value)
+
+
+def test_a_checkpoint_file_cannot_swap_the_key_behind_a_trusted_key_id(
+    append_events, key, tmp_path
+):
+    from audit.checkpoints import trusted_public_keys
+
+    rows = append_events(3)
+    (trusted_id,) = trusted_public_keys()
+    target = tmp_path / "checkpoints.json"
+    _forged_file(target, seq=3, hash=rows[-1].hash, key_id=trusted_id)
+    with pytest.raises(CommandError, match=r"first invalid seq 3: .*not validly signed"):
+        call_command("verify_audit", "--checkpoints", str(target))
+
+
+def test_a_file_signed_by_a_retired_key_verifies_only_while_it_is_trusted(
+    append_events, key, settings, tmp_path, triggers_dropped
+):
+    append_events(2)
+    target = tmp_path / "checkpoints.json"
+    call_command("audit_checkpoint", "--export", str(target))
+    retired = json.loads(target.read_text())["public_keys"]
+    execute("DELETE FROM audit_auditcheckpoint")  # only the file vouches for the log now
+    settings.AUDIT_SIGNING_KEY = base64.b64encode(b"\1" * 32).decode()  # rotated
+    with pytest.raises(CommandError, match=r"seq 2: .*\(file checkpoints.json\) .* untrusted key"):
+        call_command("verify_audit", "--checkpoints", str(target))
+    settings.AUDIT_TRUSTED_PUBLIC_KEYS = list(retired.values())
+    call_command("verify_audit", "--checkpoints", str(target))

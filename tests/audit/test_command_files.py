@@ -2,9 +2,6 @@
 
 import errno
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -12,11 +9,11 @@ from django.core.management.base import CommandError
 
 from audit import exports
 from audit.models import AuditCheckpoint, AuditEvent
+from tests.processes import manage
 
 from .test_checkpoints import key  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _exports() -> int:
@@ -66,15 +63,10 @@ def test_a_complete_export_replaces_the_file_readable_by_its_owner_only(append_e
 
 
 def test_a_malformed_date_is_an_argument_error_not_a_traceback(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "VIRTUAL_ENV")}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "export_audit", "--format", "csv", "--since", "2026-13-01"],
-        cwd=ROOT,
-        env=env | {"DEBUG": "True", "VAR_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = manage(
+        "export_audit", "--format", "csv", "--since", "2026-13-01",
+        DEBUG="True", VAR_DIR=str(tmp_path),
+    )  # fmt: skip
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1].endswith(

@@ -45,3 +45,22 @@ def test_create_institution_records_the_pacs_networks() -> None:
             "create_institution", "ZIU", "Other", "--ae-title", "ZIU_PACS",
             "--peer-networks", "10.9.0.0/99",
         )  # fmt: skip
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("title", ["zit_pacs", "ZIT PACS", "ZITHAKLINIK_PACS_1"])
+def test_create_institution_names_the_invalid_ae_title_and_creates_nothing(title: str) -> None:
+    from django.core.management import CommandError, call_command
+
+    from consent.models import Institution
+
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "create_institution", "ZIT", "Zithaklinik",
+            "--ae-title", "ZIT_PACS", "--ae-title", title,
+        )  # fmt: skip
+    message = str(refused.value)
+    assert message.startswith(f"AE title {title!r}: ")
+    assert "1 to 16 capital letters, digits, _ or -." in message
+    assert not Institution.objects.filter(code="ZIT").exists()
+    assert not InstitutionAETitle.objects.filter(ae_title="ZIT_PACS").exists()

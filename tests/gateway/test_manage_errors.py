@@ -1,27 +1,10 @@
 """manage.py as an operator meets it: a configuration fault or a database outage in one line."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import manage
+
 NO_DATABASE = "postgres://anim:s3cr3t@127.0.0.1:1/anim"  # nothing listens on port 1
-
-
-def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    """manage.py in a fresh interpreter with the production settings and these variables."""
-    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "VIRTUAL_ENV")}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=clean | env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_a_malformed_variable_is_one_line_naming_it(tmp_path) -> None:
@@ -69,3 +52,12 @@ def test_traceback_keeps_the_traceback(tmp_path) -> None:
     )
     assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr
+
+
+def test_an_invalid_listener_ae_title_setting_is_one_line(tmp_path) -> None:
+    result = manage("check", DEBUG="True", VAR_DIR=str(tmp_path), DICOM_LISTENER_AE_TITLE="A\\B")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Configuration error: DICOM_LISTENER_AE_TITLE is not a DICOM AE title (a backslash):"
+        " 'A\\\\B'\n"
+    )

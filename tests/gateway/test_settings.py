@@ -1,15 +1,13 @@
 """Settings from the environment: defaults that run, clear errors for dangerous gaps."""
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import fresh_python
 
-
+# A real Ed25519 public key (base64 of its raw 32 bytes), as AUDIT_TRUSTED_PUBLIC_KEYS holds.
+PUBLIC_KEY = "FkXBSThNQBAb/VLdPxnhPB0cS1U1iEhgWc/FnZ1iMmE="
 SUMMARY = "s.DATABASES['default']['ENGINE'], s.CELERY_TASK_ALWAYS_EAGER, s.DEBUG"
 
 
@@ -19,17 +17,9 @@ def load_settings(
     """Import the production settings (or ``module``, under them) in a fresh interpreter
     with exactly these variables, and print ``printing`` (an expression of the settings
     module ``s``)."""
-    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "VIRTUAL_ENV")}
-    clean["DJANGO_SETTINGS_MODULE"] = "anim_gateway.settings"
     script = f"import anim_gateway.settings as s, {module}; print({printing})"
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=clean | env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {"DJANGO_SETTINGS_MODULE": "anim_gateway.settings"} | env
+    return fresh_python("-c", script, timeout=60, **env)
 
 
 def test_it_refuses_to_start_without_a_secret_key_in_production(tmp_path) -> None:
@@ -149,6 +139,61 @@ def test_s3_storage_is_the_streaming_one(tmp_path) -> None:
             {"DICOM_LISTENER_PORT": "70000"},
             "DICOM_LISTENER_PORT must be a whole number from 1 to 65535",
         ),
+        (
+            {"DICOM_LISTENER_AE_TITLE": "ANIM\\GATEWAY"},
+            "DICOM_LISTENER_AE_TITLE is not a DICOM AE title (a backslash): 'ANIM\\\\GATEWAY'",
+        ),
+        (
+            {"DICOM_LISTENER_AE_TITLE": "ANIM_GATEWAY_LUXEMBOURG"},
+            "DICOM_LISTENER_AE_TITLE is not a DICOM AE title (23 characters, 16 at most)",
+        ),
+        (
+            {"DICOM_LISTENER_AE_TITLE": "    "},
+            "DICOM_LISTENER_AE_TITLE is not a DICOM AE title (only spaces)",
+        ),
+        (
+            {"DICOM_LISTENER_AE_TITLE": "ANIM\tGW"},
+            "DICOM_LISTENER_AE_TITLE is not a DICOM AE title (a control or non-ASCII character)",
+        ),
+        (
+            {"DICOM_LISTENER_AE_TITLE": "ANIM_GATEWAŸ"},
+            "DICOM_LISTENER_AE_TITLE is not a DICOM AE title (a control or non-ASCII character)",
+        ),
+        (
+            {"AUDIT_TRUSTED_PUBLIC_KEYS": f"{PUBLIC_KEY},not-a-key"},
+            "AUDIT_TRUSTED_PUBLIC_KEYS: 'not-a-key' is not a base64-encoded raw 32-byte Ed25519"
+            " public key",
+        ),
+        (
+            {"AUDIT_TRUSTED_PUBLIC_KEYS": "AAAAAAAAAAAAAAAAAAAAAA=="},  # 16 bytes
+            "AUDIT_TRUSTED_PUBLIC_KEYS: 'AAAAAAAAAAAAAAAAAAAAAA==' is not a base64-encoded raw"
+            " 32-byte Ed25519 public key",
+        ),
+        (
+            {"CACHE_URL": "memcached://anim:s3cr3t@cache:11211"},
+            "CACHE_URL is not a Redis URL (unsupported scheme); expected redis://HOST:6379/N",
+        ),
+        (
+            {"CACHE_URL": "redis://anim:s3cr3t@cache:port/1"},
+            "CACHE_URL is not a Redis URL (malformed); expected redis://HOST:6379/N",
+        ),
+        (
+            {"CACHE_URL": "redis://anim:s3cr3t@cache:6379/first"},
+            "CACHE_URL is not a Redis URL (malformed); expected redis://HOST:6379/N",
+        ),
+        (
+            {"CELERY_BROKER_URL": "sqs://anim:s3cr3t@queue"},
+            "CELERY_BROKER_URL is not a broker URL (unsupported scheme); expected"
+            " redis://HOST:6379/N or amqp://USER:PASSWORD@HOST:5672/VHOST",
+        ),
+        (
+            {"CELERY_BROKER_URL": "redis://anim:s3cr3t@broker:99999/0"},
+            "CELERY_BROKER_URL is not a broker URL (malformed)",
+        ),
+        (
+            {"CELERY_BROKER_URL": "redis://broker:6379/0;amqp://anim:s3cr3t@rabbit:port//"},
+            "CELERY_BROKER_URL is not a broker URL (malformed)",
+        ),
     ],
 )
 def test_a_malformed_variable_stops_start_up_naming_it(tmp_path, env: dict, message: str) -> None:
@@ -180,3 +225,19 @@ def test_the_web_process_refuses_to_start_without_allowed_hosts(tmp_path) -> Non
         ALLOWED_HOSTS="gateway.example.lu",
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_well_formed_dicom_cache_broker_and_key_values_start(tmp_path) -> None:
+    """The DICOM rule admits spaces and small letters; Django's Redis cache several servers;
+    Celery a list of brokers to fail over to."""
+    result = load_settings(
+        "s.DICOM_LISTENER_AE_TITLE, s.AUDIT_TRUSTED_PUBLIC_KEYS",
+        DEBUG="True",
+        VAR_DIR=str(tmp_path),
+        DICOM_LISTENER_AE_TITLE="Anim gateway 1",
+        AUDIT_TRUSTED_PUBLIC_KEYS=f" {PUBLIC_KEY} ",
+        CACHE_URL="redis://:pw@cache-1:6379/1,rediss://cache-2/1;unix:///run/redis.sock?db=2",
+        CELERY_BROKER_URL="redis://:pw@broker:6379/0;amqp://anim:pw@rabbit:5672//",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"Anim gateway 1 ['{PUBLIC_KEY}']"

@@ -7,6 +7,8 @@ from django.test import Client
 
 from audit.errors import AuditUnavailable
 from audit.models import AuditEvent
+from consent.models import ApiToken
+from tests.conftest import client_for
 from tests.portal.helpers import PASSWORD, confirmed_device, fresh_code, set_password
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +47,7 @@ def test_it_changes_the_password_so_the_new_one_logs_in_and_the_old_one_not(port
     assert not logs_in("xavier", PASSWORD)
     [event] = password_events()
     assert (event.actor_username, event.outcome, event.reason_code) == ("xavier", "permit", "")
-    assert event.detail == {"other_sessions_ended": 0}
+    assert event.detail == {"other_sessions_ended": 0, "tokens_revoked": 0}
 
 
 @pytest.mark.parametrize(
@@ -82,7 +84,7 @@ def test_it_keeps_this_session_and_ends_the_users_other_sessions(portal_as):
     assert here.get("/me/").status_code == 200
     assert yvonne.get("/me/").status_code == 200
     [event] = password_events()
-    assert event.detail == {"other_sessions_ended": 1}
+    assert event.detail == {"other_sessions_ended": 1, "tokens_revoked": 0}
 
 
 def test_a_log_in_waiting_for_its_code_cannot_be_completed_after_the_change(portal_as):
@@ -202,3 +204,42 @@ def test_no_change_and_no_session_ended_when_the_audit_log_cannot_be_written(
     assert change(here, old=WRONG).status_code == 503  # a refusal unaudited is no answer
     assert password_is("xavier", PASSWORD)
     assert elsewhere.get("/me/").status_code == 200
+
+
+def test_no_token_is_revoked_when_the_audit_log_cannot_be_written(portal_as, monkeypatch):
+    from anim_gateway import account
+
+    here = portal_as("xavier")
+    api = client_for("xavier")
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise AuditUnavailable("down")
+
+    monkeypatch.setattr(account, "audit_event", unavailable)
+    assert change(here).status_code == 503
+    assert api.get("/api/v1/me/record/").status_code == 200
+    assert not ApiToken.objects.filter(revoked_at__isnull=False).exists()
+
+
+@pytest.mark.parametrize(("username", "institution"), [("xavier", None), ("alice", "CHL")])
+def test_it_revokes_the_users_api_tokens_and_says_so(portal_as, username, institution):
+    # A token made while the old password was known to someone else must not outlive it.
+    here = portal_as(username, institution)
+    tokens = [client_for(username, institution) for _ in range(2)]
+    yvonne = client_for("yvonne")
+    response = change(here)
+    assert response.url == "/"
+    page = here.get("/", follow=True).content.decode()
+    assert "Your password has been changed." in page
+    assert "Your 2 API tokens were revoked: ask your administrator for new ones." in page
+    for api in tokens:
+        assert api.get("/api/v1/me/record/").status_code == 401
+    assert yvonne.get("/api/v1/me/record/").status_code == 200  # another user's stays
+    [event] = password_events()
+    assert event.detail == {"other_sessions_ended": 0, "tokens_revoked": 2}
+
+
+def test_a_user_without_tokens_is_told_nothing_of_them(portal_as):
+    here = portal_as("xavier")
+    change(here)
+    assert "API token" not in here.get("/", follow=True).content.decode()

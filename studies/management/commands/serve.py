@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from anim_gateway.command_options import number_or_text, port_option
+
 
 class Command(BaseCommand):
     help = "Run Django's development server and the DICOM listener (in a background thread)."
@@ -13,18 +15,28 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
         parser.add_argument("--dicom-host", default="127.0.0.1")
-        parser.add_argument("--dicom-port", type=int, default=settings.DICOM_LISTENER_PORT)
+        # Checked in handle(): a bad value is a CommandError (exit 1), not argparse's exit 2.
+        parser.add_argument(
+            "--dicom-port", type=number_or_text, default=settings.DICOM_LISTENER_PORT
+        )
         parser.add_argument("--noreload", action="store_true")
 
     def handle(
-        self, *args, addrport: str, dicom_host: str, dicom_port: int, noreload: bool, **options
+        self,
+        *args,
+        addrport: str,
+        dicom_host: str,
+        dicom_port: str | int,
+        noreload: bool,
+        **options,
     ) -> None:
+        dicom_port = port_option("--dicom-port", dicom_port)
         # With the autoreloader, only the child process that serves (RUN_MAIN) listens.
         if noreload or os.environ.get("RUN_MAIN") == "true":
-            from studies.dicom_net import start_listener
+            from studies import dicom_net
 
             try:
-                start_listener(
+                dicom_net.start_listener(
                     ae_title=settings.DICOM_LISTENER_AE_TITLE,
                     host=dicom_host,
                     port=dicom_port,
