@@ -7,12 +7,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from anim_gateway.enrolment import enrolment_code_issue
 from audit.models import AuditEvent
 from consent.models import PasswordChangeRequired
 from consent.services.passwords import password_set_for_user
 from tests.conftest import ADMIN, client_for
-from tests.portal.helpers import PASSWORD, portal_client, set_password
+from tests.portal.helpers import PASSWORD, portal_client, set_password, totp_code
 
 pytestmark = pytest.mark.django_db
 
@@ -122,6 +124,100 @@ def test_the_changepassword_command_owes_a_change(cast, monkeypatch):
     [event] = set_events()
     assert (event.actor_username, event.detail["via"]) == ("cli:changepassword", "changepassword")
     assert event.detail["password_change_required"] is True
+
+
+PATIENT = {
+    "national_id": "1983010100159",
+    "family_name": "Weber",
+    "given_name": "Anna",
+    "birth_date": "1983-01-01",
+    "sex": "F",
+}
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "action"),
+    [
+        ("/api/v1/accounts/", {"username": "erin", "role": "dpo"}, "account.create"),
+        (
+            "/api/v1/practitioners/",
+            {
+                "username": "erin",
+                "display_name": "Dr Erin Eischen",
+                "profession": "physician",
+                "license_number": "LIC-erin",
+                "institutions": ["CHL"],
+            },
+            "practitioner.create",
+        ),
+        ("/api/v1/patients/", {**PATIENT, "username": "erin"}, "patient.create"),
+    ],
+)
+def test_the_provisioning_apis_password_owes_a_change(cast, admin_user, url, body, action):
+    response = client_for("root").post(url, {**body, "password": ADMIN_SET}, format="json")
+    assert response.status_code == 201, response.json()
+    assert "password" not in response.json()
+    assert ADMIN_SET not in response.content.decode()
+    assert get_user_model().objects.get(username="erin").check_password(ADMIN_SET)
+    assert owes_change("erin")
+    event = AuditEvent.objects.filter(action=action).latest("seq")
+    assert event.detail["password_change_required"] is True
+    assert ADMIN_SET not in str(event.detail)
+
+
+def test_the_provisioning_api_without_a_password_owes_nothing(cast, admin_user):
+    body = {"username": "erin", "role": "dpo"}
+    assert client_for("root").post("/api/v1/accounts/", body, format="json").status_code == 201
+    assert not get_user_model().objects.get(username="erin").has_usable_password()
+    assert not owes_change("erin")
+    event = AuditEvent.objects.filter(action="account.create").latest("seq")
+    assert "password_change_required" not in event.detail
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "words"),
+    [
+        ("/api/v1/accounts/", {"username": "erin", "role": "dpo", "password": "short"}, "short"),
+        (
+            "/api/v1/accounts/",
+            {"username": "erin", "role": "system", "institution": "CHL", "password": ADMIN_SET},
+            "token only",
+        ),
+        ("/api/v1/patients/", {**PATIENT, "password": ADMIN_SET}, "without a username"),
+    ],
+)
+def test_the_provisioning_api_refuses_a_password_it_cannot_take(cast, admin_user, url, body, words):
+    response = client_for("root").post(url, body, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "INVALID"
+    assert error["message"].startswith("password: ")
+    assert words in error["message"]
+    assert not get_user_model().objects.filter(username="erin").exists()
+
+
+def test_a_practitioner_provisioned_with_a_password_is_held_after_the_second_factor(
+    cast, admin_user
+):
+    body = {
+        "username": "erin",
+        "display_name": "Dr Erin Eischen",
+        "profession": "physician",
+        "license_number": "LIC-erin",
+        "institutions": ["CHL"],
+        "password": PASSWORD,
+    }
+    assert client_for("root").post("/api/v1/practitioners/", body, format="json").status_code == 201
+    client = Client()
+    response = client.post("/login/", {"username": "erin", "password": PASSWORD})
+    assert response["Location"] == "/login/enrol/"
+    code = enrolment_code_issue(username="erin")
+    client.get("/login/enrol/")
+    device = TOTPDevice.objects.get(user__username="erin", confirmed=False)
+    response = client.post("/login/enrol/", {"enrolment_code": code, "token": totp_code(device)})
+    assert response["Location"] == "/"
+    assert held(client.get("/"), next_url="/")
+    assert held(client.get("/patients/"), next_url="/patients/")
 
 
 def test_createsuperuser_owes_nothing(db, monkeypatch):
