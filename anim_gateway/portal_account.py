@@ -65,7 +65,8 @@ def _audit_refusal(request: HttpRequest, form: PasswordChangeForm) -> None:
 
 
 @sensitive_post_parameters("old_password", "new_password1", "new_password2")
-@portal_view(*PORTAL_ROLES)
+# Before the hospital choice too: a password an administrator set is changed first.
+@portal_view(*PORTAL_ROLES, needs_institution=False)
 def password_change(request: HttpRequest) -> HttpResponse:
     data = request.POST if request.method == "POST" else None
     form = PasswordChangeForm(request.user, data, address=counted_address(request))

@@ -11,10 +11,16 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from anim_gateway.enrolment import enrolment_code_issue
 from audit.models import AuditEvent
-from consent.models import PasswordChangeRequired
+from consent.models import Affiliation, Institution, PasswordChangeRequired
 from consent.services.passwords import password_set_for_user
 from tests.conftest import ADMIN, client_for
-from tests.portal.helpers import PASSWORD, portal_client, set_password, totp_code
+from tests.portal.helpers import (
+    PASSWORD,
+    fresh_code,
+    portal_client,
+    set_password,
+    totp_code,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -243,6 +249,23 @@ def test_a_practitioners_pages_lead_there_after_the_second_factor(cast, page):
     client = portal_client("alice", "CHL")
     require_change("alice")
     assert held(client.get(page), next_url=page)
+
+
+def test_a_practitioner_of_several_hospitals_changes_it_before_choosing_one(cast):
+    Affiliation.objects.create(
+        practitioner=cast.alice, institution=Institution.objects.get(code="HRS")
+    )
+    set_password("alice")
+    require_change("alice")
+    client = Client()
+    client.post("/login/", {"username": "alice", "password": PASSWORD})
+    response = client.post("/login/verify/", {"token": fresh_code("alice")})
+    choice = "/login/institution/"
+    assert response["Location"] == choice
+    assert held(client.get(choice), next_url=choice)
+    assert client.get(f"{PAGE}?next={choice}").status_code == 200  # no loop back to the choice
+    assert change(client, next_url=choice)["Location"] == choice
+    assert client.get(choice).status_code == 200
 
 
 def test_a_post_leads_there_without_next(cast):
