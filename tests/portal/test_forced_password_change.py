@@ -361,3 +361,40 @@ def test_api_requests_with_the_session_are_refused_naming_the_change(cast):
     response = client.get("/api/v1/me/record/")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "PASSWORD_CHANGE_REQUIRED"
+
+
+@pytest.fixture
+def audit_down(monkeypatch):
+    from audit.errors import AuditUnavailable
+    from consent.services import passwords
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise AuditUnavailable("down")
+
+    monkeypatch.setattr(passwords, "audit_event", unavailable)
+
+
+def test_no_audit_event_no_password_set_in_the_admin(cast, admin_client_verified, audit_down):
+    xavier = cast.xavier.user
+    url = f"/admin/auth/user/{xavier.pk}/password/"
+    fields = {"password1": ADMIN_SET, "password2": ADMIN_SET, "usable_password": "true"}
+    response = admin_client_verified.post(url, fields)
+    assert response.status_code == 503
+    assert not get_user_model().objects.get(pk=xavier.pk).check_password(ADMIN_SET)
+    assert not owes_change("xavier")
+
+
+def test_no_audit_event_no_user_added_in_the_admin(cast, admin_client_verified, audit_down):
+    fields = {"username": "erin", "password1": ADMIN_SET, "password2": ADMIN_SET}
+    response = admin_client_verified.post(
+        "/admin/auth/user/add/", fields | {"usable_password": "true"}
+    )
+    assert response.status_code == 503
+    assert not get_user_model().objects.filter(username="erin").exists()
+
+
+def test_an_administrator_is_held_before_the_administration_too(cast, admin_user):
+    client = portal_client("root")
+    require_change("root")
+    assert held(client.get("/admin/"), next_url="/admin/")
+    assert held(client.get("/admin/auth/user/"), next_url="/admin/auth/user/")
