@@ -43,7 +43,9 @@ def _password_hash(object_id: str) -> str | None:
     return users.filter(pk=user_id).values_list("password", flat=True).first()
 
 
-def _set_for_another(request: HttpRequest, object_id: str, before: str | None, after: str | None):
+def _set_for_another(
+    request: HttpRequest, object_id: str, before: str | None, after: str | None
+) -> bool:
     """A new usable password (not the "disable password-based log-in" choice), not one's own."""
     if after is None or after == before or after.startswith("!"):  # "!": unusable
         return False
