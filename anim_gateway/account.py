@@ -11,6 +11,7 @@ from anim_gateway.sessions import user_sessions_end
 from audit.actions import Action
 from consent.actors import Actor
 from consent.auditing import audit_event
+from consent.services.passwords import password_change_settle
 from consent.services.tokens import user_tokens_revoke
 
 
@@ -31,7 +32,8 @@ def account_password_change(
 
     A session stolen or left open elsewhere must not survive the change, nor a token issued
     while someone else knew the old password; the change, the sessions ended, the tokens
-    revoked and the audit event are kept together or not at all.
+    revoked and the audit event are kept together or not at all. A change an administrator
+    required (a password they set) is settled with it: the user chose their own.
 
     Parameters
     ----------
@@ -47,6 +49,7 @@ def account_password_change(
     """
     user.set_password(new_password)
     user.save(update_fields=["password"])
+    password_change_settle(user=user)
     changed = PasswordChanged(
         other_sessions_ended=user_sessions_end(user_pk=user.pk, keep=keep_session),
         tokens_revoked=user_tokens_revoke(user=user),

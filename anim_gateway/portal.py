@@ -57,8 +57,11 @@ def _otp_ok(request: HttpRequest, actor: Actor) -> bool:
     return bool(is_verified and is_verified())
 
 
-def portal_view(*roles: str) -> Callable:
-    """Let only logged-in, second-factor-verified users of these roles in; sets request.actor."""
+def portal_view(*roles: str, needs_institution: bool = True) -> Callable:
+    """Let only logged-in, second-factor-verified users of these roles in; sets request.actor.
+
+    A practitioner is first sent to choose their acting institution, unless the page does
+    not act for one (``needs_institution=False``: their own password)."""
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
@@ -70,7 +73,8 @@ def portal_view(*roles: str) -> Callable:
             if actor.role not in roles:
                 _audit_role_refusal(request, actor)
                 return forbidden(request, "This page is not available for your role.")
-            if actor.role == Role.PRACTITIONER and actor.institution is None:
+            choosing = needs_institution and actor.role == Role.PRACTITIONER
+            if choosing and actor.institution is None:
                 return redirect_to_choose_institution(request)
             request.actor = actor
             return view(request, *args, **kwargs)

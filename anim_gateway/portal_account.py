@@ -13,10 +13,12 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 
 from anim_gateway import login_throttle
 from anim_gateway.account import account_password_change, account_password_change_refused
-from anim_gateway.portal import forbidden, portal_view
+from anim_gateway.forced_password_change import REQUIRED_MESSAGE
+from anim_gateway.portal import forbidden, portal_view, safe_next
 from anim_gateway.portal_login import THROTTLED, counted_address
 from audit.errors import AuditUnavailable
 from consent.authentication import PORTAL_ROLES
+from consent.services.passwords import password_change_owed
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +65,13 @@ def _audit_refusal(request: HttpRequest, form: PasswordChangeForm) -> None:
 
 
 @sensitive_post_parameters("old_password", "new_password1", "new_password2")
-@portal_view(*PORTAL_ROLES)
+# Before the hospital choice too: a password an administrator set is changed first.
+@portal_view(*PORTAL_ROLES, needs_institution=False)
 def password_change(request: HttpRequest) -> HttpResponse:
     data = request.POST if request.method == "POST" else None
     form = PasswordChangeForm(request.user, data, address=counted_address(request))
     if data is None:
-        return render(request, "portal/password_change.html", {"form": form})
+        return _page(request, form)
     try:
         return _submitted(request, form)
     except AuditUnavailable:
@@ -80,7 +83,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
 def _submitted(request: HttpRequest, form: PasswordChangeForm) -> HttpResponse:
     if not form.is_valid():
         _audit_refusal(request, form)
-        return render(request, "portal/password_change.html", {"form": form}, status=400)
+        return _page(request, form, status=400)
     changed = account_password_change(
         user=request.user,
         new_password=form.cleaned_data["new_password1"],
@@ -89,7 +92,17 @@ def _submitted(request: HttpRequest, form: PasswordChangeForm) -> HttpResponse:
     )
     update_session_auth_hash(request, request.user)  # this session stays, under a new key
     messages.success(request, _changed_message(changed.tokens_revoked))
-    return redirect("portal:home")
+    # The page the user was on their way to when an administrator's password held them here.
+    return redirect(safe_next(request) or "portal:home")
+
+
+def _page(request: HttpRequest, form: PasswordChangeForm, status: int = 200) -> HttpResponse:
+    context = {
+        "form": form,
+        "next": safe_next(request),
+        "required": REQUIRED_MESSAGE if password_change_owed(user=request.user) else "",
+    }
+    return render(request, "portal/password_change.html", context, status=status)
 
 
 def _changed_message(tokens_revoked: int) -> str:

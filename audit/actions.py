@@ -26,6 +26,10 @@ class Action(models.TextChoices):
     )
     ACCOUNT_CREATE = "account.create", "Created an account"
     ACCOUNT_PASSWORD_CHANGE = "account.password_change", "Changed their own password"
+    ACCOUNT_PASSWORD_SET = (
+        "account.password_set",
+        "Set the password of another user, to be changed at their next log-in",
+    )
     INSTITUTION_CREATE = "institution.create", "Created a member institution"
     PRACTITIONER_CREATE = "practitioner.create", "Registered a practitioner"
     PATIENT_CREATE = "patient.create", "Registered the patient"
@@ -122,6 +126,7 @@ PATIENT_WORDS: dict[str, str] = {
     Action.AUTH_DEVICE_DELETE: "Removed a user's sign-in authenticator",
     Action.ACCOUNT_CREATE: "Created an account",
     Action.ACCOUNT_PASSWORD_CHANGE: "Changed the password of their account",
+    Action.ACCOUNT_PASSWORD_SET: "Set a password for a user, who must change it",
     Action.INSTITUTION_CREATE: "Added a hospital to the network",
     Action.PRACTITIONER_CREATE: "Registered a doctor or other health professional",
     Action.PATIENT_CREATE: "Registered you in the network",

@@ -19,6 +19,7 @@ from audit.actions import Action
 from audit.errors import AuditUnavailable
 from consent.admin_audit import audit_unavailable, is_row_id
 from consent.auditing import audit_event, audit_events
+from consent.password_admin import UserPagesRequiringPasswordChange
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +202,10 @@ def register_device_admins(site: admin.AdminSite) -> None:
         site.register(model, model_admin)
     user_model = get_user_model()
     if site.is_registered(user_model):
-        # Whatever admin the user model has (django.contrib.auth's), with the devices' audit.
+        # Whatever admin the user model has (django.contrib.auth's), with the devices' audit
+        # and the change owed of a password set there.
         user_admin = type(site.get_model_admin(user_model))
         site.unregister(user_model)
-        audited = type("UserAdmin", (UserPagesAuditingDevices, user_admin), {})
+        bases = (UserPagesRequiringPasswordChange, UserPagesAuditingDevices, user_admin)
+        audited = type("UserAdmin", bases, {})
         site.register(user_model, audited)

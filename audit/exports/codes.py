@@ -51,6 +51,7 @@ _EXACT = {
     "auth.enrolment_code_issue": ALERT,
     # So is a password changed (or tried with a wrong old one): a credential, not a record.
     "account.password_change": ALERT,
+    "account.password_set": ALERT,
 }
 # The DCM type of an alert (PS3.16 CID 403, Security Alert Type), where one fits.
 ALERT_TYPES = {
@@ -60,6 +61,7 @@ ALERT_TYPES = {
     "auth.device_delete": ("110137", "User Security Attributes Changed"),
     "auth.enrolment_code_issue": ("110137", "User Security Attributes Changed"),
     "account.password_change": ("110137", "User Security Attributes Changed"),
+    "account.password_set": ("110137", "User Security Attributes Changed"),
 }
 _CREATING = (".create", ".grant", ".add", ".assert", ".declare", "_add", ".issue")
 

@@ -2,12 +2,38 @@
 
 import datetime
 
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError
 from django.utils import dateparse, timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 USERNAME = r"^[\w.@+-]{1,150}$"
+
+
+class InitialPasswordField(serializers.CharField):
+    """A first password set for the user, which they must change at their first portal
+    log-in; AUTH_PASSWORD_VALIDATORS apply. Never echoed in an answer or a message."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("help_text", "Optional; the user must change it at the first log-in.")
+        super().__init__(
+            write_only=True,
+            required=False,
+            trim_whitespace=False,
+            max_length=128,
+            style={"input_type": "password"},
+            **kwargs,
+        )
+
+    def to_internal_value(self, data: object) -> str:
+        value = super().to_internal_value(data)
+        try:
+            password_validation.validate_password(value)
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+        return value
 
 
 @extend_schema_field(OpenApiTypes.STR)

@@ -9,7 +9,7 @@ from stdnum.exceptions import ValidationError as StdnumError
 
 from anim_gateway.openapi import error_response
 from consent import national_id
-from consent.api.fields import USERNAME
+from consent.api.fields import USERNAME, InitialPasswordField
 from consent.authentication import actor_of
 from consent.models import Profession, Role
 from consent.services import provisioning
@@ -34,6 +34,15 @@ class AccountCreateApi(APIView):
         username = serializers.RegexField(USERNAME, max_length=150)
         role = serializers.ChoiceField(choices=[Role.DPO, Role.SYSTEM])
         institution = serializers.RegexField(INSTITUTION_CODE, required=False, allow_null=True)
+        password = InitialPasswordField()
+
+        def validate(self, attrs: dict) -> dict:
+            # A hospital system acts with its token only: the portal refuses it a log-in.
+            if attrs.get("password") is not None and attrs["role"] == Role.SYSTEM:
+                raise serializers.ValidationError(
+                    {"password": "a system account acts with its token only, never a password."}
+                )
+            return attrs
 
     @extend_schema(
         request=InputSerializer,
@@ -46,6 +55,7 @@ class AccountCreateApi(APIView):
             username=data["username"],
             role=data["role"],
             institution_code=data.get("institution"),
+            password=data.get("password"),
         )
         body = {
             "username": account.user.username,
@@ -67,6 +77,7 @@ class PractitionerCreateApi(APIView):
         institutions = serializers.ListField(
             child=serializers.RegexField(INSTITUTION_CODE), min_length=1
         )
+        password = InitialPasswordField()
 
     @extend_schema(
         request=InputSerializer,
@@ -86,6 +97,7 @@ class PractitionerCreateApi(APIView):
             profession=data["profession"],
             license_number=data["license_number"],
             institution_codes=data["institutions"],
+            password=data.get("password"),
         )
         body = {
             "username": practitioner.user.username,
@@ -114,6 +126,14 @@ class PatientCreateApi(APIView):
         sex = serializers.ChoiceField(choices=["F", "M", "O"])
         identifiers = IdentifierSerializer(many=True, required=False, default=list)
         username = serializers.RegexField(USERNAME, required=False, allow_null=True)
+        password = InitialPasswordField()
+
+        def validate(self, attrs: dict) -> dict:
+            if attrs.get("password") is not None and not attrs.get("username"):
+                raise serializers.ValidationError(
+                    {"password": "a patient without a username has no log-in to set it for."}
+                )
+            return attrs
 
     @extend_schema(
         request=InputSerializer,
@@ -136,6 +156,7 @@ class PatientCreateApi(APIView):
             sex=data["sex"],
             identifiers=data["identifiers"],
             username=data.get("username"),
+            password=data.get("password"),
         )
         body = {
             "national_id": patient.national_id,

@@ -1,5 +1,6 @@
 """Models of the consent app, one module per concern."""
 
+from .credentials import PasswordChangeRequired
 from .parties import (
     Account,
     Affiliation,
@@ -40,6 +41,7 @@ __all__ = [
     "Institution",
     "InstitutionAETitle",
     "Notice",
+    "PasswordChangeRequired",
     "Patient",
     "PatientIdentifier",
     "Practitioner",

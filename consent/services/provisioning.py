@@ -25,6 +25,7 @@ from consent.models import (
     SharedRecord,
     SharedRecordChange,
 )
+from consent.services.passwords import REQUIRED, password_change_require
 from consent.signals import patient_identifier_added
 
 
@@ -78,7 +79,9 @@ def _or_conflict(conflict: Conflict) -> Iterator[None]:
         raise conflict from exc
 
 
-def _new_user(username: str):
+def _new_user(username: str, *, password: str | None = None, actor: Actor | None = None):
+    """A new login; its password is the one given (the user must change it at their first
+    portal log-in: whoever provisioned it knows it), or none (unusable) until one is set."""
     users = get_user_model().objects
     taken = Conflict(
         f"The username {username!r} is already taken.",
@@ -90,7 +93,11 @@ def _new_user(username: str):
         raise taken
     with _or_conflict(taken):
         user = users.create_user(username=username)
-    user.set_unusable_password()
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
+        password_change_require(user=user, acting=actor)
     user.save(update_fields=["password"])
     return user
 
@@ -131,9 +138,17 @@ def _title_named(exc: ValidationError, title: str) -> list[str]:
 
 
 def account_create(
-    *, actor: Actor, username: str, role: str, institution_code: str | None
+    *,
+    actor: Actor,
+    username: str,
+    role: str,
+    institution_code: str | None,
+    password: str | None = None,
 ) -> Account:
-    """Create a DPO or hospital-system login (administrators only); refusals are audited."""
+    """Create a DPO or hospital-system login (administrators only); refusals are audited.
+
+    A ``password`` given is changed by the user at their first portal log-in (the event
+    says ``password_change_required``; never the password)."""
     detail = {"username": username, "role": role}
     with (
         _refusals_audited(actor, action=Action.ACCOUNT_CREATE, detail=detail),
@@ -150,9 +165,9 @@ def account_create(
             if institution_code
             else None
         )
-        user = _new_user(username)
+        user = _new_user(username, password=password, actor=actor)
         account = Account.objects.create(user=user, role=role, institution=institution)
-        audit_event(actor, action=Action.ACCOUNT_CREATE, detail=detail)
+        audit_event(actor, action=Action.ACCOUNT_CREATE, detail=detail | _required(password))
     return account
 
 
@@ -164,8 +179,10 @@ def practitioner_create(
     profession: str,
     license_number: str,
     institution_codes: list[str],
+    password: str | None = None,
 ) -> Practitioner:
-    """Register a practitioner affiliated with these institutions; refusals are audited."""
+    """Register a practitioner affiliated with these institutions; refusals are audited.
+    A ``password`` given is changed at the first portal log-in, as ``account_create``'s."""
     detail = {"username": username, "institutions": institution_codes}
     with (
         _refusals_audited(actor, action=Action.PRACTITIONER_CREATE, detail=detail),
@@ -176,7 +193,7 @@ def practitioner_create(
         licensed = Conflict(f"A practitioner with license {license_number!r} already exists.")
         if Practitioner.objects.filter(license_number=license_number).exists():
             raise licensed
-        user = _new_user(username)
+        user = _new_user(username, password=password, actor=actor)
         with _or_conflict(licensed):
             practitioner = Practitioner.objects.create(
                 user=user,
@@ -186,6 +203,7 @@ def practitioner_create(
             )
         for institution in institutions:
             Affiliation.objects.create(practitioner=practitioner, institution=institution)
+        detail |= _required(password)
         audit_event(actor, action=Action.PRACTITIONER_CREATE, detail=detail)
     return practitioner
 
@@ -200,8 +218,10 @@ def patient_create(
     sex: str,
     identifiers: list[dict],
     username: str | None = None,
+    password: str | None = None,
 ) -> Patient:
-    """Register a patient with an active shared record and their local identifiers.
+    """Register a patient with an active shared record and their local identifiers (and a
+    login, with ``username``; a ``password`` given is changed at the first portal log-in).
 
     A refusal is audited about the national identifier it was asked for, as the event of a
     registration is (its ``patient``, never its message).
@@ -221,6 +241,7 @@ def patient_create(
             sex=sex,
             identifiers=identifiers,
             username=username,
+            password=password,
         )
 
 
@@ -234,6 +255,7 @@ def _patient_create(
     sex: str,
     identifiers: list[dict],
     username: str | None,
+    password: str | None,
 ) -> Patient:
     if national_id.birth_date(number) != birth_date:
         raise ApplicationError("birth_date: does not match the birth date in the national_id.")
@@ -246,7 +268,7 @@ def _patient_create(
     )
     if Patient.objects.filter(national_id=number).exists():
         raise registered
-    user = _new_user(username) if username else None
+    user = _new_user(username, password=password, actor=actor) if username else None
     with _or_conflict(registered):
         patient = Patient.objects.create(
             national_id=number,
@@ -260,10 +282,15 @@ def _patient_create(
     SharedRecordChange.objects.create(
         record=record, status=record.status, changed_by=actor.username, channel=actor.channel
     )
-    audit_event(actor, action=Action.PATIENT_CREATE, patient=number)
+    audit_event(actor, action=Action.PATIENT_CREATE, patient=number, detail=_required(password))
     for institution, item in zip(institutions, identifiers, strict=True):
         _identifier_add(actor=actor, patient=patient, institution=institution, value=item["value"])
     return patient
+
+
+def _required(password: str | None) -> dict:
+    """What a creation's event says of a password given: that it must be changed."""
+    return REQUIRED if password is not None else {}
 
 
 def _identifier_add(

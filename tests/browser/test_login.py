@@ -1,14 +1,16 @@
 """A practitioner's first log-in in a real browser: password, TOTP enrolment with the
-administrator's enrolment code, hospital choice; a deep link followed through them."""
+administrator's enrolment code, hospital choice, the change of a password an administrator
+set; a deep link followed through them."""
 
 import pytest
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from anim_gateway.enrolment import enrolment_code_issue
 from consent.models import Affiliation, Institution
+from consent.services.passwords import password_set_for_user
 from tests.browser.conftest import screenshot
 from tests.browser.steps import code_from_secret
-from tests.conftest import XAVIER_ID
+from tests.conftest import ADMIN, XAVIER_ID
 from tests.portal.conftest import admit
 from tests.portal.helpers import PASSWORD, confirmed_device, fresh_code, set_password
 
@@ -95,3 +97,40 @@ def test_an_enrolment_without_the_administrators_code_is_refused(cast, live_serv
     assert not TOTPDevice.objects.filter(user__username="alice", confirmed=True).exists()
     page.goto(f"{live_server.url}/patients/")
     assert "/login/" in page.url
+
+
+def test_a_password_set_by_an_administrator_is_changed_before_the_link_opens(
+    cast, live_server, page
+):
+    Affiliation.objects.create(
+        practitioner=cast.alice, institution=Institution.objects.get(code="HRS")
+    )
+    admit(cast.alice, cast.xavier)
+    set_password("alice")
+    password_set_for_user(user=cast.alice.user, acting=ADMIN, via="admin_password")
+    confirmed_device("alice")
+    link = f"{live_server.url}/patients/{XAVIER_ID}/"  # sent by a colleague
+    page.goto(link)
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("6-digit code").fill(fresh_code("alice"))
+    page.get_by_role("button", name="Verify").click()
+
+    page.get_by_role("heading", name="Change your password").wait_for()
+    assert page.get_by_role("alert").inner_text() == (
+        "Your password was set by an administrator: choose your own before going on."
+    )
+    screenshot(page, "04-forced-password-change")
+    page.goto(link)  # nothing else opens first
+    page.get_by_role("heading", name="Change your password").wait_for()
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_label("New password", exact=True).fill("alices-own-password-7")
+    page.get_by_label("New password again").fill("alices-own-password-7")
+    page.get_by_role("button", name="Change password").click()
+
+    page.get_by_role("heading", name="Which hospital are you working for?").wait_for()
+    page.get_by_label("Centre Hospitalier de Luxembourg (CHL)").check()
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(link)
+    page.get_by_role("heading", name="Xavier Demo").wait_for()
