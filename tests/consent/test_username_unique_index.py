@@ -3,16 +3,20 @@ the check cannot both succeed, and the one refused is told the username is taken
 
 import importlib
 import io
+import threading
+import time
 
 import pytest
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 
+from anim_gateway.errors import Conflict
 from audit.models import AuditEvent
 from consent import selectors
-from tests.conftest import client_for
+from consent.services import provisioning
+from tests.conftest import ADMIN, client_for, require_postgres
 
 from .test_provisioning import patient_body
 from .test_provisioning_refusals import practitioner_body
@@ -101,3 +105,49 @@ def test_createsuperuser_in_a_race_is_told_the_username_is_taken(cast, monkeypat
             "createsuperuser", username="Alice", email="", interactive=False, stdout=io.StringIO()
         )
     assert "Alice" not in usernames()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_of_two_creations_at_once_the_second_is_told_the_username_is_taken():
+    """A real race on PostgreSQL: the rival's "racer" is inserted but not yet committed when
+    "RACER" is checked (not seen) and inserted (which waits on the index until it commits)."""
+    require_postgres()
+    outcome: list[object] = []
+
+    def create_racer() -> None:
+        try:
+            provisioning.account_create(
+                actor=ADMIN, username="RACER", role="dpo", institution_code=None
+            )
+            outcome.append("created")
+        except Conflict as refused:
+            outcome.append(refused.code)
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        get_user_model().objects.create(username="racer")
+        creation = threading.Thread(target=create_racer)
+        creation.start()
+        waits_for_the_index(unless_done=creation)
+    creation.join()
+    assert outcome == ["USERNAME_TAKEN"]
+    assert usernames() == ["racer"]
+
+
+def waits_for_the_index(*, unless_done: threading.Thread) -> None:
+    """Until another session of the test database waits for a lock (the index's row), or
+    the thread has ended (without the index, nothing makes it wait)."""
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+    )
+    with connection.cursor() as cursor:
+        for _ in range(3000):  # a bound, not a timing: the creation blocks or fails first
+            # Inside a transaction, the activity view is a snapshot unless cleared.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(waiting)
+            if cursor.fetchone()[0] or not unless_done.is_alive():
+                return
+            time.sleep(0.01)
+    pytest.fail("the concurrent creation never waited on the username index")
