@@ -532,6 +532,12 @@ def authorize_search(
         national_id = _one_patient(decided, national_ids)
         outcome = _permitted_of(result, page)
         counts = {"decided": len(decided)}
+    except _RefusedWhoever as refused:
+        # As for a patient or study named in a URL (deny_unknown): one deny, about no one.
+        decision = refused.decision
+        raise AccessDenied(
+            _audited(actor, decision, audit_action, "", study_uid="", detail=detail or {})
+        ) from None
     except Exception:
         logger.exception("The gate failed while deciding a search of %s", action)
         page, national_id, counts = [], "", {}
@@ -550,18 +556,45 @@ def authorize_search(
     )
 
 
+class _RefusedWhoever(Exception):
+    """A search's actor is refused whoever the patients (``_refused_whoever``): so is the
+    whole search, before any study is decided or mentioned."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reason_code)
+        self.decision = decision
+
+
 def _decided_window(
     actor: Actor,
     action: str,
     studies: "Sequence[StudyRef] | facts_query.Lookup",
     national_ids: dict[int, str],
 ) -> tuple[Sequence[StudyRef], StudyListDecision, int]:
-    """The studies of one window of a search, decided: (studies, decision, hidden)."""
+    """The studies of one window of a search, decided: (studies, decision, hidden).
+
+    Raises
+    ------
+    _RefusedWhoever
+        When the actor is refused whoever the patient, read from the window's own facts
+        (no query more).
+    """
     if isinstance(studies, facts_query.Lookup):
         facts, found = _facts_and_found(actor, studies, national_ids=national_ids)
         found.sort(key=lambda study: study.pk)
-        return found, *_decided_many(action, found, facts)
-    return studies, *_decide_many(actor, action, studies, national_ids=national_ids)
+    else:
+        found = list(studies)
+        facts = load_facts(
+            actor,
+            patient_ids=[s.patient_id for s in found],
+            study_uids=[s.study_uid for s in found],
+            institution_ids=[s.institution_id for s in found],
+            national_ids=national_ids,
+        )
+    refusal = _refused_whoever(facts, action)
+    if refusal is not None:
+        raise _RefusedWhoever(refusal)
+    return found, *_decided_many(action, found, facts)
 
 
 def deny_unknown(
@@ -722,19 +755,6 @@ def _conceals(actor: Actor, facts: Facts, study: StudyRef) -> bool:
 def _hidden_from(facts: Facts, study: StudyRef) -> bool:
     shared = study.institution_id != facts.acting_institution_id
     return shared and study.study_uid in facts.hidden_study_uids
-
-
-def _decide_many(
-    actor: Actor, action: str, studies: Sequence[StudyRef], *, national_ids: dict[int, str]
-) -> tuple[StudyListDecision, int]:
-    facts = load_facts(
-        actor,
-        patient_ids=[s.patient_id for s in studies],
-        study_uids=[s.study_uid for s in studies],
-        institution_ids=[s.institution_id for s in studies],
-        national_ids=national_ids,
-    )
-    return _decided_many(action, studies, facts)
 
 
 def _decided_many(

@@ -1,5 +1,7 @@
 """A superuser who drops the triggers and rewrites rows is caught by verify_audit."""
 
+import logging
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -139,19 +141,33 @@ def test_it_names_a_chain_rewritten_from_a_seq_before_a_checkpoint(chain, trigge
     assert "signed checkpoint" in verify_audit_fails_at(6)
 
 
+def logging_handlers() -> dict[str, list[logging.Handler]]:
+    """Every logger's handlers, by logger name (the root's under "")."""
+    loggers = logging.root.manager.loggerDict.items()
+    found = {name: list(item.handlers) for name, item in loggers if hasattr(item, "handlers")}
+    return {"": list(logging.root.handlers), **found}
+
+
 def test_it_exits_with_status_one_from_the_command_line(
     chain, triggers_dropped, capsys, monkeypatch
 ):
+    import django
     from django.core.management import ManagementUtility
     from django.db import connections
 
     # run_from_argv closes every connection afterwards, the test's own included.
     monkeypatch.setattr(connections, "close_all", lambda: None)
+    # execute() sets Django up, as manage.py does once per process; pytest-django did. Again,
+    # it would apply LOGGING anew: stream handlers bound to capsys's stderr, closed after the
+    # test, on which every later test's log records would fail ("I/O operation on closed file").
+    monkeypatch.setattr(django, "setup", lambda *args, **kwargs: None)
     execute("DELETE FROM audit_auditevent WHERE seq = 2")
+    before = logging_handlers()
     with pytest.raises(SystemExit) as exited:
         ManagementUtility(["manage.py", "verify_audit"]).execute()
     assert exited.value.code == 1
     assert "first invalid seq 2" in capsys.readouterr().err
+    assert logging_handlers() == before  # the logging of the tests that follow is left alone
 
 
 def test_it_reports_the_result_as_a_value(chain, triggers_dropped):

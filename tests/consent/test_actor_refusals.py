@@ -131,3 +131,49 @@ def test_a_study_of_another_patient_than_the_one_named_gets_the_same_answer(cast
 def test_a_hidden_study_stays_unknown_to_an_affiliated_practitioner(studies):
     response = client_for("alice", "CHL").get(f"/dicomweb/studies/{studies['hidden']}/metadata")
     assert response.status_code == 404
+
+
+def searches(client, studies) -> list:
+    """A search of everything, by patient, and by each study's UID (seen, hidden, unknown)."""
+    params = [{}, {"PatientID": "CHEM-X1"}, {"PatientID": "NOBODY"}]
+    params += [{"StudyInstanceUID": uid} for uid in studies.values()]
+    return [client.get("/dicomweb/studies", query) for query in params]
+
+
+def test_an_unaffiliated_practitioner_s_search_is_refused_before_any_study(studies):
+    client = unaffiliated_alice()
+    responses = searches(client, studies)
+    assert len(answers(responses)) == 1  # whatever the search, whichever study exists
+    assert responses[0].status_code == 403
+    # The body a study of theirs, or an unknown one, gets at WADO-RS and the REST API.
+    retrieved = client.get(f"/dicomweb/studies/{studies['unknown']}/metadata")
+    listed = client.get(f"/api/v1/patients/{UNKNOWN_ID}/studies/")
+    assert responses[0].json() == retrieved.json() == listed.json()
+    assert responses[0].json()["error"]["code"] == "NOT_AFFILIATED"
+    # One deny per search, about no patient and no study: none was decided.
+    events = AuditEvent.objects.filter(action="study.search").order_by("seq")
+    assert [(e.outcome, e.reason_code, e.patient, e.study_uid) for e in events] == [
+        ("deny", "NOT_AFFILIATED", "", "")
+    ] * len(responses)
+    assert all("withheld" not in e.detail and "decided" not in e.detail for e in events)
+
+
+def test_a_profession_that_may_not_list_studies_is_refused_any_search(cast, studies, settings):
+    # A matrix in which nurses may not even list studies (settings, DESIGN.md rule 2).
+    settings.PROFESSION_ACTIONS = {**settings.PROFESSION_ACTIONS, "nurse": []}
+    care(cast.alice, cast.xavier)
+    responses = searches(nurse(cast), studies)
+    assert len(answers(responses)) == 1
+    assert (responses[0].status_code, responses[0].json()["error"]["code"]) == (
+        403,
+        "PROFESSION_NOT_ALLOWED",
+    )
+    assert denials("study.search") == [("deny", "PROFESSION_NOT_ALLOWED", "")] * len(responses)
+
+
+def test_a_nurse_still_searches_the_studies_she_may_list(cast, studies):
+    client = nurse(cast)
+    care(cast.alice, cast.xavier)  # not hers: her search is answered, with nothing in it
+    response = client.get("/dicomweb/studies")
+    assert response.status_code == 200
+    assert denials("study.search") == [("permit", "", "")]

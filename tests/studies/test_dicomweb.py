@@ -1298,15 +1298,29 @@ def test_only_practitioners_and_patients_search_studies(cast, username, institut
 
 
 def test_a_search_without_any_patient_in_scope_finds_nothing(cast, xavier_studies):
+    from studies import access, qido
+    from tests.consent.conftest import actor
+
+    # At his hospital, without a care relationship: not even its own studies of Xavier can
+    # match, and the search is still decided and audited.
+    bob = actor(cast.bob.user, "CHEM")
+    assert access.studies_search(bob, query=qido.Query()).hits == []
+    assert AuditEvent.objects.filter(action="study.search").count() == 1
+
+
+def test_a_search_without_an_acting_institution_is_refused_and_audited(cast, xavier_studies):
     from consent.actors import Actor
+    from consent.gate import AccessDenied
     from consent.models import Role
     from studies import access, qido
 
-    # No care relationship and no acting institution: nothing can match, and the search is
-    # still decided and audited.
-    actor = Actor(role=Role.PRACTITIONER, practitioner=cast.bob, username="bob")
-    assert access.studies_search(actor, query=qido.Query()).hits == []
-    assert AuditEvent.objects.filter(action="study.search").count() == 1
+    # Affiliated nowhere it acts (DESIGN.md check 1): refused as any request of theirs is.
+    bob = Actor(role=Role.PRACTITIONER, practitioner=cast.bob, username="bob")
+    with pytest.raises(AccessDenied) as refused:
+        access.studies_search(bob, query=qido.Query())
+    assert refused.value.code == "NOT_AFFILIATED"
+    events = AuditEvent.objects.filter(action="study.search")
+    assert list(events.values_list("outcome", "reason_code")) == [("deny", "NOT_AFFILIATED")]
 
 
 def test_several_frames_come_in_the_order_asked_from_one_read_of_the_object(

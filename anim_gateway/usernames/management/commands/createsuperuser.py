@@ -1,6 +1,8 @@
 """createsuperuser, refusing a username that differs from a taken one only in case."""
 
 from django.contrib.auth.management.commands import createsuperuser
+from django.core.management.base import CommandError
+from django.db import IntegrityError
 
 from consent.selectors import username_taken
 
@@ -13,3 +15,13 @@ class Command(createsuperuser.Command):
         if error is None and username and username_taken(username=username, database=database):
             return f"Error: That {verbose_field_name} is already taken."
         return error
+
+    def handle(self, *args, **options) -> None:
+        """Django's, and a username created meanwhile by someone else (the database's unique
+        index on its lower case refuses the insert) is told as the check tells it."""
+        # No transaction around it: the prompts would hold it (SQLite's IMMEDIATE ones lock
+        # out every writer meanwhile); the user's one INSERT fails alone.
+        try:
+            super().handle(*args, **options)
+        except IntegrityError as exc:
+            raise CommandError("That username is already taken.") from exc
